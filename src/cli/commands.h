@@ -1,0 +1,44 @@
+#pragma once
+// Subcommand implementations. main.cpp only parses the command line.
+#include <cstdint>
+#include <string>
+
+namespace mtrank::cli {
+
+struct TrainOptions {
+  std::string config, out, train, val, test, metrics_out;
+  int threads = -1;          // -1 = from config
+  std::int64_t seed = -1;    // -1 = from config
+  bool quiet = false;
+};
+int run_train(const TrainOptions& o);
+
+struct EvalOptions {
+  std::string model, data, metrics_out;
+  int threads = 0;
+};
+int run_eval(const EvalOptions& o);
+
+struct PredictOptions {
+  std::string model, data, out;
+  int threads = 0;
+};
+int run_predict(const PredictOptions& o);
+
+struct QuickstartOptions {
+  std::string dir = "mtrank-quickstart";
+  int threads = 0;
+  std::int64_t rows = 60000;
+};
+int run_quickstart(const QuickstartOptions& o);
+
+struct DoctorOptions {
+  int size = 1024;
+  double seconds = 1.0;
+};
+int run_doctor(const DoctorOptions& o);
+
+// The quickstart's config, embedded in the binary.
+extern const char* const kQuickstartConfig;
+
+}  // namespace mtrank::cli

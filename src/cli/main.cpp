@@ -1,0 +1,112 @@
+// mtrank: train, evaluate and run multi-task ranking models.
+#include <cstdio>
+#include <exception>
+
+#include <CLI/CLI.hpp>
+
+#include "cli/commands.h"
+#include "common/error.h"
+#include "common/system.h"
+#include "data/synth.h"
+
+int main(int argc, char** argv) {
+  mtrank::ensure_fast_blas(argc, argv);
+  CLI::App app{
+      "mtrank: multi-task ranking models for recommender systems, trained and evaluated natively.\n"
+      "Start with 'mtrank quickstart', then 'mtrank train --config CFG.toml --out MODEL_DIR'.\n"
+      "Config reference: docs/config.md"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "mtrank 0.1.0");
+
+  mtrank::cli::QuickstartOptions qs;
+  auto* quickstart = app.add_subcommand(
+      "quickstart", "Generate a synthetic impression log, train the default MMoE on it, and print its metrics.");
+  quickstart->add_option("--dir", qs.dir, "Working directory for the data, config and model")->capture_default_str();
+  quickstart->add_option("--rows", qs.rows, "Rows of synthetic data to generate")->capture_default_str();
+  quickstart->add_option("--threads", qs.threads, "Threads (0 = all cores)")->capture_default_str();
+
+  auto* synth = app.add_subcommand("synth", "Generate synthetic multi-task data sets.");
+  synth->require_subcommand(1);
+  mtrank::data::MmoeSynthOptions mm;
+  std::string mm_out;
+  auto* synth_mmoe = synth->add_subcommand(
+      "mmoe", "The MMoE paper's generator: two regression tasks y1, y2 whose correlation follows --correlation.");
+  synth_mmoe->add_option("--rows", mm.rows, "Rows to generate")->capture_default_str();
+  synth_mmoe->add_option("--correlation", mm.correlation, "Task correlation p in [-1, 1]")->capture_default_str();
+  synth_mmoe->add_option("--seed", mm.seed, "Random seed")->capture_default_str();
+  synth_mmoe->add_option("--dim", mm.dim, "Input dimension d")->capture_default_str();
+  synth_mmoe->add_option("--scale", mm.scale, "Weight scale c")->capture_default_str();
+  synth_mmoe->add_option("--sin-terms", mm.sin_terms, "Number of sine terms m")->capture_default_str();
+  synth_mmoe->add_option("--noise", mm.noise_variance, "Label noise variance")->capture_default_str();
+  synth_mmoe->add_option("--out", mm_out, "Output CSV file")->required();
+  mtrank::data::RankingSynthOptions rk;
+  std::string rk_out;
+  auto* synth_ranking = synth->add_subcommand(
+      "ranking", "A synthetic impression log: click, like and watch_time tasks over users and items.");
+  synth_ranking->add_option("--rows", rk.rows, "Rows to generate")->capture_default_str();
+  synth_ranking->add_option("--seed", rk.seed, "Random seed")->capture_default_str();
+  synth_ranking->add_option("--out", rk_out, "Output CSV file")->required();
+
+  mtrank::cli::TrainOptions tr;
+  auto* train = app.add_subcommand("train", "Fit the preprocessing and train a model from a TOML config.");
+  train->add_option("--config", tr.config, "Config file (see docs/config.md)")->required()->check(CLI::ExistingFile);
+  train->add_option("--out", tr.out, "Model directory to write")->required();
+  train->add_option("--train", tr.train, "Training data (overrides data.train)");
+  train->add_option("--val", tr.val, "Validation data for early stopping (overrides data.val)");
+  train->add_option("--test", tr.test, "Test data, evaluated once at the end (overrides data.test)");
+  train->add_option("--metrics-out", tr.metrics_out, "Write metrics JSON here");
+  train->add_option("--threads", tr.threads, "Threads (0 = all cores; default: train.threads)");
+  train->add_option("--seed", tr.seed, "Random seed (default: train.seed)");
+  train->add_flag("--quiet", tr.quiet, "No progress bars");
+
+  mtrank::cli::EvalOptions ev;
+  auto* evalc = app.add_subcommand("eval", "Evaluate a trained model on a labelled file.");
+  evalc->add_option("--model", ev.model, "Model directory from 'mtrank train'")->required();
+  evalc->add_option("--data", ev.data, "Data file with the label columns")->required();
+  evalc->add_option("--metrics-out", ev.metrics_out, "Write metrics JSON here");
+  evalc->add_option("--threads", ev.threads, "Threads (0 = all cores)");
+
+  mtrank::cli::PredictOptions pr;
+  auto* predict = app.add_subcommand("predict", "Score a file: one output row per input row, one column per task.");
+  predict->add_option("--model", pr.model, "Model directory from 'mtrank train'")->required();
+  predict->add_option("--data", pr.data, "Data file (label columns not needed)")->required();
+  predict->add_option("--out", pr.out, "Output CSV file")->required();
+  predict->add_option("--threads", pr.threads, "Threads (0 = all cores)");
+
+  mtrank::cli::DoctorOptions dr;
+  auto* doctor = app.add_subcommand("doctor", "Check the BLAS in use and measure sgemm GFLOP/s on 1 and all threads.");
+  doctor->add_option("--size", dr.size, "Matrix size n for the n x n x n sgemm")->capture_default_str();
+  doctor->add_option("--seconds", dr.seconds, "Measuring time per thread count")->capture_default_str();
+
+  CLI11_PARSE(app, argc, argv);
+  try {
+    if (*quickstart) return mtrank::cli::run_quickstart(qs);
+    if (*synth_mmoe) {
+      mtrank::data::write_mmoe_synthetic(mm, mm_out);
+      std::printf("wrote %lld rows to %s\n", static_cast<long long>(mm.rows), mm_out.c_str());
+      return 0;
+    }
+    if (*synth_ranking) {
+      mtrank::data::write_ranking_synthetic(rk, rk_out);
+      std::printf("wrote %lld rows to %s\n", static_cast<long long>(rk.rows), rk_out.c_str());
+      return 0;
+    }
+    if (*train) return mtrank::cli::run_train(tr);
+    if (*evalc) return mtrank::cli::run_eval(ev);
+    if (*predict) return mtrank::cli::run_predict(pr);
+    if (*doctor) return mtrank::cli::run_doctor(dr);
+  } catch (const mtrank::ConfigError& e) {
+    std::fprintf(stderr, "config error: %s\n", e.what());
+    return 2;
+  } catch (const mtrank::DataError& e) {
+    std::fprintf(stderr, "data error: %s\n", e.what());
+    return 3;
+  } catch (const mtrank::ModelError& e) {
+    std::fprintf(stderr, "model error: %s\n", e.what());
+    return 4;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

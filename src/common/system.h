@@ -1,0 +1,24 @@
+#pragma once
+// Process-level set-up that decides speed: threads and the BLAS in use.
+#include <string>
+
+namespace mtrank {
+
+// Sets LibTorch's intra-op threads (OpenMP, and so OpenMP OpenBLAS) to n; 0 = all cores.
+// LibTorch from Debian defaults to 1 thread here, so every command calls this.
+int configure_threads(int n);
+
+struct BlasInfo {
+  std::string library;  // path of the loaded BLAS shared object
+  std::string core;     // OpenBLAS kernel family in use, "" if not OpenBLAS
+  std::string config;   // OpenBLAS build configuration
+};
+BlasInfo blas_info();
+
+// OpenBLAS 0.3.21 can misdetect recent CPUs as pre-AVX2 cores (measured 3-5x
+// slower). OpenBLAS reads OPENBLAS_CORETYPE only when it is loaded, so if it
+// picked such a core on a CPU with AVX2/AVX-512, re-execute this program once
+// with the right core type. Returns normally when nothing needs fixing.
+void ensure_fast_blas(int argc, char** argv);
+
+}  // namespace mtrank

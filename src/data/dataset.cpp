@@ -1,0 +1,213 @@
+#include "data/dataset.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+
+#include "common/error.h"
+#include "common/progress.h"
+#include "data/hash.h"
+#include "data/preprocessor.h"
+#include "data/record_reader.h"
+
+namespace mtrank::data {
+
+FeaturizedData::FeaturizedData(int num_categorical, int num_bags, int num_dense, int num_tasks)
+    : num_categorical_(num_categorical), num_bags_(num_bags), num_dense_(num_dense), num_tasks_(num_tasks) {}
+
+void FeaturizedData::rollback(const Mark& m) {
+  categorical.resize(m.categorical);
+  dense.resize(m.dense);
+  labels.resize(m.labels);
+  mask.resize(m.labels);
+  bag_offsets.resize(m.bag_offsets);
+  bag_ids.resize(m.bag_ids);
+  bag_weights.resize(m.bag_ids);
+}
+
+void FeaturizedData::reserve(std::int64_t rows) {
+  categorical.reserve(rows * num_categorical_);
+  dense.reserve(rows * num_dense_);
+  labels.reserve(rows * num_tasks_);
+  mask.reserve(rows * num_tasks_);
+  bag_offsets.reserve(rows * num_bags_ + 1);
+}
+
+FeaturizedData FeaturizedData::slice(std::int64_t begin, std::int64_t end) const {
+  FeaturizedData out(num_categorical_, num_bags_, num_dense_, num_tasks_);
+  auto copy = [&](const auto& src, auto& dst, int width) {
+    dst.assign(src.begin() + begin * width, src.begin() + end * width);
+  };
+  copy(categorical, out.categorical, num_categorical_);
+  copy(dense, out.dense, num_dense_);
+  copy(labels, out.labels, num_tasks_);
+  copy(mask, out.mask, num_tasks_);
+  const std::int64_t first = bag_offsets[begin * num_bags_], last = bag_offsets[end * num_bags_];
+  out.bag_offsets.clear();
+  for (std::int64_t i = begin * num_bags_; i <= end * num_bags_; ++i) out.bag_offsets.push_back(bag_offsets[i] - first);
+  out.bag_ids.assign(bag_ids.begin() + first, bag_ids.begin() + last);
+  out.bag_weights.assign(bag_weights.begin() + first, bag_weights.begin() + last);
+  out.rows_ = end - begin;
+  return out;
+}
+
+// ---------------------------------------------------------------- binary cache
+// Layout: magic, version, shape, then each array as (count, raw bytes). Native
+// endianness: a cache is a local accelerator, never an interchange format.
+namespace {
+constexpr char kMagic[8] = {'M', 'T', 'R', 'K', 'D', 'A', 'T', 'A'};
+constexpr std::uint32_t kCacheVersion = 1;
+
+template <typename T>
+void write_array(std::FILE* f, const std::vector<T>& v) {
+  std::uint64_t n = v.size();
+  std::fwrite(&n, sizeof n, 1, f);
+  if (n) std::fwrite(v.data(), sizeof(T), n, f);
+}
+
+template <typename T>
+bool read_array(std::FILE* f, std::vector<T>& v, std::uint64_t limit) {
+  std::uint64_t n;
+  if (std::fread(&n, sizeof n, 1, f) != 1 || n > limit) return false;
+  v.resize(n);
+  return n == 0 || std::fread(v.data(), sizeof(T), n, f) == n;
+}
+}  // namespace
+
+void FeaturizedData::save(const std::string& path) const {
+  const std::string tmp = path + ".tmp" + std::to_string(::getpid());
+  std::FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (!f) throw DataError(tmp + ": cannot write cache: " + std::strerror(errno));
+  std::fwrite(kMagic, 1, sizeof kMagic, f);
+  std::fwrite(&kCacheVersion, sizeof kCacheVersion, 1, f);
+  std::int64_t shape[5] = {rows_, num_categorical_, num_bags_, num_dense_, num_tasks_};
+  std::fwrite(shape, sizeof shape, 1, f);
+  write_array(f, categorical);
+  write_array(f, dense);
+  write_array(f, labels);
+  write_array(f, mask);
+  write_array(f, bag_offsets);
+  write_array(f, bag_ids);
+  write_array(f, bag_weights);
+  const bool ok = std::ferror(f) == 0;
+  if (std::fclose(f) != 0 || !ok) {
+    std::remove(tmp.c_str());
+    throw DataError(tmp + ": write failed (disk full?)");
+  }
+  std::filesystem::rename(tmp, path);
+}
+
+FeaturizedData FeaturizedData::load(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) throw DataError(path + ": cannot open: " + std::strerror(errno));
+  auto fail = [&](const char* why) {
+    std::fclose(f);
+    throw DataError(path + ": corrupt featurized data cache (" + why + "); delete it to rebuild");
+  };
+  char magic[8];
+  std::uint32_t version;
+  std::int64_t shape[5];
+  if (std::fread(magic, 1, 8, f) != 8 || std::memcmp(magic, kMagic, 8) != 0) fail("bad magic");
+  if (std::fread(&version, sizeof version, 1, f) != 1 || version != kCacheVersion) fail("unknown version");
+  if (std::fread(shape, sizeof shape, 1, f) != 1) fail("truncated header");
+  for (std::int64_t s : shape)
+    if (s < 0 || s > (std::int64_t{1} << 40)) fail("bad shape");
+  FeaturizedData d(static_cast<int>(shape[1]), static_cast<int>(shape[2]), static_cast<int>(shape[3]),
+                   static_cast<int>(shape[4]));
+  d.rows_ = shape[0];
+  const std::uint64_t limit = std::uint64_t{1} << 40;
+  if (!read_array(f, d.categorical, limit) || !read_array(f, d.dense, limit) || !read_array(f, d.labels, limit) ||
+      !read_array(f, d.mask, limit) || !read_array(f, d.bag_offsets, limit) || !read_array(f, d.bag_ids, limit) ||
+      !read_array(f, d.bag_weights, limit))
+    fail("truncated");
+  std::fclose(f);
+  const auto r = static_cast<std::size_t>(d.rows_);
+  if (d.categorical.size() != r * d.num_categorical_ || d.dense.size() != r * d.num_dense_ ||
+      d.labels.size() != r * d.num_tasks_ || d.mask.size() != d.labels.size() ||
+      d.bag_offsets.size() != r * d.num_bags_ + 1 || d.bag_weights.size() != d.bag_ids.size() ||
+      static_cast<std::size_t>(d.bag_offsets.back()) != d.bag_ids.size())
+    throw DataError(path + ": corrupt featurized data cache (inconsistent sizes); delete it to rebuild");
+  return d;
+}
+
+// ---------------------------------------------------------------- ingestion
+
+FeaturizedData featurize_file(const Preprocessor& pre, const std::string& path, bool require_labels,
+                              IngestStats* stats, bool show_progress) {
+  const DataConfig& dc = pre.config().data;
+  RecordReader reader(path, ReaderOptions{dc.delimiter});
+  const ColumnBinding binding = pre.bind(reader.header(), path, require_labels);
+  FeaturizedData out(pre.num_categorical(), pre.num_bags(), pre.num_dense(), pre.num_tasks());
+  // Rough row-count guess from file size keeps reallocation low on big files.
+  out.reserve(static_cast<std::int64_t>(std::min<std::uint64_t>(reader.file_size() / 64, 1u << 24)));
+  Progress progress("featurize " + std::filesystem::path(path).filename().string(), reader.file_size(), "B",
+                    show_progress);
+  std::vector<std::string_view> fields;
+  std::int64_t skipped = 0;
+  std::uint64_t n = 0;
+  while (reader.next(fields)) {
+    try {
+      pre.transform(binding, fields, out);
+    } catch (const RowError& e) {
+      std::string where = path + ":" + std::to_string(reader.line());
+      if (e.column >= 0) where += ": column " + std::to_string(e.column + 1) + " ('" + reader.header()[e.column] + "')";
+      if (dc.on_bad_row == BadRowPolicy::kError)
+        throw DataError(where + ": " + e.message + " (set data.on_bad_row = \"skip\" to skip bad rows)");
+      if (++skipped > dc.max_bad_rows)
+        throw DataError(where + ": " + e.message + "; more than data.max_bad_rows = " +
+                        std::to_string(dc.max_bad_rows) + " bad rows, stopping");
+      if (skipped <= 5) std::fprintf(stderr, "warning: skipping %s: %s\n", where.c_str(), e.message.c_str());
+    }
+    if ((++n & 8191) == 0) progress.update(reader.file_offset());
+  }
+  progress.finish(human_count(static_cast<double>(out.rows())) + " rows");
+  if (out.rows() == 0) throw DataError(path + ": no data rows" + (skipped ? " (all were skipped as bad)" : ""));
+  if (skipped > 0) std::fprintf(stderr, "warning: %s: skipped %lld bad rows\n", path.c_str(), static_cast<long long>(skipped));
+  if (stats) {
+    stats->rows = out.rows();
+    stats->skipped = skipped;
+    stats->seconds = progress.elapsed_seconds();
+    stats->bytes = reader.bytes_read();
+    stats->from_cache = false;
+  }
+  return out;
+}
+
+FeaturizedData load_featurized(const Preprocessor& pre, const std::string& path, bool require_labels,
+                               IngestStats* stats, bool show_progress) {
+  const DataConfig& dc = pre.config().data;
+  if (dc.cache_dir.empty()) return featurize_file(pre, path, require_labels, stats, show_progress);
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) throw DataError(path + ": cannot open: " + std::strerror(errno));
+  // The key covers everything that changes the featurized bytes.
+  std::string identity = std::filesystem::absolute(path).string() + "|" + std::to_string(st.st_size) + "|" +
+                         std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec) + "|" +
+                         (require_labels ? "L" : "-") + "|" + pre.to_json().dump() + "|" + pre.config().text;
+  char key[17];
+  std::snprintf(key, sizeof key, "%016llx", static_cast<unsigned long long>(hash_string(identity, 1)));
+  std::filesystem::create_directories(dc.cache_dir);
+  const std::string cache_path =
+      (std::filesystem::path(dc.cache_dir) / (std::filesystem::path(path).filename().string() + "." + key + ".bin")).string();
+  if (std::filesystem::exists(cache_path)) {
+    Progress progress("load cache", 0, "rows", false);
+    FeaturizedData d = FeaturizedData::load(cache_path);
+    if (stats) {
+      stats->rows = d.rows();
+      stats->skipped = 0;
+      stats->seconds = progress.elapsed_seconds();
+      stats->bytes = 0;
+      stats->from_cache = true;
+    }
+    return d;
+  }
+  FeaturizedData d = featurize_file(pre, path, require_labels, stats, show_progress);
+  d.save(cache_path);
+  return d;
+}
+
+}  // namespace mtrank::data

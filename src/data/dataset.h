@@ -1,0 +1,74 @@
+#pragma once
+// Featurized rows in flat columnar arrays, ready to hand to the model without
+// per-row objects, plus ingestion from text files and a binary cache.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+
+namespace mtrank::data {
+
+class Preprocessor;
+
+class FeaturizedData {
+ public:
+  FeaturizedData() = default;
+  FeaturizedData(int num_categorical, int num_bags, int num_dense, int num_tasks);
+
+  std::int64_t rows() const { return rows_; }
+  int num_categorical() const { return num_categorical_; }
+  int num_bags() const { return num_bags_; }
+  int num_dense() const { return num_dense_; }
+  int num_tasks() const { return num_tasks_; }
+
+  // Row-major arrays: [rows x num_categorical], [rows x num_dense], [rows x num_tasks].
+  std::vector<std::int64_t> categorical;
+  std::vector<float> dense;
+  std::vector<float> labels;
+  std::vector<float> mask;  // 1 = the row counts for that task
+  // Multi-hot bags in CSR form: bag (row r, field f) holds ids
+  // bag_ids[bag_offsets[r*num_bags+f] .. bag_offsets[r*num_bags+f+1]).
+  std::vector<std::int64_t> bag_offsets = {0};
+  std::vector<std::int64_t> bag_ids;
+  std::vector<float> bag_weights;  // 1 for sum pooling, 1/len for mean pooling
+
+  // Append protocol used by Preprocessor::transform: begin, write, then commit or roll back.
+  struct Mark {
+    std::size_t categorical, dense, labels, bag_offsets, bag_ids;
+  };
+  Mark mark() const { return {categorical.size(), dense.size(), labels.size(), bag_offsets.size(), bag_ids.size()}; }
+  void rollback(const Mark& m);
+  void commit_row() { ++rows_; }
+
+  void reserve(std::int64_t rows);
+  // Keeps only rows [begin, end): used for tests and small subsets.
+  FeaturizedData slice(std::int64_t begin, std::int64_t end) const;
+
+  void save(const std::string& path) const;  // atomic: temporary file, then rename
+  static FeaturizedData load(const std::string& path);  // throws DataError if corrupt
+
+ private:
+  std::int64_t rows_ = 0;
+  int num_categorical_ = 0, num_bags_ = 0, num_dense_ = 0, num_tasks_ = 0;
+};
+
+struct IngestStats {
+  std::int64_t rows = 0;
+  std::int64_t skipped = 0;    // bad rows skipped by policy
+  double seconds = 0;
+  std::uint64_t bytes = 0;     // decompressed bytes parsed
+  bool from_cache = false;
+};
+
+// Reads and featurizes a whole file (streaming). Labels are optional when
+// `require_labels` is false. Bad rows follow config.data.on_bad_row.
+FeaturizedData featurize_file(const Preprocessor& pre, const std::string& path, bool require_labels,
+                              IngestStats* stats = nullptr, bool show_progress = false);
+
+// Same, but reuses a binary cache in config.data.cache_dir when the file,
+// its size and mtime, and the fitted preprocessing are unchanged.
+FeaturizedData load_featurized(const Preprocessor& pre, const std::string& path, bool require_labels,
+                               IngestStats* stats = nullptr, bool show_progress = false);
+
+}  // namespace mtrank::data

@@ -1,0 +1,426 @@
+#include "data/preprocessor.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <numeric>
+#include <random>
+
+#include <nlohmann/json.hpp>
+
+#include "common/error.h"
+#include "data/dataset.h"
+#include "data/hash.h"
+#include "data/record_reader.h"
+
+namespace mtrank::data {
+
+// ---------------------------------------------------------------- Vocabulary
+
+Vocabulary& Vocabulary::operator=(const Vocabulary& other) {
+  if (this == &other) return *this;
+  values_ = other.values_;
+  counts_ = other.counts_;
+  ids_.clear();
+  ids_.reserve(values_.size());
+  for (std::size_t i = 0; i < values_.size(); ++i) ids_.emplace(values_[i], static_cast<std::int64_t>(i) + 1);
+  return *this;
+}
+
+void Vocabulary::count(std::string_view value) {
+  auto it = ids_.find(value);
+  if (it != ids_.end()) {
+    ++counts_[it->second - 1];
+    return;
+  }
+  values_.emplace_back(value);
+  counts_.push_back(1);
+  ids_.emplace(values_.back(), static_cast<std::int64_t>(values_.size()));
+}
+
+void Vocabulary::finalize(std::int64_t min_count) {
+  std::vector<std::size_t> order(values_.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+    if (counts_[a] != counts_[b]) return counts_[a] > counts_[b];
+    return values_[a] < values_[b];
+  });
+  std::vector<std::string> kept;
+  for (std::size_t i : order)
+    if (counts_[i] >= min_count) kept.push_back(values_[i]);
+  assign(std::move(kept));
+}
+
+void Vocabulary::assign(std::vector<std::string> values) {
+  ids_.clear();
+  values_.clear();
+  counts_.clear();
+  for (auto& v : values) values_.push_back(std::move(v));
+  ids_.reserve(values_.size());
+  for (std::size_t i = 0; i < values_.size(); ++i) ids_.emplace(values_[i], static_cast<std::int64_t>(i) + 1);
+}
+
+// ---------------------------------------------------------------- Quantiles
+
+void QuantileNormalizer::fit(std::vector<double> sample, std::int64_t num_quantiles) {
+  boundaries_.clear();
+  if (sample.empty()) return;
+  std::sort(sample.begin(), sample.end());
+  const std::size_t n = sample.size();
+  for (std::int64_t k = 1; k < num_quantiles; ++k) {
+    std::size_t pos = static_cast<std::size_t>(static_cast<long double>(k) * n / num_quantiles);
+    double b = sample[std::min(pos, n - 1)];
+    if (boundaries_.empty() || b > boundaries_.back()) boundaries_.push_back(b);
+  }
+  // A boundary equal to the minimum separates nothing from below: drop it so the
+  // smallest value still maps to 0 and ties at the minimum stay in bucket 1.
+  if (!boundaries_.empty() && boundaries_.front() <= sample.front()) boundaries_.erase(boundaries_.begin());
+}
+
+double QuantileNormalizer::transform(double x) const {
+  if (boundaries_.empty()) return 0.0;
+  auto bucket = std::upper_bound(boundaries_.begin(), boundaries_.end(), x) - boundaries_.begin();
+  return static_cast<double>(bucket) / static_cast<double>(boundaries_.size());
+}
+
+// ---------------------------------------------------------------- parsing
+
+bool parse_finite(std::string_view s, double& out) {
+  if (!s.empty() && s.front() == '+') s.remove_prefix(1);
+  if (s.empty()) return false;
+  auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+  return ec == std::errc() && ptr == s.data() + s.size() && std::isfinite(out);
+}
+
+// ---------------------------------------------------------------- Preprocessor
+
+Preprocessor::Preprocessor(const Config& config) : config_(config) {
+  for (const FeatureConfig& f : config_.features) {
+    switch (f.type) {
+      case FeatureType::kCategorical:
+      case FeatureType::kCross: categorical_.push_back({f, {}, 0, 0}); break;
+      case FeatureType::kMultiHot: bags_.push_back({f, {}, 0, 0}); break;
+      case FeatureType::kNumeric: dense_.push_back({f, {}, 0.0, 1.0}); break;
+    }
+  }
+}
+
+bool Preprocessor::is_missing(std::string_view v) const {
+  for (const std::string& m : config_.data.missing_values)
+    if (v == m) return true;
+  return false;
+}
+
+void Preprocessor::assign_offsets() {
+  std::int64_t offset = 0;
+  auto place = [&](CategoricalField& f) {
+    f.offset = offset;
+    f.size = f.feature.hash_buckets > 0 ? f.feature.hash_buckets : f.vocab.size();
+    offset += f.size;
+  };
+  for (auto& f : categorical_) place(f);
+  for (auto& f : bags_) place(f);
+  embedding_rows_ = offset;
+}
+
+ColumnBinding Preprocessor::bind(const std::vector<std::string>& header, const std::string& path,
+                                 bool require_labels) const {
+  std::unordered_map<std::string, int> index;
+  for (std::size_t i = 0; i < header.size(); ++i) index.emplace(header[i], static_cast<int>(i));
+  auto find = [&](const std::string& name, const std::string& role, bool required) {
+    auto it = index.find(name);
+    if (it != index.end()) return it->second;
+    if (!required) return -1;
+    std::string known;
+    for (std::size_t i = 0; i < header.size() && i < 12; ++i) known += (i ? ", " : "") + header[i];
+    if (header.size() > 12) known += ", ...";
+    throw DataError(path + ":1: missing column '" + name + "' (" + role + "); the header has: " + known);
+  };
+  ColumnBinding b;
+  b.num_columns = header.size();
+  for (const auto& f : categorical_) {
+    if (f.feature.type == FeatureType::kCross) {
+      b.categorical.push_back(-1);
+      std::vector<int> cols;
+      for (const auto& c : f.feature.columns) cols.push_back(find(c, "crossed by feature '" + f.feature.name + "'", true));
+      b.cross.push_back(std::move(cols));
+    } else {
+      b.categorical.push_back(find(f.feature.name, "categorical feature", true));
+      b.cross.emplace_back();
+    }
+  }
+  for (const auto& f : bags_) b.bag.push_back(find(f.feature.name, "multi_hot feature", true));
+  for (const auto& f : dense_) b.dense.push_back(find(f.feature.name, "numeric feature", true));
+  for (const auto& t : config_.tasks) {
+    b.label.push_back(find(t.column, "label of task '" + t.name + "'", require_labels));
+    b.where.push_back(t.where_column.empty() ? -1
+                                             : find(t.where_column, "sample space of task '" + t.name + "'", require_labels));
+  }
+  return b;
+}
+
+std::int64_t Preprocessor::category_id(const CategoricalField& f, std::string_view value) const {
+  if (f.feature.hash_buckets > 0)
+    return f.offset + static_cast<std::int64_t>(hash_string(value, config_.data.hash_seed) %
+                                                static_cast<std::uint64_t>(f.feature.hash_buckets));
+  return f.offset + f.vocab.lookup(value);
+}
+
+double Preprocessor::dense_value(const DenseField& f, std::string_view raw, int column) const {
+  double x;
+  if (is_missing(raw)) {
+    switch (f.feature.missing) {
+      case MissingPolicy::kZero: return 0.0;
+      case MissingPolicy::kError: throw RowError{column, "missing value for numeric feature (missing = \"error\")"};
+      case MissingPolicy::kMean: x = f.mean; break;
+    }
+  } else {
+    if (!parse_finite(raw, x))
+      throw RowError{column, "'" + std::string(raw.substr(0, 40)) + "' is not a finite number"};
+    if (f.feature.log1p) {
+      if (x <= -1.0) throw RowError{column, "log1p needs values above -1, got " + std::string(raw)};
+      x = std::log1p(x);
+    }
+  }
+  switch (f.feature.transform) {
+    case NumericTransform::kQuantile: return f.quantiles.transform(x);
+    case NumericTransform::kStandardize: return (x - f.mean) / f.stddev;
+    case NumericTransform::kNone: return x;
+  }
+  return x;
+}
+
+void Preprocessor::transform(const ColumnBinding& b, const std::vector<std::string_view>& fields,
+                             FeaturizedData& out) const {
+  if (fields.size() != b.num_columns)
+    throw RowError{-1, "expected " + std::to_string(b.num_columns) + " fields, found " + std::to_string(fields.size())};
+  const FeaturizedData::Mark mark = out.mark();
+  try {
+    for (std::size_t i = 0; i < categorical_.size(); ++i) {
+      const CategoricalField& f = categorical_[i];
+      if (b.categorical[i] >= 0) {
+        out.categorical.push_back(category_id(f, fields[b.categorical[i]]));
+      } else {
+        std::uint64_t h = config_.data.hash_seed;
+        for (int c : b.cross[i]) h = hash_combine(h, hash_string(fields[c], config_.data.hash_seed));
+        out.categorical.push_back(f.offset + static_cast<std::int64_t>(h % static_cast<std::uint64_t>(f.size)));
+      }
+    }
+    for (std::size_t i = 0; i < bags_.size(); ++i) {
+      const CategoricalField& f = bags_[i];
+      std::string_view value = fields[b.bag[i]];
+      const std::size_t start = out.bag_ids.size();
+      const char sep = f.feature.separator[0];
+      while (!value.empty()) {
+        std::size_t cut = value.find(sep);
+        std::string_view token = value.substr(0, cut);
+        if (!token.empty()) out.bag_ids.push_back(category_id(f, token));
+        if (cut == std::string_view::npos) break;
+        value.remove_prefix(cut + 1);
+      }
+      const std::size_t n = out.bag_ids.size() - start;
+      const float w = f.feature.pooling == Pooling::kMean && n > 0 ? 1.0f / static_cast<float>(n) : 1.0f;
+      out.bag_weights.resize(out.bag_ids.size(), w);
+      out.bag_offsets.push_back(static_cast<std::int64_t>(out.bag_ids.size()));
+    }
+    for (std::size_t i = 0; i < dense_.size(); ++i)
+      out.dense.push_back(static_cast<float>(dense_value(dense_[i], fields[b.dense[i]], b.dense[i])));
+    for (std::size_t t = 0; t < config_.tasks.size(); ++t) {
+      const TaskConfig& task = config_.tasks[t];
+      float label = 0.0f, mask = 0.0f;
+      const int col = b.label[t];
+      bool in_space = true;
+      if (b.where[t] >= 0) {
+        std::string_view w = fields[b.where[t]];
+        in_space = std::find(task.where_equals.begin(), task.where_equals.end(), w) != task.where_equals.end();
+      } else if (!task.where_column.empty()) {
+        in_space = false;  // prediction file without the sample-space column
+      }
+      if (col >= 0 && in_space) {
+        std::string_view raw = fields[col];
+        if (is_missing(raw)) {
+          if (task.missing == LabelMissing::kError)
+            throw RowError{col, "missing label for task '" + task.name + "' (missing = \"error\")"};
+        } else if (task.type == TaskType::kBinary && !task.positive.empty()) {
+          label = std::find(task.positive.begin(), task.positive.end(), raw) != task.positive.end() ? 1.0f : 0.0f;
+          mask = 1.0f;
+        } else {
+          double v;
+          if (!parse_finite(raw, v))
+            throw RowError{col, "label '" + std::string(raw.substr(0, 40)) + "' of task '" + task.name +
+                                    "' is not a finite number"};
+          if (task.type == TaskType::kBinary && v != 0.0 && v != 1.0)
+            throw RowError{col, "label of binary task '" + task.name + "' must be 0 or 1 (or set 'positive'), got " +
+                                    std::string(raw)};
+          label = static_cast<float>(v);
+          mask = 1.0f;
+        }
+      }
+      out.labels.push_back(label);
+      out.mask.push_back(mask);
+    }
+  } catch (...) {
+    out.rollback(mark);
+    throw;
+  }
+  out.commit_row();
+}
+
+void Preprocessor::fit(const std::string& train_path) {
+  RecordReader reader(train_path, ReaderOptions{config_.data.delimiter});
+  ColumnBinding b = bind(reader.header(), train_path, true);
+  std::vector<std::vector<double>> samples(dense_.size());
+  std::vector<std::uint64_t> seen(dense_.size(), 0);
+  std::vector<double> sum(dense_.size(), 0.0), sum_sq(dense_.size(), 0.0);
+  std::vector<std::int64_t> count(dense_.size(), 0);
+  std::mt19937_64 rng(config_.data.hash_seed);
+  const std::size_t cap = static_cast<std::size_t>(config_.data.quantile_sample);
+  std::vector<std::string_view> fields;
+  std::vector<double> values(dense_.size());
+  std::vector<char> present(dense_.size());
+  std::int64_t rows = 0, bad = 0;
+  auto bad_row = [&](int column, const std::string& why) {
+    std::string where = train_path + ":" + std::to_string(reader.line());
+    if (column >= 0)
+      where += ": column " + std::to_string(column + 1) + " ('" + reader.header()[column] + "')";
+    if (config_.data.on_bad_row == BadRowPolicy::kError)
+      throw DataError(where + ": " + why + " (set data.on_bad_row = \"skip\" to skip bad rows)");
+    if (++bad > config_.data.max_bad_rows)
+      throw DataError(where + ": " + why + "; more than data.max_bad_rows = " +
+                      std::to_string(config_.data.max_bad_rows) + " bad rows, stopping");
+  };
+  while (reader.next(fields)) {
+    if (fields.size() != b.num_columns) {
+      bad_row(-1, "expected " + std::to_string(b.num_columns) + " fields, found " + std::to_string(fields.size()));
+      continue;
+    }
+    // Parse numerics first so a bad row contributes nothing.
+    bool ok = true;
+    std::fill(present.begin(), present.end(), 0);
+    for (std::size_t i = 0; i < dense_.size() && ok; ++i) {
+      std::string_view raw = fields[b.dense[i]];
+      if (is_missing(raw)) {
+        if (dense_[i].feature.missing == MissingPolicy::kError) {
+          bad_row(b.dense[i], "missing value for numeric feature (missing = \"error\")");
+          ok = false;
+        }
+        continue;
+      }
+      double x;
+      if (!parse_finite(raw, x)) {
+        bad_row(b.dense[i], "'" + std::string(raw.substr(0, 40)) + "' is not a finite number");
+        ok = false;
+        continue;
+      }
+      if (dense_[i].feature.log1p) {
+        if (x <= -1.0) {
+          bad_row(b.dense[i], "log1p needs values above -1");
+          ok = false;
+          continue;
+        }
+        x = std::log1p(x);
+      }
+      values[i] = x;
+      present[i] = 1;
+    }
+    if (!ok) continue;
+    ++rows;
+    for (std::size_t i = 0; i < categorical_.size(); ++i)
+      if (b.categorical[i] >= 0 && categorical_[i].feature.hash_buckets == 0)
+        categorical_[i].vocab.count(fields[b.categorical[i]]);
+    for (std::size_t i = 0; i < bags_.size(); ++i) {
+      if (bags_[i].feature.hash_buckets > 0) continue;
+      std::string_view value = fields[b.bag[i]];
+      const char sep = bags_[i].feature.separator[0];
+      while (!value.empty()) {
+        std::size_t cut = value.find(sep);
+        std::string_view token = value.substr(0, cut);
+        if (!token.empty()) bags_[i].vocab.count(token);
+        if (cut == std::string_view::npos) break;
+        value.remove_prefix(cut + 1);
+      }
+    }
+    for (std::size_t i = 0; i < dense_.size(); ++i) {
+      if (!present[i]) continue;
+      const double x = values[i];
+      sum[i] += x;
+      sum_sq[i] += x * x;
+      ++count[i];
+      if (samples[i].size() < cap) {
+        samples[i].push_back(x);
+      } else {
+        std::uint64_t j = rng() % (seen[i] + 1);
+        if (j < cap) samples[i][j] = x;
+      }
+      ++seen[i];
+    }
+  }
+  if (rows == 0) throw DataError(train_path + ": no usable data rows to fit the preprocessing on");
+  for (auto& f : categorical_) f.vocab.finalize(f.feature.min_count);
+  for (auto& f : bags_) f.vocab.finalize(f.feature.min_count);
+  for (std::size_t i = 0; i < dense_.size(); ++i) {
+    DenseField& f = dense_[i];
+    if (count[i] > 0) {
+      f.mean = sum[i] / static_cast<double>(count[i]);
+      const double var = std::max(0.0, sum_sq[i] / static_cast<double>(count[i]) - f.mean * f.mean);
+      f.stddev = var > 1e-24 ? std::sqrt(var) : 1.0;
+    }
+    if (f.feature.transform == NumericTransform::kQuantile) f.quantiles.fit(std::move(samples[i]), f.feature.quantiles);
+  }
+  assign_offsets();
+}
+
+nlohmann::json Preprocessor::to_json() const {
+  using nlohmann::json;
+  json j;
+  j["format"] = "mtrank-preprocess";
+  j["version"] = 1;
+  auto categorical = [](const CategoricalField& f) {
+    json e{{"name", f.feature.name}, {"type", to_string(f.feature.type)}, {"offset", f.offset}, {"size", f.size}};
+    if (f.feature.hash_buckets == 0) e["vocabulary"] = std::vector<std::string>(f.vocab.values().begin(), f.vocab.values().end());
+    return e;
+  };
+  j["categorical"] = json::array();
+  for (const auto& f : categorical_) j["categorical"].push_back(categorical(f));
+  j["multi_hot"] = json::array();
+  for (const auto& f : bags_) j["multi_hot"].push_back(categorical(f));
+  j["numeric"] = json::array();
+  for (const auto& f : dense_)
+    j["numeric"].push_back({{"name", f.feature.name}, {"mean", f.mean}, {"stddev", f.stddev},
+                            {"boundaries", f.quantiles.boundaries()}});
+  j["embedding_rows"] = embedding_rows_;
+  return j;
+}
+
+void Preprocessor::load_json(const nlohmann::json& j) {
+  try {
+    if (j.at("format") != "mtrank-preprocess" || j.at("version") != 1)
+      throw ModelError("not an mtrank preprocessing file of version 1");
+    auto categorical = [](std::vector<CategoricalField>& fields, const nlohmann::json& arr) {
+      if (arr.size() != fields.size()) throw ModelError("the saved features do not match the model's config");
+      for (std::size_t i = 0; i < fields.size(); ++i) {
+        if (arr[i].at("name") != fields[i].feature.name)
+          throw ModelError("saved feature '" + arr[i].at("name").get<std::string>() + "' does not match config feature '" +
+                           fields[i].feature.name + "'");
+        if (fields[i].feature.hash_buckets == 0)
+          fields[i].vocab.assign(arr[i].at("vocabulary").get<std::vector<std::string>>());
+      }
+    };
+    categorical(categorical_, j.at("categorical"));
+    categorical(bags_, j.at("multi_hot"));
+    const auto& numeric = j.at("numeric");
+    if (numeric.size() != dense_.size()) throw ModelError("the saved numeric features do not match the model's config");
+    for (std::size_t i = 0; i < dense_.size(); ++i) {
+      dense_[i].mean = numeric[i].at("mean").get<double>();
+      dense_[i].stddev = numeric[i].at("stddev").get<double>();
+      dense_[i].quantiles.set_boundaries(numeric[i].at("boundaries").get<std::vector<double>>());
+    }
+    assign_offsets();
+    if (j.at("embedding_rows").get<std::int64_t>() != embedding_rows_)
+      throw ModelError("saved embedding layout does not match the rebuilt one");
+  } catch (const nlohmann::json::exception& e) {
+    throw ModelError(std::string("malformed preprocessing JSON: ") + e.what());
+  }
+}
+
+}  // namespace mtrank::data

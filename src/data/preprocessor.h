@@ -1,0 +1,137 @@
+#pragma once
+// Fitted preprocessing: turns a raw record (strings) into model inputs, exactly
+// the same way at training, evaluation, prediction and serving time.
+//
+// Output layout of one row (see FeaturizedData):
+//   - one id per categorical or cross field, already offset into ONE fused
+//     embedding table (so the model does a single lookup for all fields);
+//   - one bag of ids per multi-hot field (CSR), with pooling weights;
+//   - one float per numeric field;
+//   - one label and one mask (1 = counts in this task's loss/metrics) per task.
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "config/config.h"
+
+namespace mtrank::data {
+
+// Category value -> id. Id 0 is the out-of-vocabulary id; known values are 1..size()-1,
+// ordered by training count (descending), ties by value, so ids are deterministic.
+class Vocabulary {
+ public:
+  Vocabulary() = default;
+  Vocabulary(const Vocabulary& other) { *this = other; }
+  Vocabulary& operator=(const Vocabulary& other);
+  Vocabulary(Vocabulary&&) = default;
+  Vocabulary& operator=(Vocabulary&&) = default;
+
+  void count(std::string_view value);              // while fitting
+  void finalize(std::int64_t min_count);           // keeps values seen >= min_count times
+  std::int64_t lookup(std::string_view value) const {  // 0 if unknown
+    auto it = ids_.find(value);
+    return it == ids_.end() ? 0 : it->second;
+  }
+  std::int64_t size() const { return static_cast<std::int64_t>(values_.size()) + 1; }  // incl. OOV
+  const std::deque<std::string>& values() const { return values_; }  // id i+1 is values()[i]
+  void assign(std::vector<std::string> values);  // from a saved model
+
+ private:
+  std::deque<std::string> values_;  // stable storage: ids_ keys view into it
+  std::unordered_map<std::string_view, std::int64_t> ids_;
+  std::vector<std::int64_t> counts_;  // while fitting, indexed like values_
+};
+
+// Maps a value to (i-1)/(n-1) for the i-th of n training quantiles (Wide & Deep).
+// Boundaries are deduplicated, so heavy ties (e.g. 95% zeros) form one bucket.
+class QuantileNormalizer {
+ public:
+  void fit(std::vector<double> sample, std::int64_t num_quantiles);
+  double transform(double x) const;
+  const std::vector<double>& boundaries() const { return boundaries_; }
+  void set_boundaries(std::vector<double> b) { boundaries_ = std::move(b); }
+
+ private:
+  std::vector<double> boundaries_;
+};
+
+// A record that cannot be featurized: which input column and why.
+struct RowError {
+  int column;  // 0-based input column index, -1 if not about one column
+  std::string message;
+};
+
+class FeaturizedData;
+
+// Column indices of one file's header for the preprocessor's features and labels.
+struct ColumnBinding {
+  std::size_t num_columns = 0;
+  std::vector<int> categorical;              // per categorical/cross field: column, or -1 for cross
+  std::vector<std::vector<int>> cross;       // per categorical/cross field: crossed columns
+  std::vector<int> bag;                      // per multi-hot field
+  std::vector<int> dense;                    // per numeric field
+  std::vector<int> label;                    // per task; -1 if the file has no label column
+  std::vector<int> where;                    // per task: sample-space column, -1 if none
+};
+
+class Preprocessor {
+ public:
+  explicit Preprocessor(const Config& config);
+
+  // Fits vocabularies, quantiles and moments on the training file (one streaming pass).
+  void fit(const std::string& train_path);
+
+  nlohmann::json to_json() const;
+  void load_json(const nlohmann::json& j);  // throws ModelError on mismatch with the config
+
+  // Finds the needed columns in a header; throws DataError naming a missing column.
+  // Label columns may be absent when `require_labels` is false (prediction).
+  ColumnBinding bind(const std::vector<std::string>& header, const std::string& path, bool require_labels) const;
+
+  // Appends one featurized row to `out`. Throws RowError; then `out` is unchanged.
+  void transform(const ColumnBinding& b, const std::vector<std::string_view>& fields, FeaturizedData& out) const;
+
+  std::int64_t embedding_rows() const { return embedding_rows_; }
+  int num_categorical() const { return static_cast<int>(categorical_.size()); }
+  int num_bags() const { return static_cast<int>(bags_.size()); }
+  int num_dense() const { return static_cast<int>(dense_.size()); }
+  int num_tasks() const { return static_cast<int>(config_.tasks.size()); }
+  const Config& config() const { return config_; }
+  bool is_missing(std::string_view v) const;
+
+  // Per-field info for reports.
+  struct CategoricalField {
+    FeatureConfig feature;
+    Vocabulary vocab;  // unused when hashed
+    std::int64_t offset = 0, size = 0;
+  };
+  struct DenseField {
+    FeatureConfig feature;
+    QuantileNormalizer quantiles;
+    double mean = 0, stddev = 1;
+  };
+  const std::vector<CategoricalField>& categorical_fields() const { return categorical_; }
+  const std::vector<CategoricalField>& bag_fields() const { return bags_; }
+  const std::vector<DenseField>& dense_fields() const { return dense_; }
+
+ private:
+  std::int64_t category_id(const CategoricalField& f, std::string_view value) const;
+  double dense_value(const DenseField& f, std::string_view raw, int column) const;
+  void assign_offsets();
+
+  Config config_;
+  std::vector<CategoricalField> categorical_;  // categorical and cross features, config order
+  std::vector<CategoricalField> bags_;         // multi-hot features
+  std::vector<DenseField> dense_;              // numeric features
+  std::int64_t embedding_rows_ = 0;
+};
+
+// Parses a finite float; returns false for junk, NaN or infinity.
+bool parse_finite(std::string_view s, double& out);
+
+}  // namespace mtrank::data

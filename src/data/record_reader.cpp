@@ -1,0 +1,389 @@
+#include "data/record_reader.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstdio>
+#include <cstring>
+
+#include "common/error.h"
+
+namespace mtrank::data {
+namespace {
+
+constexpr std::size_t kGzipBufferSize = 256 * 1024;
+
+bool ends_with(const std::string& s, std::string_view suffix) {
+  return s.size() >= suffix.size() &&
+         std::string_view(s).substr(s.size() - suffix.size()) == suffix;
+}
+
+std::string describe_char(char c) {
+  unsigned char u = static_cast<unsigned char>(c);
+  if (c == '\t') return "'\\t'";
+  if (c == '\r') return "'\\r'";
+  if (u < 0x20 || u >= 0x7f) {
+    char buf[8];
+    std::snprintf(buf, sizeof buf, "0x%02x", u);
+    return buf;
+  }
+  return std::string("'") + c + "'";
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// Source: a plain file read with read(2), or a gzip stream read with zlib.
+struct RecordReader::Source {
+  const std::string& path;
+  int fd = -1;
+  gzFile gz = nullptr;
+
+  explicit Source(const std::string& p) : path(p) {}
+  ~Source() {
+    if (gz != nullptr) {
+      gzclose(gz);  // also closes fd
+    } else if (fd >= 0) {
+      ::close(fd);
+    }
+  }
+
+  // Reads up to n bytes; returns 0 only at end of file. Throws on errors.
+  std::size_t read(char* dst, std::size_t n) {
+    if (gz != nullptr) {
+      unsigned want = static_cast<unsigned>(std::min<std::size_t>(n, INT_MAX));
+      int got = gzread(gz, dst, want);
+      int err = Z_OK;
+      const char* msg = gzerror(gz, &err);
+      // gzdopen() streams prefix messages with "<fd:N>: "; the path is ours to add.
+      if (msg != nullptr && std::strncmp(msg, "<fd:", 4) == 0) {
+        if (const char* colon = std::strstr(msg, ": ")) msg = colon + 2;
+      }
+      if (got < 0 || (err != Z_OK && err != Z_BUF_ERROR)) {
+        if (err == Z_ERRNO) throw DataError(path + ": read error: " + std::strerror(errno));
+        throw DataError(path + ": corrupt gzip stream: " + (msg ? msg : "unknown error"));
+      }
+      if (got == 0 && err == Z_BUF_ERROR) {
+        // zlib reports a truncated stream as Z_BUF_ERROR at end of input.
+        throw DataError(path + ": corrupt gzip stream: " +
+                        (msg && *msg ? msg : "unexpected end of file") +
+                        " (the file is truncated)");
+      }
+      return static_cast<std::size_t>(got);
+    }
+    for (;;) {
+      ssize_t got = ::read(fd, dst, n);
+      if (got >= 0) return static_cast<std::size_t>(got);
+      if (errno == EINTR) continue;
+      throw DataError(path + ": read error: " + std::strerror(errno));
+    }
+  }
+
+  std::uint64_t offset(std::uint64_t consumed) const {
+    if (gz != nullptr) {
+      z_off_t off = gzoffset(gz);
+      return off < 0 ? 0 : static_cast<std::uint64_t>(off);
+    }
+    return consumed;  // plain file: bytes on disk == bytes consumed
+  }
+};
+
+// ---------------------------------------------------------------------------
+RecordReader::RecordReader(const std::string& path, ReaderOptions options)
+    : path_(path), quote_(options.quote) {
+  const bool gzip = ends_with(path_, ".gz");
+  if (options.delimiter != 0) {
+    delimiter_ = options.delimiter;
+  } else if (ends_with(path_, ".tsv") || ends_with(path_, ".tsv.gz") || ends_with(path_, ".tab") ||
+             ends_with(path_, ".tab.gz")) {
+    delimiter_ = '\t';
+  } else {
+    delimiter_ = ',';
+  }
+  if (delimiter_ == '\n' || delimiter_ == '\r' || delimiter_ == quote_ || quote_ == '\n' ||
+      quote_ == '\r') {
+    throw DataError(path_ + ": invalid reader options: delimiter " + describe_char(delimiter_) +
+                    " and quote " + describe_char(quote_) +
+                    " must differ from each other and from line breaks");
+  }
+
+  source_ = std::make_unique<Source>(path_);
+  int fd;
+  do {
+    fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+  } while (fd < 0 && errno == EINTR);
+  if (fd < 0) throw DataError(path_ + ": cannot open: " + std::strerror(errno));
+  source_->fd = fd;
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) throw DataError(path_ + ": cannot open: " + std::strerror(errno));
+  if (S_ISDIR(st.st_mode)) throw DataError(path_ + ": cannot open: " + std::strerror(EISDIR));
+  file_size_ = S_ISREG(st.st_mode) ? static_cast<std::uint64_t>(st.st_size) : 0;
+#ifdef POSIX_FADV_SEQUENTIAL
+  ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+#endif
+  if (gzip) {
+    gzFile gz = gzdopen(fd, "rb");
+    if (gz == nullptr) throw DataError(path_ + ": cannot open: " + std::strerror(ENOMEM));
+    source_->gz = gz;  // owns fd now
+    gzbuffer(gz, kGzipBufferSize);
+  }
+
+  buffer_.resize(kInitialBufferSize);
+  fill();
+  // Skip a UTF-8 byte order mark.
+  if (end_ - begin_ >= 3 && std::memcmp(buffer_.data() + begin_, "\xEF\xBB\xBF", 3) == 0) {
+    begin_ += 3;
+    bytes_consumed_ += 3;
+  }
+
+  std::vector<std::string_view> fields;
+  if (!next(fields)) throw DataError(path_ + ": file is empty (expected a header row)");
+  header_.assign(fields.begin(), fields.end());
+}
+
+RecordReader::~RecordReader() = default;
+
+std::uint64_t RecordReader::file_offset() const {
+  return source_ ? source_->offset(bytes_consumed_) : 0;
+}
+
+void RecordReader::fail(std::uint64_t line, std::uint64_t column, const std::string& what) const {
+  throw DataError(path_ + ":" + std::to_string(line) + ":" + std::to_string(column) + ": " + what);
+}
+
+// Moves the unread bytes to the front, grows the buffer if they fill it (a record larger
+// than the buffer), and reads until the buffer is full or the input ends.
+// Invariant afterwards: !eof_ implies end_ == buffer_.size().
+bool RecordReader::fill() {
+  if (eof_) return false;
+  if (begin_ > 0) {
+    if (end_ > begin_) std::memmove(buffer_.data(), buffer_.data() + begin_, end_ - begin_);
+    end_ -= begin_;
+    begin_ = 0;
+  }
+  if (end_ == buffer_.size()) {
+    if (buffer_.size() >= kMaxBufferSize) {
+      throw DataError(path_ + ":" + std::to_string(line_) + ": record is larger than " +
+                      std::to_string(kMaxBufferSize >> 20) +
+                      " MiB (is a quoted field missing its closing quote?)");
+    }
+    buffer_.resize(std::min(buffer_.size() * 2, kMaxBufferSize));
+  }
+  const std::size_t before = end_;
+  while (end_ < buffer_.size()) {
+    std::size_t got = source_->read(buffer_.data() + end_, buffer_.size() - end_);
+    if (got == 0) {
+      eof_ = true;
+      break;
+    }
+    end_ += got;
+  }
+  return end_ > before;
+}
+
+bool RecordReader::next(std::vector<std::string_view>& fields) {
+  for (;;) {
+    switch (parse(fields)) {
+      case Parse::kRecord:
+        return true;
+      case Parse::kEnd:
+        fields.clear();
+        return false;
+      case Parse::kNeedMore:
+        fill();
+        break;
+    }
+  }
+}
+
+// Parses one record from buffer_[begin_, end_). Returns kNeedMore (consuming nothing but
+// skipped blank lines) when the record may continue past end_ and more input exists.
+RecordReader::Parse RecordReader::parse(std::vector<std::string_view>& fields) {
+  const char* const base = buffer_.data();
+  const char* p = base + begin_;
+  const char* const end = base + end_;
+
+  // Skip blank lines ("\n" or "\r\n"; a lone "\r" at end of file).
+  bool need_more = false;
+  while (p < end) {
+    if (*p == '\n') {
+      ++p;
+      ++line_;
+    } else if (*p == '\r') {
+      if (p + 1 < end) {
+        if (p[1] != '\n') break;
+        p += 2;
+        ++line_;
+      } else if (eof_) {
+        ++p;
+      } else {
+        need_more = true;  // need the next byte to decide
+        break;
+      }
+    } else {
+      break;
+    }
+  }
+  bytes_consumed_ += static_cast<std::uint64_t>((p - base) - begin_);
+  begin_ = static_cast<std::size_t>(p - base);
+  if (p == end) return eof_ ? Parse::kEnd : Parse::kNeedMore;
+  if (need_more) return Parse::kNeedMore;  // "\r" at the end of the buffer
+
+  // Fast path: the physical line is in the buffer and has no quoted field.
+  const char* const rec = p;
+  const char* nl = static_cast<const char*>(std::memchr(p, '\n', static_cast<std::size_t>(end - p)));
+  const char* line_end = nl != nullptr ? nl : end;
+  if (nl == nullptr && !eof_) return Parse::kNeedMore;
+
+  const char d = delimiter_;
+  const char qc = quote_;
+  fields.clear();
+  const char* fs = p;
+  if (*fs == qc) return parse_slow(fields, rec, fs);
+  for (const char* q = p; q < line_end; ++q) {
+    if (*q == d) {
+      fields.emplace_back(fs, static_cast<std::size_t>(q - fs));
+      fs = q + 1;
+      if (fs < line_end && *fs == qc) return parse_slow(fields, rec, fs);
+    }
+  }
+  const char* fe = line_end;
+  if (fe > fs && fe[-1] == '\r') --fe;
+  fields.emplace_back(fs, static_cast<std::size_t>(fe - fs));
+
+  record_line_ = line_;
+  const char* next = line_end;
+  if (nl != nullptr) {
+    ++next;
+    ++line_;
+  }
+  bytes_consumed_ += static_cast<std::uint64_t>(next - rec);
+  begin_ = static_cast<std::size_t>(next - base);
+  return Parse::kRecord;
+}
+
+// General RFC 4180 state machine, entered at the first quoted field of a record.
+// Fields before `field` are already in `fields`. Fields are views into buffer_, except
+// quoted fields containing "" which are unquoted into unquoted_.
+RecordReader::Parse RecordReader::parse_slow(std::vector<std::string_view>& fields,
+                                             const char* rec, const char* field) {
+  const char* const base = buffer_.data();
+  const char* const end = base + end_;
+  const char d = delimiter_;
+  const char qc = quote_;
+  std::uint64_t ln = line_;          // physical line of q
+  const char* line_start = rec;      // start of that line
+  // Unquoted text never exceeds the input it comes from, so views into unquoted_ stay valid.
+  unquoted_.clear();
+  unquoted_.reserve(static_cast<std::size_t>(end - field));
+
+  const char* q = field;
+  for (;;) {
+    // q is at the start of a field.
+    if (q < end && *q == qc) {
+      const std::uint64_t open_line = ln;
+      const std::uint64_t open_col = static_cast<std::uint64_t>(q - line_start) + 1;
+      ++q;
+      const char* content = q;     // start of the quoted content in the buffer
+      const char* segment = q;     // start of the not yet copied content
+      bool copied = false;
+      std::size_t copy_offset = 0;
+      const char* close;
+      for (;;) {
+        if (q == end) {
+          if (!eof_) return Parse::kNeedMore;
+          fail(open_line, open_col, "unterminated quoted field (opened here)");
+        }
+        const char c = *q;
+        if (c == qc) {
+          if (q + 1 == end && !eof_) return Parse::kNeedMore;  // could be ""
+          if (q + 1 < end && q[1] == qc) {
+            if (!copied) {
+              copied = true;
+              copy_offset = unquoted_.size();
+            }
+            unquoted_.append(segment, static_cast<std::size_t>(q + 1 - segment));
+            q += 2;
+            segment = q;
+            continue;
+          }
+          close = q;
+          ++q;
+          break;
+        }
+        if (c == '\n') {
+          ++ln;
+          line_start = q + 1;
+        }
+        ++q;
+      }
+      if (copied) {
+        unquoted_.append(segment, static_cast<std::size_t>(close - segment));
+        fields.emplace_back(unquoted_.data() + copy_offset, unquoted_.size() - copy_offset);
+      } else {
+        fields.emplace_back(content, static_cast<std::size_t>(close - content));
+      }
+      // After the closing quote: delimiter, line end or end of file.
+      if (q == end) break;  // eof_ (otherwise kNeedMore was returned above)
+      if (*q == d) {
+        ++q;
+        continue;
+      }
+      if (*q == '\n') {
+        ++q;
+        ++ln;
+        break;
+      }
+      if (*q == '\r') {
+        if (q + 1 == end) {
+          if (!eof_) return Parse::kNeedMore;
+          ++q;
+          break;
+        }
+        if (q[1] == '\n') {
+          q += 2;
+          ++ln;
+          break;
+        }
+      }
+      fail(ln, static_cast<std::uint64_t>(q - line_start) + 1,
+           "unexpected character " + describe_char(*q) +
+               " after the closing quote of a quoted field (a quote inside a quoted field must be "
+               "doubled, and the field must end at the closing quote)");
+    }
+    // Unquoted field: up to the delimiter or the line end; quotes inside are literal.
+    const char* s = q;
+    while (q < end && *q != d && *q != '\n') ++q;
+    if (q == end) {
+      if (!eof_) return Parse::kNeedMore;
+      const char* e = q;
+      if (e > s && e[-1] == '\r') --e;
+      fields.emplace_back(s, static_cast<std::size_t>(e - s));
+      break;
+    }
+    if (*q == d) {
+      fields.emplace_back(s, static_cast<std::size_t>(q - s));
+      ++q;
+      continue;
+    }
+    const char* e = q;  // '\n'
+    if (e > s && e[-1] == '\r') --e;
+    fields.emplace_back(s, static_cast<std::size_t>(e - s));
+    ++q;
+    ++ln;
+    break;
+  }
+
+  record_line_ = line_;
+  line_ = ln;
+  bytes_consumed_ += static_cast<std::uint64_t>(q - rec);
+  begin_ = static_cast<std::size_t>(q - base);
+  return Parse::kRecord;
+}
+
+}  // namespace mtrank::data

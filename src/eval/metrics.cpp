@@ -1,0 +1,130 @@
+#include "eval/metrics.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <numeric>
+
+#include <nlohmann/json.hpp>
+
+namespace mtrank::eval {
+
+double roc_auc(const std::vector<float>& scores, const std::vector<float>& labels) {
+  const std::size_t n = scores.size();
+  std::vector<std::size_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return scores[a] < scores[b]; });
+  // Mann-Whitney U with average ranks for tied scores.
+  double positive_rank_sum = 0;
+  std::size_t positives = 0;
+  for (std::size_t i = 0; i < n;) {
+    std::size_t j = i;
+    while (j < n && scores[order[j]] == scores[order[i]]) ++j;
+    const double avg_rank = 0.5 * static_cast<double>(i + 1 + j);  // ranks i+1..j
+    for (std::size_t k = i; k < j; ++k)
+      if (labels[order[k]] > 0.5f) {
+        positive_rank_sum += avg_rank;
+        ++positives;
+      }
+    i = j;
+  }
+  const std::size_t negatives = n - positives;
+  if (positives == 0 || negatives == 0) return std::numeric_limits<double>::quiet_NaN();
+  const double p = static_cast<double>(positives);
+  return (positive_rank_sum - p * (p + 1) / 2) / (p * static_cast<double>(negatives));
+}
+
+double logloss(const std::vector<float>& probs, const std::vector<float>& labels) {
+  if (probs.empty()) return std::numeric_limits<double>::quiet_NaN();
+  double sum = 0;
+  for (std::size_t i = 0; i < probs.size(); ++i) {
+    const double p = std::clamp(static_cast<double>(probs[i]), 1e-7, 1 - 1e-7);
+    sum -= labels[i] > 0.5f ? std::log(p) : std::log(1 - p);
+  }
+  return sum / static_cast<double>(probs.size());
+}
+
+double mean_squared_error(const std::vector<float>& preds, const std::vector<float>& labels) {
+  if (preds.empty()) return std::numeric_limits<double>::quiet_NaN();
+  double sum = 0;
+  for (std::size_t i = 0; i < preds.size(); ++i) {
+    const double d = static_cast<double>(preds[i]) - labels[i];
+    sum += d * d;
+  }
+  return sum / static_cast<double>(preds.size());
+}
+
+std::vector<TaskMetrics> evaluate_tasks(const std::vector<TaskConfig>& tasks, const std::vector<float>& preds,
+                                        const std::vector<float>& labels, const std::vector<float>& mask) {
+  const std::size_t T = tasks.size();
+  const std::size_t rows = T ? preds.size() / T : 0;
+  std::vector<TaskMetrics> out;
+  std::vector<float> p, y;
+  for (std::size_t t = 0; t < T; ++t) {
+    p.clear();
+    y.clear();
+    for (std::size_t r = 0; r < rows; ++r)
+      if (mask[r * T + t] > 0) {
+        p.push_back(preds[r * T + t]);
+        y.push_back(labels[r * T + t]);
+      }
+    TaskMetrics m;
+    m.name = tasks[t].name;
+    m.type = tasks[t].type;
+    m.count = static_cast<std::int64_t>(p.size());
+    if (m.type == TaskType::kBinary) {
+      m.auc = roc_auc(p, y);
+      m.logloss = logloss(p, y);
+      m.loss = m.logloss;
+      const double n = std::max<double>(1, static_cast<double>(p.size()));
+      m.positive_rate = std::accumulate(y.begin(), y.end(), 0.0) / n;
+      m.mean_prediction = std::accumulate(p.begin(), p.end(), 0.0) / n;
+    } else {
+      m.mse = mean_squared_error(p, y);
+      m.rmse = std::sqrt(m.mse);
+      m.loss = m.mse;
+    }
+    out.push_back(m);
+  }
+  return out;
+}
+
+nlohmann::json to_json(const std::vector<TaskMetrics>& metrics) {
+  nlohmann::json tasks = nlohmann::json::object();
+  auto num = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); };
+  for (const TaskMetrics& m : metrics) {
+    nlohmann::json j{{"type", to_string(m.type)}, {"count", m.count}};
+    if (m.type == TaskType::kBinary) {
+      j["auc"] = num(m.auc);
+      j["logloss"] = num(m.logloss);
+      j["positive_rate"] = num(m.positive_rate);
+      j["mean_prediction"] = num(m.mean_prediction);
+    } else {
+      j["mse"] = num(m.mse);
+      j["rmse"] = num(m.rmse);
+    }
+    tasks[m.name] = j;
+  }
+  return tasks;
+}
+
+std::string format_table(const std::vector<TaskMetrics>& metrics) {
+  std::string out;
+  char line[256];
+  std::snprintf(line, sizeof line, "%-16s %-10s %9s %9s %9s %9s %9s\n", "task", "type", "count", "auc", "logloss",
+                "rmse", "pos_rate");
+  out += line;
+  for (const TaskMetrics& m : metrics) {
+    if (m.type == TaskType::kBinary)
+      std::snprintf(line, sizeof line, "%-16s %-10s %9lld %9.4f %9.4f %9s %9.4f\n", m.name.c_str(), "binary",
+                    static_cast<long long>(m.count), m.auc, m.logloss, "-", m.positive_rate);
+    else
+      std::snprintf(line, sizeof line, "%-16s %-10s %9lld %9s %9s %9.4f %9s\n", m.name.c_str(), "regression",
+                    static_cast<long long>(m.count), "-", "-", m.rmse, "-");
+    out += line;
+  }
+  return out;
+}
+
+}  // namespace mtrank::eval

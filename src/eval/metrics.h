@@ -1,0 +1,37 @@
+#pragma once
+// Evaluation metrics (no torch): exact ROC AUC with ties, logloss, MSE/RMSE.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "config/config.h"
+
+namespace mtrank::eval {
+
+// Exact AUC: probability that a random positive scores above a random negative,
+// ties counting one half (average ranks). NaN if a class is absent.
+double roc_auc(const std::vector<float>& scores, const std::vector<float>& labels);
+// Mean binary cross-entropy of probabilities, clipped to [1e-7, 1-1e-7].
+double logloss(const std::vector<float>& probs, const std::vector<float>& labels);
+double mean_squared_error(const std::vector<float>& preds, const std::vector<float>& labels);
+
+struct TaskMetrics {
+  std::string name;
+  TaskType type = TaskType::kBinary;
+  std::int64_t count = 0;  // rows in the task's sample space with a label
+  double auc = 0, logloss = 0, positive_rate = 0, mean_prediction = 0;  // binary
+  double mse = 0, rmse = 0;                                              // regression
+  double loss = 0;  // the training loss of the task on this data (logloss or mse)
+};
+
+// preds/labels/mask are row-major [rows x tasks]; preds are probabilities for binary tasks.
+std::vector<TaskMetrics> evaluate_tasks(const std::vector<TaskConfig>& tasks, const std::vector<float>& preds,
+                                        const std::vector<float>& labels, const std::vector<float>& mask);
+
+nlohmann::json to_json(const std::vector<TaskMetrics>& metrics);
+// A fixed-width table for the terminal.
+std::string format_table(const std::vector<TaskMetrics>& metrics);
+
+}  // namespace mtrank::eval

@@ -1,0 +1,34 @@
+#pragma once
+// A model directory holds everything needed to featurize and score exactly as
+// training did:
+//   config.toml      the training config (features, tasks, model)
+//   preprocess.json  fitted vocabularies, quantile boundaries, moments
+//   weights.pt       model parameters (LibTorch archive)
+//   meta.json        format version, tasks, training summary and metrics
+// It is written to a temporary directory and renamed into place, so a crash
+// never leaves a half-written model.
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "config/config.h"
+#include "data/preprocessor.h"
+#include "model/model.h"
+
+namespace mtrank::train {
+
+model::InputShape input_shape(const data::Preprocessor& pre);
+
+struct LoadedModel {
+  Config config;
+  std::unique_ptr<data::Preprocessor> preprocessor;
+  std::shared_ptr<model::RankingModel> net;
+  nlohmann::json meta;
+};
+
+void save_model_dir(const std::string& dir, const Config& config, const data::Preprocessor& pre,
+                    model::RankingModel& net, const nlohmann::json& meta);
+LoadedModel load_model_dir(const std::string& dir);  // throws ModelError naming the file
+
+}  // namespace mtrank::train
