@@ -276,8 +276,9 @@ int run_quickstart(const QuickstartOptions& o) {
   fs::create_directories(dir);
   std::printf("mtrank quickstart: generating a synthetic impression log of %lld rows in %s/\n",
               static_cast<long long>(o.rows), dir.c_str());
+  std::fflush(stdout);
   const fs::path all = dir / "all.csv";
-  data::write_ranking_synthetic({o.rows, 7, 1000, 300, 12}, all.string());
+  data::write_ranking_synthetic({o.rows, 7, 200, 100, 12}, all.string());
   // Split by row index: 8/10 train, 1/10 validation, 1/10 test.
   {
     std::ifstream in(all);

@@ -67,19 +67,21 @@ void QuantileNormalizer::fit(std::vector<double> sample, std::int64_t num_quanti
   if (sample.empty()) return;
   std::sort(sample.begin(), sample.end());
   const std::size_t n = sample.size();
+  // Boundary k is the largest value of the k-th equal-frequency bucket; bucket i
+  // holds (b[i-1], b[i]]. Ties collapse to one boundary, so a mass of zeros
+  // (capital gains) is one bucket that maps to 0 and every larger value is above it.
   for (std::int64_t k = 1; k < num_quantiles; ++k) {
-    std::size_t pos = static_cast<std::size_t>(static_cast<long double>(k) * n / num_quantiles);
-    double b = sample[std::min(pos, n - 1)];
-    if (boundaries_.empty() || b > boundaries_.back()) boundaries_.push_back(b);
+    const std::size_t end = static_cast<std::size_t>((static_cast<unsigned __int128>(k) * n + num_quantiles - 1) /
+                                                     static_cast<unsigned __int128>(num_quantiles));
+    const double b = sample[std::min(std::max<std::size_t>(end, 1), n) - 1];
+    if (b < sample.back() && (boundaries_.empty() || b > boundaries_.back())) boundaries_.push_back(b);
   }
-  // A boundary equal to the minimum separates nothing from below: drop it so the
-  // smallest value still maps to 0 and ties at the minimum stay in bucket 1.
-  if (!boundaries_.empty() && boundaries_.front() <= sample.front()) boundaries_.erase(boundaries_.begin());
 }
 
 double QuantileNormalizer::transform(double x) const {
   if (boundaries_.empty()) return 0.0;
-  auto bucket = std::upper_bound(boundaries_.begin(), boundaries_.end(), x) - boundaries_.begin();
+  // Number of boundaries strictly below x: the 0-based bucket index.
+  const auto bucket = std::lower_bound(boundaries_.begin(), boundaries_.end(), x) - boundaries_.begin();
   return static_cast<double>(bucket) / static_cast<double>(boundaries_.size());
 }
 

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# End-to-end checks of the mtrank command line: real runs, real files, exit codes and messages.
+set -euo pipefail
+MTRANK=$1
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+cd "$WORK"
+fail() { echo "FAIL: $*"; exit 1; }
+expect_error() {  # expect_error CODE PATTERN -- command...
+  local code=$1 pattern=$2; shift 3
+  set +e; "$@" >out.txt 2>err.txt; local rc=$?; set -e
+  [ "$rc" -eq "$code" ] || { cat err.txt; fail "expected exit $code, got $rc: $*"; }
+  grep -qF -- "$pattern" err.txt || { cat err.txt; fail "expected '$pattern' in stderr of: $*"; }
+}
+
+# quickstart: trains, prints metrics, writes a model and metrics JSON.
+"$MTRANK" quickstart --dir qs --rows 20000 --threads 2 >qs.txt 2>qs.err || { cat qs.err; fail quickstart; }
+grep -q "test metrics" qs.txt || fail "quickstart printed no test metrics"
+grep -q "What next" qs.txt || fail "quickstart did not say what to run next"
+for f in config.toml preprocess.json weights.pt meta.json; do [ -s "qs/model/$f" ] || fail "missing qs/model/$f"; done
+python3 - <<'PY' || fail "metrics JSON"
+import json
+m = json.load(open("qs/metrics.json"))
+t = m["tasks"]
+assert set(t) == {"click", "like", "watch_time"}, t
+assert 0.55 < t["click"]["auc"] <= 1 and t["click"]["count"] == 2000, t["click"]
+assert "rmse" in t["watch_time"] and "mse" in t["watch_time"]
+assert m["train_rows_per_s"] > 0 and m["epochs"] >= 1
+PY
+
+# eval on the test split reproduces the training run's test metrics.
+"$MTRANK" eval --model qs/model --data qs/test.csv --metrics-out eval.json >/dev/null 2>&1 || fail eval
+python3 - <<'PY' || fail "eval metrics differ from training metrics"
+import json
+a = json.load(open("qs/metrics.json"))["tasks"]; b = json.load(open("eval.json"))["tasks"]
+for k in a:
+    for m in ("auc", "logloss", "rmse"):
+        if m in a[k]: assert abs(a[k][m] - b[k][m]) < 1e-9, (k, m, a[k][m], b[k][m])
+PY
+
+# predict: one row per input row, one column per task; labels not needed.
+cut -d, -f1-7 qs/test.csv > nolabels.csv
+"$MTRANK" predict --model qs/model --data nolabels.csv --out pred.csv 2>/dev/null || fail predict
+[ "$(head -1 pred.csv)" = "click,like,watch_time" ] || fail "predict header: $(head -1 pred.csv)"
+[ "$(wc -l < pred.csv)" = "$(wc -l < qs/test.csv)" ] || fail "predict row count"
+
+# synth mmoe writes the documented columns.
+"$MTRANK" synth mmoe --rows 100 --correlation 0.5 --seed 1 --dim 4 --out s.csv >/dev/null
+[ "$(head -1 s.csv)" = "x0,x1,x2,x3,y1,y2" ] || fail "synth header"
+[ "$(wc -l < s.csv)" = 101 ] || fail "synth rows"
+
+# Bad input: clear messages, distinct non-zero exit codes, nothing half-written.
+sed 's/^epochs = 8/epochs = 8\nlearning_rat = 1/' qs/quickstart.toml > typo.toml
+expect_error 2 "unknown key 'train.learning_rat'" -- "$MTRANK" train --config typo.toml --out m1
+[ ! -e m1 ] || fail "a failed run left a model directory"
+printf 'user_id,item_id,item_category,device,user_interests,price,hour,click,like,watch_time\nu1,i1,c1,tv,c1,abc,3,0,,\n' > bad.csv
+expect_error 3 "bad.csv:2: column 6 ('price'): 'abc' is not a finite number" -- \
+  "$MTRANK" train --config qs/quickstart.toml --train bad.csv --out m2
+: > empty.csv
+expect_error 3 "empty.csv: file is empty" -- "$MTRANK" eval --model qs/model --data empty.csv
+cp -r qs/model broken && head -c 100 qs/model/weights.pt > broken/weights.pt
+expect_error 4 "weights.pt: corrupt" -- "$MTRANK" eval --model broken --data qs/test.csv
+expect_error 4 "not a directory" -- "$MTRANK" predict --model nowhere --data qs/test.csv --out p.csv
+[ ! -e p.csv ] || fail "a failed predict left an output file"
+echo "cli tests passed"

@@ -1,0 +1,88 @@
+#include <gtest/gtest.h>
+
+#include "common/error.h"
+#include "config/config.h"
+
+using mtrank::Config;
+using mtrank::ConfigError;
+using mtrank::parse_config;
+
+namespace {
+const char* kMinimal = R"(
+[[features]]
+names = ["a", "b"]
+type = "categorical"
+min_count = 3
+
+[[features]]
+name = "x"
+type = "numeric"
+transform = "standardize"
+
+[[tasks]]
+name = "click"
+column = "clicked"
+)";
+
+std::string error_of(const std::string& text) {
+  try {
+    parse_config(text, "cfg.toml");
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+}  // namespace
+
+TEST(Config, ExpandsNamesAndAppliesDefaults) {
+  Config c = parse_config(kMinimal, "cfg.toml");
+  ASSERT_EQ(c.features.size(), 3u);
+  EXPECT_EQ(c.features[0].name, "a");
+  EXPECT_EQ(c.features[1].name, "b");
+  EXPECT_EQ(c.features[1].min_count, 3);
+  EXPECT_EQ(c.features[2].transform, mtrank::NumericTransform::kStandardize);
+  ASSERT_EQ(c.tasks.size(), 1u);
+  EXPECT_EQ(c.tasks[0].type, mtrank::TaskType::kBinary);
+  EXPECT_EQ(c.model.type, "mmoe");
+  EXPECT_EQ(c.train.optimizer, "adam");
+}
+
+TEST(Config, UnknownKeyNamesKeyAndLine) {
+  std::string e = error_of(std::string(kMinimal) + "\n[train]\nlearning_rat = 0.1\n");
+  EXPECT_NE(e.find("cfg.toml:"), std::string::npos) << e;
+  EXPECT_NE(e.find("unknown key 'train.learning_rat'"), std::string::npos) << e;
+  EXPECT_NE(e.find("cfg.toml:17:"), std::string::npos) << e;  // the line of the typo
+}
+
+TEST(Config, WrongTypeNamesKey) {
+  std::string e = error_of(std::string(kMinimal) + "\n[train]\nepochs = \"ten\"\n");
+  EXPECT_NE(e.find("key 'train.epochs': must be an integer, got a string"), std::string::npos) << e;
+}
+
+TEST(Config, BadEnumListsChoices) {
+  std::string e = error_of(std::string(kMinimal) + "\n[train]\noptimizer = \"sgd\"\n");
+  EXPECT_NE(e.find("\"sgd\" is not one of \"adam\", \"adagrad\""), std::string::npos) << e;
+}
+
+TEST(Config, MissingTasksAndSyntaxErrors) {
+  EXPECT_NE(error_of("[[features]]\nname = \"a\"\ntype = \"categorical\"\n").find("[[tasks]]"), std::string::npos);
+  std::string e = error_of("[model\n");
+  EXPECT_NE(e.find("cfg.toml:1:"), std::string::npos) << e;
+}
+
+TEST(Config, CrossNeedsBucketsAndDuplicateNamesRejected) {
+  EXPECT_NE(error_of(std::string(kMinimal) + "[[features]]\nname=\"ab\"\ntype=\"cross\"\ncolumns=[\"a\",\"b\"]\n")
+                .find("hash_buckets"),
+            std::string::npos);
+  EXPECT_NE(error_of(std::string(kMinimal) + "[[features]]\nname=\"a\"\ntype=\"categorical\"\n").find("declared twice"),
+            std::string::npos);
+}
+
+TEST(Config, SampleSpace) {
+  Config c = parse_config(std::string(kMinimal) +
+                              "[[tasks]]\nname=\"like\"\ncolumn=\"liked\"\nwhere={column=\"clicked\", equals=[\"1\"]}\n",
+                          "cfg.toml");
+  ASSERT_EQ(c.tasks.size(), 2u);
+  EXPECT_EQ(c.tasks[1].where_column, "clicked");
+  EXPECT_EQ(c.tasks[1].where_equals, std::vector<std::string>{"1"});
+}

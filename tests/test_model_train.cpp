@@ -1,0 +1,303 @@
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "common/error.h"
+#include "config/config.h"
+#include "data/dataset.h"
+#include "data/preprocessor.h"
+#include "data/synth.h"
+#include "model/mmoe.h"
+#include "test_util.h"
+#include "train/model_dir.h"
+#include "train/row_optimizer.h"
+#include "train/trainer.h"
+
+using namespace mtrank;
+using mtrank::testing::TempDir;
+
+namespace {
+model::InputShape small_shape() { return {50, 3, 1, 2, 2}; }
+
+// A random batch for the small shape: 3 categorical fields, 1 bag field, 2 dense, 2 tasks.
+struct RandomBatch {
+  data::FeaturizedData d{3, 1, 2, 2};
+  model::BatchBuilder builder;
+  model::Batch batch;
+  explicit RandomBatch(int rows, int seed = 0) {
+    std::mt19937 rng(seed);
+    for (int r = 0; r < rows; ++r) {
+      for (int f = 0; f < 3; ++f) d.categorical.push_back(f * 10 + rng() % 10);
+      const int n = rng() % 3;
+      for (int i = 0; i < n; ++i) {
+        d.bag_ids.push_back(30 + rng() % 20);
+        d.bag_weights.push_back(1.0f / n);
+      }
+      d.bag_offsets.push_back(static_cast<std::int64_t>(d.bag_ids.size()));
+      d.dense.push_back(static_cast<float>(rng() % 100) / 100);
+      d.dense.push_back(static_cast<float>(rng() % 100) / 100);
+      d.labels.push_back(static_cast<float>(rng() % 2));
+      d.labels.push_back(static_cast<float>(rng() % 2));
+      d.mask.push_back(1);
+      d.mask.push_back(1);
+      d.commit_row();
+    }
+    batch = builder.build_range(d, 0, rows);
+  }
+};
+
+ModelConfig small_model() {
+  ModelConfig m;
+  m.embedding_dim = 4;
+  m.num_experts = 3;
+  m.expert_hidden = {8, 6};
+  m.tower_hidden = {5};
+  return m;
+}
+}  // namespace
+
+TEST(MMoE, OutputShapesAndGatesSumToOne) {
+  torch::manual_seed(0);
+  auto net = model::create_model(small_model(), small_shape());
+  RandomBatch rb(7);
+  model::ModelOutput out = net->forward(rb.batch, nullptr);
+  EXPECT_EQ(out.logits.sizes(), (std::vector<std::int64_t>{7, 2}));
+  EXPECT_EQ(out.gates.sizes(), (std::vector<std::int64_t>{7, 2, 3}));
+  EXPECT_TRUE(torch::allclose(out.gates.sum(-1), torch::ones({7, 2})));
+  EXPECT_EQ(net->input()->output_dim(), (3 + 1) * 4 + 2);
+}
+
+TEST(MMoE, GradientsReachEveryParameterAndTouchedRows) {
+  torch::manual_seed(0);
+  auto net = model::create_model(small_model(), small_shape());
+  RandomBatch rb(16);
+  model::TouchedRows touched;
+  model::ModelOutput out = net->forward(rb.batch, &touched);
+  train::multitask_loss(out.logits, rb.batch.labels, rb.batch.mask, std::vector<TaskConfig>(2)).backward();
+  for (const auto& p : net->named_parameters()) {
+    if (!p.value().requires_grad()) continue;  // the embedding table: updated row-wise
+    ASSERT_TRUE(p.value().grad().defined()) << p.key();
+    EXPECT_GT(p.value().grad().abs().sum().item<double>(), 0) << p.key();
+  }
+  ASSERT_TRUE(touched.rows.grad().defined());
+  EXPECT_EQ(touched.rows.size(0), touched.ids.size(0));
+  EXPECT_GT(touched.rows.grad().abs().sum().item<double>(), 0);
+  // Touched rows are exactly the unique ids of the batch.
+  auto all = torch::cat({rb.batch.categorical.reshape({-1}), rb.batch.bag_ids});
+  EXPECT_TRUE(torch::equal(touched.ids, std::get<0>(at::_unique(all))));
+}
+
+TEST(MMoE, TrainingAndInferenceLookupsAgree) {
+  torch::manual_seed(0);
+  auto net = model::create_model(small_model(), small_shape());
+  net->eval();
+  RandomBatch rb(9);
+  model::TouchedRows touched;
+  auto a = net->forward(rb.batch, &touched).logits;
+  auto b = net->forward(rb.batch, nullptr).logits;
+  EXPECT_TRUE(torch::allclose(a, b, 1e-6, 1e-6));
+}
+
+TEST(RowOptimizer, UpdatesOnlyTouchedRowsLikeDenseAdamOnFirstStep) {
+  torch::manual_seed(0);
+  torch::Tensor table = torch::randn({10, 3});
+  torch::Tensor reference = table.clone().requires_grad_(true);
+  TrainConfig tc;
+  tc.learning_rate = 0.1;
+  train::RowOptimizer opt(table, tc);
+  torch::Tensor ids = torch::tensor({1, 4, 7}, torch::kInt64);
+  torch::Tensor grad = torch::randn({3, 3});
+  const torch::Tensor before = table.clone();
+  opt.step(ids, grad);
+  // Dense Adam on a full-table gradient that is zero outside the rows.
+  torch::optim::Adam dense({reference}, torch::optim::AdamOptions(0.1));
+  reference.mutable_grad() = torch::zeros({10, 3}).index_copy(0, ids, grad);
+  dense.step();
+  for (int r : {0, 2, 3, 5, 6, 8, 9}) EXPECT_TRUE(torch::equal(table[r], before[r])) << r;
+  for (int r : {1, 4, 7}) EXPECT_TRUE(torch::allclose(table[r], reference.detach()[r], 1e-6, 1e-6)) << r;
+}
+
+TEST(RowOptimizer, AdagradHandComputed) {
+  torch::Tensor table = torch::zeros({2, 1});
+  TrainConfig tc;
+  tc.optimizer = "adagrad";
+  tc.learning_rate = 0.5;
+  train::RowOptimizer opt(table, tc);
+  opt.step(torch::tensor({1}, torch::kInt64), torch::tensor({{2.0f}}));
+  // acc = 4, w = 0 - 0.5 * 2 / (sqrt(4) + 1e-10) = -0.5
+  EXPECT_NEAR(table[1].item<float>(), -0.5f, 1e-6);
+  opt.step(torch::tensor({1}, torch::kInt64), torch::tensor({{2.0f}}));
+  // acc = 8, w = -0.5 - 0.5 * 2 / sqrt(8)
+  EXPECT_NEAR(table[1].item<float>(), -0.5f - 1.0f / std::sqrt(8.0f), 1e-6);
+  EXPECT_EQ(table[0].item<float>(), 0.0f);
+}
+
+TEST(MultitaskLoss, IgnoresRowsOutsideTheSampleSpace) {
+  std::vector<TaskConfig> tasks(2);
+  tasks[1].type = TaskType::kRegression;
+  tasks[1].weight = 0.5;
+  torch::Tensor logits = torch::tensor({{0.0f, 1.0f}, {2.0f, 3.0f}, {-1.0f, 5.0f}});
+  torch::Tensor labels = torch::tensor({{1.0f, 2.0f}, {0.0f, 0.0f}, {1.0f, 100.0f}});
+  torch::Tensor mask = torch::tensor({{1.0f, 1.0f}, {1.0f, 0.0f}, {0.0f, 1.0f}});
+  std::vector<double> per_task;
+  const double total = train::multitask_loss(logits, labels, mask, tasks, &per_task).item<double>();
+  auto bce = [](double z, double y) { return std::log1p(std::exp(-z)) + (1 - y) * z; };
+  const double binary = (bce(0, 1) + bce(2, 0)) / 2;     // row 3 is outside the click sample space
+  const double regression = ((1 - 2) * (1 - 2) + (5 - 100) * (5 - 100)) / 2.0;  // row 2 masked
+  EXPECT_NEAR(per_task[0], binary, 1e-5);
+  EXPECT_NEAR(per_task[1], regression, 1e-3);
+  EXPECT_NEAR(total, binary + 0.5 * regression, 1e-3);
+  // Changing a masked label changes nothing.
+  labels[1][1] = 1e6;
+  EXPECT_NEAR(train::multitask_loss(logits, labels, mask, tasks).item<double>(), total, 1e-3);
+}
+
+// End to end on the synthetic impression log: featurize, train, check it learned,
+// save, reload, and predict identically.
+class EndToEnd : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir();
+    data::RankingSynthOptions o;
+    o.rows = 24000;
+    o.seed = 5;
+    o.users = 200;
+    o.items = 100;
+    data::write_ranking_synthetic(o, dir_->file("all.csv"));
+    // Split: first 20000 rows train, the rest test (same generative world).
+    std::ifstream in(dir_->file("all.csv"));
+    std::ofstream train(dir_->file("train.csv")), test(dir_->file("test.csv"));
+    std::string line;
+    std::getline(in, line);
+    train << line << "\n";
+    test << line << "\n";
+    for (int i = 0; std::getline(in, line); ++i) (i < 20000 ? train : test) << line << "\n";
+  }
+  static void TearDownTestSuite() { delete dir_; }
+
+  static Config config() {
+    Config c = parse_config(R"(
+[[features]]
+names = ["user_id", "item_id", "item_category", "device", "hour"]
+type = "categorical"
+[[features]]
+name = "user_interests"
+type = "multi_hot"
+[[features]]
+name = "price"
+type = "numeric"
+log1p = true
+[[tasks]]
+name = "click"
+column = "click"
+[[tasks]]
+name = "like"
+column = "like"
+where = { column = "click", equals = ["1"] }
+[model]
+embedding_dim = 8
+num_experts = 3
+expert_hidden = [16]
+tower_hidden = [8]
+[train]
+learning_rate = 0.003
+batch_size = 256
+epochs = 3
+threads = 1
+)",
+                            "e2e.toml");
+    return c;
+  }
+
+  static TempDir* dir_;
+};
+TempDir* EndToEnd::dir_ = nullptr;
+
+TEST_F(EndToEnd, LearnsWellAboveChanceAndRoundTrips) {
+  Config c = config();
+  torch::manual_seed(1);
+  at::set_num_threads(1);
+  data::Preprocessor pre(c);
+  pre.fit(dir_->file("train.csv"));
+  data::FeaturizedData train = data::featurize_file(pre, dir_->file("train.csv"), true);
+  data::FeaturizedData test = data::featurize_file(pre, dir_->file("test.csv"), true);
+  auto net = model::create_model(c.model, train::input_shape(pre));
+  train::TrainReport report = train::train_model(*net, c, train, nullptr, false);
+  EXPECT_EQ(report.epochs.size(), 3u);
+  EXPECT_LT(report.epochs.back().train_loss, report.epochs.front().train_loss);
+  train::Predictions before;
+  auto m = train::evaluate(*net, c, test, &before);
+  EXPECT_GT(m[0].auc, 0.62) << "click";  // chance is 0.5; the generator's signal allows ~0.65
+  EXPECT_GT(m[1].auc, 0.70) << "like";
+  EXPECT_GT(m[1].count, 500);
+  EXPECT_LT(m[1].count, test.rows());  // like only counts clicked rows
+  EXPECT_NEAR(m[0].mean_prediction, m[0].positive_rate, 0.05);  // roughly calibrated
+  ASSERT_EQ(before.expert_utilization.size(), 2u);
+
+  const std::string model_dir = dir_->file("model");
+  train::save_model_dir(model_dir, c, pre, *net, {{"format", "mtrank-model"}, {"version", 1}});
+  EXPECT_FALSE(std::filesystem::exists(model_dir + ".tmp-" + std::to_string(::getpid())));
+  train::LoadedModel loaded = train::load_model_dir(model_dir);
+  data::FeaturizedData test2 = data::featurize_file(*loaded.preprocessor, dir_->file("test.csv"), true);
+  EXPECT_EQ(test2.categorical, test.categorical);
+  train::Predictions after = train::predict(*loaded.net, loaded.config, test2);
+  EXPECT_EQ(after.values, before.values);  // bit-identical
+}
+
+TEST_F(EndToEnd, SameSeedSameModel) {
+  Config c = config();
+  c.train.epochs = 1;
+  at::set_num_threads(1);
+  std::vector<float> runs[2];
+  for (auto& out : runs) {
+    torch::manual_seed(c.train.seed);
+    data::Preprocessor pre(c);
+    pre.fit(dir_->file("train.csv"));
+    data::FeaturizedData train = data::featurize_file(pre, dir_->file("train.csv"), true);
+    auto net = model::create_model(c.model, train::input_shape(pre));
+    train::train_model(*net, c, train, nullptr, false);
+    out = train::predict(*net, c, train.slice(0, 500)).values;
+  }
+  EXPECT_EQ(runs[0], runs[1]);
+}
+
+TEST(ModelDir, CorruptOrMissingFilesGiveClearErrors) {
+  TempDir dir;
+  auto error = [](const std::string& path) {
+    try {
+      train::load_model_dir(path);
+    } catch (const ModelError& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_NE(error(dir.file("nope")).find("not a directory"), std::string::npos);
+  std::filesystem::create_directories(dir.file("m"));
+  EXPECT_NE(error(dir.file("m")).find("meta.json: missing"), std::string::npos);
+  dir.write("m/meta.json", "{not json");
+  EXPECT_NE(error(dir.file("m")).find("meta.json: corrupt"), std::string::npos);
+}
+
+TEST(ModelDir, TruncatedWeightsAreRefused) {
+  TempDir dir;
+  Config c = parse_config("[[features]]\nname=\"a\"\ntype=\"categorical\"\n[[tasks]]\nname=\"y\"\ncolumn=\"y\"\n", "c.toml");
+  const std::string csv = dir.write("d.csv", "a,y\nx,1\nz,0\n");
+  data::Preprocessor pre(c);
+  pre.fit(csv);
+  auto net = model::create_model(c.model, train::input_shape(pre));
+  train::save_model_dir(dir.file("m"), c, pre, *net, {{"format", "mtrank-model"}, {"version", 1}});
+  const std::string weights = dir.file("m/weights.pt");
+  std::filesystem::resize_file(weights, std::filesystem::file_size(weights) / 2);
+  try {
+    train::load_model_dir(dir.file("m"));
+    FAIL() << "expected ModelError";
+  } catch (const ModelError& e) {
+    EXPECT_NE(std::string(e.what()).find("weights.pt: corrupt"), std::string::npos) << e.what();
+  }
+}

@@ -1,0 +1,279 @@
+#include <cmath>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "common/error.h"
+#include "config/config.h"
+#include "data/dataset.h"
+#include "data/hash.h"
+#include "data/preprocessor.h"
+#include "test_util.h"
+
+using namespace mtrank;
+using mtrank::data::FeaturizedData;
+using mtrank::data::Preprocessor;
+using mtrank::testing::TempDir;
+
+TEST(Vocabulary, OrdersByCountThenValueAndAppliesMinCount) {
+  data::Vocabulary v;
+  for (const char* s : {"b", "a", "c", "b", "a", "b", "d"}) v.count(s);
+  v.finalize(2);
+  ASSERT_EQ(v.size(), 3);  // OOV + b + a
+  EXPECT_EQ(v.lookup("b"), 1);
+  EXPECT_EQ(v.lookup("a"), 2);
+  EXPECT_EQ(v.lookup("c"), 0);  // below min_count: out of vocabulary
+  EXPECT_EQ(v.lookup("never seen"), 0);
+}
+
+TEST(QuantileNormalizer, HandComputedEqualFrequencyBuckets) {
+  data::QuantileNormalizer q;
+  q.fit({8, 7, 6, 5, 4, 3, 2, 1}, 4);  // buckets {1,2} {3,4} {5,6} {7,8}
+  EXPECT_EQ(q.boundaries(), (std::vector<double>{2, 4, 6}));
+  EXPECT_DOUBLE_EQ(q.transform(1), 0.0);
+  EXPECT_DOUBLE_EQ(q.transform(2), 0.0);
+  EXPECT_DOUBLE_EQ(q.transform(3), 1.0 / 3);
+  EXPECT_DOUBLE_EQ(q.transform(6), 2.0 / 3);
+  EXPECT_DOUBLE_EQ(q.transform(8), 1.0);
+  EXPECT_DOUBLE_EQ(q.transform(-100), 0.0);  // below training range
+  EXPECT_DOUBLE_EQ(q.transform(100), 1.0);   // above
+}
+
+TEST(QuantileNormalizer, HeavyTiesFormOneBucket) {
+  data::QuantileNormalizer q;
+  std::vector<double> v(95, 0.0);
+  for (int i = 1; i <= 5; ++i) v.push_back(i * 100.0);
+  q.fit(v, 10);  // every decile boundary is 0: zeros -> 0, anything above -> 1
+  EXPECT_EQ(q.boundaries(), (std::vector<double>{0}));
+  EXPECT_DOUBLE_EQ(q.transform(0), 0.0);
+  EXPECT_DOUBLE_EQ(q.transform(100), 1.0);
+  q.fit(v, 100);  // percentiles 96..99 separate the tail
+  EXPECT_EQ(q.boundaries(), (std::vector<double>{0, 100, 200, 300, 400}));
+  EXPECT_DOUBLE_EQ(q.transform(0), 0.0);
+  EXPECT_DOUBLE_EQ(q.transform(100), 0.2);
+  EXPECT_DOUBLE_EQ(q.transform(500), 1.0);
+}
+
+TEST(Hashing, StableAcrossBuildsAndSeeds) {
+  // These constants pin the hash function: changing it would silently remap saved models' buckets.
+  EXPECT_EQ(data::hash_string("netflix", 0), 15485588058823102527ULL);
+  EXPECT_EQ(data::hash_string("netflix", 7), 12326316001841718169ULL);
+  EXPECT_NE(data::hash_string("a", 0), data::hash_string("b", 0));
+}
+
+namespace {
+const char* kConfig = R"(
+[data]
+missing_values = ["", "NA"]
+
+[[features]]
+name = "country"
+type = "categorical"
+min_count = 2
+
+[[features]]
+name = "app"
+type = "categorical"
+hash_buckets = 16
+
+[[features]]
+name = "tags"
+type = "multi_hot"
+separator = "|"
+pooling = "mean"
+
+[[features]]
+name = "country_x_app"
+type = "cross"
+columns = ["country", "app"]
+hash_buckets = 8
+
+[[features]]
+name = "age"
+type = "numeric"
+transform = "standardize"
+
+[[tasks]]
+name = "click"
+column = "click"
+
+[[tasks]]
+name = "like"
+column = "like"
+where = { column = "click", equals = ["1"] }
+
+[[tasks]]
+name = "rating"
+type = "regression"
+column = "rating"
+)";
+
+const char* kTrain =
+    "country,app,tags,age,click,like,rating\n"
+    "us,maps,a|b,10,1,1,4.5\n"
+    "us,mail,b,20,0,,3\n"
+    "de,maps,,30,1,0,NA\n"
+    "fr,\"ma,ps\",a|a|c,NA,0,,2\n";
+}  // namespace
+
+class PreprocessorTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    config = parse_config(kConfig, "test.toml");
+    train_path = dir.write("train.csv", kTrain);
+    pre = std::make_unique<Preprocessor>(config);
+    pre->fit(train_path);
+  }
+  TempDir dir;
+  Config config;
+  std::string train_path;
+  std::unique_ptr<Preprocessor> pre;
+};
+
+TEST_F(PreprocessorTest, LayoutAndOffsets) {
+  EXPECT_EQ(pre->num_categorical(), 3);  // country, app, cross
+  EXPECT_EQ(pre->num_bags(), 1);
+  EXPECT_EQ(pre->num_dense(), 1);
+  const auto& cats = pre->categorical_fields();
+  EXPECT_EQ(cats[0].offset, 0);
+  EXPECT_EQ(cats[0].size, 2);  // OOV + "us" (the only value seen twice)
+  EXPECT_EQ(cats[1].offset, 2);
+  EXPECT_EQ(cats[1].size, 16);
+  EXPECT_EQ(cats[2].offset, 18);
+  EXPECT_EQ(cats[2].size, 8);
+  EXPECT_EQ(pre->bag_fields()[0].offset, 26);
+  EXPECT_EQ(pre->bag_fields()[0].size, 4);  // OOV + a, b, c
+  EXPECT_EQ(pre->embedding_rows(), 30);
+}
+
+TEST_F(PreprocessorTest, FeaturizesExactValues) {
+  data::FeaturizedData d = data::featurize_file(*pre, train_path, true);
+  ASSERT_EQ(d.rows(), 4);
+  // country: "us" -> 1, others out of vocabulary -> 0 (offset 0).
+  EXPECT_EQ(d.categorical[0 * 3], 1);
+  EXPECT_EQ(d.categorical[2 * 3], 0);
+  // hashed app lands in [2, 18), the same value the same bucket.
+  EXPECT_EQ(d.categorical[0 * 3 + 1], d.categorical[2 * 3 + 1]);
+  EXPECT_EQ(d.categorical[0 * 3 + 1],
+            2 + static_cast<std::int64_t>(data::hash_string("maps", config.data.hash_seed) % 16));
+  for (int r = 0; r < 4; ++r) {
+    EXPECT_GE(d.categorical[r * 3 + 2], 18);
+    EXPECT_LT(d.categorical[r * 3 + 2], 26);
+  }
+  // Multi-hot: "a|b" -> 2 ids with weight 1/2; "" -> empty bag; "a|a|c" -> 3 ids with weight 1/3.
+  EXPECT_EQ(d.bag_offsets, (std::vector<std::int64_t>{0, 2, 3, 3, 6}));
+  EXPECT_FLOAT_EQ(d.bag_weights[0], 0.5f);
+  EXPECT_FLOAT_EQ(d.bag_weights[5], 1.0f / 3);
+  // Numeric standardize: values 10, 20, 30 -> mean 20, std sqrt(200/3); missing -> mean -> 0.
+  const double sd = std::sqrt(200.0 / 3);
+  EXPECT_NEAR(d.dense[0], -10 / sd, 1e-6);
+  EXPECT_NEAR(d.dense[2], 10 / sd, 1e-6);
+  EXPECT_NEAR(d.dense[3], 0.0, 1e-6);
+  // Labels and masks: like only counts where click == 1; rating missing (NA) is masked.
+  EXPECT_EQ(d.labels, (std::vector<float>{1, 1, 4.5f, 0, 0, 3, 1, 0, 0, 0, 0, 2}));
+  EXPECT_EQ(d.mask, (std::vector<float>{1, 1, 1, 1, 0, 1, 1, 1, 0, 1, 0, 1}));
+}
+
+TEST_F(PreprocessorTest, UnknownCategoriesMapToOutOfVocabulary) {
+  std::string p = dir.write("eval.csv", "country,app,tags,age,click,like,rating\nzz,new,zz|a,5,0,,1\n");
+  data::FeaturizedData d = data::featurize_file(*pre, p, true);
+  EXPECT_EQ(d.categorical[0], 0);
+  EXPECT_EQ(d.bag_ids[0], 26);  // OOV of the tags table
+}
+
+TEST_F(PreprocessorTest, SaveLoadJsonRoundTrip) {
+  Preprocessor copy(config);
+  copy.load_json(nlohmann::json::parse(pre->to_json().dump()));
+  data::FeaturizedData a = data::featurize_file(*pre, train_path, true);
+  data::FeaturizedData b = data::featurize_file(copy, train_path, true);
+  EXPECT_EQ(a.categorical, b.categorical);
+  EXPECT_EQ(a.bag_ids, b.bag_ids);
+  EXPECT_EQ(a.dense, b.dense);
+}
+
+TEST_F(PreprocessorTest, LabelsOptionalForPrediction) {
+  std::string p = dir.write("pred.csv", "age,tags,app,country\n1,a,maps,us\n");
+  data::FeaturizedData d = data::featurize_file(*pre, p, /*require_labels=*/false);
+  EXPECT_EQ(d.rows(), 1);
+  EXPECT_EQ(d.mask, (std::vector<float>{0, 0, 0}));
+  EXPECT_THROW(data::featurize_file(*pre, p, true), DataError);
+}
+
+namespace {
+std::string data_error(const Preprocessor& pre, const std::string& path) {
+  try {
+    data::featurize_file(pre, path, true);
+  } catch (const DataError& e) {
+    return e.what();
+  }
+  return "";
+}
+}  // namespace
+
+TEST_F(PreprocessorTest, BadInputErrorsNameFileLineAndColumn) {
+  const std::string header = "country,app,tags,age,click,like,rating\n";
+  std::string e = data_error(*pre, dir.write("a.csv", header + "us,maps,a,1,0,,1\nus,maps,a,abc,0,,1\n"));
+  EXPECT_NE(e.find("a.csv:3: column 4 ('age'): 'abc' is not a finite number"), std::string::npos) << e;
+  e = data_error(*pre, dir.write("b.csv", header + "us,maps,a,1,0\n"));
+  EXPECT_NE(e.find("b.csv:2: expected 7 fields, found 5"), std::string::npos) << e;
+  e = data_error(*pre, dir.write("c.csv", header + "us,maps,a,nan,0,,1\n"));
+  EXPECT_NE(e.find("c.csv:2: column 4 ('age'): 'nan' is not a finite number"), std::string::npos) << e;
+  e = data_error(*pre, dir.write("d.csv", header + "us,maps,a,inf,0,,1\n"));
+  EXPECT_NE(e.find("'inf' is not a finite number"), std::string::npos) << e;
+  e = data_error(*pre, dir.write("e.csv", header + "us,maps,a,1,2,,1\n"));
+  EXPECT_NE(e.find("e.csv:2: column 5 ('click'): label of binary task 'click' must be 0 or 1"), std::string::npos) << e;
+  e = data_error(*pre, dir.write("f.csv", "country,app,tags,click,like,rating\nus,maps,a,0,,1\n"));
+  EXPECT_NE(e.find("f.csv:1: missing column 'age' (numeric feature)"), std::string::npos) << e;
+  e = data_error(*pre, dir.write("g.csv", ""));
+  EXPECT_NE(e.find("g.csv: file is empty"), std::string::npos) << e;
+  e = data_error(*pre, dir.write("h.csv", header));
+  EXPECT_NE(e.find("h.csv: no data rows"), std::string::npos) << e;
+}
+
+TEST_F(PreprocessorTest, SkipPolicyCountsAndStopsPastLimit) {
+  Config c = config;
+  c.data.on_bad_row = BadRowPolicy::kSkip;
+  c.data.max_bad_rows = 2;
+  Preprocessor p(c);
+  p.fit(train_path);
+  const std::string header = "country,app,tags,age,click,like,rating\n";
+  data::IngestStats stats;
+  data::FeaturizedData d =
+      data::featurize_file(p, dir.write("s.csv", header + "us,maps,a,1,0,,1\nbad\nus,maps,a,x,0,,1\nde,m,a,2,1,1,1\n"),
+                           true, &stats);
+  EXPECT_EQ(d.rows(), 2);
+  EXPECT_EQ(stats.skipped, 2);
+  std::string e = data_error(p, dir.write("t.csv", header + "bad\nbad\nbad\nus,maps,a,1,0,,1\n"));
+  EXPECT_NE(e.find("t.csv:4"), std::string::npos) << e;
+  EXPECT_NE(e.find("more than data.max_bad_rows = 2"), std::string::npos) << e;
+}
+
+TEST_F(PreprocessorTest, BinaryCacheRoundTripAndCorruption) {
+  data::FeaturizedData a = data::featurize_file(*pre, train_path, true);
+  const std::string cache = dir.file("cache.bin");
+  a.save(cache);
+  data::FeaturizedData b = data::FeaturizedData::load(cache);
+  EXPECT_EQ(b.rows(), a.rows());
+  EXPECT_EQ(b.categorical, a.categorical);
+  EXPECT_EQ(b.dense, a.dense);
+  EXPECT_EQ(b.bag_offsets, a.bag_offsets);
+  EXPECT_EQ(b.bag_weights, a.bag_weights);
+  EXPECT_EQ(b.labels, a.labels);
+  EXPECT_EQ(b.mask, a.mask);
+  std::filesystem::resize_file(cache, std::filesystem::file_size(cache) - 5);
+  EXPECT_THROW(data::FeaturizedData::load(cache), DataError);
+}
+
+TEST_F(PreprocessorTest, CachedLoadEqualsParsing) {
+  Config c = config;
+  c.data.cache_dir = dir.file("cache");
+  Preprocessor p(c);
+  p.fit(train_path);
+  data::IngestStats first, second;
+  data::FeaturizedData a = data::load_featurized(p, train_path, true, &first);
+  data::FeaturizedData b = data::load_featurized(p, train_path, true, &second);
+  EXPECT_FALSE(first.from_cache);
+  EXPECT_TRUE(second.from_cache);
+  EXPECT_EQ(a.categorical, b.categorical);
+  EXPECT_EQ(a.labels, b.labels);
+}
