@@ -267,8 +267,10 @@ TEST_F(PreprocessorTest, BinaryCacheRoundTripAndCorruption) {
 TEST_F(PreprocessorTest, CachedLoadEqualsParsing) {
   Config c = config;
   c.data.cache_dir = dir.file("cache");
-  Preprocessor p(c);
-  p.fit(train_path);
+  Preprocessor p(c), refit(c);
+  EXPECT_FALSE(data::fit_preprocessing(p, train_path));     // fitted, then cached
+  EXPECT_TRUE(data::fit_preprocessing(refit, train_path));  // loaded: no text parsed
+  EXPECT_EQ(refit.to_json(), p.to_json());
   data::IngestStats first, second;
   data::FeaturizedData a = data::load_featurized(p, train_path, true, &first);
   data::FeaturizedData b = data::load_featurized(p, train_path, true, &second);

@@ -82,12 +82,13 @@ int run_train(const TrainOptions& o) {
 
   Progress fit_timer("fit preprocessing", 0, "rows", false);
   data::Preprocessor pre(config);
-  pre.fit(config.data.train);
+  const bool fit_cached = data::fit_preprocessing(pre, config.data.train);
   const double fit_seconds = fit_timer.elapsed_seconds();
   if (progress)
-    std::fprintf(stderr, "fitted preprocessing on %s in %s: %d categorical, %d multi-hot, %d numeric features, "
+    std::fprintf(stderr, "%s preprocessing of %s in %s: %d categorical, %d multi-hot, %d numeric features, "
                          "%lld embedding rows\n",
-                 config.data.train.c_str(), human_seconds(fit_seconds).c_str(), pre.num_categorical(), pre.num_bags(),
+                 fit_cached ? "loaded cached" : "fitted", config.data.train.c_str(), human_seconds(fit_seconds).c_str(),
+                 pre.num_categorical(), pre.num_bags(),
                  pre.num_dense(), static_cast<long long>(pre.embedding_rows()));
 
   data::IngestStats train_stats;

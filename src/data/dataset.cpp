@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 
 #include <nlohmann/json.hpp>
 
@@ -178,21 +179,59 @@ FeaturizedData featurize_file(const Preprocessor& pre, const std::string& path, 
   return out;
 }
 
+namespace {
+// Cache file for `path` under the config's cache_dir, keyed by everything that
+// changes the cached bytes: the file's identity (path, size, mtime), `extra`
+// and the config text.
+std::string cache_file(const Config& config, const std::string& path, const std::string& extra,
+                       const std::string& suffix) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) throw DataError(path + ": cannot open: " + std::strerror(errno));
+  const std::string identity = std::filesystem::absolute(path).string() + "|" + std::to_string(st.st_size) + "|" +
+                               std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec) + "|" +
+                               extra + "|" + config.text;
+  char key[17];
+  std::snprintf(key, sizeof key, "%016llx", static_cast<unsigned long long>(hash_string(identity, 1)));
+  std::filesystem::create_directories(config.data.cache_dir);
+  return (std::filesystem::path(config.data.cache_dir) /
+          (std::filesystem::path(path).filename().string() + "." + key + suffix))
+      .string();
+}
+}  // namespace
+
+bool fit_preprocessing(Preprocessor& pre, const std::string& train_path) {
+  const Config& config = pre.config();
+  if (config.data.cache_dir.empty()) {
+    pre.fit(train_path);
+    return false;
+  }
+  const std::string path = cache_file(config, train_path, "fit", ".preprocess.json");
+  if (std::filesystem::exists(path)) {
+    std::ifstream in(path);
+    try {
+      pre.load_json(nlohmann::json::parse(in));
+      return true;
+    } catch (const std::exception&) {
+      // A damaged cache entry is not the user's problem: refit and overwrite it.
+    }
+  }
+  pre.fit(train_path);
+  const std::string tmp = path + ".tmp" + std::to_string(::getpid());
+  {
+    std::ofstream out(tmp);
+    out << pre.to_json().dump();
+    if (!out.flush()) throw DataError(tmp + ": cannot write cache");
+  }
+  std::filesystem::rename(tmp, path);
+  return false;
+}
+
 FeaturizedData load_featurized(const Preprocessor& pre, const std::string& path, bool require_labels,
                                IngestStats* stats, bool show_progress) {
   const DataConfig& dc = pre.config().data;
   if (dc.cache_dir.empty()) return featurize_file(pre, path, require_labels, stats, show_progress);
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) throw DataError(path + ": cannot open: " + std::strerror(errno));
-  // The key covers everything that changes the featurized bytes.
-  std::string identity = std::filesystem::absolute(path).string() + "|" + std::to_string(st.st_size) + "|" +
-                         std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec) + "|" +
-                         (require_labels ? "L" : "-") + "|" + pre.to_json().dump() + "|" + pre.config().text;
-  char key[17];
-  std::snprintf(key, sizeof key, "%016llx", static_cast<unsigned long long>(hash_string(identity, 1)));
-  std::filesystem::create_directories(dc.cache_dir);
   const std::string cache_path =
-      (std::filesystem::path(dc.cache_dir) / (std::filesystem::path(path).filename().string() + "." + key + ".bin")).string();
+      cache_file(pre.config(), path, (require_labels ? "L|" : "-|") + pre.to_json().dump(), ".bin");
   if (std::filesystem::exists(cache_path)) {
     Progress progress("load cache", 0, "rows", false);
     FeaturizedData d = FeaturizedData::load(cache_path);

@@ -66,7 +66,11 @@ struct IngestStats {
 FeaturizedData featurize_file(const Preprocessor& pre, const std::string& path, bool require_labels,
                               IngestStats* stats = nullptr, bool show_progress = false);
 
-// Same, but reuses a binary cache in config.data.cache_dir when the file,
+// Fits `pre` on the training file, or loads the fit from config.data.cache_dir
+// when the file and config are unchanged. Returns true if it came from the cache.
+bool fit_preprocessing(Preprocessor& pre, const std::string& train_path);
+
+// Same as featurize_file, but reuses a binary cache in config.data.cache_dir when the file,
 // its size and mtime, and the fitted preprocessing are unchanged.
 FeaturizedData load_featurized(const Preprocessor& pre, const std::string& path, bool require_labels,
                                IngestStats* stats = nullptr, bool show_progress = false);

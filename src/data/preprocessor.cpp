@@ -169,7 +169,7 @@ std::int64_t Preprocessor::category_id(const CategoricalField& f, std::string_vi
 }
 
 double Preprocessor::dense_value(const DenseField& f, std::string_view raw, int column) const {
-  double x;
+  double x = 0;
   if (is_missing(raw)) {
     switch (f.feature.missing) {
       case MissingPolicy::kZero: return 0.0;

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Training throughput and peak memory of the census MMoE (torch-rechub's sizes), 1 and 2 threads.
+#   bench/train_census.sh [CONFIG] [SEEDS]
+# Needs ../shared/datasets (see its README). Prints one line per (threads, seed).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CONFIG=${1:-examples/census/mmoe.toml}
+SEEDS=${2:-"1 2 3"}
+D=../shared/datasets
+OUT=$(mktemp -d)
+trap 'rm -rf "$OUT"' EXIT
+printf "%-8s %-5s %12s %10s %10s %10s %8s\n" threads seed train_rows/s auc_income auc_marital peak_MiB epochs
+for threads in 1 2; do
+  for seed in $SEEDS; do
+    /usr/bin/time -f "%M" -o "$OUT/rss" build/mtrank train --config "$CONFIG" --quiet \
+      --train $D/census-train.csv.gz --val $D/census-val.csv.gz --test $D/census-test.csv.gz \
+      --out "$OUT/model" --metrics-out "$OUT/m.json" --threads "$threads" --seed "$seed" >/dev/null
+    python3 - "$OUT/m.json" "$OUT/rss" "$threads" "$seed" <<'PY'
+import json, sys
+m = json.load(open(sys.argv[1])); rss_kib = int(open(sys.argv[2]).read().split()[-1])
+t = m["tasks"]
+print(f"{sys.argv[3]:<8} {sys.argv[4]:<5} {m['train_rows_per_s']:12.0f} {t['income']['auc']:10.4f} "
+      f"{t['marital']['auc']:10.4f} {rss_kib/1024:10.0f} {m['epochs']:8d}")
+PY
+  done
+done
