@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 
 #include "cli/commands.h"
+#include "common/cpu_peak.h"
 #include "common/system.h"
 
 namespace mtrank::cli {
@@ -53,6 +54,11 @@ int run_doctor(const DoctorOptions& o) {
       std::printf("  %d threads: %8.1f GFLOP/s\n", cores, gc);
     }
   }
+  const char* unit = "";
+  const double peak = cpu_peak_gflops(o.seconds, &unit);
+  if (peak > 0)
+    std::printf("core FP32 peak (%s loop, 1 thread): %.1f GFLOP/s; 1-thread sgemm reaches %.0f%% of it\n", unit, peak,
+                100 * one / peak);
   if (one < 50)
     std::printf("WARNING: 1-thread sgemm below 50 GFLOP/s. Check that libblas.so.3 points at the OpenMP\n"
                 "         OpenBLAS (update-alternatives --display libblas.so.3-x86_64-linux-gnu), or try\n"
