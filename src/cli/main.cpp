@@ -39,6 +39,11 @@ int main(int argc, char** argv) {
   synth_mmoe->add_option("--sin-terms", mm.sin_terms, "Number of sine terms m")->capture_default_str();
   synth_mmoe->add_option("--noise", mm.noise_variance, "Label noise variance")->capture_default_str();
   synth_mmoe->add_option("--out", mm_out, "Output CSV file")->required();
+  synth_mmoe->footer(
+      "y_k = w_k.x + sum_i sin(alpha_i w_k.x + beta_i) + noise, with w1 = c u1 and\n"
+      "w2 = c (p u1 + sqrt(1-p^2) u2) for orthogonal unit vectors u1, u2 (Ma et al. 2018).\n"
+      "Lower p means less related tasks. Example:\n"
+      "  mtrank synth mmoe --rows 100000 --correlation 0.5 --seed 1 --out synth.csv");
   mtrank::data::RankingSynthOptions rk;
   std::string rk_out;
   auto* synth_ranking = synth->add_subcommand(
@@ -58,6 +63,12 @@ int main(int argc, char** argv) {
   train->add_option("--threads", tr.threads, "Threads (0 = all cores; default: train.threads)");
   train->add_option("--seed", tr.seed, "Random seed (default: train.seed)");
   train->add_flag("--quiet", tr.quiet, "No progress bars");
+  train->footer(
+      "Example (census, from the repository root):\n"
+      "  mtrank train --config examples/census/mmoe.toml --out model --metrics-out metrics.json\n"
+      "Writes MODEL_DIR with config.toml, preprocess.json, weights.pt and meta.json; an existing\n"
+      "model there is replaced only once the new one is complete. With data.cache_dir set, repeated\n"
+      "runs skip text parsing. Exit codes: 2 bad config, 3 bad data, 4 bad model, 1 other errors.");
 
   mtrank::cli::EvalOptions ev;
   auto* evalc = app.add_subcommand("eval", "Evaluate a trained model on a labelled file.");
@@ -72,6 +83,9 @@ int main(int argc, char** argv) {
   predict->add_option("--data", pr.data, "Data file (label columns not needed)")->required();
   predict->add_option("--out", pr.out, "Output CSV file")->required();
   predict->add_option("--threads", pr.threads, "Threads (0 = all cores)");
+  predict->footer(
+      "Binary tasks give probabilities, regression tasks values. Featurizes exactly as training did;\n"
+      "unknown categories map to the out-of-vocabulary id, missing numerics follow the feature's policy.");
 
   mtrank::cli::DoctorOptions dr;
   auto* doctor = app.add_subcommand("doctor", "Check the BLAS in use and measure sgemm GFLOP/s on 1 and all threads.");
