@@ -8,6 +8,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "common/atomic_file.h"
 #include "common/error.h"
 #include "common/progress.h"
 #include "common/system.h"
@@ -26,15 +27,7 @@ using nlohmann::json;
 
 namespace {
 
-void write_json_atomic(const std::string& path, const json& j) {
-  const std::string tmp = path + ".tmp" + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp);
-    out << j.dump(2) << "\n";
-    if (!out.flush()) throw DataError(path + ": cannot write");
-  }
-  fs::rename(tmp, path);
-}
+void write_json_atomic(const std::string& path, const json& j) { write_file_atomic(path, j.dump(2) + "\n"); }
 
 std::string format_utilization(const std::vector<TaskConfig>& tasks, const std::vector<std::vector<double>>& u) {
   if (u.empty()) return "";
@@ -184,20 +177,14 @@ int run_predict(const PredictOptions& o) {
   data::IngestStats stats;
   data::FeaturizedData d = data::featurize_file(*m.preprocessor, o.data, false, &stats, true);
   train::Predictions p = train::predict(*m.net, m.config, d);
-  const std::string tmp = o.out + ".tmp" + std::to_string(::getpid());
-  std::FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (!f) throw DataError(o.out + ": cannot write: " + std::strerror(errno));
+  AtomicFile out(o.out);
+  std::FILE* f = out.get();
   for (std::size_t t = 0; t < m.config.tasks.size(); ++t)
     std::fprintf(f, "%s%s", t ? "," : "", m.config.tasks[t].name.c_str());
   std::fputc('\n', f);
   for (std::int64_t r = 0; r < p.rows; ++r)
     for (int t = 0; t < p.tasks; ++t) std::fprintf(f, "%.7g%c", p.values[r * p.tasks + t], t + 1 == p.tasks ? '\n' : ',');
-  const bool ok = std::ferror(f) == 0;
-  if (std::fclose(f) != 0 || !ok) {
-    std::remove(tmp.c_str());
-    throw DataError(o.out + ": write failed (disk full?)");
-  }
-  fs::rename(tmp, o.out);
+  out.commit();
   std::fprintf(stderr, "wrote %lld predictions to %s%s\n", static_cast<long long>(p.rows), o.out.c_str(),
                stats.skipped ? " (bad input rows were skipped: output rows do not line up with input rows)" : "");
   return 0;

@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/atomic_file.h"
 #include "common/error.h"
 #include "common/progress.h"
 #include "data/hash.h"
@@ -81,9 +82,8 @@ bool read_array(std::FILE* f, std::vector<T>& v, std::uint64_t limit) {
 }  // namespace
 
 void FeaturizedData::save(const std::string& path) const {
-  const std::string tmp = path + ".tmp" + std::to_string(::getpid());
-  std::FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (!f) throw DataError(tmp + ": cannot write cache: " + std::strerror(errno));
+  AtomicFile file(path);
+  std::FILE* f = file.get();
   std::fwrite(kMagic, 1, sizeof kMagic, f);
   std::fwrite(&kCacheVersion, sizeof kCacheVersion, 1, f);
   std::int64_t shape[5] = {rows_, num_categorical_, num_bags_, num_dense_, num_tasks_};
@@ -95,12 +95,7 @@ void FeaturizedData::save(const std::string& path) const {
   write_array(f, bag_offsets);
   write_array(f, bag_ids);
   write_array(f, bag_weights);
-  const bool ok = std::ferror(f) == 0;
-  if (std::fclose(f) != 0 || !ok) {
-    std::remove(tmp.c_str());
-    throw DataError(tmp + ": write failed (disk full?)");
-  }
-  std::filesystem::rename(tmp, path);
+  file.commit();
 }
 
 FeaturizedData FeaturizedData::load(const std::string& path) {
@@ -216,13 +211,7 @@ bool fit_preprocessing(Preprocessor& pre, const std::string& train_path) {
     }
   }
   pre.fit(train_path);
-  const std::string tmp = path + ".tmp" + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp);
-    out << pre.to_json().dump();
-    if (!out.flush()) throw DataError(tmp + ": cannot write cache");
-  }
-  std::filesystem::rename(tmp, path);
+  write_file_atomic(path, pre.to_json().dump());
   return false;
 }
 

@@ -11,41 +11,11 @@
 
 #include <unistd.h>
 
+#include "common/atomic_file.h"
 #include "common/error.h"
 
 namespace mtrank::data {
 
-namespace {
-// Writes through a temporary file renamed into place on success.
-class AtomicFile {
- public:
-  explicit AtomicFile(const std::string& path) : path_(path), tmp_(path + ".tmp" + std::to_string(::getpid())) {
-    f_ = std::fopen(tmp_.c_str(), "wb");
-    if (!f_) throw DataError(path + ": cannot write: " + std::strerror(errno));
-  }
-  ~AtomicFile() {
-    if (f_) {
-      std::fclose(f_);
-      std::remove(tmp_.c_str());
-    }
-  }
-  std::FILE* get() { return f_; }
-  void commit() {
-    const bool ok = std::ferror(f_) == 0;
-    const bool closed = std::fclose(f_) == 0;
-    f_ = nullptr;
-    if (!ok || !closed) {
-      std::remove(tmp_.c_str());
-      throw DataError(path_ + ": write failed (disk full?)");
-    }
-    std::filesystem::rename(tmp_, path_);
-  }
-
- private:
-  std::string path_, tmp_;
-  std::FILE* f_;
-};
-}  // namespace
 
 void write_mmoe_synthetic(const MmoeSynthOptions& o, const std::string& path) {
   if (o.correlation < -1 || o.correlation > 1) throw DataError("--correlation must be in [-1, 1]");
