@@ -97,8 +97,12 @@ int run_train(const TrainOptions& o) {
     std::fprintf(stderr, "model %s: %s parameters, %d threads, %lld training rows\n", config.model.type.c_str(),
                  human_count(static_cast<double>(params)).c_str(), threads, static_cast<long long>(train_data.rows()));
 
+  train::TrainOptions topts;
+  topts.show_progress = progress;
+  topts.checkpoint_path = o.out + ".checkpoint";
+  topts.resume = o.resume;
   train::TrainReport report =
-      train::train_model(*net, config, train_data, config.data.val.empty() ? nullptr : &val_data, progress);
+      train::train_model(*net, config, train_data, config.data.val.empty() ? nullptr : &val_data, topts);
 
   json metrics;
   metrics["model"] = config.model.type;
@@ -147,6 +151,9 @@ int run_train(const TrainOptions& o) {
             {"training", metrics}};
   for (const auto& t : config.tasks) meta["tasks"].push_back({{"name", t.name}, {"type", to_string(t.type)}});
   train::save_model_dir(o.out, config, pre, *net, meta);
+  // The finished model supersedes the checkpoint.
+  std::error_code ec;
+  fs::remove(topts.checkpoint_path, ec);
   if (!o.metrics_out.empty()) write_json_atomic(o.metrics_out, metrics);
   std::printf("\nmodel written to %s (%d epochs, best %d, %s rows/s)\n", o.out.c_str(),
               static_cast<int>(report.epochs.size()), report.best_epoch, human_count(report.train_rows_per_s).c_str());

@@ -10,6 +10,8 @@ struct TrainOptions {
   int threads = -1;          // -1 = from config
   std::int64_t seed = -1;    // -1 = from config
   bool quiet = false;
+  bool resume = false;        // continue from MODEL_DIR's checkpoint
+  std::string warm_start;     // initialize from this model directory
 };
 int run_train(const TrainOptions& o);
 

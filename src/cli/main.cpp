@@ -63,6 +63,9 @@ int main(int argc, char** argv) {
   train->add_option("--threads", tr.threads, "Threads (0 = all cores; default: train.threads)");
   train->add_option("--seed", tr.seed, "Random seed (default: train.seed)");
   train->add_flag("--quiet", tr.quiet, "No progress bars");
+  train->add_flag("--resume", tr.resume,
+                  "Continue an interrupted run from MODEL_DIR.checkpoint (written after every epoch) to the same "
+                  "result as an uninterrupted run");
   train->footer(
       "Example (census, from the repository root):\n"
       "  mtrank train --config examples/census/mmoe.toml --out model --metrics-out metrics.json\n"

@@ -238,6 +238,7 @@ void parse_tasks(TableReader& root, Config& cfg) {
     if (task.type == TaskType::kRegression && !task.positive.empty())
       t.fail(t.get("positive"), "positive", "only binary tasks take positive values");
     task.weight = t.number("weight", 1.0, 0.0);
+    task.weight_gamma = t.number("weight_gamma", 1.0, 0.0);
     task.missing = pick<LabelMissing>(t.choice("missing", "skip", {"skip", "error"}),
                                       {{"skip", LabelMissing::kSkip}, {"error", LabelMissing::kError}});
     if (const toml::table* where = t.subtable("where")) {
@@ -279,6 +280,7 @@ Config parse_config(const std::string& text, const std::string& source_name) {
                                       {{"error", BadRowPolicy::kError}, {"skip", BadRowPolicy::kSkip}});
     d.max_bad_rows = t.integer("max_bad_rows", d.max_bad_rows, 0);
     d.cache_dir = t.string("cache_dir", "");
+    d.group_column = t.string("group_column", "");
     d.hash_seed = static_cast<std::uint64_t>(t.integer("hash_seed", static_cast<std::int64_t>(d.hash_seed), 0));
     d.quantile_sample = t.integer("quantile_sample", d.quantile_sample, 16);
   }
@@ -287,14 +289,29 @@ Config parse_config(const std::string& text, const std::string& source_name) {
   if (const toml::table* model = root.subtable("model")) {
     TableReader t(*model, "model", source_name);
     ModelConfig& m = cfg.model;
-    m.type = t.choice("type", "mmoe", {"mmoe"});
+    m.type = t.choice("type", "mmoe", {"single_task", "shared_bottom", "omoe", "mmoe", "cgc", "ple", "wide_deep"});
+    const bool bottom_model = m.type == "single_task" || m.type == "shared_bottom" || m.type == "wide_deep";
+    if (bottom_model) m.bottom_hidden = {64};
     m.embedding_dim = t.integer("embedding_dim", m.embedding_dim, 1);
+    m.bottom_hidden = t.integers("bottom_hidden", m.bottom_hidden, 1);
+    if (bottom_model && m.bottom_hidden.empty())
+      t.fail(t.get("bottom_hidden"), "bottom_hidden", "needs at least one layer for " + m.type);
     m.num_experts = t.integer("num_experts", m.num_experts, 1);
+    m.specific_experts = t.integer("specific_experts", m.specific_experts, 0);
+    m.shared_experts = t.integer("shared_experts", m.shared_experts, 0);
+    if ((m.type == "cgc" || m.type == "ple") && m.specific_experts + m.shared_experts == 0)
+      t.fail(t.get("specific_experts"), "specific_experts", "cgc/ple need at least one expert");
+    m.levels = t.integer("levels", m.type == "ple" ? 2 : 1, 1);
+    if (m.type == "cgc" && m.levels != 1) t.fail(t.get("levels"), "levels", "cgc has one level; use type = \"ple\"");
     m.expert_hidden = t.integers("expert_hidden", m.expert_hidden, 1);
     if (m.expert_hidden.empty()) t.fail(t.get("expert_hidden"), "expert_hidden", "needs at least one layer");
     m.tower_hidden = t.integers("tower_hidden", m.tower_hidden, 1);
     m.dropout = t.number("dropout", m.dropout, 0.0);
     if (m.dropout >= 1.0) t.fail(t.get("dropout"), "dropout", "must be below 1");
+    m.gate_dropout = t.number("gate_dropout", m.gate_dropout, 0.0);
+    if (m.gate_dropout >= 1.0) t.fail(t.get("gate_dropout"), "gate_dropout", "must be below 1");
+    m.wide = t.boolean("wide", m.type == "wide_deep");
+    if (m.type == "wide_deep" && !m.wide) t.fail(t.get("wide"), "wide", "wide_deep always has its wide part");
   }
   if (const toml::table* train = root.subtable("train")) {
     TableReader t(*train, "train", source_name);
@@ -302,6 +319,16 @@ Config parse_config(const std::string& text, const std::string& source_name) {
     tr.optimizer = t.choice("optimizer", tr.optimizer, {"adam", "adagrad"});
     tr.learning_rate = t.number("learning_rate", tr.learning_rate, 0.0);
     tr.weight_decay = t.number("weight_decay", tr.weight_decay, 0.0);
+    tr.wide_optimizer = t.choice("wide_optimizer", tr.wide_optimizer, {"ftrl", "adam", "adagrad"});
+    tr.ftrl_alpha = t.number("ftrl_alpha", tr.ftrl_alpha, 0.0);
+    tr.ftrl_beta = t.number("ftrl_beta", tr.ftrl_beta, 0.0);
+    tr.ftrl_l1 = t.number("ftrl_l1", tr.ftrl_l1, 0.0);
+    tr.ftrl_l2 = t.number("ftrl_l2", tr.ftrl_l2, 0.0);
+    tr.warmup_steps = t.integer("warmup_steps", tr.warmup_steps, 0);
+    tr.lr_decay = t.choice("lr_decay", tr.lr_decay, {"none", "exponential", "cosine"});
+    tr.lr_decay_rate = t.number("lr_decay_rate", tr.lr_decay_rate, 0.0);
+    tr.clip_grad_norm = t.number("clip_grad_norm", tr.clip_grad_norm, 0.0);
+    tr.loss_weighting = t.choice("loss_weighting", tr.loss_weighting, {"fixed", "uncertainty"});
     tr.batch_size = t.integer("batch_size", tr.batch_size, 1);
     tr.epochs = t.integer("epochs", tr.epochs, 1);
     tr.patience = t.integer("patience", tr.patience, 0);

@@ -39,6 +39,7 @@ struct TaskConfig {
   std::string column;
   std::vector<std::string> positive;  // binary: positive values; empty = column holds 0/1
   double weight = 1.0;
+  double weight_gamma = 1.0;  // PLE schedule: weight at epoch t (0-based) = weight * weight_gamma^t
   // Sample space: the task only counts rows where `where_column` is one of `where_equals`.
   std::string where_column;
   std::vector<std::string> where_equals;
@@ -52,23 +53,41 @@ struct DataConfig {
   BadRowPolicy on_bad_row = BadRowPolicy::kError;
   std::int64_t max_bad_rows = 1000;
   std::string cache_dir;  // "" = no binary cache
+  std::string group_column;  // optional: rows with the same value form a group (user) for GAUC
   std::uint64_t hash_seed = 0x6d7472616e6bULL;
   std::int64_t quantile_sample = 1 << 20;  // reservoir size per numeric column when fitting
 };
 
 struct ModelConfig {
+  // single_task | shared_bottom | omoe | mmoe | cgc | ple | wide_deep
   std::string type = "mmoe";
   std::int64_t embedding_dim = 8;
-  std::int64_t num_experts = 4;
+  // Shared layers under the experts (YouTube ranker) or the shared bottom itself.
+  std::vector<std::int64_t> bottom_hidden;
+  std::int64_t num_experts = 4;       // omoe, mmoe
+  std::int64_t specific_experts = 1;  // cgc, ple: experts per task
+  std::int64_t shared_experts = 1;    // cgc, ple
+  std::int64_t levels = 1;            // ple: extraction layers (cgc is ple with 1)
   std::vector<std::int64_t> expert_hidden = {32};
   std::vector<std::int64_t> tower_hidden = {16};
   double dropout = 0.0;
+  double gate_dropout = 0.0;  // drop gate weights in training, then renormalize (YouTube)
+  bool wide = false;          // add a wide linear part over all sparse features (always on for wide_deep)
 };
 
 struct TrainConfig {
-  std::string optimizer = "adam";  // adam | adagrad
+  std::string optimizer = "adam";  // deep part: adam | adagrad
   double learning_rate = 1e-3;
   double weight_decay = 0.0;
+  // Wide part: FTRL-Proximal (McMahan et al. 2013) with L1 and L2, or the deep optimizer.
+  std::string wide_optimizer = "ftrl";  // ftrl | adam | adagrad
+  double ftrl_alpha = 0.05, ftrl_beta = 1.0, ftrl_l1 = 0.0, ftrl_l2 = 0.0;
+  // Learning-rate schedule of the deep part: linear warm-up, then decay per epoch.
+  std::int64_t warmup_steps = 0;
+  std::string lr_decay = "none";  // none | exponential | cosine
+  double lr_decay_rate = 1.0;     // exponential: lr *= rate each epoch
+  double clip_grad_norm = 0.0;    // 0 = off
+  std::string loss_weighting = "fixed";  // fixed | uncertainty (learned log-variances)
   std::int64_t batch_size = 1024;
   std::int64_t epochs = 10;
   std::int64_t patience = 3;  // early stopping: epochs without validation improvement

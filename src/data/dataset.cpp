@@ -30,6 +30,7 @@ void FeaturizedData::rollback(const Mark& m) {
   bag_offsets.resize(m.bag_offsets);
   bag_ids.resize(m.bag_ids);
   bag_weights.resize(m.bag_ids);
+  groups.resize(m.groups);
 }
 
 void FeaturizedData::reserve(std::int64_t rows) {
@@ -54,6 +55,7 @@ FeaturizedData FeaturizedData::slice(std::int64_t begin, std::int64_t end) const
   for (std::int64_t i = begin * num_bags_; i <= end * num_bags_; ++i) out.bag_offsets.push_back(bag_offsets[i] - first);
   out.bag_ids.assign(bag_ids.begin() + first, bag_ids.begin() + last);
   out.bag_weights.assign(bag_weights.begin() + first, bag_weights.begin() + last);
+  if (!groups.empty()) out.groups.assign(groups.begin() + begin, groups.begin() + end);
   out.rows_ = end - begin;
   return out;
 }
@@ -63,7 +65,7 @@ FeaturizedData FeaturizedData::slice(std::int64_t begin, std::int64_t end) const
 // endianness: a cache is a local accelerator, never an interchange format.
 namespace {
 constexpr char kMagic[8] = {'M', 'T', 'R', 'K', 'D', 'A', 'T', 'A'};
-constexpr std::uint32_t kCacheVersion = 1;
+constexpr std::uint32_t kCacheVersion = 2;
 
 template <typename T>
 void write_array(std::FILE* f, const std::vector<T>& v) {
@@ -95,6 +97,7 @@ void FeaturizedData::save(const std::string& path) const {
   write_array(f, bag_offsets);
   write_array(f, bag_ids);
   write_array(f, bag_weights);
+  write_array(f, groups);
   file.commit();
 }
 
@@ -119,14 +122,14 @@ FeaturizedData FeaturizedData::load(const std::string& path) {
   const std::uint64_t limit = std::uint64_t{1} << 40;
   if (!read_array(f, d.categorical, limit) || !read_array(f, d.dense, limit) || !read_array(f, d.labels, limit) ||
       !read_array(f, d.mask, limit) || !read_array(f, d.bag_offsets, limit) || !read_array(f, d.bag_ids, limit) ||
-      !read_array(f, d.bag_weights, limit))
+      !read_array(f, d.bag_weights, limit) || !read_array(f, d.groups, limit))
     fail("truncated");
   std::fclose(f);
   const auto r = static_cast<std::size_t>(d.rows_);
   if (d.categorical.size() != r * d.num_categorical_ || d.dense.size() != r * d.num_dense_ ||
       d.labels.size() != r * d.num_tasks_ || d.mask.size() != d.labels.size() ||
       d.bag_offsets.size() != r * d.num_bags_ + 1 || d.bag_weights.size() != d.bag_ids.size() ||
-      static_cast<std::size_t>(d.bag_offsets.back()) != d.bag_ids.size())
+      static_cast<std::size_t>(d.bag_offsets.back()) != d.bag_ids.size() || (!d.groups.empty() && d.groups.size() != r))
     throw DataError(path + ": corrupt featurized data cache (inconsistent sizes); delete it to rebuild");
   return d;
 }

@@ -32,12 +32,15 @@ class FeaturizedData {
   std::vector<std::int64_t> bag_offsets = {0};
   std::vector<std::int64_t> bag_ids;
   std::vector<float> bag_weights;  // 1 for sum pooling, 1/len for mean pooling
+  std::vector<std::uint64_t> groups;  // per row: hash of data.group_column (empty if none), for GAUC
 
   // Append protocol used by Preprocessor::transform: begin, write, then commit or roll back.
   struct Mark {
-    std::size_t categorical, dense, labels, bag_offsets, bag_ids;
+    std::size_t categorical, dense, labels, bag_offsets, bag_ids, groups;
   };
-  Mark mark() const { return {categorical.size(), dense.size(), labels.size(), bag_offsets.size(), bag_ids.size()}; }
+  Mark mark() const {
+    return {categorical.size(), dense.size(), labels.size(), bag_offsets.size(), bag_ids.size(), groups.size()};
+  }
   void rollback(const Mark& m);
   void commit_row() { ++rows_; }
 

@@ -158,6 +158,7 @@ ColumnBinding Preprocessor::bind(const std::vector<std::string>& header, const s
     b.where.push_back(t.where_column.empty() ? -1
                                              : find(t.where_column, "sample space of task '" + t.name + "'", require_labels));
   }
+  if (!config_.data.group_column.empty()) b.group = find(config_.data.group_column, "data.group_column", false);
   return b;
 }
 
@@ -261,6 +262,7 @@ void Preprocessor::transform(const ColumnBinding& b, const std::vector<std::stri
       out.labels.push_back(label);
       out.mask.push_back(mask);
     }
+    if (b.group >= 0) out.groups.push_back(hash_string(fields[b.group], 0));
   } catch (...) {
     out.rollback(mark);
     throw;

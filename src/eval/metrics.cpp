@@ -55,19 +55,52 @@ double mean_squared_error(const std::vector<float>& preds, const std::vector<flo
   return sum / static_cast<double>(preds.size());
 }
 
+double group_auc(const std::vector<float>& scores, const std::vector<float>& labels,
+                 const std::vector<std::uint64_t>& groups, std::int64_t* groups_used) {
+  std::vector<std::size_t> order(scores.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return groups[a] < groups[b]; });
+  double weighted = 0, weight = 0;
+  std::int64_t used = 0;
+  std::vector<float> s, y;
+  for (std::size_t i = 0; i < order.size();) {
+    std::size_t j = i;
+    s.clear();
+    y.clear();
+    while (j < order.size() && groups[order[j]] == groups[order[i]]) {
+      s.push_back(scores[order[j]]);
+      y.push_back(labels[order[j]]);
+      ++j;
+    }
+    const double auc = roc_auc(s, y);
+    if (std::isfinite(auc)) {
+      weighted += auc * static_cast<double>(s.size());
+      weight += static_cast<double>(s.size());
+      ++used;
+    }
+    i = j;
+  }
+  if (groups_used) *groups_used = used;
+  return weight > 0 ? weighted / weight : std::numeric_limits<double>::quiet_NaN();
+}
+
 std::vector<TaskMetrics> evaluate_tasks(const std::vector<TaskConfig>& tasks, const std::vector<float>& preds,
-                                        const std::vector<float>& labels, const std::vector<float>& mask) {
+                                        const std::vector<float>& labels, const std::vector<float>& mask,
+                                        const std::vector<std::uint64_t>& groups) {
   const std::size_t T = tasks.size();
   const std::size_t rows = T ? preds.size() / T : 0;
   std::vector<TaskMetrics> out;
   std::vector<float> p, y;
+  std::vector<std::uint64_t> g;
   for (std::size_t t = 0; t < T; ++t) {
     p.clear();
     y.clear();
+    g.clear();
     for (std::size_t r = 0; r < rows; ++r)
       if (mask[r * T + t] > 0) {
         p.push_back(preds[r * T + t]);
         y.push_back(labels[r * T + t]);
+        if (!groups.empty()) g.push_back(groups[r]);
       }
     TaskMetrics m;
     m.name = tasks[t].name;
@@ -80,6 +113,8 @@ std::vector<TaskMetrics> evaluate_tasks(const std::vector<TaskConfig>& tasks, co
       const double n = std::max<double>(1, static_cast<double>(p.size()));
       m.positive_rate = std::accumulate(y.begin(), y.end(), 0.0) / n;
       m.mean_prediction = std::accumulate(p.begin(), p.end(), 0.0) / n;
+      m.calibration = m.positive_rate > 0 ? m.mean_prediction / m.positive_rate : std::numeric_limits<double>::quiet_NaN();
+      m.gauc = g.empty() ? std::numeric_limits<double>::quiet_NaN() : group_auc(p, y, g, &m.gauc_groups);
     } else {
       m.mse = mean_squared_error(p, y);
       m.rmse = std::sqrt(m.mse);
@@ -100,6 +135,11 @@ nlohmann::json to_json(const std::vector<TaskMetrics>& metrics) {
       j["logloss"] = num(m.logloss);
       j["positive_rate"] = num(m.positive_rate);
       j["mean_prediction"] = num(m.mean_prediction);
+      j["calibration"] = num(m.calibration);
+      if (std::isfinite(m.gauc)) {
+        j["gauc"] = m.gauc;
+        j["gauc_groups"] = m.gauc_groups;
+      }
     } else {
       j["mse"] = num(m.mse);
       j["rmse"] = num(m.rmse);
@@ -112,16 +152,16 @@ nlohmann::json to_json(const std::vector<TaskMetrics>& metrics) {
 std::string format_table(const std::vector<TaskMetrics>& metrics) {
   std::string out;
   char line[256];
-  std::snprintf(line, sizeof line, "%-16s %-10s %9s %9s %9s %9s %9s\n", "task", "type", "count", "auc", "logloss",
-                "rmse", "pos_rate");
+  std::snprintf(line, sizeof line, "%-16s %-10s %9s %9s %9s %9s %9s %9s\n", "task", "type", "count", "auc", "logloss",
+                "rmse", "pos_rate", "calib");
   out += line;
   for (const TaskMetrics& m : metrics) {
     if (m.type == TaskType::kBinary)
-      std::snprintf(line, sizeof line, "%-16s %-10s %9lld %9.4f %9.4f %9s %9.4f\n", m.name.c_str(), "binary",
-                    static_cast<long long>(m.count), m.auc, m.logloss, "-", m.positive_rate);
+      std::snprintf(line, sizeof line, "%-16s %-10s %9lld %9.4f %9.4f %9s %9.4f %9.3f\n", m.name.c_str(), "binary",
+                    static_cast<long long>(m.count), m.auc, m.logloss, "-", m.positive_rate, m.calibration);
     else
-      std::snprintf(line, sizeof line, "%-16s %-10s %9lld %9s %9s %9.4f %9s\n", m.name.c_str(), "regression",
-                    static_cast<long long>(m.count), "-", "-", m.rmse, "-");
+      std::snprintf(line, sizeof line, "%-16s %-10s %9lld %9s %9s %9.4f %9s %9s\n", m.name.c_str(), "regression",
+                    static_cast<long long>(m.count), "-", "-", m.rmse, "-", "-");
     out += line;
   }
   return out;

@@ -22,13 +22,23 @@ struct TaskMetrics {
   TaskType type = TaskType::kBinary;
   std::int64_t count = 0;  // rows in the task's sample space with a label
   double auc = 0, logloss = 0, positive_rate = 0, mean_prediction = 0;  // binary
+  double calibration = 0;  // mean prediction / mean label (1 = calibrated on average)
+  double gauc = 0;         // AUC per group averaged by the group's rows; NaN without groups
+  std::int64_t gauc_groups = 0;  // groups with both classes (the ones GAUC averages over)
   double mse = 0, rmse = 0;                                              // regression
   double loss = 0;  // the training loss of the task on this data (logloss or mse)
 };
 
+// Group AUC: AUC within each group (user) that has both classes, averaged
+// weighted by the group's row count. NaN if no group has both classes.
+double group_auc(const std::vector<float>& scores, const std::vector<float>& labels,
+                 const std::vector<std::uint64_t>& groups, std::int64_t* groups_used = nullptr);
+
 // preds/labels/mask are row-major [rows x tasks]; preds are probabilities for binary tasks.
+// groups: per row group ids for GAUC, or empty.
 std::vector<TaskMetrics> evaluate_tasks(const std::vector<TaskConfig>& tasks, const std::vector<float>& preds,
-                                        const std::vector<float>& labels, const std::vector<float>& mask);
+                                        const std::vector<float>& labels, const std::vector<float>& mask,
+                                        const std::vector<std::uint64_t>& groups = {});
 
 nlohmann::json to_json(const std::vector<TaskMetrics>& metrics);
 // A fixed-width table for the terminal.

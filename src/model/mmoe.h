@@ -1,37 +1,28 @@
 #pragma once
-// Multi-gate Mixture-of-Experts (Ma et al., KDD 2018): shared experts, one
-// softmax gate and one tower per task. Experts run as one GEMM (first layer,
-// weights of all experts concatenated) plus batched matmuls for deeper layers,
-// towers as batched matmuls over tasks: a handful of large ops instead of
-// many small modules, which is where small models lose their time.
+// Mixture-of-experts models (Ma et al., KDD 2018). Experts are shared by all
+// tasks; MMoE gives each task its own softmax gate, OMoE one gate for all.
+// An optional shared bottom layer under the experts gives the YouTube ranker
+// (Zhao et al., RecSys 2019), and gate dropout with renormalization fights
+// gate polarization.
+#include "model/blocks.h"
 #include "model/model.h"
 
 namespace mtrank::model {
 
-// Stacked per-group linear layers applied with baddbmm: input [G, B, in] -> [G, B, out].
-class GroupedMLPImpl : public torch::nn::Module {
+class MixtureOfExperts : public RankingModel {
  public:
-  GroupedMLPImpl(std::int64_t groups, std::int64_t in, const std::vector<std::int64_t>& sizes, bool relu_last);
-  torch::Tensor forward(torch::Tensor x);
+  MixtureOfExperts(const ModelConfig& config, const InputShape& shape, bool one_gate);
+
+ protected:
+  ModelOutput forward_deep(const torch::Tensor& x) override;
 
  private:
-  std::vector<torch::Tensor> weights_, biases_;
-  bool relu_last_;
-};
-TORCH_MODULE(GroupedMLP);
-
-class MMoE : public RankingModel {
- public:
-  MMoE(const ModelConfig& config, const InputShape& shape);
-  ModelOutput forward(const Batch& batch, TouchedRows* touched) override;
-  FeatureInput& input() override { return input_; }
-
- private:
-  FeatureInput input_{nullptr};
-  torch::Tensor expert_w0_, expert_b0_, gate_w_, gate_b_;
-  GroupedMLP expert_rest_{nullptr}, towers_{nullptr};
-  std::int64_t experts_, tasks_, hidden0_;
-  double dropout_;
+  GroupedMLP bottom_{nullptr};
+  ExpertBank experts_{nullptr};
+  Towers towers_{nullptr};
+  torch::Tensor gate_w_, gate_b_;
+  std::int64_t num_experts_, num_gates_;
+  double dropout_, gate_dropout_;
 };
 
 std::shared_ptr<RankingModel> make_mmoe(const ModelConfig& config, const InputShape& shape);

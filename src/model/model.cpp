@@ -2,59 +2,119 @@
 
 #include "common/error.h"
 #include "model/mmoe.h"
+#include "model/ple.h"
+#include "model/shared_bottom.h"
 
 namespace mtrank::model {
 
-FeatureInputImpl::FeatureInputImpl(const InputShape& shape, std::int64_t embedding_dim)
-    : shape_(shape), dim_(embedding_dim) {
+FeatureInputImpl::FeatureInputImpl(const InputShape& shape, std::int64_t embedding_dim, std::int64_t copies)
+    : shape_(shape), dim_(embedding_dim), copies_(copies) {
   // Small uniform init: embeddings start near zero so no field dominates early.
-  table_ = register_parameter("table", torch::empty({std::max<std::int64_t>(shape.embedding_rows, 1), dim_})
-                                           .uniform_(-0.05, 0.05),
-                              /*requires_grad=*/false);
+  table_ = register_parameter(
+      "table", torch::empty({std::max<std::int64_t>(shape.embedding_rows, 1), copies_ * dim_}).uniform_(-0.05, 0.05),
+      /*requires_grad=*/false);
   output_dim_ = (shape.num_categorical + shape.num_bags) * dim_ + shape.num_dense;
 }
 
-torch::Tensor FeatureInputImpl::forward(const Batch& batch, TouchedRows* touched) {
+torch::Tensor FeatureInputImpl::forward(const Batch& batch, const SparseLookup& lookup, const torch::Tensor& rows) {
   const std::int64_t B = batch.size;
+  const torch::Tensor& source = lookup.training ? rows : table_;
   std::vector<torch::Tensor> parts;
-  const std::int64_t ncat = B * shape_.num_categorical;
-  if (touched) {
-    torch::Tensor all = shape_.num_bags > 0 ? torch::cat({batch.categorical.reshape({-1}), batch.bag_ids})
-                                            : batch.categorical.reshape({-1});
-    auto [unique, inverse] = at::_unique(all, /*sorted=*/true, /*return_inverse=*/true);
-    touched->ids = unique;
-    touched->rows = table_.index_select(0, unique).detach().requires_grad_(true);
-    if (shape_.num_categorical > 0)
-      parts.push_back(touched->rows.index_select(0, inverse.slice(0, 0, ncat)).view({B, -1}));
-    if (shape_.num_bags > 0)
-      parts.push_back(std::get<0>(torch::embedding_bag(touched->rows, inverse.slice(0, ncat), batch.bag_offsets,
-                                                       /*scale_grad_by_freq=*/false, /*mode=sum*/ 0,
-                                                       /*sparse=*/false, batch.bag_weights,
-                                                       /*include_last_offset=*/true))
-                          .view({B, -1}));
-  } else {
-    if (shape_.num_categorical > 0)
-      parts.push_back(table_.index_select(0, batch.categorical.reshape({-1})).view({B, -1}));
-    if (shape_.num_bags > 0)
-      parts.push_back(std::get<0>(torch::embedding_bag(table_, batch.bag_ids, batch.bag_offsets, false, 0, false,
-                                                       batch.bag_weights, true))
-                          .view({B, -1}));
-  }
-  if (shape_.num_dense > 0) parts.push_back(batch.dense);
-  return torch::cat(parts, 1);
+  // Each part is [B, fields, copies, D] -> [copies, B, fields * D].
+  auto per_copy = [&](torch::Tensor t, std::int64_t fields) {
+    return t.view({B, fields, copies_, dim_}).permute({2, 0, 1, 3}).reshape({copies_, B, fields * dim_});
+  };
+  if (shape_.num_categorical > 0)
+    parts.push_back(per_copy(source.index_select(0, lookup.categorical), shape_.num_categorical));
+  if (shape_.num_bags > 0)
+    parts.push_back(per_copy(std::get<0>(torch::embedding_bag(source, lookup.bag_ids, batch.bag_offsets,
+                                                              /*scale_grad_by_freq=*/false, /*mode=sum*/ 0,
+                                                              /*sparse=*/false, batch.bag_weights,
+                                                              /*include_last_offset=*/true)),
+                             shape_.num_bags));
+  if (shape_.num_dense > 0) parts.push_back(batch.dense.unsqueeze(0).expand({copies_, B, shape_.num_dense}));
+  return torch::cat(parts, 2);
 }
 
-std::map<std::string, ModelFactory>& model_registry() {
+WideImpl::WideImpl(const InputShape& shape) : shape_(shape) {
+  // Linear weights start at zero, as a logistic regression does.
+  table_ = register_parameter("table", torch::zeros({std::max<std::int64_t>(shape.embedding_rows, 1), shape.num_tasks}),
+                              /*requires_grad=*/false);
+  bias_ = register_parameter("bias", torch::zeros({shape.num_tasks}));
+}
+
+torch::Tensor WideImpl::forward(const Batch& batch, const SparseLookup& lookup, const torch::Tensor& rows) {
+  const std::int64_t B = batch.size, T = shape_.num_tasks;
+  const torch::Tensor& source = lookup.training ? rows : table_;
+  torch::Tensor out = bias_.expand({B, T});
+  if (shape_.num_categorical > 0)
+    out = out + source.index_select(0, lookup.categorical).view({B, shape_.num_categorical, T}).sum(1);
+  if (shape_.num_bags > 0)
+    out = out + std::get<0>(torch::embedding_bag(source, lookup.bag_ids, batch.bag_offsets, false, 0, false,
+                                                 batch.bag_weights, true))
+                    .view({B, shape_.num_bags, T})
+                    .sum(1);
+  return out;
+}
+
+RankingModel::RankingModel(const ModelConfig& config, const InputShape& shape, std::int64_t embedding_copies)
+    : shape_(shape) {
+  input_ = register_module("input", FeatureInput(shape, config.embedding_dim, embedding_copies));
+  if (config.wide) wide_ = register_module("wide", Wide(shape));
+}
+
+ModelOutput RankingModel::forward(const Batch& batch, TouchedRows* touched) {
+  SparseLookup lookup;
+  torch::Tensor input_rows, wide_rows;
+  const torch::Tensor categorical = batch.categorical.reshape({-1});
+  if (touched) {
+    // One unique over every id of the batch; each sparse table gathers those rows as a leaf.
+    const std::int64_t ncat = categorical.size(0);
+    torch::Tensor all = shape_.num_bags > 0 ? torch::cat({categorical, batch.bag_ids}) : categorical;
+    auto [unique, inverse] = at::_unique(all, /*sorted=*/true, /*return_inverse=*/true);
+    lookup = {inverse.slice(0, 0, ncat), inverse.slice(0, ncat), true};
+    touched->ids = unique;
+    touched->rows.clear();
+    for (SparseTable& t : sparse_tables())
+      touched->rows.push_back(t.table.index_select(0, unique).detach().requires_grad_(true));
+    input_rows = touched->rows[0];
+    if (wide_) wide_rows = touched->rows[1];
+  } else {
+    lookup = {categorical, batch.bag_ids, false};
+  }
+  ModelOutput out = forward_deep(input_->forward(batch, lookup, input_rows));
+  if (wide_) out.logits = out.logits + wide_->forward(batch, lookup, wide_rows);
+  return out;
+}
+
+std::vector<SparseTable> RankingModel::sparse_tables() {
+  std::vector<SparseTable> tables{{"embeddings", input_->table(), false}};
+  if (wide_) tables.push_back({"wide", wide_->table(), true});
+  return tables;
+}
+
+std::vector<torch::Tensor> RankingModel::wide_dense_parameters() {
+  if (!wide_) return {};
+  return {wide_->bias()};
+}
+
+const std::map<std::string, ModelFactory>& model_registry() {
   // Built-in models are listed here (not via static initializers, which a
   // static library link may drop). Adding a model: its file plus one line.
-  static std::map<std::string, ModelFactory> registry = {
+  static const std::map<std::string, ModelFactory> registry = {
+      {"single_task", make_single_task},
+      {"shared_bottom", make_shared_bottom},
+      {"wide_deep", make_shared_bottom},  // a shared-bottom deep part; config.wide is forced on
+      {"omoe", make_mmoe},
       {"mmoe", make_mmoe},
+      {"cgc", make_ple},
+      {"ple", make_ple},
   };
   return registry;
 }
 
 std::shared_ptr<RankingModel> create_model(const ModelConfig& config, const InputShape& shape) {
-  auto& registry = model_registry();
+  const auto& registry = model_registry();
   auto it = registry.find(config.type);
   if (it == registry.end()) throw ConfigError("model.type: unknown model '" + config.type + "'");
   return it->second(config, shape);

@@ -1,13 +1,14 @@
 #pragma once
 // Multi-task ranking models. Every model reads the same featurized input
-// (FeatureInput: one fused embedding table + dense features) and returns one
-// logit per task. Models are created by name through a registry, so adding a
-// model is one file plus one registration.
+// (FeatureInput: one fused embedding table + dense features), may add a wide
+// linear part, and returns one logit per task. Models are created by name
+// through a registry, so adding a model is one file plus one line.
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <torch/torch.h>
 
@@ -22,43 +23,91 @@ struct InputShape {
   int num_categorical = 0, num_bags = 0, num_dense = 0, num_tasks = 0;
 };
 
-// The rows of the embedding table that a training batch touched, as a leaf
-// tensor: autograd fills rows.grad(), and a row-wise optimizer updates only
-// these rows of the table (never the whole table).
+// The rows of each sparse table that a training batch touched, as leaf tensors:
+// autograd fills rows[i].grad(), and a row-wise optimizer updates only those
+// rows of table i (never the whole table). All tables share the same row ids.
 struct TouchedRows {
-  torch::Tensor ids;   // [U] unique row ids into the table
-  torch::Tensor rows;  // [U, D] leaf, requires_grad
+  torch::Tensor ids;                // [U] unique row ids
+  std::vector<torch::Tensor> rows;  // per sparse table: [U, width] leaf, requires_grad
+};
+
+// Where a batch's ids point: into the table itself (inference), or into the
+// gathered unique rows (training).
+struct SparseLookup {
+  torch::Tensor categorical;  // [B * F] indices
+  torch::Tensor bag_ids;      // [nnz] indices
+  bool training = false;
 };
 
 struct ModelOutput {
   torch::Tensor logits;  // [B, T]
-  torch::Tensor gates;   // [B, T, E] gate weights, for expert utilization (undefined if none)
+  torch::Tensor gates;   // [B, T, E] gate weights for expert utilization (undefined if none)
 };
 
-// Embedding lookup for all categorical fields and multi-hot bags at once, concatenated with dense features.
+// A table updated row-wise, outside the dense optimizers.
+struct SparseTable {
+  std::string name;
+  torch::Tensor table;
+  bool wide = false;  // wide-part table (FTRL by default) or deep embeddings
+};
+
+// Embedding lookup for all categorical fields and multi-hot bags at once,
+// concatenated with dense features. With copies > 1 every task gets its own
+// embeddings (single-task models): the table is copies times wider and the
+// output is [copies, B, in].
 class FeatureInputImpl : public torch::nn::Module {
  public:
-  FeatureInputImpl(const InputShape& shape, std::int64_t embedding_dim);
-  // `touched` non-null: gather the batch's unique rows as a leaf (training); else plain lookup.
-  torch::Tensor forward(const Batch& batch, TouchedRows* touched);
+  FeatureInputImpl(const InputShape& shape, std::int64_t embedding_dim, std::int64_t copies = 1);
+  torch::Tensor forward(const Batch& batch, const SparseLookup& lookup, const torch::Tensor& rows);
   std::int64_t output_dim() const { return output_dim_; }
   torch::Tensor& table() { return table_; }
 
  private:
-  torch::Tensor table_;  // [embedding_rows, D]; updated row-wise, outside dense optimizers
+  torch::Tensor table_;  // [embedding_rows, copies * D]
   InputShape shape_;
-  std::int64_t dim_, output_dim_;
+  std::int64_t dim_, copies_, output_dim_;
 };
 TORCH_MODULE(FeatureInput);
 
+// Wide & Deep's wide part: a linear model over every sparse id (categorical,
+// cross and multi-hot), one weight per id and task, plus a bias per task.
+class WideImpl : public torch::nn::Module {
+ public:
+  WideImpl(const InputShape& shape);
+  torch::Tensor forward(const Batch& batch, const SparseLookup& lookup, const torch::Tensor& rows);  // [B, T]
+  torch::Tensor& table() { return table_; }
+  torch::Tensor& bias() { return bias_; }
+
+ private:
+  torch::Tensor table_, bias_;
+  InputShape shape_;
+};
+TORCH_MODULE(Wide);
+
 class RankingModel : public torch::nn::Module {
  public:
-  virtual ModelOutput forward(const Batch& batch, TouchedRows* touched) = 0;
-  virtual FeatureInput& input() = 0;
+  RankingModel(const ModelConfig& config, const InputShape& shape, std::int64_t embedding_copies = 1);
+  // `touched` non-null: training mode lookup through gathered unique rows.
+  ModelOutput forward(const Batch& batch, TouchedRows* touched);
+  std::vector<SparseTable> sparse_tables();
+  // Dense parameters of the wide part (its bias), optimized with the wide optimizer.
+  std::vector<torch::Tensor> wide_dense_parameters();
+  FeatureInput& input() { return input_; }
+  const InputShape& shape() const { return shape_; }
+
+ protected:
+  // The model family's deep part: input [copies, B, in] -> logits [B, T] (+ gates).
+  virtual ModelOutput forward_deep(const torch::Tensor& x) = 0;
+  std::int64_t input_dim() const { return input_->output_dim(); }
+  InputShape shape_;
+
+ private:
+  FeatureInput input_{nullptr};
+  Wide wide_{nullptr};
 };
 
 using ModelFactory = std::function<std::shared_ptr<RankingModel>(const ModelConfig&, const InputShape&)>;
-std::map<std::string, ModelFactory>& model_registry();
+const std::map<std::string, ModelFactory>& model_registry();
 std::shared_ptr<RankingModel> create_model(const ModelConfig& config, const InputShape& shape);
 
 }  // namespace mtrank::model

@@ -1,26 +1,35 @@
 #pragma once
-// Row-wise optimizers for embedding tables: update only the rows a batch
-// touched. A dense optimizer over a large table spends most of a step on rows
-// the batch never saw (measured: 65% of the step), and LibTorch's Adam rejects
-// sparse gradients, so this is ours.
+// Row-wise optimizers for sparse tables (embeddings, wide weights): update only
+// the rows a batch touched. A dense optimizer over a large table spends most of
+// a step on rows the batch never saw (measured: 65% of the step), and
+// LibTorch's Adam rejects sparse gradients, so this is ours. Adam, AdaGrad and
+// FTRL apply the same per-coordinate rules as their dense versions.
+#include <string>
+
 #include <torch/torch.h>
 
 #include "config/config.h"
+#include "train/ftrl.h"
 
 namespace mtrank::train {
 
 class RowOptimizer {
  public:
-  RowOptimizer(torch::Tensor table, const TrainConfig& config);
-  // rows: the touched rows (leaf) with .grad(); ids: their row ids (unique).
+  // kind: "adam" | "adagrad" | "ftrl".
+  RowOptimizer(torch::Tensor table, const std::string& kind, double learning_rate, double weight_decay,
+               FtrlHyper ftrl = {});
+  // ids: unique row ids; grad: [U, width] gradient of those rows.
   void step(const torch::Tensor& ids, const torch::Tensor& grad);
-  // State for checkpoints.
-  std::vector<torch::Tensor> state() const { return {first_, second_}; }
+  void set_learning_rate(double lr) { lr_ = lr; }
+  // State for checkpoints: step count and per-row moment tables.
+  void save(torch::serialize::OutputArchive& archive, const std::string& prefix) const;
+  void load(torch::serialize::InputArchive& archive, const std::string& prefix);
 
  private:
+  enum class Kind { kAdam, kAdagrad, kFtrl } kind_;
   torch::Tensor table_, first_, second_;
-  bool adam_;
   double lr_, weight_decay_, beta1_ = 0.9, beta2_ = 0.999, eps_;
+  FtrlHyper ftrl_;
   std::int64_t step_ = 0;
 };
 

@@ -3,20 +3,24 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <limits>
 #include <numeric>
 #include <random>
+#include <mutex>
+#include <sstream>
 
+#include "common/error.h"
 #include "common/progress.h"
 #include "model/batch.h"
+#include "train/ftrl.h"
 #include "train/row_optimizer.h"
 
 namespace mtrank::train {
 
-torch::Tensor multitask_loss(const torch::Tensor& logits, const torch::Tensor& labels, const torch::Tensor& mask,
-                             const std::vector<TaskConfig>& tasks, std::vector<double>* per_task) {
-  torch::Tensor total = torch::zeros({}, logits.options());
-  if (per_task) per_task->assign(tasks.size(), 0.0);
+std::vector<torch::Tensor> task_losses(const torch::Tensor& logits, const torch::Tensor& labels,
+                                       const torch::Tensor& mask, const std::vector<TaskConfig>& tasks) {
+  std::vector<torch::Tensor> out;
   for (std::size_t t = 0; t < tasks.size(); ++t) {
     const auto k = static_cast<std::int64_t>(t);
     torch::Tensor m = mask.select(1, k);
@@ -24,11 +28,25 @@ torch::Tensor multitask_loss(const torch::Tensor& logits, const torch::Tensor& l
     torch::Tensor elementwise = tasks[t].type == TaskType::kBinary
                                     ? torch::binary_cross_entropy_with_logits(z, y, {}, {}, at::Reduction::None)
                                     : (z - y).square();
-    torch::Tensor task_loss = (elementwise * m).sum() / m.sum().clamp_min(1.0);
-    if (per_task) (*per_task)[t] = task_loss.item<double>();
-    total = total + tasks[t].weight * task_loss;
+    out.push_back((elementwise * m).sum() / m.sum().clamp_min(1.0));
+  }
+  return out;
+}
+
+torch::Tensor multitask_loss(const torch::Tensor& logits, const torch::Tensor& labels, const torch::Tensor& mask,
+                             const std::vector<TaskConfig>& tasks, std::vector<double>* per_task) {
+  std::vector<torch::Tensor> losses = task_losses(logits, labels, mask, tasks);
+  torch::Tensor total = torch::zeros({}, logits.options());
+  if (per_task) per_task->clear();
+  for (std::size_t t = 0; t < tasks.size(); ++t) {
+    if (per_task) per_task->push_back(losses[t].item<double>());
+    total = total + tasks[t].weight * losses[t];
   }
   return total;
+}
+
+double task_weight(const TaskConfig& task, int epoch_index) {
+  return task.weight * std::pow(task.weight_gamma, static_cast<double>(epoch_index));
 }
 
 Predictions predict(model::RankingModel& net, const Config& config, const data::FeaturizedData& data) {
@@ -70,12 +88,14 @@ Predictions predict(model::RankingModel& net, const Config& config, const data::
 std::vector<eval::TaskMetrics> evaluate(model::RankingModel& net, const Config& config,
                                         const data::FeaturizedData& data, Predictions* predictions) {
   Predictions p = predict(net, config, data);
-  std::vector<eval::TaskMetrics> m = eval::evaluate_tasks(config.tasks, p.values, data.labels, data.mask);
+  std::vector<eval::TaskMetrics> m =
+      eval::evaluate_tasks(config.tasks, p.values, data.labels, data.mask, data.groups);
   if (predictions) *predictions = std::move(p);
   return m;
 }
 
 namespace {
+
 double weighted_loss(const std::vector<TaskConfig>& tasks, const std::vector<eval::TaskMetrics>& m) {
   double s = 0;
   for (std::size_t t = 0; t < tasks.size(); ++t)
@@ -83,105 +103,321 @@ double weighted_loss(const std::vector<TaskConfig>& tasks, const std::vector<eva
   return s;
 }
 
-std::vector<torch::Tensor> snapshot(torch::nn::Module& net) {
-  std::vector<torch::Tensor> out;
-  for (const auto& p : net.parameters()) out.push_back(p.detach().clone());
-  return out;
+// Learning rate of the scheduled optimizers: linear warm-up over the first
+// steps, then exponential or cosine decay by epoch.
+double scheduled_lr(const TrainConfig& tc, std::int64_t global_step, int epoch_index) {
+  double lr = tc.learning_rate;
+  if (tc.lr_decay == "exponential") lr *= std::pow(tc.lr_decay_rate, epoch_index);
+  if (tc.lr_decay == "cosine") lr *= 0.5 * (1 + std::cos(M_PI * epoch_index / static_cast<double>(tc.epochs)));
+  if (global_step < tc.warmup_steps) lr *= static_cast<double>(global_step + 1) / static_cast<double>(tc.warmup_steps);
+  return lr;
 }
 
-void restore(torch::nn::Module& net, const std::vector<torch::Tensor>& saved) {
-  torch::NoGradGuard no_grad;
-  auto params = net.parameters();
-  for (std::size_t i = 0; i < params.size(); ++i) params[i].copy_(saved[i]);
+torch::Tensor bytes_tensor(const std::string& s) {
+  return torch::from_blob(const_cast<char*>(s.data()), {static_cast<std::int64_t>(s.size())}, torch::kUInt8).clone();
 }
+
+std::string tensor_bytes(const torch::Tensor& t) {
+  torch::Tensor c = t.contiguous();
+  return std::string(reinterpret_cast<const char*>(c.data_ptr<std::uint8_t>()), static_cast<std::size_t>(c.numel()));
+}
+
+// Everything a run needs to continue exactly where it stopped.
+class Trainer {
+ public:
+  Trainer(model::RankingModel& net, const Config& config) : net_(net), config_(config), tc_(config.train) {
+    std::vector<torch::Tensor> wide_dense = net.wide_dense_parameters();
+    auto is_wide = [&](const torch::Tensor& p) {
+      return std::any_of(wide_dense.begin(), wide_dense.end(),
+                         [&](const torch::Tensor& w) { return w.unsafeGetTensorImpl() == p.unsafeGetTensorImpl(); });
+    };
+    std::vector<torch::Tensor> deep;
+    for (const auto& p : net.parameters())
+      if (p.requires_grad() && !is_wide(p)) deep.push_back(p);
+    if (tc_.loss_weighting == "uncertainty") {
+      log_vars_ = torch::zeros({static_cast<std::int64_t>(config.tasks.size())}, torch::requires_grad());
+      deep.push_back(log_vars_);
+    }
+    deep_params_ = deep;
+    deep_ = make_optimizer(tc_.optimizer, deep, tc_.learning_rate, tc_.weight_decay);
+    const FtrlHyper ftrl{tc_.ftrl_alpha, tc_.ftrl_beta, tc_.ftrl_l1, tc_.ftrl_l2};
+    if (!wide_dense.empty())
+      wide_ = tc_.wide_optimizer == "ftrl"
+                  ? std::make_unique<Ftrl>(wide_dense, FtrlOptions(ftrl.alpha).beta(ftrl.beta).l1(ftrl.l1).l2(ftrl.l2))
+                  : make_optimizer(tc_.wide_optimizer, wide_dense, tc_.learning_rate, 0.0);
+    for (const model::SparseTable& t : net.sparse_tables()) {
+      const std::string kind = t.wide ? tc_.wide_optimizer : tc_.optimizer;
+      rows_.emplace_back(t.table, kind, tc_.learning_rate, t.wide ? 0.0 : tc_.weight_decay, ftrl);
+      scheduled_rows_.push_back(kind != "ftrl");
+    }
+    rng_.seed(tc_.seed);
+  }
+
+  TrainReport run(const data::FeaturizedData& train, const data::FeaturizedData* val, const TrainOptions& o) {
+    TrainReport report;
+    if (o.resume && !o.checkpoint_path.empty()) {
+      if (!std::filesystem::exists(o.checkpoint_path))
+        throw ModelError(o.checkpoint_path + ": no checkpoint to resume from (train without --resume first)");
+      load_checkpoint(o.checkpoint_path, report);
+      report.resumed = true;
+      if (o.show_progress)
+        std::fprintf(stderr, "resumed from %s after epoch %d\n", o.checkpoint_path.c_str(), epochs_done_);
+    }
+    std::vector<std::int64_t> order(static_cast<std::size_t>(train.rows()));
+    model::BatchBuilder builder;
+    bool stopped = stopped_;
+    for (int epoch = epochs_done_ + 1; epoch <= tc_.epochs && !stopped; ++epoch) {
+      net_.train();
+      std::iota(order.begin(), order.end(), 0);
+      std::shuffle(order.begin(), order.end(), rng_);
+      Progress progress("epoch " + std::to_string(epoch) + "/" + std::to_string(tc_.epochs),
+                        static_cast<std::uint64_t>(train.rows()), "rows", o.show_progress);
+      double loss_sum = 0, lr = tc_.learning_rate;
+      std::int64_t batches = 0;
+      for (std::int64_t begin = 0; begin < train.rows(); begin += tc_.batch_size) {
+        const std::int64_t n = std::min(tc_.batch_size, train.rows() - begin);
+        lr = scheduled_lr(tc_, global_step_, epoch - 1);
+        set_learning_rate(lr);
+        model::Batch batch = builder.build(train, order.data() + begin, n);
+        loss_sum += step(batch, epoch - 1);
+        ++batches;
+        ++global_step_;
+        if ((batches & 7) == 0) {
+          char extra[48];
+          std::snprintf(extra, sizeof extra, "loss %.4f", loss_sum / static_cast<double>(batches));
+          progress.update(static_cast<std::uint64_t>(begin + n), extra);
+        }
+      }
+      EpochLog log;
+      log.epoch = epoch;
+      log.seconds = progress.elapsed_seconds();
+      log.train_loss = loss_sum / static_cast<double>(std::max<std::int64_t>(batches, 1));
+      log.rows_per_s = static_cast<double>(train.rows()) / std::max(log.seconds, 1e-9);
+      log.learning_rate = lr;
+      char extra[96];
+      if (val) {
+        log.val = evaluate(net_, config_, *val);
+        log.val_loss = weighted_loss(config_.tasks, log.val);
+        std::snprintf(extra, sizeof extra, "train loss %.4f  val loss %.4f", log.train_loss, log.val_loss);
+      } else {
+        std::snprintf(extra, sizeof extra, "train loss %.4f", log.train_loss);
+      }
+      progress.finish(extra);
+      const double score = val ? log.val_loss : log.train_loss;
+      if (score < best_score_) {
+        best_score_ = score;
+        best_epoch_ = epoch;
+        since_best_ = 0;
+        if (val) best_params_ = snapshot();
+      } else if (val && tc_.patience > 0 && ++since_best_ >= tc_.patience) {
+        stopped_ = stopped = true;
+        report.early_stopped = true;
+        if (o.show_progress)
+          std::fprintf(stderr, "early stopping: no validation improvement for %lld epochs; keeping epoch %d\n",
+                       static_cast<long long>(tc_.patience), best_epoch_);
+      }
+      epochs_done_ = epoch;
+      report.epochs.push_back(log);
+      if (!o.checkpoint_path.empty()) save_checkpoint(o.checkpoint_path, report);
+      if (o.on_epoch_end && !o.on_epoch_end(log)) break;
+    }
+    report.early_stopped = report.early_stopped || stopped_;
+    if (!best_params_.empty()) restore(best_params_);
+    report.best_epoch = best_epoch_;
+    double seconds = 0, rows = 0;
+    for (const auto& e : report.epochs) {
+      seconds += e.seconds;
+      rows += e.rows_per_s * e.seconds;
+    }
+    report.seconds = seconds;
+    report.train_rows_per_s = rows / std::max(seconds, 1e-9);
+    if (log_vars_.defined())
+      for (std::int64_t t = 0; t < log_vars_.size(0); ++t) report.task_log_variances.push_back(log_vars_[t].item<double>());
+    return report;
+  }
+
+ private:
+  static std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::string& kind,
+                                                                  std::vector<torch::Tensor> params, double lr,
+                                                                  double weight_decay) {
+    if (kind == "adam")
+      return std::make_unique<torch::optim::Adam>(params, torch::optim::AdamOptions(lr).weight_decay(weight_decay));
+    if (kind == "adagrad")
+      return std::make_unique<torch::optim::Adagrad>(params,
+                                                     torch::optim::AdagradOptions(lr).weight_decay(weight_decay));
+    return nullptr;  // ftrl: built by the caller with its own hyper-parameters
+  }
+
+  void set_learning_rate(double lr) {
+    for (auto& g : deep_->param_groups()) g.options().set_lr(lr);
+    if (wide_ && tc_.wide_optimizer != "ftrl")
+      for (auto& g : wide_->param_groups()) g.options().set_lr(lr);
+    for (std::size_t i = 0; i < rows_.size(); ++i)
+      if (scheduled_rows_[i]) rows_[i].set_learning_rate(lr);
+  }
+
+  double step(const model::Batch& batch, int epoch_index) {
+    model::TouchedRows touched;
+    model::ModelOutput out = net_.forward(batch, &touched);
+    std::vector<torch::Tensor> losses = task_losses(out.logits, batch.labels, batch.mask, config_.tasks);
+    torch::Tensor loss = torch::zeros({});
+    for (std::size_t t = 0; t < losses.size(); ++t) {
+      const double w = task_weight(config_.tasks[t], epoch_index);
+      if (log_vars_.defined()) {
+        // Uncertainty weighting (Kendall et al. 2018): exp(-s_k) L_k + s_k, s_k = log sigma_k^2 learned.
+        loss = loss + w * (torch::exp(-log_vars_[t]) * losses[t] + log_vars_[t]);
+      } else {
+        loss = loss + w * losses[t];
+      }
+    }
+    deep_->zero_grad();
+    if (wide_) wide_->zero_grad();
+    loss.backward();
+    if (tc_.clip_grad_norm > 0) clip(touched);
+    deep_->step();
+    if (wide_) wide_->step();
+    for (std::size_t i = 0; i < rows_.size(); ++i)
+      if (touched.rows[i].grad().defined()) rows_[i].step(touched.ids, touched.rows[i].grad());
+    return loss.item<double>();
+  }
+
+  // Clips the global norm of the deep part's gradients (dense parameters and touched embedding rows).
+  void clip(model::TouchedRows& touched) {
+    std::vector<torch::Tensor> grads;
+    for (const auto& p : deep_params_)
+      if (p.grad().defined()) grads.push_back(p.grad());
+    for (std::size_t i = 0; i < rows_.size(); ++i)
+      if (scheduled_rows_[i] && touched.rows[i].grad().defined()) grads.push_back(touched.rows[i].mutable_grad());
+    double total = 0;
+    for (const auto& g : grads) total += g.pow(2).sum().item<double>();
+    total = std::sqrt(total);
+    if (total > tc_.clip_grad_norm) {
+      const double scale = tc_.clip_grad_norm / (total + 1e-12);
+      for (auto& g : grads) g.mul_(scale);
+    }
+  }
+
+  std::vector<torch::Tensor> snapshot() {
+    std::vector<torch::Tensor> out;
+    for (const auto& p : net_.parameters()) out.push_back(p.detach().clone());
+    return out;
+  }
+
+  void restore(const std::vector<torch::Tensor>& saved) {
+    torch::NoGradGuard no_grad;
+    auto params = net_.parameters();
+    for (std::size_t i = 0; i < params.size(); ++i) params[i].copy_(saved[i]);
+  }
+
+  void save_checkpoint(const std::string& path, const TrainReport& report) {
+    torch::serialize::OutputArchive a;
+    torch::serialize::OutputArchive model, deep, wide, best;
+    net_.save(model);
+    a.write("model", model);
+    deep_->save(deep);
+    a.write("deep_optimizer", deep);
+    if (wide_) {
+      wide_->save(wide);
+      a.write("wide_optimizer", wide);
+    }
+    for (std::size_t i = 0; i < rows_.size(); ++i) rows_[i].save(a, "rows" + std::to_string(i));
+    if (log_vars_.defined()) a.write("log_vars", log_vars_.detach(), true);
+    for (std::size_t i = 0; i < best_params_.size(); ++i) best.write("p" + std::to_string(i), best_params_[i], true);
+    a.write("best_params", best);
+    a.write("counters", torch::tensor({static_cast<std::int64_t>(epochs_done_), static_cast<std::int64_t>(best_epoch_),
+                                       static_cast<std::int64_t>(since_best_), global_step_,
+                                       static_cast<std::int64_t>(best_params_.size()),
+                                       static_cast<std::int64_t>(stopped_)}),
+            true);
+    a.write("best_score", torch::tensor({best_score_}, torch::kFloat64), true);
+    std::ostringstream rng;
+    rng << rng_;
+    a.write("shuffle_rng", bytes_tensor(rng.str()), true);
+    a.write("torch_rng", at::detail::getDefaultCPUGenerator().get_state(), true);
+    std::ostringstream history;
+    for (const auto& e : report.epochs)
+      history << e.epoch << ' ' << e.train_loss << ' ' << e.val_loss << ' ' << e.seconds << ' ' << e.rows_per_s << ' '
+              << e.learning_rate << '\n';
+    a.write("history", bytes_tensor(history.str()), true);
+    const std::string tmp = path + ".tmp";
+    a.save_to(tmp);
+    std::filesystem::rename(tmp, path);
+  }
+
+  void load_checkpoint(const std::string& path, TrainReport& report) {
+    try {
+      torch::serialize::InputArchive a;
+      a.load_from(path);
+      torch::serialize::InputArchive model, deep, wide, best;
+      a.read("model", model);
+      net_.load(model);
+      a.read("deep_optimizer", deep);
+      deep_->load(deep);
+      if (wide_) {
+        a.read("wide_optimizer", wide);
+        wide_->load(wide);
+      }
+      for (std::size_t i = 0; i < rows_.size(); ++i) rows_[i].load(a, "rows" + std::to_string(i));
+      if (log_vars_.defined()) {
+        torch::Tensor lv;
+        a.read("log_vars", lv, true);
+        torch::NoGradGuard no_grad;
+        log_vars_.copy_(lv);
+      }
+      torch::Tensor counters, best_score, shuffle, torch_rng, history;
+      a.read("counters", counters, true);
+      a.read("best_score", best_score, true);
+      a.read("shuffle_rng", shuffle, true);
+      a.read("torch_rng", torch_rng, true);
+      a.read("history", history, true);
+      epochs_done_ = static_cast<int>(counters[0].item<std::int64_t>());
+      best_epoch_ = static_cast<int>(counters[1].item<std::int64_t>());
+      since_best_ = static_cast<int>(counters[2].item<std::int64_t>());
+      global_step_ = counters[3].item<std::int64_t>();
+      const std::int64_t nbest = counters[4].item<std::int64_t>();
+      stopped_ = counters[5].item<std::int64_t>() != 0;
+      best_score_ = best_score[0].item<double>();
+      a.read("best_params", best);
+      best_params_.assign(static_cast<std::size_t>(nbest), torch::Tensor());
+      for (std::int64_t i = 0; i < nbest; ++i) best.read("p" + std::to_string(i), best_params_[i], true);
+      std::istringstream rng(tensor_bytes(shuffle));
+      rng >> rng_;
+      at::Generator generator = at::detail::getDefaultCPUGenerator();
+      {
+        std::lock_guard<std::mutex> lock(generator.mutex());
+        generator.set_state(torch_rng);
+      }
+      std::istringstream lines(tensor_bytes(history));
+      EpochLog e;
+      while (lines >> e.epoch >> e.train_loss >> e.val_loss >> e.seconds >> e.rows_per_s >> e.learning_rate)
+        report.epochs.push_back(e);
+    } catch (const c10::Error& e) {
+      throw ModelError(path + ": corrupt checkpoint or one from another config: " + e.what_without_backtrace());
+    }
+  }
+
+  model::RankingModel& net_;
+  const Config& config_;
+  const TrainConfig& tc_;
+  std::unique_ptr<torch::optim::Optimizer> deep_, wide_;
+  std::vector<torch::Tensor> deep_params_;
+  std::vector<RowOptimizer> rows_;
+  std::vector<bool> scheduled_rows_;
+  torch::Tensor log_vars_;
+  std::mt19937_64 rng_;
+  std::vector<torch::Tensor> best_params_;
+  double best_score_ = std::numeric_limits<double>::infinity();
+  int best_epoch_ = 0, since_best_ = 0, epochs_done_ = 0;
+  std::int64_t global_step_ = 0;
+  bool stopped_ = false;
+};
+
 }  // namespace
 
 TrainReport train_model(model::RankingModel& net, const Config& config, const data::FeaturizedData& train,
-                        const data::FeaturizedData* val, bool show_progress) {
-  const TrainConfig& tc = config.train;
-  std::vector<torch::Tensor> dense_params;
-  for (const auto& p : net.parameters())
-    if (p.requires_grad()) dense_params.push_back(p);
-  std::unique_ptr<torch::optim::Optimizer> optimizer;
-  if (tc.optimizer == "adam")
-    optimizer = std::make_unique<torch::optim::Adam>(
-        dense_params, torch::optim::AdamOptions(tc.learning_rate).weight_decay(tc.weight_decay));
-  else
-    optimizer = std::make_unique<torch::optim::Adagrad>(
-        dense_params, torch::optim::AdagradOptions(tc.learning_rate).weight_decay(tc.weight_decay));
-  RowOptimizer embedding_optimizer(net.input()->table(), tc);
-
-  std::mt19937_64 rng(tc.seed);
-  std::vector<std::int64_t> order(static_cast<std::size_t>(train.rows()));
-  std::iota(order.begin(), order.end(), 0);
-  model::BatchBuilder builder;
-  TrainReport report;
-  double best = std::numeric_limits<double>::infinity();
-  std::vector<torch::Tensor> best_params;
-  int since_best = 0;
-  double train_seconds = 0;
-  std::int64_t train_rows = 0;
-
-  for (int epoch = 1; epoch <= tc.epochs; ++epoch) {
-    net.train();
-    std::shuffle(order.begin(), order.end(), rng);
-    Progress progress("epoch " + std::to_string(epoch) + "/" + std::to_string(tc.epochs),
-                      static_cast<std::uint64_t>(train.rows()), "rows", show_progress);
-    double loss_sum = 0;
-    std::int64_t batches = 0;
-    for (std::int64_t begin = 0; begin < train.rows(); begin += tc.batch_size) {
-      const std::int64_t n = std::min(tc.batch_size, train.rows() - begin);
-      model::Batch batch = builder.build(train, order.data() + begin, n);
-      model::TouchedRows touched;
-      model::ModelOutput out = net.forward(batch, &touched);
-      torch::Tensor loss = multitask_loss(out.logits, batch.labels, batch.mask, config.tasks);
-      optimizer->zero_grad();
-      loss.backward();
-      optimizer->step();
-      if (touched.rows.grad().defined()) embedding_optimizer.step(touched.ids, touched.rows.grad());
-      loss_sum += loss.item<double>();
-      ++batches;
-      if ((batches & 7) == 0) {
-        char extra[48];
-        std::snprintf(extra, sizeof extra, "loss %.4f", loss_sum / static_cast<double>(batches));
-        progress.update(static_cast<std::uint64_t>(begin + n), extra);
-      }
-    }
-    EpochLog log;
-    log.epoch = epoch;
-    log.seconds = progress.elapsed_seconds();
-    log.train_loss = loss_sum / static_cast<double>(std::max<std::int64_t>(batches, 1));
-    log.rows_per_s = static_cast<double>(train.rows()) / std::max(log.seconds, 1e-9);
-    train_seconds += log.seconds;
-    train_rows += train.rows();
-    char extra[96];
-    if (val) {
-      log.val = evaluate(net, config, *val);
-      log.val_loss = weighted_loss(config.tasks, log.val);
-      std::snprintf(extra, sizeof extra, "train loss %.4f  val loss %.4f", log.train_loss, log.val_loss);
-    } else {
-      std::snprintf(extra, sizeof extra, "train loss %.4f", log.train_loss);
-    }
-    progress.finish(extra);
-    const double score = val ? log.val_loss : log.train_loss;
-    report.epochs.push_back(std::move(log));
-    if (score < best) {
-      best = score;
-      report.best_epoch = epoch;
-      since_best = 0;
-      if (val) best_params = snapshot(net);
-    } else if (val && tc.patience > 0 && ++since_best >= tc.patience) {
-      report.early_stopped = true;
-      if (show_progress)
-        std::fprintf(stderr, "early stopping: no validation improvement for %lld epochs; keeping epoch %d\n",
-                     static_cast<long long>(tc.patience), report.best_epoch);
-      break;
-    }
-  }
-  if (!best_params.empty()) restore(net, best_params);
-  report.seconds = train_seconds;
-  report.train_rows_per_s = static_cast<double>(train_rows) / std::max(train_seconds, 1e-9);
-  return report;
+                        const data::FeaturizedData* val, const TrainOptions& options) {
+  Trainer trainer(net, config);
+  return trainer.run(train, val, options);
 }
 
 }  // namespace mtrank::train

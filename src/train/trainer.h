@@ -1,6 +1,9 @@
 #pragma once
 // Mini-batch training of a RankingModel with a masked, weighted multi-task
-// loss; evaluation each epoch; early stopping on the validation loss.
+// loss; evaluation each epoch; early stopping on the validation loss;
+// checkpoints each epoch that a later run can resume from exactly.
+#include <functional>
+#include <string>
 #include <vector>
 
 #include <torch/torch.h>
@@ -13,31 +16,47 @@
 namespace mtrank::train {
 
 // Per-task loss over the rows in the task's sample space (mask), averaged over
-// those rows (PLE's delta-masked loss), weighted by task weight, summed.
-// Returns the total; per_task (if given) gets each task's unweighted loss.
+// those rows (PLE's delta-masked loss). per_task gets each task's loss tensor.
+std::vector<torch::Tensor> task_losses(const torch::Tensor& logits, const torch::Tensor& labels,
+                                       const torch::Tensor& mask, const std::vector<TaskConfig>& tasks);
+// Fixed weights: sum_k w_k * L_k. The trainer adds PLE's per-epoch schedule
+// and uncertainty weighting on top of task_losses.
 torch::Tensor multitask_loss(const torch::Tensor& logits, const torch::Tensor& labels, const torch::Tensor& mask,
                              const std::vector<TaskConfig>& tasks, std::vector<double>* per_task = nullptr);
 
+// w_k(t) = w_k0 * gamma_k^t for epoch t = 0, 1, ... (PLE).
+double task_weight(const TaskConfig& task, int epoch_index);
+
 struct EpochLog {
   int epoch = 0;
-  double train_loss = 0, val_loss = 0, seconds = 0, rows_per_s = 0;
+  double train_loss = 0, val_loss = 0, seconds = 0, rows_per_s = 0, learning_rate = 0;
   std::vector<eval::TaskMetrics> val;
 };
 
 struct TrainReport {
   std::vector<EpochLog> epochs;
   int best_epoch = 0;
-  bool early_stopped = false;
+  bool early_stopped = false, resumed = false;
   double seconds = 0, train_rows_per_s = 0;
+  std::vector<double> task_log_variances;  // uncertainty weighting only
+};
+
+struct TrainOptions {
+  bool show_progress = false;
+  // Checkpoint written atomically after every epoch ("" = none); resume from it if it exists and `resume` is set.
+  std::string checkpoint_path;
+  bool resume = false;
+  // Called after each epoch; returning false stops training there (as an interruption would).
+  std::function<bool(const EpochLog&)> on_epoch_end;
 };
 
 TrainReport train_model(model::RankingModel& net, const Config& config, const data::FeaturizedData& train,
-                        const data::FeaturizedData* val, bool show_progress);
+                        const data::FeaturizedData* val, const TrainOptions& options);
 
 struct Predictions {
   std::int64_t rows = 0;
   int tasks = 0;
-  std::vector<float> values;                // [rows x tasks]: probabilities (binary) or values (regression)
+  std::vector<float> values;                            // [rows x tasks]: probabilities (binary) or values (regression)
   std::vector<std::vector<double>> expert_utilization;  // [tasks][experts] mean gate weight, empty if no gates
 };
 

@@ -1,0 +1,61 @@
+#pragma once
+// Building blocks shared by the model families. Each computes a whole group
+// of networks (experts, towers) with a few large matmuls instead of a loop of
+// small modules: on small models per-op overhead dominates, on large ones the
+// GEMMs get bigger and closer to BLAS peak.
+#include <cstdint>
+#include <vector>
+
+#include <torch/torch.h>
+
+namespace mtrank::model {
+
+// nn.Linear's default init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+torch::Tensor linear_init(std::vector<std::int64_t> shape, std::int64_t fan_in);
+
+// G independent MLPs applied with baddbmm: input [G, B, in] -> [G, B, out].
+// ReLU after every layer, or after every layer but the last.
+class GroupedMLPImpl : public torch::nn::Module {
+ public:
+  GroupedMLPImpl(std::int64_t groups, std::int64_t in, const std::vector<std::int64_t>& sizes, bool relu_last);
+  torch::Tensor forward(torch::Tensor x);
+  std::int64_t output_dim() const { return out_; }
+
+ private:
+  std::vector<torch::Tensor> weights_, biases_;
+  bool relu_last_;
+  std::int64_t out_;
+};
+TORCH_MODULE(GroupedMLP);
+
+// E experts (MLPs with ReLU) over one shared input [B, in] -> [E, B, h].
+// The first layer of all experts is ONE GEMM with the weights concatenated
+// ([in, E*h0]); deeper layers are batched matmuls over experts.
+class ExpertBankImpl : public torch::nn::Module {
+ public:
+  ExpertBankImpl(std::int64_t experts, std::int64_t in, const std::vector<std::int64_t>& hidden);
+  torch::Tensor forward(const torch::Tensor& x);
+
+ private:
+  torch::Tensor w0_, b0_;
+  GroupedMLP rest_{nullptr};
+  std::int64_t experts_, hidden0_;
+};
+TORCH_MODULE(ExpertBank);
+
+// One tower per task, as a grouped MLP ending in one logit: [T, B, in] -> [B, T].
+class TowersImpl : public torch::nn::Module {
+ public:
+  TowersImpl(std::int64_t tasks, std::int64_t in, const std::vector<std::int64_t>& hidden);
+  torch::Tensor forward(const torch::Tensor& x);
+
+ private:
+  GroupedMLP mlp_{nullptr};
+};
+TORCH_MODULE(Towers);
+
+// YouTube's fix for gate polarization: in training, drop each gate weight with
+// probability p, then renormalize each gate to sum to one. gates: [..., E].
+torch::Tensor gate_dropout(const torch::Tensor& gates, double p, bool training);
+
+}  // namespace mtrank::model

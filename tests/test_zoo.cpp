@@ -1,0 +1,336 @@
+// The model zoo: every family's shapes, gradients, gates; CGC/PLE structure;
+// FTRL against hand-computed steps; schedules; resume; each model learns.
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "config/config.h"
+#include "data/dataset.h"
+#include "data/preprocessor.h"
+#include "data/synth.h"
+#include "model/blocks.h"
+#include "model/model.h"
+#include "test_util.h"
+#include "torch_test_util.h"
+#include "train/ftrl.h"
+#include "train/model_dir.h"
+#include "train/row_optimizer.h"
+#include "train/trainer.h"
+
+using namespace mtrank;
+using namespace mtrank::testing;
+
+namespace {
+const char* kAllModels[] = {"single_task", "shared_bottom", "omoe", "mmoe", "cgc", "ple", "wide_deep"};
+
+ModelConfig zoo_config(const std::string& type) {
+  ModelConfig m = small_model();
+  m.type = type;
+  if (type == "single_task" || type == "shared_bottom" || type == "wide_deep") m.bottom_hidden = {12};
+  m.specific_experts = 2;
+  m.shared_experts = 1;
+  m.levels = type == "ple" ? 2 : 1;
+  m.wide = type == "wide_deep";
+  return m;
+}
+}  // namespace
+
+class EveryModel : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(EveryModel, ShapesGradientsAndGates) {
+  torch::manual_seed(0);
+  auto net = model::create_model(zoo_config(GetParam()), small_shape());
+  RandomBatch rb(11);
+  model::TouchedRows touched;
+  model::ModelOutput out = net->forward(rb.batch, &touched);
+  EXPECT_EQ(out.logits.sizes(), (std::vector<std::int64_t>{11, 2}));
+  train::multitask_loss(out.logits, rb.batch.labels, rb.batch.mask, std::vector<TaskConfig>(2)).backward();
+  for (const auto& p : net->named_parameters()) {
+    if (!p.value().requires_grad()) continue;  // sparse tables: updated row-wise
+    ASSERT_TRUE(p.value().grad().defined()) << p.key();
+    EXPECT_GT(p.value().grad().abs().sum().item<double>(), 0) << p.key();
+  }
+  ASSERT_EQ(touched.rows.size(), net->sparse_tables().size());
+  for (const auto& rows : touched.rows) EXPECT_GT(rows.grad().abs().sum().item<double>(), 0);
+  if (out.gates.defined()) {
+    EXPECT_EQ(out.gates.size(0), 11);
+    EXPECT_EQ(out.gates.size(1), 2);
+    EXPECT_TRUE(torch::allclose(out.gates.sum(-1), torch::ones({11, 2}), 1e-5, 1e-5));
+  }
+  // Training-mode lookup (gathered rows) and inference lookup agree.
+  net->eval();
+  model::TouchedRows again;
+  EXPECT_TRUE(torch::allclose(net->forward(rb.batch, &again).logits, net->forward(rb.batch, nullptr).logits, 1e-5, 1e-5));
+}
+
+INSTANTIATE_TEST_SUITE_P(Zoo, EveryModel, ::testing::ValuesIn(kAllModels));
+
+TEST(OMoE, OneGateSharedByAllTasks) {
+  torch::manual_seed(0);
+  auto net = model::create_model(zoo_config("omoe"), small_shape());
+  RandomBatch rb(5);
+  torch::Tensor g = net->forward(rb.batch, nullptr).gates;
+  EXPECT_TRUE(torch::equal(g.select(1, 0), g.select(1, 1)));
+}
+
+TEST(SingleTask, TasksShareNoParameters) {
+  torch::manual_seed(0);
+  auto net = model::create_model(zoo_config("single_task"), small_shape());
+  RandomBatch rb(6);
+  model::TouchedRows touched;
+  model::ModelOutput out = net->forward(rb.batch, &touched);
+  out.logits.select(1, 0).sum().backward();  // task 0 only
+  // Embedding copies: task 0 owns columns [0, D), task 1 [D, 2D).
+  const torch::Tensor grad = touched.rows[0].grad();
+  EXPECT_GT(grad.slice(1, 0, 4).abs().sum().item<double>(), 0);
+  EXPECT_EQ(grad.slice(1, 4, 8).abs().sum().item<double>(), 0);
+  for (const auto& p : net->named_parameters())
+    if (p.value().grad().defined() && p.value().dim() == 3)  // grouped [tasks, in, out]
+      EXPECT_EQ(p.value().grad()[1].abs().sum().item<double>(), 0) << p.key();
+}
+
+TEST(CGC, GatesSeeOnlyTheirOwnAndSharedExperts) {
+  torch::manual_seed(0);
+  auto net = model::create_model(zoo_config("cgc"), small_shape());  // 2 tasks x 2 specific + 1 shared = 5 experts
+  net->eval();
+  RandomBatch rb(7);
+  model::ModelOutput out = net->forward(rb.batch, nullptr);
+  ASSERT_EQ(out.gates.size(2), 5);
+  // Task 0 sees experts 0, 1 and 4; task 1 sees 2, 3 and 4.
+  EXPECT_EQ(out.gates.select(1, 0).slice(1, 2, 4).abs().sum().item<double>(), 0);
+  EXPECT_EQ(out.gates.select(1, 1).slice(1, 0, 2).abs().sum().item<double>(), 0);
+  EXPECT_GT(out.gates.select(1, 0).select(1, 4).min().item<double>(), 0);
+  // Changing task 1's expert weights moves task 1's output and leaves task 0's alone.
+  torch::Tensor before = out.logits.clone();
+  {
+    torch::NoGradGuard ng;
+    for (auto& p : net->named_parameters())
+      if (p.key() == "level0.w0") p.value().slice(1, 2 * 8, 4 * 8).add_(0.5);  // experts 2, 3 of width 8
+  }
+  torch::Tensor after = net->forward(rb.batch, nullptr).logits;
+  EXPECT_TRUE(torch::equal(after.select(1, 0), before.select(1, 0)));
+  EXPECT_FALSE(torch::allclose(after.select(1, 1), before.select(1, 1)));
+}
+
+TEST(PLE, OneLevelEqualsCGC) {
+  ModelConfig cgc = zoo_config("cgc"), ple = zoo_config("ple");
+  ple.levels = 1;
+  torch::manual_seed(3);
+  auto a = model::create_model(cgc, small_shape());
+  torch::manual_seed(3);
+  auto b = model::create_model(ple, small_shape());
+  RandomBatch rb(9);
+  a->eval();
+  b->eval();
+  EXPECT_TRUE(torch::equal(a->forward(rb.batch, nullptr).logits, b->forward(rb.batch, nullptr).logits));
+  EXPECT_EQ(a->named_parameters().keys(), b->named_parameters().keys());
+}
+
+TEST(PLE, SharedPathFeedsTheNextLevel) {
+  torch::manual_seed(0);
+  auto net = model::create_model(zoo_config("ple"), small_shape());
+  std::vector<std::string> keys = net->named_parameters().keys();
+  EXPECT_NE(std::find(keys.begin(), keys.end(), "level0.shared_gate_w"), keys.end());
+  EXPECT_EQ(std::find(keys.begin(), keys.end(), "level1.shared_gate_w"), keys.end());  // last level: no shared gate
+  EXPECT_NE(std::find(keys.begin(), keys.end(), "level1.w0_task"), keys.end());
+}
+
+TEST(GateDropout, RenormalizesAndIsOffInEval) {
+  torch::manual_seed(0);
+  torch::Tensor g = torch::softmax(torch::randn({1000, 2, 4}), -1);
+  torch::Tensor d = model::gate_dropout(g, 0.5, true);
+  EXPECT_TRUE(torch::allclose(d.sum(-1), torch::ones({1000, 2}), 1e-5, 1e-5));
+  EXPECT_GT((d == 0).sum().item<std::int64_t>(), 1000);
+  EXPECT_TRUE(torch::equal(model::gate_dropout(g, 0.5, false), g));
+}
+
+TEST(Ftrl, HandComputedStepsAndL1Zeroing) {
+  // alpha 0.1, beta 1, l1 0.5. Step 1, g = 1: n = 1, sigma = 10, z = 1, w = -(1 - 0.5) / ((1 + 1) / 0.1) = -0.025.
+  // Step 2, g = -2: n = 5, sigma = (sqrt 5 - 1) / 0.1, z = 1 - 2 - sigma * w, w = -(z + 0.5) / ((1 + sqrt 5) / 0.1).
+  torch::Tensor w = torch::zeros({1}, torch::requires_grad());
+  train::Ftrl opt({w}, train::FtrlOptions(0.1).beta(1.0).l1(0.5));
+  w.mutable_grad() = torch::tensor({1.0f});
+  opt.step();
+  EXPECT_NEAR(w.item<float>(), -0.025f, 1e-7);
+  w.mutable_grad() = torch::tensor({-2.0f});
+  opt.step();
+  const double sigma = (std::sqrt(5.0) - 1) / 0.1, z = 1 - 2 - sigma * -0.025;
+  EXPECT_NEAR(w.item<float>(), -(z + 0.5) / ((1 + std::sqrt(5.0)) / 0.1), 1e-6);
+  // Strong L1: |z| = 1 <= 2 keeps the weight at exactly zero.
+  torch::Tensor v = torch::zeros({1}, torch::requires_grad());
+  train::Ftrl sparse({v}, train::FtrlOptions(0.1).l1(2.0));
+  v.mutable_grad() = torch::tensor({1.0f});
+  sparse.step();
+  EXPECT_EQ(v.item<float>(), 0.0f);
+  // L2 shrinks: w = -(1 - 0.5) / (20 + 10).
+  torch::Tensor u = torch::zeros({1}, torch::requires_grad());
+  train::Ftrl l2({u}, train::FtrlOptions(0.1).l1(0.5).l2(10.0));
+  u.mutable_grad() = torch::tensor({1.0f});
+  l2.step();
+  EXPECT_NEAR(u.item<float>(), -0.5f / 30.0f, 1e-7);
+}
+
+TEST(Ftrl, RowWiseMatchesTheOptimizerOnTouchedRows) {
+  torch::Tensor table = torch::zeros({4, 2});
+  train::RowOptimizer rows(table, "ftrl", 0.0, 0.0, {0.1, 1.0, 0.5, 0.0});
+  rows.step(torch::tensor({2}, torch::kInt64), torch::tensor({{1.0f, 0.2f}}));
+  EXPECT_NEAR(table[2][0].item<float>(), -0.025f, 1e-7);
+  EXPECT_EQ(table[2][1].item<float>(), 0.0f);  // |z| = 0.2 <= l1: zero
+  EXPECT_EQ(table[0].abs().sum().item<float>(), 0.0f);
+}
+
+TEST(LossWeights, PleScheduleByEpoch) {
+  TaskConfig t;
+  t.weight = 2.0;
+  t.weight_gamma = 0.5;
+  EXPECT_DOUBLE_EQ(train::task_weight(t, 0), 2.0);
+  EXPECT_DOUBLE_EQ(train::task_weight(t, 3), 0.25);
+}
+
+// Small end-to-end runs on the synthetic impression log.
+class ZooTraining : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir();
+    data::RankingSynthOptions o;
+    o.rows = 16000;
+    o.seed = 11;
+    o.users = 150;
+    o.items = 80;
+    data::write_ranking_synthetic(o, dir_->file("all.csv"));
+    std::ifstream in(dir_->file("all.csv"));
+    std::ofstream train(dir_->file("train.csv")), test(dir_->file("test.csv"));
+    std::string line;
+    std::getline(in, line);
+    train << line << "\n";
+    test << line << "\n";
+    for (int i = 0; std::getline(in, line); ++i) (i < 13000 ? train : test) << line << "\n";
+  }
+  static void TearDownTestSuite() { delete dir_; }
+
+  static Config config(const std::string& type) {
+    Config c = parse_config(R"(
+[[features]]
+names = ["user_id", "item_id", "item_category", "device", "hour"]
+type = "categorical"
+[[features]]
+name = "user_interests"
+type = "multi_hot"
+[[features]]
+name = "cat_x_device"
+type = "cross"
+columns = ["item_category", "device"]
+hash_buckets = 64
+[[features]]
+name = "price"
+type = "numeric"
+log1p = true
+[[tasks]]
+name = "click"
+column = "click"
+[[tasks]]
+name = "like"
+column = "like"
+where = { column = "click", equals = ["1"] }
+[train]
+learning_rate = 0.003
+batch_size = 256
+epochs = 2
+)",
+                            "zoo.toml");
+    c.model = zoo_config(type);
+    c.model.embedding_dim = 8;
+    c.model.expert_hidden = {16};
+    c.model.tower_hidden = {8};
+    if (type == "single_task" || type == "shared_bottom" || type == "wide_deep") c.model.bottom_hidden = {32};
+    return c;
+  }
+
+  struct Run {
+    std::shared_ptr<model::RankingModel> net;
+    std::unique_ptr<data::Preprocessor> pre;
+    data::FeaturizedData train, test;
+  };
+  static Run prepare(const Config& c) {
+    Run r;
+    torch::manual_seed(c.train.seed);
+    at::set_num_threads(1);
+    r.pre = std::make_unique<data::Preprocessor>(c);
+    r.pre->fit(dir_->file("train.csv"));
+    r.train = data::featurize_file(*r.pre, dir_->file("train.csv"), true);
+    r.test = data::featurize_file(*r.pre, dir_->file("test.csv"), true);
+    r.net = model::create_model(c.model, train::input_shape(*r.pre));
+    return r;
+  }
+  static TempDir* dir_;
+};
+TempDir* ZooTraining::dir_ = nullptr;
+
+TEST_F(ZooTraining, EveryModelLearnsWellAboveChance) {
+  for (const char* type : kAllModels) {
+    Config c = config(type);
+    Run r = prepare(c);
+    train::train_model(*r.net, c, r.train, nullptr, {});
+    auto m = train::evaluate(*r.net, c, r.test);
+    EXPECT_GT(m[0].auc, 0.60) << type << " click";
+    EXPECT_GT(m[1].auc, 0.65) << type << " like";
+  }
+}
+
+TEST_F(ZooTraining, ResumeEqualsUninterrupted) {
+  for (const char* type : {"mmoe", "wide_deep"}) {
+    Config c = config(type);
+    c.train.epochs = 3;
+    c.train.lr_decay = "cosine";
+    c.train.warmup_steps = 20;
+    c.model.gate_dropout = 0.1;  // uses the torch RNG: its state must be restored too
+    c.model.dropout = 0.1;
+    const std::string ckpt = dir_->file(std::string(type) + ".ckpt");
+    Run full = prepare(c);
+    train::train_model(*full.net, c, full.train, &full.test, {});
+    Run part = prepare(c);
+    train::TrainOptions stop_early;
+    stop_early.checkpoint_path = ckpt;
+    stop_early.on_epoch_end = [](const train::EpochLog& e) { return e.epoch < 1; };  // "interrupted" after epoch 1
+    train::train_model(*part.net, c, part.train, &part.test, stop_early);
+    Run resumed = prepare(c);  // a fresh process: new model, new trainer
+    train::TrainOptions resume;
+    resume.checkpoint_path = ckpt;
+    resume.resume = true;
+    train::TrainReport report = train::train_model(*resumed.net, c, resumed.train, &resumed.test, resume);
+    EXPECT_TRUE(report.resumed);
+    EXPECT_EQ(report.epochs.size(), 3u);
+    EXPECT_EQ(train::predict(*resumed.net, c, resumed.test).values, train::predict(*full.net, c, full.test).values)
+        << type;
+  }
+}
+
+TEST_F(ZooTraining, UncertaintyWeightingLearnsLogVariances) {
+  Config c = config("mmoe");
+  c.train.loss_weighting = "uncertainty";
+  c.train.epochs = 1;
+  Run r = prepare(c);
+  train::TrainReport report = train::train_model(*r.net, c, r.train, nullptr, {});
+  ASSERT_EQ(report.task_log_variances.size(), 2u);
+  EXPECT_NE(report.task_log_variances[0], 0.0);
+  EXPECT_NE(report.task_log_variances[0], report.task_log_variances[1]);
+}
+
+TEST_F(ZooTraining, FtrlL1MakesTheWidePartSparse) {
+  auto zero_fraction = [](double l1) {
+    Config c = config("wide_deep");
+    c.train.ftrl_l1 = l1;
+    c.train.epochs = 1;
+    Run r = prepare(c);
+    train::train_model(*r.net, c, r.train, nullptr, {});
+    torch::Tensor wide = r.net->sparse_tables()[1].table;
+    return (wide == 0).to(torch::kFloat64).mean().item<double>();
+  };
+  const double dense = zero_fraction(0.0), sparse = zero_fraction(0.5);
+  EXPECT_LT(dense, 0.2);   // without L1 nearly every touched weight moves
+  EXPECT_GT(sparse, 0.9);  // with L1 most are exactly zero
+  EXPECT_LT(sparse, 1.0);  // but the strongest ids keep weights
+}
