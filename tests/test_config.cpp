@@ -2,6 +2,9 @@
 
 #include "common/error.h"
 #include "config/config.h"
+#include "test_util.h"
+
+#include <filesystem>
 
 using mtrank::Config;
 using mtrank::ConfigError;
@@ -85,4 +88,57 @@ TEST(Config, SampleSpace) {
   ASSERT_EQ(c.tasks.size(), 2u);
   EXPECT_EQ(c.tasks[1].where_column, "clicked");
   EXPECT_EQ(c.tasks[1].where_equals, std::vector<std::string>{"1"});
+}
+
+TEST(Config, ToTomlRoundTripsEveryKey) {
+  Config c = parse_config(std::string(kMinimal) + R"(
+[[features]]
+name = "ab"
+type = "cross"
+columns = ["a", "b"]
+hash_buckets = 99
+[[tasks]]
+name = "watch"
+type = "regression"
+column = "secs"
+weight = 0.5
+weight_gamma = 0.9
+where = { column = "clicked", equals = ["1", "yes"] }
+[model]
+type = "ple"
+levels = 3
+bottom_hidden = [7]
+gate_dropout = 0.1
+[train]
+lr_decay = "cosine"
+ftrl_l1 = 0.25
+loss_weighting = "uncertainty"
+)",
+                          "cfg.toml");
+  c.train.seed = 1234;  // a programmatic override must survive too
+  const std::string text = mtrank::to_toml(c);
+  Config back = parse_config(text, "back.toml");
+  EXPECT_EQ(mtrank::to_toml(back), text);
+  EXPECT_EQ(back.train.seed, 1234u);
+  EXPECT_EQ(back.model.levels, 3);
+  EXPECT_EQ(back.tasks[1].where_equals, (std::vector<std::string>{"1", "yes"}));
+  EXPECT_EQ(back.features[3].columns, (std::vector<std::string>{"a", "b"}));
+  EXPECT_DOUBLE_EQ(back.tasks[1].weight_gamma, 0.9);
+}
+
+TEST(Config, ExtendsAndOverlaysMergeInOrder) {
+  mtrank::testing::TempDir dir;
+  std::filesystem::create_directories(dir.path() / "sub");
+  dir.write("base.toml", std::string(kMinimal) + "[data]\ntrain = \"data/train.csv\"\n[train]\nepochs = 5\nseed = 1\n");
+  dir.write("sub/model.toml", "extends = \"../base.toml\"\n[model]\ntype = \"cgc\"\n[train]\nepochs = 7\n");
+  dir.write("overlay.toml", "[train]\nseed = 9\n");
+  Config c = mtrank::load_config(std::vector<std::string>{dir.file("sub/model.toml"), dir.file("overlay.toml")});
+  EXPECT_EQ(c.model.type, "cgc");
+  EXPECT_EQ(c.train.epochs, 7);  // the extending file wins over its base
+  EXPECT_EQ(c.train.seed, 9u);   // a later overlay wins over both
+  EXPECT_EQ(c.features.size(), 3u);
+  // A data path is relative to the file that names it.
+  EXPECT_EQ(c.data.train, (dir.path() / "data/train.csv").lexically_normal().string());
+  dir.write("bad.toml", "extends = \"missing.toml\"\n");
+  EXPECT_THROW(mtrank::load_config(dir.file("bad.toml")), ConfigError);
 }

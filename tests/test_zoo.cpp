@@ -19,6 +19,7 @@
 #include "train/model_dir.h"
 #include "train/row_optimizer.h"
 #include "train/trainer.h"
+#include "train/warm_start.h"
 
 using namespace mtrank;
 using namespace mtrank::testing;
@@ -333,4 +334,58 @@ TEST_F(ZooTraining, FtrlL1MakesTheWidePartSparse) {
   EXPECT_LT(dense, 0.2);   // without L1 nearly every touched weight moves
   EXPECT_GT(sparse, 0.9);  // with L1 most are exactly zero
   EXPECT_LT(sparse, 1.0);  // but the strongest ids keep weights
+}
+
+TEST_F(ZooTraining, WarmStartKeepsSharedRowsAndGrowsVocabularies) {
+  Config c = config("wide_deep");  // embeddings and wide weights
+  c.train.epochs = 1;
+  Run old = prepare(c);
+  train::train_model(*old.net, c, old.train, nullptr, {});
+  const std::string old_dir = dir_->file("old-model");
+  train::save_model_dir(old_dir, c, *old.pre, *old.net, {{"format", "mtrank-model"}, {"version", 1}});
+  train::LoadedModel previous = train::load_model_dir(old_dir);
+
+  // Newer data: the test rows, every 10th with an item the old model never saw.
+  const std::string newer = dir_->file("newer.csv");
+  {
+    std::ifstream in(dir_->file("test.csv"));
+    std::ofstream out(newer);
+    std::string line;
+    std::getline(in, line);
+    out << line << "\n";
+    for (int i = 0; std::getline(in, line); ++i) {
+      if (i % 10 == 0) line = line.substr(0, line.find(',')) + ",brand_new" + line.substr(line.find(',', line.find(',') + 1));
+      out << line << "\n";
+    }
+  }
+  data::Preprocessor pre(c);
+  pre.fit(newer, previous.preprocessor.get());
+  const auto* old_items = previous.preprocessor->find_field("item_id");
+  const auto* new_items = pre.find_field("item_id");
+  ASSERT_GT(new_items->size, old_items->size);  // grew
+  for (std::size_t i = 0; i < old_items->vocab.values().size(); ++i)  // old ids unchanged
+    EXPECT_EQ(new_items->vocab.lookup(old_items->vocab.values()[i]), static_cast<std::int64_t>(i) + 1);
+  EXPECT_GT(new_items->vocab.lookup("brand_new"), old_items->vocab.size() - 1);
+
+  auto net = model::create_model(c.model, train::input_shape(pre));
+  train::WarmStartReport w = train::warm_start(*net, pre, previous);
+  EXPECT_GT(w.rows_copied, 0);
+  EXPECT_GT(w.rows_new, 0);
+  EXPECT_EQ(w.params_skipped, 0);
+  auto old_tables = previous.net->sparse_tables();
+  auto new_tables = net->sparse_tables();
+  for (std::size_t t = 0; t < new_tables.size(); ++t)
+    for (std::int64_t i = 0; i < old_items->size; ++i)
+      EXPECT_TRUE(torch::equal(new_tables[t].table[new_items->offset + i], old_tables[t].table[old_items->offset + i]))
+          << new_tables[t].name << " row " << i;
+  const std::int64_t brand_new = new_items->offset + new_items->vocab.lookup("brand_new");
+  EXPECT_EQ(new_tables[1].table[brand_new].abs().sum().item<float>(), 0.0f);  // fresh wide weight
+  auto old_params = previous.net->named_parameters();
+  for (const auto& p : net->named_parameters()) {
+    if (p.value().requires_grad()) EXPECT_TRUE(torch::equal(p.value(), *old_params.find(p.key()))) << p.key();
+  }
+  // And it keeps learning on the new data.
+  data::FeaturizedData newer_data = data::featurize_file(pre, newer, true);
+  train::train_model(*net, c, newer_data, nullptr, {});
+  EXPECT_GT(train::evaluate(*net, c, newer_data)[0].auc, 0.6);
 }

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "common/atomic_file.h"
@@ -19,6 +20,7 @@
 #include "eval/metrics.h"
 #include "train/model_dir.h"
 #include "train/trainer.h"
+#include "train/warm_start.h"
 
 namespace mtrank::cli {
 
@@ -61,21 +63,25 @@ json split_json(const std::vector<eval::TaskMetrics>& m, const train::Prediction
 }  // namespace
 
 int run_train(const TrainOptions& o) {
-  Config config = load_config(o.config);
+  Config config = load_config(o.configs);
   if (!o.train.empty()) config.data.train = o.train;
   if (!o.val.empty()) config.data.val = o.val;
   if (!o.test.empty()) config.data.test = o.test;
   if (o.seed >= 0) config.train.seed = static_cast<std::uint64_t>(o.seed);
   if (o.threads >= 0) config.train.threads = o.threads;
   if (config.data.train.empty())
-    throw ConfigError(o.config + ": no training data: set data.train or pass --train FILE");
+    throw ConfigError(config.source + ": no training data: set data.train or pass --train FILE");
   const bool progress = !o.quiet;
   const int threads = configure_threads(static_cast<int>(config.train.threads));
   torch::manual_seed(config.train.seed);
 
   Progress fit_timer("fit preprocessing", 0, "rows", false);
+  std::optional<train::LoadedModel> previous;
+  if (!o.warm_start.empty()) previous = train::load_model_dir(o.warm_start);
   data::Preprocessor pre(config);
-  const bool fit_cached = data::fit_preprocessing(pre, config.data.train);
+  bool fit_cached = false;
+  if (previous) pre.fit(config.data.train, previous->preprocessor.get());  // vocabularies grow from the old model's
+  else fit_cached = data::fit_preprocessing(pre, config.data.train);
   const double fit_seconds = fit_timer.elapsed_seconds();
   if (progress)
     std::fprintf(stderr, "%s preprocessing of %s in %s: %d categorical, %d multi-hot, %d numeric features, "
@@ -91,6 +97,13 @@ int run_train(const TrainOptions& o) {
   if (!config.data.test.empty()) test_data = data::load_featurized(pre, config.data.test, true, nullptr, progress);
 
   auto net = model::create_model(config.model, train::input_shape(pre));
+  if (previous) {
+    const train::WarmStartReport w = train::warm_start(*net, pre, *previous);
+    std::fprintf(stderr,
+                 "warm start from %s: %lld table rows kept, %lld new rows, %lld dense tensors kept, %lld re-initialized\n",
+                 o.warm_start.c_str(), static_cast<long long>(w.rows_copied), static_cast<long long>(w.rows_new),
+                 static_cast<long long>(w.params_copied), static_cast<long long>(w.params_skipped));
+  }
   std::int64_t params = 0;
   for (const auto& p : net->parameters()) params += p.numel();
   if (progress)
@@ -133,9 +146,12 @@ int run_train(const TrainOptions& o) {
     train::Predictions p;
     auto m = train::evaluate(*net, config, *d, &p);
     splits[name] = split_json(m, p);
-    std::printf("\n%s metrics (%s):\n%s", name, name == std::string("val") ? config.data.val.c_str() : config.data.test.c_str(),
-                eval::format_table(m).c_str());
-    if (std::string(name) == "test") std::printf("%s", format_utilization(config.tasks, p.expert_utilization).c_str());
+    if (!o.quiet) {
+      std::printf("\n%s metrics (%s):\n%s", name,
+                  name == std::string("val") ? config.data.val.c_str() : config.data.test.c_str(),
+                  eval::format_table(m).c_str());
+      if (std::string(name) == "test") std::printf("%s", format_utilization(config.tasks, p.expert_utilization).c_str());
+    }
     headline = name;
   }
   metrics["splits"] = splits;
@@ -155,7 +171,7 @@ int run_train(const TrainOptions& o) {
   std::error_code ec;
   fs::remove(topts.checkpoint_path, ec);
   if (!o.metrics_out.empty()) write_json_atomic(o.metrics_out, metrics);
-  std::printf("\nmodel written to %s (%d epochs, best %d, %s rows/s)\n", o.out.c_str(),
+  std::printf("%smodel written to %s (%d epochs, best %d, %s rows/s)\n", o.quiet ? "" : "\n", o.out.c_str(),
               static_cast<int>(report.epochs.size()), report.best_epoch, human_count(report.train_rows_per_s).c_str());
   return 0;
 }
@@ -194,6 +210,99 @@ int run_predict(const PredictOptions& o) {
   out.commit();
   std::fprintf(stderr, "wrote %lld predictions to %s%s\n", static_cast<long long>(p.rows), o.out.c_str(),
                stats.skipped ? " (bad input rows were skipped: output rows do not line up with input rows)" : "");
+  return 0;
+}
+
+int run_compare(const CompareOptions& o) {
+  struct Result {
+    std::string name;
+    std::vector<json> runs;  // metrics JSON per seed
+  };
+  std::vector<Result> results;
+  fs::create_directories(o.out_dir);
+  for (const std::string& cfg : o.configs) {
+    Result r{fs::path(cfg).stem().string(), {}};
+    for (std::int64_t seed : o.seeds) {
+      const fs::path dir = fs::path(o.out_dir) / r.name;
+      const fs::path metrics = dir / ("seed" + std::to_string(seed) + ".json");
+      if (!fs::exists(metrics)) {
+        fs::create_directories(dir);
+        std::fprintf(stderr, "compare: training %s, seed %lld\n", r.name.c_str(), static_cast<long long>(seed));
+        TrainOptions t;
+        t.configs = {cfg};
+        t.configs.insert(t.configs.end(), o.overlays.begin(), o.overlays.end());
+        t.out = (dir / ("seed" + std::to_string(seed) + "-model")).string();
+        t.metrics_out = metrics.string();
+        t.train = o.train;
+        t.val = o.val;
+        t.test = o.test;
+        t.seed = seed;
+        t.threads = o.threads;
+        t.quiet = true;
+        run_train(t);
+      }
+      std::ifstream in(metrics);
+      r.runs.push_back(json::parse(in));
+    }
+    results.push_back(std::move(r));
+  }
+  // Tasks and their metric: AUC for binary (higher is better), RMSE for regression (lower is better).
+  const json& first = results.front().runs.front()["tasks"];
+  std::vector<std::pair<std::string, std::string>> tasks;
+  for (const auto& [name, m] : first.items()) tasks.emplace_back(name, m.contains("auc") ? "auc" : "rmse");
+  auto stats = [&](const Result& r, const std::string& task, const std::string& metric) {
+    std::vector<double> v;
+    for (const json& run : r.runs) v.push_back(run["tasks"][task][metric].get<double>());
+    double mean = 0;
+    for (double x : v) mean += x / static_cast<double>(v.size());
+    const auto [lo, hi] = std::minmax_element(v.begin(), v.end());
+    return std::make_pair(mean, *hi - *lo);
+  };
+  const Result* base = nullptr;
+  for (const Result& r : results)
+    if (r.name == o.baseline) base = &r;
+  json summary = json::object();
+  const char* sep = o.markdown ? " | " : "  ";
+  std::string header = std::string(o.markdown ? "| " : "") + "model";
+  for (const auto& [task, metric] : tasks) header += std::string(sep) + task + " " + metric + " (spread) gain";
+  if (base) header += std::string(sep) + "seesaw";
+  header += std::string(sep) + "rows/s";
+  std::printf("%s%s\n", header.c_str(), o.markdown ? " |" : "");
+  if (o.markdown) {
+    std::string rule = "|---";
+    for (std::size_t i = 0; i < tasks.size() + (base ? 2 : 1); ++i) rule += "|---";
+    std::printf("%s|\n", rule.c_str());
+  }
+  for (const Result& r : results) {
+    std::string line = std::string(o.markdown ? "| " : "") + r.name;
+    int better = 0, worse = 0;
+    for (const auto& [task, metric] : tasks) {
+      const auto [mean, spread] = stats(r, task, metric);
+      char cell[96];
+      std::string gain = "";
+      if (base && &r != base) {
+        const double b = stats(*base, task, metric).first;
+        const double rel = (metric == "auc" ? mean - b : b - mean) / b * 100;
+        (rel > 0 ? better : worse) += 1;
+        char g[32];
+        std::snprintf(g, sizeof g, " %+.2f%%", rel);
+        gain = g;
+      }
+      std::snprintf(cell, sizeof cell, "%.4f (%.4f)%s", mean, spread, gain.c_str());
+      line += std::string(sep) + cell;
+      summary[r.name][task] = {{metric, mean}, {"spread", spread}};
+    }
+    if (base) line += std::string(sep) + (&r == base ? "baseline" : worse == 0 ? "all tasks up" : better == 0 ? "all tasks down" : "seesaw");
+    double rows = 0;
+    for (const json& run : r.runs) rows += run["train_rows_per_s"].get<double>() / static_cast<double>(r.runs.size());
+    char rate[32];
+    std::snprintf(rate, sizeof rate, "%.0f", rows);
+    line += std::string(sep) + rate;
+    std::printf("%s%s\n", line.c_str(), o.markdown ? " |" : "");
+  }
+  if (!base && !o.baseline.empty())
+    std::printf("(no '%s' config among the models: gains are not shown)\n", o.baseline.c_str());
+  write_json_atomic((fs::path(o.out_dir) / "compare.json").string(), summary);
   return 0;
 }
 
@@ -292,7 +401,7 @@ int run_quickstart(const QuickstartOptions& o) {
     cfg << kQuickstartConfig;
   }
   TrainOptions t;
-  t.config = config_path.string();
+  t.configs = {config_path.string()};
   t.out = (dir / "model").string();
   t.train = (dir / "train.csv").string();
   t.val = (dir / "val.csv").string();

@@ -2,11 +2,13 @@
 // Subcommand implementations. main.cpp only parses the command line.
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace mtrank::cli {
 
 struct TrainOptions {
-  std::string config, out, train, val, test, metrics_out;
+  std::vector<std::string> configs;  // merged in order, later files win
+  std::string out, train, val, test, metrics_out;
   int threads = -1;          // -1 = from config
   std::int64_t seed = -1;    // -1 = from config
   bool quiet = false;
@@ -33,6 +35,20 @@ struct QuickstartOptions {
   std::int64_t rows = 60000;
 };
 int run_quickstart(const QuickstartOptions& o);
+
+struct CompareOptions {
+  std::vector<std::string> configs;   // one model per config; its name is the file name without .toml
+  std::vector<std::string> overlays;  // applied on top of every config (e.g. census group2.toml)
+  std::vector<std::int64_t> seeds = {1, 2, 3};
+  std::string out_dir = "mtrank-compare";
+  std::string baseline = "single_task";
+  std::string train, val, test;
+  int threads = 0;
+  bool markdown = false;
+};
+// Trains each config for each seed (reusing results already in out_dir) and
+// prints each task's test metric per model next to the single-task baseline.
+int run_compare(const CompareOptions& o);
 
 struct DoctorOptions {
   int size = 1024;

@@ -54,7 +54,10 @@ int main(int argc, char** argv) {
 
   mtrank::cli::TrainOptions tr;
   auto* train = app.add_subcommand("train", "Fit the preprocessing and train a model from a TOML config.");
-  train->add_option("--config", tr.config, "Config file (see docs/config.md)")->required()->check(CLI::ExistingFile);
+  train->add_option("--config", tr.configs,
+                    "Config file (see docs/config.md); repeat to overlay files in order, later ones win")
+      ->required()
+      ->check(CLI::ExistingFile);
   train->add_option("--out", tr.out, "Model directory to write")->required();
   train->add_option("--train", tr.train, "Training data (overrides data.train)");
   train->add_option("--val", tr.val, "Validation data for early stopping (overrides data.val)");
@@ -63,6 +66,10 @@ int main(int argc, char** argv) {
   train->add_option("--threads", tr.threads, "Threads (0 = all cores; default: train.threads)");
   train->add_option("--seed", tr.seed, "Random seed (default: train.seed)");
   train->add_flag("--quiet", tr.quiet, "No progress bars");
+  train->add_option("--warm-start", tr.warm_start,
+                    "Initialize from OLD_MODEL_DIR (trained on older data): shared categories keep their embeddings "
+                    "and wide weights, vocabularies grow with new categories, matching dense weights are kept")
+      ->check(CLI::ExistingDirectory);
   train->add_flag("--resume", tr.resume,
                   "Continue an interrupted run from MODEL_DIR.checkpoint (written after every epoch) to the same "
                   "result as an uninterrupted run");
@@ -90,6 +97,27 @@ int main(int argc, char** argv) {
       "Binary tasks give probabilities, regression tasks values. Featurizes exactly as training did;\n"
       "unknown categories map to the out-of-vocabulary id, missing numerics follow the feature's policy.");
 
+  mtrank::cli::CompareOptions cmp;
+  auto* compare = app.add_subcommand(
+      "compare", "Train a set of models over several seeds and print the seesaw table against single-task models.");
+  compare->add_option("configs", cmp.configs, "Model configs; each model is named after its file")->required()->check(
+      CLI::ExistingFile);
+  compare->add_option("--overlay", cmp.overlays, "Config overlaid on every model config (e.g. another task group)")
+      ->check(CLI::ExistingFile);
+  compare->add_option("--seeds", cmp.seeds, "Seeds to train each model with")->delimiter(',')->capture_default_str();
+  compare->add_option("--out-dir", cmp.out_dir, "Where models and metrics go; existing results are reused")
+      ->capture_default_str();
+  compare->add_option("--baseline", cmp.baseline, "The model every other is compared with")->capture_default_str();
+  compare->add_option("--train", cmp.train, "Training data (overrides data.train)");
+  compare->add_option("--val", cmp.val, "Validation data (overrides data.val)");
+  compare->add_option("--test", cmp.test, "Test data (overrides data.test)");
+  compare->add_option("--threads", cmp.threads, "Threads (0 = all cores)");
+  compare->add_flag("--markdown", cmp.markdown, "Print a Markdown table");
+  compare->footer(
+      "Example: mtrank compare examples/census/{single_task,shared_bottom,mmoe,cgc}.toml --seeds 1,2,3\n"
+      "Each cell: mean test metric over seeds (max - min) and the relative gain over the baseline.\n"
+      "'seesaw' marks a model that improves some tasks and loses others (Tang et al. 2020).");
+
   mtrank::cli::DoctorOptions dr;
   auto* doctor = app.add_subcommand("doctor", "Check the BLAS in use and measure sgemm GFLOP/s on 1 and all threads.");
   doctor->add_option("--size", dr.size, "Matrix size n for the n x n x n sgemm")->capture_default_str();
@@ -112,6 +140,7 @@ int main(int argc, char** argv) {
     if (*evalc) return mtrank::cli::run_eval(ev);
     if (*predict) return mtrank::cli::run_predict(pr);
     if (*doctor) return mtrank::cli::run_doctor(dr);
+    if (*compare) return mtrank::cli::run_compare(cmp);
   } catch (const mtrank::ConfigError& e) {
     std::fprintf(stderr, "config error: %s\n", e.what());
     return 2;

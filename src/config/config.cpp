@@ -26,7 +26,7 @@ class TableReader {
 
   [[noreturn]] void fail(const toml::node* node, const std::string& key, const std::string& what) const {
     std::ostringstream msg;
-    msg << source_;
+    msg << (node && node->source().path ? *node->source().path : source_);
     if (node) msg << ":" << node->source().begin.line;
     msg << ": key '" << key_path(key) << "': " << what;
     throw ConfigError(msg.str());
@@ -146,7 +146,8 @@ class TableReader {
       std::string key(k.str());
       if (!seen_.count(key)) {
         std::ostringstream msg;
-        msg << source_ << ":" << v.source().begin.line << ": unknown key '" << key_path(key)
+        msg << (v.source().path ? *v.source().path : source_) << ":" << v.source().begin.line << ": unknown key '"
+            << key_path(key)
             << "' (see docs/config.md for the keys this section takes)";
         throw ConfigError(msg.str());
       }
@@ -253,15 +254,88 @@ void parse_tasks(TableReader& root, Config& cfg) {
 
 }  // namespace
 
-Config parse_config(const std::string& text, const std::string& source_name) {
-  toml::table root_table;
+namespace {
+
+toml::table parse_toml(const std::string& text, const std::string& source_name) {
   try {
-    root_table = toml::parse(text, source_name);
+    return toml::parse(text, source_name);
   } catch (const toml::parse_error& e) {
     std::ostringstream msg;
     msg << source_name << ":" << e.source().begin.line << ":" << e.source().begin.column << ": " << e.description();
     throw ConfigError(msg.str());
   }
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw ConfigError(path + ": cannot open config file");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Overlays `top` on `base`: tables merge key by key, anything else (values,
+// arrays, arrays of tables) replaces.
+void merge_into(toml::table& base, const toml::table& top) {
+  for (const auto& [key, node] : top) {
+    toml::node* existing = base.get(key);
+    if (existing && existing->is_table() && node.is_table())
+      merge_into(*existing->as_table(), *node.as_table());
+    else
+      base.insert_or_assign(key, node);
+  }
+}
+
+// Makes the relative data paths of a config file's table relative to the working directory.
+void resolve_data_paths(toml::table& t, const std::filesystem::path& dir) {
+  if (toml::table* data = t["data"].as_table())
+    for (const char* key : {"train", "val", "test", "cache_dir"})
+      if (auto* v = data->get_as<std::string>(key); v && std::filesystem::path(v->get()).is_relative())
+        *v = (dir / v->get()).lexically_normal().string();
+}
+
+// Loads a config file, resolving `extends = "base.toml"` or `extends = ["a.toml", "b.toml"]`
+// (relative to the file; merged in order, then this file on top), recursively.
+toml::table load_with_bases(const std::string& path, int depth, bool resolve_paths) {
+  if (depth > 8) throw ConfigError(path + ": 'extends' chain is longer than 8 files (a cycle?)");
+  toml::table t = parse_toml(read_file(path), path);
+  if (resolve_paths) resolve_data_paths(t, std::filesystem::path(path).parent_path());
+  const toml::node* ext = t.get("extends");
+  if (!ext) return t;
+  const std::string where = path + ":" + std::to_string(ext->source().begin.line);
+  std::vector<std::string> bases;
+  if (ext->is_string()) bases.push_back(ext->as_string()->get());
+  else if (ext->is_array())
+    for (const toml::node& e : *ext->as_array()) {
+      if (!e.is_string()) throw ConfigError(where + ": key 'extends' must be a string or an array of strings");
+      bases.push_back(e.as_string()->get());
+    }
+  else throw ConfigError(where + ": key 'extends' must be a string or an array of strings");
+  toml::table merged;
+  for (const std::string& b : bases) {
+    const std::filesystem::path base_path = std::filesystem::path(path).parent_path() / b;
+    if (!std::filesystem::exists(base_path))
+      throw ConfigError(where + ": 'extends' file " + base_path.string() + " does not exist");
+    merge_into(merged, load_with_bases(base_path.string(), depth + 1, true));
+  }
+  t.erase("extends");
+  merge_into(merged, t);
+  return merged;
+}
+
+Config parse_table(const toml::table& root_table, const std::string& source_name, const std::string& text);
+
+}  // namespace
+
+Config parse_config(const std::string& text, const std::string& source_name) {
+  toml::table t = parse_toml(text, source_name);
+  if (t.contains("extends"))
+    throw ConfigError(source_name + ": 'extends' only works in config files (load_config), not in stored configs");
+  return parse_table(t, source_name, text);
+}
+
+namespace {
+Config parse_table(const toml::table& root_table, const std::string& source_name, const std::string& text) {
   Config cfg;
   cfg.source = source_name;
   cfg.text = text;
@@ -338,19 +412,120 @@ Config parse_config(const std::string& text, const std::string& source_name) {
   }
   return cfg;
 }
+}  // namespace
 
-Config load_config(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw ConfigError(path + ": cannot open config file");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  Config cfg = parse_config(ss.str(), path);
-  // Relative data paths in a config file are relative to the file's directory,
-  // so a config works from any working directory.
-  const std::filesystem::path base = std::filesystem::path(path).parent_path();
-  for (std::string* p : {&cfg.data.train, &cfg.data.val, &cfg.data.test, &cfg.data.cache_dir})
-    if (!p->empty() && std::filesystem::path(*p).is_relative()) *p = (base / *p).lexically_normal().string();
-  return cfg;
+Config load_config(const std::vector<std::string>& paths) {
+  if (paths.empty()) throw ConfigError("no config file given");
+  Config cfg;
+  if (paths.size() == 1 && !parse_toml(read_file(paths[0]), paths[0]).contains("extends")) {
+    cfg = parse_config(read_file(paths[0]), paths[0]);
+    const std::filesystem::path base = std::filesystem::path(paths[0]).parent_path();
+    // Relative data paths in a config file are relative to the file's directory,
+    // so a config works from any working directory.
+    for (std::string* p : {&cfg.data.train, &cfg.data.val, &cfg.data.test, &cfg.data.cache_dir})
+      if (!p->empty() && std::filesystem::path(*p).is_relative()) *p = (base / *p).lexically_normal().string();
+    return cfg;
+  }
+  // Several files (or 'extends'): merge in order, later files win, and store the
+  // merged config as self-contained TOML so a model directory never depends on other files.
+  toml::table merged;
+  for (const std::string& path : paths) merge_into(merged, load_with_bases(path, 0, /*resolve_data_paths=*/true));
+  std::ostringstream flat;
+  flat << toml::toml_formatter(merged);
+  std::string name = paths[0];
+  for (std::size_t i = 1; i < paths.size(); ++i) name += " + " + paths[i];
+  return parse_table(merged, name, flat.str());
+}
+
+Config load_config(const std::string& path) { return load_config(std::vector<std::string>{path}); }
+
+std::string to_toml(const Config& c) {
+  auto strings = [](const std::vector<std::string>& v) {
+    toml::array a;
+    for (const auto& x : v) a.push_back(x);
+    return a;
+  };
+  auto ints = [](const std::vector<std::int64_t>& v) {
+    toml::array a;
+    for (auto x : v) a.push_back(x);
+    return a;
+  };
+  const DataConfig& d = c.data;
+  toml::table data{{"train", d.train},
+                   {"val", d.val},
+                   {"test", d.test},
+                   {"format", d.delimiter == ',' ? "csv" : d.delimiter == '\t' ? "tsv" : "auto"},
+                   {"missing_values", strings(d.missing_values)},
+                   {"on_bad_row", d.on_bad_row == BadRowPolicy::kSkip ? "skip" : "error"},
+                   {"max_bad_rows", d.max_bad_rows},
+                   {"cache_dir", d.cache_dir},
+                   {"group_column", d.group_column},
+                   {"hash_seed", static_cast<std::int64_t>(d.hash_seed)},
+                   {"quantile_sample", d.quantile_sample}};
+  toml::array features;
+  for (const FeatureConfig& f : c.features) {
+    toml::table t{{"name", f.name}, {"type", to_string(f.type)}};
+    if (f.type == FeatureType::kNumeric) {
+      t.insert("transform", f.transform == NumericTransform::kQuantile      ? "quantile"
+                            : f.transform == NumericTransform::kStandardize ? "standardize"
+                                                                            : "none");
+      t.insert("log1p", f.log1p);
+      t.insert("quantiles", f.quantiles);
+      t.insert("missing", f.missing == MissingPolicy::kMean ? "mean" : f.missing == MissingPolicy::kZero ? "zero" : "error");
+    } else {
+      t.insert("min_count", f.min_count);
+      t.insert("hash_buckets", f.hash_buckets);
+      if (f.type == FeatureType::kMultiHot) {
+        t.insert("separator", f.separator);
+        t.insert("pooling", f.pooling == Pooling::kMean ? "mean" : "sum");
+      }
+      if (f.type == FeatureType::kCross) t.insert("columns", strings(f.columns));
+    }
+    features.push_back(std::move(t));
+  }
+  toml::array tasks;
+  for (const TaskConfig& k : c.tasks) {
+    toml::table t{{"name", k.name},
+                  {"type", to_string(k.type)},
+                  {"column", k.column},
+                  {"weight", k.weight},
+                  {"weight_gamma", k.weight_gamma},
+                  {"missing", k.missing == LabelMissing::kSkip ? "skip" : "error"}};
+    if (!k.positive.empty()) t.insert("positive", strings(k.positive));
+    if (!k.where_column.empty())
+      t.insert("where", toml::table{{"column", k.where_column}, {"equals", strings(k.where_equals)}});
+    tasks.push_back(std::move(t));
+  }
+  const ModelConfig& m = c.model;
+  toml::table model{{"type", m.type},
+                    {"embedding_dim", m.embedding_dim},
+                    {"bottom_hidden", ints(m.bottom_hidden)},
+                    {"num_experts", m.num_experts},
+                    {"specific_experts", m.specific_experts},
+                    {"shared_experts", m.shared_experts},
+                    {"levels", m.levels},
+                    {"expert_hidden", ints(m.expert_hidden)},
+                    {"tower_hidden", ints(m.tower_hidden)},
+                    {"dropout", m.dropout},
+                    {"gate_dropout", m.gate_dropout},
+                    {"wide", m.wide}};
+  const TrainConfig& t = c.train;
+  toml::table train{{"optimizer", t.optimizer},       {"learning_rate", t.learning_rate},
+                    {"weight_decay", t.weight_decay}, {"wide_optimizer", t.wide_optimizer},
+                    {"ftrl_alpha", t.ftrl_alpha},     {"ftrl_beta", t.ftrl_beta},
+                    {"ftrl_l1", t.ftrl_l1},           {"ftrl_l2", t.ftrl_l2},
+                    {"warmup_steps", t.warmup_steps}, {"lr_decay", t.lr_decay},
+                    {"lr_decay_rate", t.lr_decay_rate}, {"clip_grad_norm", t.clip_grad_norm},
+                    {"loss_weighting", t.loss_weighting}, {"batch_size", t.batch_size},
+                    {"epochs", t.epochs},             {"patience", t.patience},
+                    {"seed", static_cast<std::int64_t>(t.seed)}, {"threads", t.threads},
+                    {"eval_batch_size", t.eval_batch_size}};
+  toml::table root{{"data", std::move(data)},   {"features", std::move(features)}, {"tasks", std::move(tasks)},
+                   {"model", std::move(model)}, {"train", std::move(train)}};
+  std::ostringstream out;
+  out << "# Written by mtrank: the full configuration of this model, every key explicit.\n"
+      << toml::toml_formatter(root) << "\n";
+  return out.str();
 }
 
 const char* to_string(FeatureType t) {

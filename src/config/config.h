@@ -109,6 +109,14 @@ struct Config {
 // Parses and validates; throws ConfigError naming the source, key and line.
 Config parse_config(const std::string& text, const std::string& source_name);
 Config load_config(const std::string& path);
+// Several config files merged in order (tables merge key by key, later files
+// win); each file may also say `extends = "base.toml"`. Relative data paths
+// are relative to the file that names them.
+Config load_config(const std::vector<std::string>& paths);
+
+// The whole configuration as TOML, every key explicit: what a model directory
+// stores, so it reproduces the structs exactly (including command-line overrides).
+std::string to_toml(const Config& config);
 
 const char* to_string(FeatureType t);
 const char* to_string(TaskType t);

@@ -178,16 +178,26 @@ FeaturizedData featurize_file(const Preprocessor& pre, const std::string& path, 
 }
 
 namespace {
+// The parts of a config that change featurized bytes: features, tasks and data
+// options; not the model or training settings, so trying another model reuses the cache.
+std::string data_identity(const Config& config) {
+  Config c = config;
+  c.model = ModelConfig{};
+  c.train = TrainConfig{};
+  c.data.train = c.data.val = c.data.test = "";
+  return to_toml(c);
+}
+
 // Cache file for `path` under the config's cache_dir, keyed by everything that
 // changes the cached bytes: the file's identity (path, size, mtime), `extra`
-// and the config text.
+// and the data-relevant config.
 std::string cache_file(const Config& config, const std::string& path, const std::string& extra,
                        const std::string& suffix) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) throw DataError(path + ": cannot open: " + std::strerror(errno));
   const std::string identity = std::filesystem::absolute(path).string() + "|" + std::to_string(st.st_size) + "|" +
                                std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec) + "|" +
-                               extra + "|" + config.text;
+                               extra + "|" + data_identity(config);
   char key[17];
   std::snprintf(key, sizeof key, "%016llx", static_cast<unsigned long long>(hash_string(identity, 1)));
   std::filesystem::create_directories(config.data.cache_dir);

@@ -38,16 +38,17 @@ void Vocabulary::count(std::string_view value) {
   ids_.emplace(values_.back(), static_cast<std::int64_t>(values_.size()));
 }
 
-void Vocabulary::finalize(std::int64_t min_count) {
+void Vocabulary::finalize(std::int64_t min_count, const Vocabulary* base) {
+  std::vector<std::string> kept;
+  if (base) kept.assign(base->values().begin(), base->values().end());
   std::vector<std::size_t> order(values_.size());
   std::iota(order.begin(), order.end(), 0);
   std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
     if (counts_[a] != counts_[b]) return counts_[a] > counts_[b];
     return values_[a] < values_[b];
   });
-  std::vector<std::string> kept;
   for (std::size_t i : order)
-    if (counts_[i] >= min_count) kept.push_back(values_[i]);
+    if (counts_[i] >= min_count && !(base && base->lookup(values_[i]) != 0)) kept.push_back(values_[i]);
   assign(std::move(kept));
 }
 
@@ -270,7 +271,14 @@ void Preprocessor::transform(const ColumnBinding& b, const std::vector<std::stri
   out.commit_row();
 }
 
-void Preprocessor::fit(const std::string& train_path) {
+const Preprocessor::CategoricalField* Preprocessor::find_field(const std::string& name) const {
+  for (const auto* fields : {&categorical_, &bags_})
+    for (const auto& f : *fields)
+      if (f.feature.name == name) return &f;
+  return nullptr;
+}
+
+void Preprocessor::fit(const std::string& train_path, const Preprocessor* base) {
   RecordReader reader(train_path, ReaderOptions{config_.data.delimiter});
   ColumnBinding b = bind(reader.header(), train_path, true);
   std::vector<std::vector<double>> samples(dense_.size());
@@ -360,8 +368,11 @@ void Preprocessor::fit(const std::string& train_path) {
     }
   }
   if (rows == 0) throw DataError(train_path + ": no usable data rows to fit the preprocessing on");
-  for (auto& f : categorical_) f.vocab.finalize(f.feature.min_count);
-  for (auto& f : bags_) f.vocab.finalize(f.feature.min_count);
+  for (auto* fields : {&categorical_, &bags_})
+    for (auto& f : *fields) {
+      const CategoricalField* old = base ? base->find_field(f.feature.name) : nullptr;
+      f.vocab.finalize(f.feature.min_count, old && old->feature.hash_buckets == 0 ? &old->vocab : nullptr);
+    }
   for (std::size_t i = 0; i < dense_.size(); ++i) {
     DenseField& f = dense_[i];
     if (count[i] > 0) {

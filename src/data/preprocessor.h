@@ -32,7 +32,9 @@ class Vocabulary {
   Vocabulary& operator=(Vocabulary&&) = default;
 
   void count(std::string_view value);              // while fitting
-  void finalize(std::int64_t min_count);           // keeps values seen >= min_count times
+  // Keeps values seen >= min_count times. With a base vocabulary (warm start), its
+  // values come first in their old order whatever their count, so old ids stay valid.
+  void finalize(std::int64_t min_count, const Vocabulary* base = nullptr);
   std::int64_t lookup(std::string_view value) const {  // 0 if unknown
     auto it = ids_.find(value);
     return it == ids_.end() ? 0 : it->second;
@@ -85,7 +87,9 @@ class Preprocessor {
   explicit Preprocessor(const Config& config);
 
   // Fits vocabularies, quantiles and moments on the training file (one streaming pass).
-  void fit(const std::string& train_path);
+  // With a base (warm start from an older model), vocabularies grow: the base's
+  // values keep their ids and new values are appended.
+  void fit(const std::string& train_path, const Preprocessor* base = nullptr);
 
   nlohmann::json to_json() const;
   void load_json(const nlohmann::json& j);  // throws ModelError on mismatch with the config
@@ -119,6 +123,7 @@ class Preprocessor {
   const std::vector<CategoricalField>& categorical_fields() const { return categorical_; }
   const std::vector<CategoricalField>& bag_fields() const { return bags_; }
   const std::vector<DenseField>& dense_fields() const { return dense_; }
+  const CategoricalField* find_field(const std::string& name) const;  // categorical, cross or multi-hot
 
  private:
   std::int64_t category_id(const CategoricalField& f, std::string_view value) const;

@@ -40,7 +40,7 @@ void save_model_dir(const std::string& dir, const Config& config, const data::Pr
   fs::remove_all(tmp);
   fs::create_directories(tmp);
   try {
-    write_text(tmp / "config.toml", config.text);
+    write_text(tmp / "config.toml", to_toml(config));
     write_text(tmp / "preprocess.json", pre.to_json().dump());
     write_text(tmp / "meta.json", meta.dump(2) + "\n");
     torch::serialize::OutputArchive archive;
