@@ -2,7 +2,15 @@
 
 #include <cmath>
 
+#include <ATen/Parallel.h>
+
 namespace mtrank::train {
+
+namespace {
+// Rows ahead to prefetch: touched rows are scattered over tables much larger
+// than the caches, so the update is bound by DRAM latency, not arithmetic.
+constexpr std::int64_t kPrefetch = 8;
+}  // namespace
 
 RowOptimizer::RowOptimizer(torch::Tensor table, const std::string& kind, double learning_rate, double weight_decay,
                            FtrlHyper ftrl)
@@ -15,33 +23,65 @@ RowOptimizer::RowOptimizer(torch::Tensor table, const std::string& kind, double 
 void RowOptimizer::step(const torch::Tensor& ids, const torch::Tensor& grad_in) {
   torch::NoGradGuard no_grad;
   ++step_;
+  if (kind_ != Kind::kFtrl) {
+    // Adam and AdaGrad in one fused pass per touched row, prefetching rows
+    // ahead: read w, its moments and g once, write them once. The tensor-op
+    // version (gather and scatter each table) took 8.9 ms per step of the large
+    // MMoE (26k touched rows x 16, 1 thread); this takes 5.4 ms.
+    const torch::Tensor g = grad_in.contiguous();
+    const std::int64_t* id = ids.data_ptr<std::int64_t>();
+    const float* gp = g.data_ptr<float>();
+    float* wp = table_.data_ptr<float>();
+    float* m1 = first_.data_ptr<float>();
+    float* m2 = second_.defined() ? second_.data_ptr<float>() : nullptr;
+    const std::int64_t width = table_.size(1);
+    const float lr = static_cast<float>(lr_), wd = static_cast<float>(weight_decay_), eps = static_cast<float>(eps_);
+    const float b1 = static_cast<float>(beta1_), b2 = static_cast<float>(beta2_);
+    const float bc1 = static_cast<float>(1 - std::pow(beta1_, static_cast<double>(step_)));
+    const float bc2 = static_cast<float>(1 - std::pow(beta2_, static_cast<double>(step_)));
+    const bool adam = kind_ == Kind::kAdam;
+    at::parallel_for(0, ids.size(0), 256, [&](std::int64_t begin, std::int64_t end) {
+      for (std::int64_t i = begin; i < end; ++i) {
+        if (i + kPrefetch < end) {
+          const std::int64_t ahead = id[i + kPrefetch] * width;
+          __builtin_prefetch(wp + ahead, 1);
+          __builtin_prefetch(m1 + ahead, 1);
+          if (m2) __builtin_prefetch(m2 + ahead, 1);
+        }
+        const std::int64_t row = id[i] * width;
+        float* w = wp + row;
+        float* a = m1 + row;
+        const float* gi = gp + i * width;
+        if (adam) {
+          // "Lazy" Adam: untouched rows' moments are not decayed; bias correction uses the global step.
+          float* v = m2 + row;
+          for (std::int64_t k = 0; k < width; ++k) {
+            const float gk = gi[k] + wd * w[k];
+            a[k] = b1 * a[k] + (1 - b1) * gk;
+            v[k] = b2 * v[k] + (1 - b2) * gk * gk;
+            w[k] -= lr / bc1 * a[k] / (std::sqrt(v[k] / bc2) + eps);
+          }
+        } else {
+          // AdaGrad, as torch::optim::Adagrad (initial accumulator 0).
+          for (std::int64_t k = 0; k < width; ++k) {
+            const float gk = gi[k] + wd * w[k];
+            a[k] += gk * gk;
+            w[k] -= lr * gk / (std::sqrt(a[k]) + eps);
+          }
+        }
+      }
+    });
+    return;
+  }
   torch::Tensor w = table_.index_select(0, ids);
-  if (kind_ == Kind::kFtrl) {
+  {
     // FTRL's own L2 (ftrl_l2) is the regularizer here; z and n live in first_ and second_.
     torch::Tensor z = first_.index_select(0, ids), n = second_.index_select(0, ids);
     ftrl_update(w, grad_in, z, n, ftrl_);
     first_.index_copy_(0, ids, z);
     second_.index_copy_(0, ids, n);
     table_.index_copy_(0, ids, w);
-    return;
   }
-  torch::Tensor g = weight_decay_ > 0 ? grad_in + weight_decay_ * w : grad_in;
-  if (kind_ == Kind::kAdam) {
-    // "Lazy" Adam: moments of untouched rows are not decayed; bias correction uses the global step.
-    torch::Tensor m = first_.index_select(0, ids).mul_(beta1_).add_(g, 1 - beta1_);
-    torch::Tensor v = second_.index_select(0, ids).mul_(beta2_).addcmul_(g, g, 1 - beta2_);
-    first_.index_copy_(0, ids, m);
-    second_.index_copy_(0, ids, v);
-    const double bc1 = 1 - std::pow(beta1_, static_cast<double>(step_));
-    const double bc2 = 1 - std::pow(beta2_, static_cast<double>(step_));
-    w.addcdiv_(m, v.div(bc2).sqrt_().add_(eps_), -lr_ / bc1);
-  } else {
-    // AdaGrad, as torch::optim::Adagrad (initial accumulator 0).
-    torch::Tensor acc = first_.index_select(0, ids).addcmul_(g, g);
-    first_.index_copy_(0, ids, acc);
-    w.addcdiv_(g, acc.sqrt().add_(eps_), -lr_);
-  }
-  table_.index_copy_(0, ids, w);
 }
 
 void RowOptimizer::save(torch::serialize::OutputArchive& archive, const std::string& prefix) const {
