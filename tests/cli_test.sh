@@ -49,6 +49,21 @@ cut -d, -f1-7 qs/test.csv > nolabels.csv
 [ "$(head -1 s.csv)" = "x0,x1,x2,x3,y1,y2" ] || fail "synth header"
 [ "$(wc -l < s.csv)" = 101 ] || fail "synth rows"
 
+# compare: two models over two seeds (the second call reuses the results), seesaw table against single_task.
+printf 'extends = "quickstart.toml"\n[model]\ntype = "single_task"\nbottom_hidden = [32]\n[train]\nepochs = 2\n' > qs/single_task.toml
+printf 'extends = "quickstart.toml"\n[model]\ntype = "cgc"\nspecific_experts = 1\nshared_experts = 1\n[train]\nepochs = 2\n' > qs/cgc.toml
+"$MTRANK" compare qs/single_task.toml qs/cgc.toml --seeds 1,2 --out-dir cmp --threads 2 > cmp.txt 2>cmp.err || { cat cmp.err; fail compare; }
+grep -q "^single_task .* baseline" cmp.txt || { cat cmp.txt; fail "compare baseline row"; }
+grep -qE "^cgc .*(all tasks up|all tasks down|seesaw)" cmp.txt || { cat cmp.txt; fail "compare seesaw verdict"; }
+[ -s cmp/compare.json ] && [ -s cmp/cgc/seed2.json ] || fail "compare outputs"
+"$MTRANK" compare qs/single_task.toml qs/cgc.toml --seeds 1,2 --out-dir cmp > cmp2.txt 2>cmp2.err
+! grep -q "training" cmp2.err || fail "compare retrained instead of reusing results"
+cmp -s cmp.txt cmp2.txt || fail "compare gave a different table from the same results"
+
+# --resume continues from the checkpoint; a finished run leaves none behind.
+[ ! -e qs/model.checkpoint ] || fail "finished run left a checkpoint"
+expect_error 4 "no checkpoint to resume from" -- "$MTRANK" train --config qs/quickstart.toml --out qs/other --resume
+
 # Bad input: clear messages, distinct non-zero exit codes, nothing half-written.
 sed 's/^epochs = 8/epochs = 8\nlearning_rat = 1/' qs/quickstart.toml > typo.toml
 expect_error 2 "unknown key 'train.learning_rat'" -- "$MTRANK" train --config typo.toml --out m1

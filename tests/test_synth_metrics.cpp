@@ -106,3 +106,17 @@ TEST(Metrics, EvaluateTasksUsesOnlyMaskedRows) {
   EXPECT_DOUBLE_EQ(m[1].mse, (4.0 + 0.0) / 2);  // the masked row (99 vs 0) does not count
   EXPECT_DOUBLE_EQ(m[1].rmse, std::sqrt(2.0));
 }
+
+TEST(Metrics, GroupAucWeightsGroupsByRowsAndSkipsOneClassGroups) {
+  // Group 1 (3 rows): AUC 1.0. Group 2 (2 rows): AUC 0.0. Group 3: one class only, skipped.
+  const std::vector<float> scores = {0.9f, 0.1f, 0.2f, 0.3f, 0.8f, 0.5f, 0.6f};
+  const std::vector<float> labels = {1, 0, 0, 1, 0, 1, 1};
+  const std::vector<std::uint64_t> groups = {1, 1, 1, 2, 2, 3, 3};
+  std::int64_t used = 0;
+  EXPECT_DOUBLE_EQ(eval::group_auc(scores, labels, groups, &used), (3 * 1.0 + 2 * 0.0) / 5);
+  EXPECT_EQ(used, 2);
+  std::vector<TaskConfig> tasks(1);
+  auto m = eval::evaluate_tasks(tasks, scores, labels, std::vector<float>(7, 1.0f), groups);
+  EXPECT_DOUBLE_EQ(m[0].gauc, 0.6);
+  EXPECT_NEAR(m[0].calibration, (3.4 / 7) / (4.0 / 7), 1e-6);
+}

@@ -171,7 +171,7 @@ int run_train(const TrainOptions& o) {
   std::error_code ec;
   fs::remove(topts.checkpoint_path, ec);
   if (!o.metrics_out.empty()) write_json_atomic(o.metrics_out, metrics);
-  std::printf("%smodel written to %s (%d epochs, best %d, %s rows/s)\n", o.quiet ? "" : "\n", o.out.c_str(),
+  std::fprintf(o.quiet ? stderr : stdout, "%smodel written to %s (%d epochs, best %d, %s rows/s)\n", o.quiet ? "" : "\n", o.out.c_str(),
               static_cast<int>(report.epochs.size()), report.best_epoch, human_count(report.train_rows_per_s).c_str());
   return 0;
 }
@@ -262,43 +262,55 @@ int run_compare(const CompareOptions& o) {
   for (const Result& r : results)
     if (r.name == o.baseline) base = &r;
   json summary = json::object();
-  const char* sep = o.markdown ? " | " : "  ";
-  std::string header = std::string(o.markdown ? "| " : "") + "model";
-  for (const auto& [task, metric] : tasks) header += std::string(sep) + task + " " + metric + " (spread) gain";
-  if (base) header += std::string(sep) + "seesaw";
-  header += std::string(sep) + "rows/s";
-  std::printf("%s%s\n", header.c_str(), o.markdown ? " |" : "");
-  if (o.markdown) {
-    std::string rule = "|---";
-    for (std::size_t i = 0; i < tasks.size() + (base ? 2 : 1); ++i) rule += "|---";
-    std::printf("%s|\n", rule.c_str());
-  }
+  std::vector<std::vector<std::string>> table;
+  std::vector<std::string> header{"model"};
+  for (const auto& [task, metric] : tasks) header.push_back(task + " " + metric + " (spread)" + (base ? " gain" : ""));
+  if (base) header.push_back("seesaw");
+  header.push_back("train rows/s");
+  table.push_back(header);
   for (const Result& r : results) {
-    std::string line = std::string(o.markdown ? "| " : "") + r.name;
+    std::vector<std::string> row{r.name};
     int better = 0, worse = 0;
     for (const auto& [task, metric] : tasks) {
       const auto [mean, spread] = stats(r, task, metric);
       char cell[96];
-      std::string gain = "";
+      std::string gain;
       if (base && &r != base) {
         const double b = stats(*base, task, metric).first;
-        const double rel = (metric == "auc" ? mean - b : b - mean) / b * 100;
+        const double rel = (metric == "auc" ? mean - b : b - mean) / b * 100;  // positive = better
         (rel > 0 ? better : worse) += 1;
         char g[32];
         std::snprintf(g, sizeof g, " %+.2f%%", rel);
         gain = g;
       }
       std::snprintf(cell, sizeof cell, "%.4f (%.4f)%s", mean, spread, gain.c_str());
-      line += std::string(sep) + cell;
+      row.push_back(cell);
       summary[r.name][task] = {{metric, mean}, {"spread", spread}};
     }
-    if (base) line += std::string(sep) + (&r == base ? "baseline" : worse == 0 ? "all tasks up" : better == 0 ? "all tasks down" : "seesaw");
+    if (base)
+      row.push_back(&r == base ? "baseline" : worse == 0 ? "all tasks up" : better == 0 ? "all tasks down" : "seesaw");
     double rows = 0;
     for (const json& run : r.runs) rows += run["train_rows_per_s"].get<double>() / static_cast<double>(r.runs.size());
     char rate[32];
     std::snprintf(rate, sizeof rate, "%.0f", rows);
-    line += std::string(sep) + rate;
-    std::printf("%s%s\n", line.c_str(), o.markdown ? " |" : "");
+    row.push_back(rate);
+    table.push_back(row);
+  }
+  std::vector<std::size_t> width(header.size(), 0);
+  for (const auto& row : table)
+    for (std::size_t c = 0; c < row.size(); ++c) width[c] = std::max(width[c], row[c].size());
+  for (std::size_t i = 0; i < table.size(); ++i) {
+    std::string line;
+    for (std::size_t c = 0; c < table[i].size(); ++c) {
+      if (o.markdown) line += "| " + table[i][c] + " ";
+      else line += (c ? "  " : "") + table[i][c] + std::string(width[c] - table[i][c].size(), ' ');
+    }
+    std::printf("%s\n", o.markdown ? (line + "|").c_str() : line.c_str());
+    if (o.markdown && i == 0) {
+      std::string rule;
+      for (std::size_t c = 0; c < header.size(); ++c) rule += "|---";
+      std::printf("%s|\n", rule.c_str());
+    }
   }
   if (!base && !o.baseline.empty())
     std::printf("(no '%s' config among the models: gains are not shown)\n", o.baseline.c_str());
