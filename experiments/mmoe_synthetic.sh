@@ -74,7 +74,7 @@ PY
 
 if ! command -v gnuplot >/dev/null; then
   echo "installing gnuplot-nox for the plot (Debian package)"
-  apt-get install -y -qq gnuplot-nox >/dev/null
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends gnuplot-nox >/dev/null
 fi
 gnuplot <<GP
 set terminal pngcairo size 800,480 font "DejaVu Sans,11"
