@@ -60,6 +60,16 @@ grep -qE "^cgc .*(all tasks up|all tasks down|seesaw)" cmp.txt || { cat cmp.txt;
 ! grep -q "training" cmp2.err || fail "compare retrained instead of reusing results"
 cmp -s cmp.txt cmp2.txt || fail "compare gave a different table from the same results"
 
+# GAUC when a group column is configured (an overlay on the quickstart config).
+printf '[data]\ngroup_column = "user_id"\n[train]\nepochs = 1\n' > qs/group.toml
+"$MTRANK" train --config qs/quickstart.toml --config qs/group.toml --out grp --metrics-out grp.json --quiet >/dev/null 2>&1 || fail "train with group column"
+python3 - <<'PY' || fail "gauc in metrics"
+import json
+t = json.load(open("grp.json"))["tasks"]
+assert 0.5 < t["click"]["gauc"] < 1 and t["click"]["gauc_groups"] > 50, t["click"]
+assert "gauc" not in t["watch_time"]
+PY
+
 # --resume continues from the checkpoint; a finished run leaves none behind.
 [ ! -e qs/model.checkpoint ] || fail "finished run left a checkpoint"
 expect_error 4 "no checkpoint to resume from" -- "$MTRANK" train --config qs/quickstart.toml --out qs/other --resume

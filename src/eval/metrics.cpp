@@ -150,19 +150,26 @@ nlohmann::json to_json(const std::vector<TaskMetrics>& metrics) {
 }
 
 std::string format_table(const std::vector<TaskMetrics>& metrics) {
+  const bool gauc = std::any_of(metrics.begin(), metrics.end(), [](const TaskMetrics& m) { return std::isfinite(m.gauc); });
   std::string out;
   char line[256];
-  std::snprintf(line, sizeof line, "%-16s %-10s %9s %9s %9s %9s %9s %9s\n", "task", "type", "count", "auc", "logloss",
-                "rmse", "pos_rate", "calib");
+  std::snprintf(line, sizeof line, "%-16s %-10s %9s %9s %9s %9s %9s %9s%s\n", "task", "type", "count", "auc", "logloss",
+                "rmse", "pos_rate", "calib", gauc ? "      gauc" : "");
   out += line;
   for (const TaskMetrics& m : metrics) {
     if (m.type == TaskType::kBinary)
-      std::snprintf(line, sizeof line, "%-16s %-10s %9lld %9.4f %9.4f %9s %9.4f %9.3f\n", m.name.c_str(), "binary",
+      std::snprintf(line, sizeof line, "%-16s %-10s %9lld %9.4f %9.4f %9s %9.4f %9.3f", m.name.c_str(), "binary",
                     static_cast<long long>(m.count), m.auc, m.logloss, "-", m.positive_rate, m.calibration);
     else
-      std::snprintf(line, sizeof line, "%-16s %-10s %9lld %9s %9s %9.4f %9s %9s\n", m.name.c_str(), "regression",
+      std::snprintf(line, sizeof line, "%-16s %-10s %9lld %9s %9s %9.4f %9s %9s", m.name.c_str(), "regression",
                     static_cast<long long>(m.count), "-", "-", m.rmse, "-", "-");
     out += line;
+    if (gauc) {
+      if (std::isfinite(m.gauc)) std::snprintf(line, sizeof line, " %9.4f", m.gauc);
+      else std::snprintf(line, sizeof line, " %9s", "-");
+      out += line;
+    }
+    out += "\n";
   }
   return out;
 }

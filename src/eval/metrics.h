@@ -1,6 +1,7 @@
 #pragma once
 // Evaluation metrics (no torch): exact ROC AUC with ties, logloss, MSE/RMSE.
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -23,7 +24,7 @@ struct TaskMetrics {
   std::int64_t count = 0;  // rows in the task's sample space with a label
   double auc = 0, logloss = 0, positive_rate = 0, mean_prediction = 0;  // binary
   double calibration = 0;  // mean prediction / mean label (1 = calibrated on average)
-  double gauc = 0;         // AUC per group averaged by the group's rows; NaN without groups
+  double gauc = std::numeric_limits<double>::quiet_NaN();  // per-group AUC averaged by rows; NaN without groups
   std::int64_t gauc_groups = 0;  // groups with both classes (the ones GAUC averages over)
   double mse = 0, rmse = 0;                                              // regression
   double loss = 0;  // the training loss of the task on this data (logloss or mse)
