@@ -128,15 +128,7 @@ class EndToEnd : public ::testing::Test {
     o.seed = 5;
     o.users = 200;
     o.items = 100;
-    data::write_ranking_synthetic(o, dir_->file("all.csv"));
-    // Split: first 20000 rows train, the rest test (same generative world).
-    std::ifstream in(dir_->file("all.csv"));
-    std::ofstream train(dir_->file("train.csv")), test(dir_->file("test.csv"));
-    std::string line;
-    std::getline(in, line);
-    train << line << "\n";
-    test << line << "\n";
-    for (int i = 0; std::getline(in, line); ++i) (i < 20000 ? train : test) << line << "\n";
+    write_ranking_split(*dir_, o, 20000);
   }
   static void TearDownTestSuite() { delete dir_; }
 

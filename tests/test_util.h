@@ -7,6 +7,8 @@
 
 #include <unistd.h>
 
+#include "data/synth.h"
+
 namespace mtrank::testing {
 
 class TempDir {
@@ -32,5 +34,18 @@ class TempDir {
  private:
   std::filesystem::path path_;
 };
+
+// Writes a synthetic impression log (same generative world for both files) to
+// dir/train.csv (the first train_rows rows) and dir/test.csv (the rest).
+inline void write_ranking_split(const TempDir& dir, const data::RankingSynthOptions& options, long train_rows) {
+  data::write_ranking_synthetic(options, dir.file("all.csv"));
+  std::ifstream in(dir.file("all.csv"));
+  std::ofstream train(dir.file("train.csv")), test(dir.file("test.csv"));
+  std::string line;
+  std::getline(in, line);
+  train << line << "\n";
+  test << line << "\n";
+  for (long i = 0; std::getline(in, line); ++i) (i < train_rows ? train : test) << line << "\n";
+}
 
 }  // namespace mtrank::testing

@@ -201,14 +201,7 @@ class ZooTraining : public ::testing::Test {
     o.seed = 11;
     o.users = 150;
     o.items = 80;
-    data::write_ranking_synthetic(o, dir_->file("all.csv"));
-    std::ifstream in(dir_->file("all.csv"));
-    std::ofstream train(dir_->file("train.csv")), test(dir_->file("test.csv"));
-    std::string line;
-    std::getline(in, line);
-    train << line << "\n";
-    test << line << "\n";
-    for (int i = 0; std::getline(in, line); ++i) (i < 13000 ? train : test) << line << "\n";
+    write_ranking_split(*dir_, o, 13000);
   }
   static void TearDownTestSuite() { delete dir_; }
 
