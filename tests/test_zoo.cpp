@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "common/error.h"
 #include "config/config.h"
 #include "data/dataset.h"
 #include "data/preprocessor.h"
@@ -183,6 +184,21 @@ TEST(Ftrl, RowWiseMatchesTheOptimizerOnTouchedRows) {
   EXPECT_EQ(table[0].abs().sum().item<float>(), 0.0f);
 }
 
+TEST(Ftrl, StartsFromExistingWeights) {
+  // Warm start: weights copied into a table must survive FTRL's first steps.
+  // With a zero gradient nothing should move; with L1, a weight of 0.3 is kept too.
+  torch::Tensor table = torch::tensor({{0.3f, -0.2f}, {0.0f, 0.05f}});
+  const torch::Tensor before = table.clone();
+  train::RowOptimizer rows(table, "ftrl", 0.0, 0.0, {0.05, 1.0, 0.01, 0.1});
+  rows.step(torch::tensor({0, 1}, torch::kInt64), torch::zeros({2, 2}));
+  EXPECT_TRUE(torch::allclose(table, before, 1e-6, 1e-7));
+  torch::Tensor bias = torch::tensor({0.7f}).requires_grad_();
+  train::Ftrl opt({bias}, train::FtrlOptions(0.05).l1(0.01));
+  bias.mutable_grad() = torch::zeros({1});
+  opt.step();
+  EXPECT_NEAR(bias.item<float>(), 0.7f, 1e-6);
+}
+
 TEST(LossWeights, PleScheduleByEpoch) {
   TaskConfig t;
   t.weight = 2.0;
@@ -299,6 +315,27 @@ TEST_F(ZooTraining, ResumeEqualsUninterrupted) {
     EXPECT_EQ(report.epochs.size(), 3u);
     EXPECT_EQ(train::predict(*resumed.net, c, resumed.test).values, train::predict(*full.net, c, full.test).values)
         << type;
+  }
+}
+
+TEST_F(ZooTraining, ResumeRefusesACheckpointOfAnotherRun) {
+  Config c = config("mmoe");
+  c.train.epochs = 1;
+  const std::string ckpt = dir_->file("other.ckpt");
+  Run a = prepare(c);
+  train::TrainOptions write;
+  write.checkpoint_path = ckpt;
+  write.fingerprint = "run-a";
+  train::train_model(*a.net, c, a.train, nullptr, write);
+  Run b = prepare(c);
+  train::TrainOptions resume = write;
+  resume.resume = true;
+  resume.fingerprint = "run-b";
+  try {
+    train::train_model(*b.net, c, b.train, nullptr, resume);
+    FAIL() << "expected ModelError";
+  } catch (const ModelError& e) {
+    EXPECT_NE(std::string(e.what()).find("belongs to another config"), std::string::npos) << e.what();
   }
 }
 

@@ -6,7 +6,9 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <optional>
+#include <sstream>
 #include <nlohmann/json.hpp>
 
 #include "common/atomic_file.h"
@@ -15,6 +17,7 @@
 #include "common/system.h"
 #include "config/config.h"
 #include "data/dataset.h"
+#include "data/hash.h"
 #include "data/preprocessor.h"
 #include "data/synth.h"
 #include "eval/metrics.h"
@@ -114,6 +117,15 @@ int run_train(const TrainOptions& o) {
   topts.show_progress = progress;
   topts.checkpoint_path = o.out + ".checkpoint";
   topts.resume = o.resume;
+  {
+    // Everything that defines the run except the thread count.
+    Config identity = config;
+    identity.train.threads = 0;
+    char hex[17];
+    std::snprintf(hex, sizeof hex, "%016llx",
+                  static_cast<unsigned long long>(data::hash_string(to_toml(identity) + pre.to_json().dump(), 7)));
+    topts.fingerprint = hex;
+  }
   train::TrainReport report =
       train::train_model(*net, config, train_data, config.data.val.empty() ? nullptr : &val_data, topts);
 
@@ -222,8 +234,34 @@ int run_compare(const CompareOptions& o) {
   fs::create_directories(o.out_dir);
   for (const std::string& cfg : o.configs) {
     Result r{fs::path(cfg).stem().string(), {}};
+    for (const Result& other : results)
+      if (other.name == r.name)
+        throw ConfigError(cfg + ": two configs are named '" + r.name + "'; rename one (a model is named after its file)");
+    const fs::path dir = fs::path(o.out_dir) / r.name;
+    // Results are reused only if they came from the same config (after overlays and overrides).
+    std::vector<std::string> files{cfg};
+    files.insert(files.end(), o.overlays.begin(), o.overlays.end());
+    Config resolved = load_config(files);
+    for (auto [path, value] : {std::pair{&resolved.data.train, o.train}, {&resolved.data.val, o.val},
+                               {&resolved.data.test, o.test}})
+      if (!value.empty()) *path = value;
+    resolved.train.threads = 0;
+    resolved.train.seed = 0;
+    const std::string identity = to_toml(resolved);
+    const fs::path identity_file = dir / "config.toml";
+    if (fs::exists(identity_file)) {
+      std::ifstream in(identity_file);
+      std::stringstream old;
+      old << in.rdbuf();
+      if (old.str() != identity) {
+        std::fprintf(stderr, "compare: %s changed since its results in %s were trained; training again\n", cfg.c_str(),
+                     dir.c_str());
+        fs::remove_all(dir);
+      }
+    }
+    fs::create_directories(dir);
+    write_file_atomic(identity_file.string(), identity);
     for (std::int64_t seed : o.seeds) {
-      const fs::path dir = fs::path(o.out_dir) / r.name;
       const fs::path metrics = dir / ("seed" + std::to_string(seed) + ".json");
       if (!fs::exists(metrics)) {
         fs::create_directories(dir);
@@ -252,7 +290,12 @@ int run_compare(const CompareOptions& o) {
   for (const auto& [name, m] : first.items()) tasks.emplace_back(name, m.contains("auc") ? "auc" : "rmse");
   auto stats = [&](const Result& r, const std::string& task, const std::string& metric) {
     std::vector<double> v;
-    for (const json& run : r.runs) v.push_back(run["tasks"][task][metric].get<double>());
+    for (const json& run : r.runs) {
+      // A metric is null when undefined (e.g. a test split with one class): it becomes NaN, not an error.
+      const json* m = run.contains("tasks") && run["tasks"].contains(task) ? &run["tasks"][task] : nullptr;
+      v.push_back(m && m->contains(metric) && (*m)[metric].is_number() ? (*m)[metric].get<double>()
+                                                                      : std::numeric_limits<double>::quiet_NaN());
+    }
     double mean = 0;
     for (double x : v) mean += x / static_cast<double>(v.size());
     const auto [lo, hi] = std::minmax_element(v.begin(), v.end());
@@ -278,7 +321,8 @@ int run_compare(const CompareOptions& o) {
       if (base && &r != base) {
         const double b = stats(*base, task, metric).first;
         const double rel = (metric == "auc" ? mean - b : b - mean) / b * 100;  // positive = better
-        (rel > 0 ? better : worse) += 1;
+        if (rel > 0) ++better;
+        if (rel < 0) ++worse;
         char g[32];
         std::snprintf(g, sizeof g, " %+.2f%%", rel);
         gain = g;

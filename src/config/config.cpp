@@ -290,8 +290,8 @@ void merge_into(toml::table& base, const toml::table& top) {
 void resolve_data_paths(toml::table& t, const std::filesystem::path& dir) {
   if (toml::table* data = t["data"].as_table())
     for (const char* key : {"train", "val", "test", "cache_dir"})
-      if (auto* v = data->get_as<std::string>(key); v && std::filesystem::path(v->get()).is_relative())
-        *v = (dir / v->get()).lexically_normal().string();
+      if (auto* v = data->get_as<std::string>(key); v && !v->get().empty() && std::filesystem::path(v->get()).is_relative())
+        *v = std::filesystem::absolute(dir / v->get()).lexically_normal().string();
 }
 
 // Loads a config file, resolving `extends = "base.toml"` or `extends = ["a.toml", "b.toml"]`
@@ -394,7 +394,7 @@ Config parse_table(const toml::table& root_table, const std::string& source_name
     tr.learning_rate = t.number("learning_rate", tr.learning_rate, 0.0);
     tr.weight_decay = t.number("weight_decay", tr.weight_decay, 0.0);
     tr.wide_optimizer = t.choice("wide_optimizer", tr.wide_optimizer, {"ftrl", "adam", "adagrad"});
-    tr.ftrl_alpha = t.number("ftrl_alpha", tr.ftrl_alpha, 0.0);
+    tr.ftrl_alpha = t.number("ftrl_alpha", tr.ftrl_alpha, 1e-12);
     tr.ftrl_beta = t.number("ftrl_beta", tr.ftrl_beta, 0.0);
     tr.ftrl_l1 = t.number("ftrl_l1", tr.ftrl_l1, 0.0);
     tr.ftrl_l2 = t.number("ftrl_l2", tr.ftrl_l2, 0.0);
@@ -423,7 +423,8 @@ Config load_config(const std::vector<std::string>& paths) {
     // Relative data paths in a config file are relative to the file's directory,
     // so a config works from any working directory.
     for (std::string* p : {&cfg.data.train, &cfg.data.val, &cfg.data.test, &cfg.data.cache_dir})
-      if (!p->empty() && std::filesystem::path(*p).is_relative()) *p = (base / *p).lexically_normal().string();
+      if (!p->empty() && std::filesystem::path(*p).is_relative())
+        *p = std::filesystem::absolute(base / *p).lexically_normal().string();
     return cfg;
   }
   // Several files (or 'extends'): merge in order, later files win, and store the

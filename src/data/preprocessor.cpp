@@ -279,6 +279,10 @@ const Preprocessor::CategoricalField* Preprocessor::find_field(const std::string
 }
 
 void Preprocessor::fit(const std::string& train_path, const Preprocessor* base) {
+  {
+    Config config = config_;  // start from a clean state whatever this object held
+    *this = Preprocessor(config);
+  }
   RecordReader reader(train_path, ReaderOptions{config_.data.delimiter});
   ColumnBinding b = bind(reader.header(), train_path, true);
   std::vector<std::vector<double>> samples(dense_.size());

@@ -104,7 +104,7 @@ const std::map<std::string, ModelFactory>& model_registry() {
   static const std::map<std::string, ModelFactory> registry = {
       {"single_task", make_single_task},
       {"shared_bottom", make_shared_bottom},
-      {"wide_deep", make_shared_bottom},  // a shared-bottom deep part; config.wide is forced on
+      {"wide_deep", make_wide_deep},
       {"omoe", make_mmoe},
       {"mmoe", make_mmoe},
       {"cgc", make_ple},

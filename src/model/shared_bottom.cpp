@@ -30,6 +30,12 @@ std::shared_ptr<RankingModel> make_shared_bottom(const ModelConfig& config, cons
   return std::make_shared<SharedBottom>(config, shape);
 }
 
+std::shared_ptr<RankingModel> make_wide_deep(const ModelConfig& config, const InputShape& shape) {
+  ModelConfig c = config;
+  c.wide = true;
+  return std::make_shared<SharedBottom>(c, shape);
+}
+
 std::shared_ptr<RankingModel> make_single_task(const ModelConfig& config, const InputShape& shape) {
   return std::make_shared<SingleTask>(config, shape);
 }

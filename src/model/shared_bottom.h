@@ -38,5 +38,7 @@ class SingleTask : public RankingModel {
 
 std::shared_ptr<RankingModel> make_shared_bottom(const ModelConfig& config, const InputShape& shape);
 std::shared_ptr<RankingModel> make_single_task(const ModelConfig& config, const InputShape& shape);
+// A shared-bottom deep part with the wide part always on.
+std::shared_ptr<RankingModel> make_wide_deep(const ModelConfig& config, const InputShape& shape);
 
 }  // namespace mtrank::model

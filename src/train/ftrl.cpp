@@ -13,6 +13,11 @@ void ftrl_update(torch::Tensor& w, const torch::Tensor& g, torch::Tensor& z, tor
   w.copy_(torch::where(z.abs() <= h.l1, torch::zeros_like(w), shrunk));
 }
 
+torch::Tensor ftrl_initial_z(const torch::Tensor& w, const FtrlHyper& h) {
+  torch::NoGradGuard no_grad;
+  return -w * (h.beta / h.alpha + h.l2) - w.sign() * h.l1;
+}
+
 void FtrlOptions::serialize(torch::serialize::InputArchive& archive) {
   c10::IValue v;
   archive.read("alpha", v);
@@ -34,8 +39,9 @@ void FtrlOptions::serialize(torch::serialize::OutputArchive& archive) const {
 
 Ftrl::Ftrl(std::vector<torch::Tensor> params, FtrlOptions options)
     : torch::optim::Optimizer({torch::optim::OptimizerParamGroup(params)}, std::make_unique<FtrlOptions>(options)) {
+  const FtrlHyper h{options.alpha(), options.beta(), options.l1(), options.l2()};
   for (const auto& p : params) {
-    z_.push_back(torch::zeros_like(p));
+    z_.push_back(ftrl_initial_z(p.detach(), h));
     n_.push_back(torch::zeros_like(p));
   }
 }

@@ -19,6 +19,11 @@ struct FtrlHyper {
 // optimizer below and, on gathered rows, by the row-wise table optimizer.
 void ftrl_update(torch::Tensor& w, const torch::Tensor& g, torch::Tensor& z, torch::Tensor& n, const FtrlHyper& h);
 
+// FTRL derives weights from z and n, so its state must start consistent with
+// the weights it is given (warm start), or the first step would discard them:
+// with n = 0, z = -w (beta/alpha + l2) - sign(w) l1 gives back w exactly.
+torch::Tensor ftrl_initial_z(const torch::Tensor& w, const FtrlHyper& h);
+
 struct FtrlOptions : public torch::optim::OptimizerCloneableOptions<FtrlOptions> {
   FtrlOptions(double alpha = 0.05) : alpha_(alpha) {}
   TORCH_ARG(double, alpha);

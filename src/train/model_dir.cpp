@@ -50,8 +50,14 @@ void save_model_dir(const std::string& dir, const Config& config, const data::Pr
     const fs::path old = target.string() + ".old-" + std::to_string(::getpid());
     const bool had_old = fs::exists(target);
     if (had_old) fs::rename(target, old);
-    fs::rename(tmp, target);
-    if (had_old) fs::remove_all(old);
+    try {
+      fs::rename(tmp, target);
+    } catch (...) {
+      if (had_old) fs::rename(old, target);  // put the previous model back
+      throw;
+    }
+    std::error_code ec;
+    if (had_old) fs::remove_all(old, ec);  // the new model is in place: a leftover is only clutter
   } catch (...) {
     std::error_code ec;
     fs::remove_all(tmp, ec);

@@ -16,7 +16,8 @@ RowOptimizer::RowOptimizer(torch::Tensor table, const std::string& kind, double 
                            FtrlHyper ftrl)
     : kind_(kind == "adam" ? Kind::kAdam : kind == "adagrad" ? Kind::kAdagrad : Kind::kFtrl), table_(std::move(table)),
       lr_(learning_rate), weight_decay_(weight_decay), eps_(kind_ == Kind::kAdam ? 1e-8 : 1e-10), ftrl_(ftrl) {
-  first_ = torch::zeros_like(table_);
+  // FTRL keeps z in first_ and n in second_; z starts consistent with the table (warm start).
+  first_ = kind_ == Kind::kFtrl ? ftrl_initial_z(table_, ftrl_) : torch::zeros_like(table_);
   if (kind_ != Kind::kAdagrad) second_ = torch::zeros_like(table_);
 }
 

@@ -2,8 +2,10 @@
 // Row-wise optimizers for sparse tables (embeddings, wide weights): update only
 // the rows a batch touched. A dense optimizer over a large table spends most of
 // a step on rows the batch never saw (measured: 65% of the step), and
-// LibTorch's Adam rejects sparse gradients, so this is ours. Adam, AdaGrad and
-// FTRL apply the same per-coordinate rules as their dense versions.
+// LibTorch's Adam rejects sparse gradients, so this is ours. AdaGrad and FTRL
+// apply the same per-coordinate rules as their dense versions. Adam is "lazy"
+// Adam: moments of untouched rows are not decayed, bias correction uses the
+// global step, and weight decay applies to touched rows only.
 #include <string>
 
 #include <torch/torch.h>

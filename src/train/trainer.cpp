@@ -10,6 +10,8 @@
 #include <mutex>
 #include <sstream>
 
+#include <unistd.h>
+
 #include "common/error.h"
 #include "common/progress.h"
 #include "model/batch.h"
@@ -134,12 +136,14 @@ class Trainer {
     std::vector<torch::Tensor> deep;
     for (const auto& p : net.parameters())
       if (p.requires_grad() && !is_wide(p)) deep.push_back(p);
-    if (tc_.loss_weighting == "uncertainty") {
-      log_vars_ = torch::zeros({static_cast<std::int64_t>(config.tasks.size())}, torch::requires_grad());
-      deep.push_back(log_vars_);
-    }
     deep_params_ = deep;
     deep_ = make_optimizer(tc_.optimizer, deep, tc_.learning_rate, tc_.weight_decay);
+    if (tc_.loss_weighting == "uncertainty") {
+      // Loss parameters, not model weights: their own optimizer, no weight decay or clipping.
+      log_vars_ = torch::zeros({static_cast<std::int64_t>(config.tasks.size())}, torch::requires_grad());
+      loss_ = std::make_unique<torch::optim::Adam>(std::vector<torch::Tensor>{log_vars_},
+                                                   torch::optim::AdamOptions(tc_.learning_rate));
+    }
     const FtrlHyper ftrl{tc_.ftrl_alpha, tc_.ftrl_beta, tc_.ftrl_l1, tc_.ftrl_l2};
     if (!wide_dense.empty())
       wide_ = tc_.wide_optimizer == "ftrl"
@@ -149,6 +153,7 @@ class Trainer {
       const std::string kind = t.wide ? tc_.wide_optimizer : tc_.optimizer;
       rows_.emplace_back(t.table, kind, tc_.learning_rate, t.wide ? 0.0 : tc_.weight_decay, ftrl);
       scheduled_rows_.push_back(kind != "ftrl");
+      wide_rows_.push_back(t.wide);
     }
     rng_.seed(tc_.seed);
   }
@@ -158,7 +163,7 @@ class Trainer {
     if (o.resume && !o.checkpoint_path.empty()) {
       if (!std::filesystem::exists(o.checkpoint_path))
         throw ModelError(o.checkpoint_path + ": no checkpoint to resume from (train without --resume first)");
-      load_checkpoint(o.checkpoint_path, report);
+      load_checkpoint(o.checkpoint_path, o.fingerprint, report);
       report.resumed = true;
       if (o.show_progress)
         std::fprintf(stderr, "resumed from %s after epoch %d\n", o.checkpoint_path.c_str(), epochs_done_);
@@ -204,11 +209,13 @@ class Trainer {
       }
       progress.finish(extra);
       const double score = val ? log.val_loss : log.train_loss;
-      if (score < best_score_) {
+      if (!val) {
+        best_epoch_ = epoch;  // without validation data the last epoch is the model kept
+      } else if (score < best_score_) {
         best_score_ = score;
         best_epoch_ = epoch;
         since_best_ = 0;
-        if (val) best_params_ = snapshot();
+        best_params_ = snapshot();
       } else if (val && tc_.patience > 0 && ++since_best_ >= tc_.patience) {
         stopped_ = stopped = true;
         report.early_stopped = true;
@@ -218,7 +225,7 @@ class Trainer {
       }
       epochs_done_ = epoch;
       report.epochs.push_back(log);
-      if (!o.checkpoint_path.empty()) save_checkpoint(o.checkpoint_path, report);
+      if (!o.checkpoint_path.empty()) save_checkpoint(o.checkpoint_path, o.fingerprint, report);
       if (o.on_epoch_end && !o.on_epoch_end(log)) break;
     }
     report.early_stopped = report.early_stopped || stopped_;
@@ -272,10 +279,12 @@ class Trainer {
     }
     deep_->zero_grad();
     if (wide_) wide_->zero_grad();
+    if (loss_) loss_->zero_grad();
     loss.backward();
     if (tc_.clip_grad_norm > 0) clip(touched);
     deep_->step();
     if (wide_) wide_->step();
+    if (loss_) loss_->step();
     for (std::size_t i = 0; i < rows_.size(); ++i)
       if (touched.rows[i].grad().defined()) rows_[i].step(touched.ids, touched.rows[i].grad());
     return loss.item<double>();
@@ -287,7 +296,7 @@ class Trainer {
     for (const auto& p : deep_params_)
       if (p.grad().defined()) grads.push_back(p.grad());
     for (std::size_t i = 0; i < rows_.size(); ++i)
-      if (scheduled_rows_[i] && touched.rows[i].grad().defined()) grads.push_back(touched.rows[i].mutable_grad());
+      if (!wide_rows_[i] && touched.rows[i].grad().defined()) grads.push_back(touched.rows[i].mutable_grad());
     double total = 0;
     for (const auto& g : grads) total += g.pow(2).sum().item<double>();
     total = std::sqrt(total);
@@ -309,8 +318,9 @@ class Trainer {
     for (std::size_t i = 0; i < params.size(); ++i) params[i].copy_(saved[i]);
   }
 
-  void save_checkpoint(const std::string& path, const TrainReport& report) {
+  void save_checkpoint(const std::string& path, const std::string& fingerprint, const TrainReport& report) {
     torch::serialize::OutputArchive a;
+    a.write("fingerprint", bytes_tensor(fingerprint), true);
     torch::serialize::OutputArchive model, deep, wide, best;
     net_.save(model);
     a.write("model", model);
@@ -321,7 +331,12 @@ class Trainer {
       a.write("wide_optimizer", wide);
     }
     for (std::size_t i = 0; i < rows_.size(); ++i) rows_[i].save(a, "rows" + std::to_string(i));
-    if (log_vars_.defined()) a.write("log_vars", log_vars_.detach(), true);
+    if (log_vars_.defined()) {
+      torch::serialize::OutputArchive loss;
+      loss_->save(loss);
+      a.write("loss_optimizer", loss);
+      a.write("log_vars", log_vars_.detach(), true);
+    }
     for (std::size_t i = 0; i < best_params_.size(); ++i) best.write("p" + std::to_string(i), best_params_[i], true);
     a.write("best_params", best);
     a.write("counters", torch::tensor({static_cast<std::int64_t>(epochs_done_), static_cast<std::int64_t>(best_epoch_),
@@ -334,20 +349,33 @@ class Trainer {
     rng << rng_;
     a.write("shuffle_rng", bytes_tensor(rng.str()), true);
     a.write("torch_rng", at::detail::getDefaultCPUGenerator().get_state(), true);
-    std::ostringstream history;
+    std::vector<double> history;  // full precision, one row of 6 per epoch
     for (const auto& e : report.epochs)
-      history << e.epoch << ' ' << e.train_loss << ' ' << e.val_loss << ' ' << e.seconds << ' ' << e.rows_per_s << ' '
-              << e.learning_rate << '\n';
-    a.write("history", bytes_tensor(history.str()), true);
-    const std::string tmp = path + ".tmp";
-    a.save_to(tmp);
-    std::filesystem::rename(tmp, path);
+      history.insert(history.end(), {static_cast<double>(e.epoch), e.train_loss, e.val_loss, e.seconds, e.rows_per_s,
+                                     e.learning_rate});
+    a.write("history", torch::tensor(history, torch::kFloat64), true);
+    const std::string tmp = path + ".tmp" + std::to_string(::getpid());
+    try {
+      a.save_to(tmp);
+      std::filesystem::rename(tmp, path);
+    } catch (...) {
+      std::error_code ec;
+      std::filesystem::remove(tmp, ec);
+      throw;
+    }
   }
 
-  void load_checkpoint(const std::string& path, TrainReport& report) {
+  void load_checkpoint(const std::string& path, const std::string& fingerprint, TrainReport& report) {
     try {
       torch::serialize::InputArchive a;
       a.load_from(path);
+      // LibTorch resizes tensors on load instead of checking shapes, so a
+      // checkpoint of another config or data would load "successfully".
+      torch::Tensor stored;
+      a.read("fingerprint", stored, true);
+      if (tensor_bytes(stored) != fingerprint)
+        throw ModelError(path + ": this checkpoint belongs to another config or training data; delete it or train "
+                                "without --resume");
       torch::serialize::InputArchive model, deep, wide, best;
       a.read("model", model);
       net_.load(model);
@@ -359,6 +387,9 @@ class Trainer {
       }
       for (std::size_t i = 0; i < rows_.size(); ++i) rows_[i].load(a, "rows" + std::to_string(i));
       if (log_vars_.defined()) {
+        torch::serialize::InputArchive loss;
+        a.read("loss_optimizer", loss);
+        loss_->load(loss);
         torch::Tensor lv;
         a.read("log_vars", lv, true);
         torch::NoGradGuard no_grad;
@@ -387,10 +418,17 @@ class Trainer {
         std::lock_guard<std::mutex> lock(generator.mutex());
         generator.set_state(torch_rng);
       }
-      std::istringstream lines(tensor_bytes(history));
-      EpochLog e;
-      while (lines >> e.epoch >> e.train_loss >> e.val_loss >> e.seconds >> e.rows_per_s >> e.learning_rate)
+      const double* h = history.data_ptr<double>();
+      for (std::int64_t i = 0; i + 6 <= history.numel(); i += 6) {
+        EpochLog e;
+        e.epoch = static_cast<int>(h[i]);
+        e.train_loss = h[i + 1];
+        e.val_loss = h[i + 2];
+        e.seconds = h[i + 3];
+        e.rows_per_s = h[i + 4];
+        e.learning_rate = h[i + 5];
         report.epochs.push_back(e);
+      }
     } catch (const c10::Error& e) {
       throw ModelError(path + ": corrupt checkpoint or one from another config: " + e.what_without_backtrace());
     }
@@ -399,10 +437,10 @@ class Trainer {
   model::RankingModel& net_;
   const Config& config_;
   const TrainConfig& tc_;
-  std::unique_ptr<torch::optim::Optimizer> deep_, wide_;
+  std::unique_ptr<torch::optim::Optimizer> deep_, wide_, loss_;
   std::vector<torch::Tensor> deep_params_;
   std::vector<RowOptimizer> rows_;
-  std::vector<bool> scheduled_rows_;
+  std::vector<bool> scheduled_rows_, wide_rows_;
   torch::Tensor log_vars_;
   std::mt19937_64 rng_;
   std::vector<torch::Tensor> best_params_;

@@ -16,7 +16,7 @@
 namespace mtrank::train {
 
 // Per-task loss over the rows in the task's sample space (mask), averaged over
-// those rows (PLE's delta-masked loss). per_task gets each task's loss tensor.
+// those rows (PLE's delta-masked loss): one loss tensor per task.
 std::vector<torch::Tensor> task_losses(const torch::Tensor& logits, const torch::Tensor& labels,
                                        const torch::Tensor& mask, const std::vector<TaskConfig>& tasks);
 // Fixed weights: sum_k w_k * L_k. The trainer adds PLE's per-epoch schedule
@@ -43,10 +43,15 @@ struct TrainReport {
 
 struct TrainOptions {
   bool show_progress = false;
-  // Checkpoint written atomically after every epoch ("" = none); resume from it if it exists and `resume` is set.
+  // Checkpoint written atomically after every epoch ("" = none). With `resume`,
+  // training continues from it; it must exist and carry the same fingerprint.
   std::string checkpoint_path;
   bool resume = false;
-  // Called after each epoch; returning false stops training there (as an interruption would).
+  // Identifies the model and data a checkpoint belongs to (config, fitted
+  // preprocessing); a checkpoint with another fingerprint is refused.
+  std::string fingerprint;
+  // Called after each epoch, after the checkpoint is written; returning false
+  // stops training there (the checkpoint then resumes from that epoch).
   std::function<bool(const EpochLog&)> on_epoch_end;
 };
 

@@ -4,6 +4,23 @@
 
 namespace mtrank::train {
 
+namespace {
+// The order and kinds of the model's inputs and outputs. Dense layers read
+// inputs by position, so they carry over only when this is unchanged.
+std::string layout(const Config& c) {
+  std::string s;
+  for (const FeatureConfig& f : c.features) s += f.name + ":" + to_string(f.type) + ";";
+  s += "|";
+  for (const TaskConfig& t : c.tasks) s += t.name + ":" + to_string(t.type) + ";";
+  return s + "|" + std::to_string(c.model.embedding_dim);
+}
+
+// A hashed field's buckets mean the same values only with the same seed and inputs.
+bool same_hashing(const FeatureConfig& a, const FeatureConfig& b, const Config& ca, const Config& cb) {
+  return a.hash_buckets == b.hash_buckets && a.columns == b.columns && ca.data.hash_seed == cb.data.hash_seed;
+}
+}  // namespace
+
 WarmStartReport warm_start(model::RankingModel& net, const data::Preprocessor& pre, const LoadedModel& old) {
   torch::NoGradGuard no_grad;
   WarmStartReport report;
@@ -13,8 +30,16 @@ WarmStartReport warm_start(model::RankingModel& net, const data::Preprocessor& p
     for (const auto& f : *fields) {
       const auto* prev = old.preprocessor->find_field(f.feature.name);
       std::int64_t shared = 0;
-      if (prev && prev->feature.hash_buckets == f.feature.hash_buckets)
-        shared = f.feature.hash_buckets > 0 ? f.size : prev->size;  // same buckets, or the old vocabulary (+ OOV)
+      if (prev && f.feature.hash_buckets > 0 && same_hashing(f.feature, prev->feature, pre.config(), old.config)) {
+        shared = f.size;  // the same buckets
+      } else if (prev && f.feature.hash_buckets == 0 && prev->feature.hash_buckets == 0) {
+        // Old ids carry over only if the old vocabulary is a prefix of the new one
+        // (it is when the new one was fitted with the old as its base).
+        bool prefix = prev->vocab.size() <= f.vocab.size();
+        for (std::size_t i = 0; prefix && i < prev->vocab.values().size(); ++i)
+          prefix = f.vocab.lookup(prev->vocab.values()[i]) == static_cast<std::int64_t>(i) + 1;
+        if (prefix) shared = prev->size;  // the old vocabulary and the OOV row
+      }
       for (std::int64_t i = 0; i < shared; ++i) {
         from.push_back(prev->offset + i);
         to.push_back(f.offset + i);
@@ -31,12 +56,14 @@ WarmStartReport warm_start(model::RankingModel& net, const data::Preprocessor& p
     t.table.index_copy_(0, dst, it->second.index_select(0, src));
     report.rows_copied += static_cast<std::int64_t>(from.size());
   }
-  // Dense parameters by name and shape; sparse tables were handled above.
+  // Dense parameters by name and shape, and only if inputs and tasks are laid
+  // out as before; sparse tables were handled above.
+  const bool same_layout = layout(pre.config()) == layout(old.config);
   auto old_params = old.net->named_parameters();
   for (auto& p : net.named_parameters()) {
     if (!p.value().requires_grad()) continue;
     const torch::Tensor* prev = old_params.find(p.key());
-    if (prev && prev->sizes() == p.value().sizes()) {
+    if (same_layout && prev && prev->sizes() == p.value().sizes()) {
       p.value().copy_(*prev);
       ++report.params_copied;
     } else {

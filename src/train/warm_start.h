@@ -3,7 +3,8 @@
 // one trained on older data. Shared categories keep their embedding rows and
 // wide weights (the new vocabulary extends the old one, so old ids are
 // unchanged); new categories start fresh; dense parameters are copied where
-// name and shape match.
+// name and shape match, if features and tasks are in the same order as before
+// (dense layers read their inputs by position).
 #include <cstdint>
 #include <string>
 
