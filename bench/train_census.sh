@@ -14,7 +14,7 @@ for threads in 1 2; do
   for seed in $SEEDS; do
     /usr/bin/time -f "%M" -o "$OUT/rss" build/mtrank train --config "$CONFIG" --quiet \
       --train $D/census-train.csv.gz --val $D/census-val.csv.gz --test $D/census-test.csv.gz \
-      --out "$OUT/model" --metrics-out "$OUT/m.json" --threads "$threads" --seed "$seed" >/dev/null
+      --out "$OUT/model" --metrics-out "$OUT/m.json" --threads "$threads" --seed "$seed" >/dev/null 2>&1
     python3 - "$OUT/m.json" "$OUT/rss" "$threads" "$seed" <<'PY'
 import json, sys
 m = json.load(open(sys.argv[1])); rss_kib = int(open(sys.argv[2]).read().split()[-1])
