@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <ctime>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -175,8 +176,12 @@ int run_train(const TrainOptions& o) {
       metrics["expert_utilization"] = splits[headline]["expert_utilization"];
   }
 
+  // The model's version: what it was trained from (fingerprint) and when.
+  char created[32];
+  const std::time_t now = std::time(nullptr);
+  std::strftime(created, sizeof created, "%Y%m%dT%H%M%SZ", std::gmtime(&now));
   json meta{{"format", "mtrank-model"}, {"version", 1}, {"model", config.model.type}, {"tasks", json::array()},
-            {"training", metrics}};
+            {"model_version", topts.fingerprint + "-" + created}, {"training", metrics}};
   for (const auto& t : config.tasks) meta["tasks"].push_back({{"name", t.name}, {"type", to_string(t.type)}});
   train::save_model_dir(o.out, config, pre, *net, meta);
   // The finished model supersedes the checkpoint.

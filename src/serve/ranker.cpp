@@ -1,0 +1,223 @@
+#include "serve/ranker.h"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <mutex>
+#include <optional>
+#include <sstream>
+#include <unordered_map>
+
+#include <ATen/Parallel.h>
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "common/error.h"
+#include "model/batch.h"
+
+namespace mtrank::serve {
+
+using nlohmann::json;
+
+ScoreFormula ScoreFormula::parse(const std::string& text, const std::vector<TaskConfig>& tasks) {
+  ScoreFormula f;
+  f.weights.assign(tasks.size(), 0.0);
+  if (text.empty()) {
+    f.weights.assign(tasks.size(), 1.0);
+    return f;
+  }
+  const auto colon = text.find(':');
+  const std::string kind = text.substr(0, colon);
+  if (kind != "sum" && kind != "product")
+    throw ConfigError("score formula '" + text + "': starts with 'sum:' or 'product:', e.g. 'sum:click=1,like=0.5'");
+  f.product = kind == "product";
+  if (colon == std::string::npos) {
+    f.weights.assign(tasks.size(), 1.0);
+    return f;
+  }
+  std::stringstream terms(text.substr(colon + 1));
+  std::string term;
+  while (std::getline(terms, term, ',')) {
+    const auto eq = term.find('=');
+    const std::string name = term.substr(0, eq);
+    auto it = std::find_if(tasks.begin(), tasks.end(), [&](const TaskConfig& t) { return t.name == name; });
+    if (it == tasks.end()) throw ConfigError("score formula '" + text + "': the model has no task '" + name + "'");
+    double w = 1.0;
+    if (eq != std::string::npos) {
+      try {
+        std::size_t used = 0;
+        w = std::stod(term.substr(eq + 1), &used);
+        if (used != term.size() - eq - 1 || !std::isfinite(w)) throw std::invalid_argument("");
+      } catch (const std::exception&) {
+        throw ConfigError("score formula '" + text + "': weight of '" + name + "' is not a number");
+      }
+    }
+    f.weights[static_cast<std::size_t>(it - tasks.begin())] = w;
+  }
+  return f;
+}
+
+double ScoreFormula::combine(const float* v) const {
+  double s = product ? 1.0 : 0.0;
+  for (std::size_t k = 0; k < weights.size(); ++k) {
+    if (weights[k] == 0) continue;
+    if (product) s *= std::pow(std::max(static_cast<double>(v[k]), 1e-12), weights[k]);
+    else s += weights[k] * v[k];
+  }
+  return s;
+}
+
+struct Ranker::Request {
+  std::vector<std::optional<std::string>> context;                  // per input column
+  std::vector<std::vector<std::optional<std::string>>> candidates;  // [candidate][input column]
+  std::int64_t top_k = -1;
+};
+
+Ranker::Ranker(train::LoadedModel model, RankerOptions options, std::string name)
+    : model_(std::move(model)), options_(options), name_(std::move(name)) {
+  formula_ = ScoreFormula::parse(options_.score, model_.config.tasks);
+  version_ = model_.meta.value("model_version", std::string("unversioned"));
+  // The raw input columns the model reads, each once.
+  auto add = [&](const std::string& c) {
+    if (std::find(columns_.begin(), columns_.end(), c) == columns_.end()) columns_.push_back(c);
+  };
+  for (const FeatureConfig& f : model_.config.features) {
+    if (f.type == FeatureType::kCross)
+      for (const auto& c : f.columns) add(c);
+    else
+      add(f.name);
+  }
+  binding_ = model_.preprocessor->bind(columns_, "request", /*require_labels=*/false);
+}
+
+Ranker::Request Ranker::parse(const std::string& body) const {
+  json j;
+  try {
+    j = json::parse(body);
+  } catch (const json::parse_error& e) {
+    throw RequestError(std::string("malformed JSON: ") + e.what());
+  }
+  if (!j.is_object()) throw RequestError("the request body must be a JSON object");
+  std::unordered_map<std::string, std::size_t> column_index;
+  for (std::size_t i = 0; i < columns_.size(); ++i) column_index.emplace(columns_[i], i);
+  auto features = [&](const json& obj, const std::string& where) {
+    if (!obj.is_object()) throw RequestError(where + ": must be an object of feature values");
+    std::vector<std::optional<std::string>> values(columns_.size());
+    for (const auto& [key, v] : obj.items()) {
+      auto it = column_index.find(key);
+      if (it == column_index.end()) {
+        if (options_.ignore_unknown_features) continue;
+        throw RequestError(where + "." + key + ": unknown feature (this model reads " + std::to_string(columns_.size()) +
+                           " input columns, e.g. '" + columns_.front() + "')");
+      }
+      if (v.is_string()) values[it->second] = v.get<std::string>();
+      else if (v.is_number_integer()) values[it->second] = std::to_string(v.get<std::int64_t>());
+      else if (v.is_number_unsigned()) values[it->second] = std::to_string(v.get<std::uint64_t>());
+      else if (v.is_number_float()) values[it->second] = v.dump();
+      else if (v.is_boolean()) values[it->second] = v.get<bool>() ? "1" : "0";
+      else if (v.is_null()) values[it->second].reset();  // missing: the feature's missing-value policy
+      else throw RequestError(where + "." + key + ": must be a string, a number, a boolean or null");
+    }
+    return values;
+  };
+  Request r;
+  for (const auto& [key, v] : j.items())
+    if (key != "context" && key != "candidates" && key != "top_k")
+      throw RequestError(key + ": unknown field (a request has context, candidates and top_k)");
+  r.context = j.contains("context") ? features(j["context"], "context")
+                                    : std::vector<std::optional<std::string>>(columns_.size());
+  if (!j.contains("candidates")) throw RequestError("candidates: missing (a list of candidate objects)");
+  const json& cands = j["candidates"];
+  if (!cands.is_array()) throw RequestError("candidates: must be a list of candidate objects");
+  if (static_cast<std::int64_t>(cands.size()) > options_.max_candidates)
+    throw RequestError("candidates: " + std::to_string(cands.size()) + " candidates, more than the limit of " +
+                       std::to_string(options_.max_candidates));
+  for (std::size_t i = 0; i < cands.size(); ++i)
+    r.candidates.push_back(features(cands[i], "candidates[" + std::to_string(i) + "]"));
+  if (j.contains("top_k")) {
+    if (!j["top_k"].is_number_integer() || j["top_k"].get<std::int64_t>() < 1)
+      throw RequestError("top_k: must be a positive integer");
+    r.top_k = j["top_k"].get<std::int64_t>();
+  }
+  return r;
+}
+
+RankResult Ranker::rank_json(const std::string& body) const {
+  const Request req = parse(body);
+  const std::int64_t n = static_cast<std::int64_t>(req.candidates.size());
+  const int T = static_cast<int>(model_.config.tasks.size());
+  const data::Preprocessor& pre = *model_.preprocessor;
+  std::vector<float> values(static_cast<std::size_t>(n * T));
+  std::mutex error_mutex;
+  std::optional<std::string> error;
+  const std::int64_t chunk = std::max<std::int64_t>(1, options_.chunk_size);
+  const std::int64_t chunks = (n + chunk - 1) / chunk;
+  // One chunk per task of the pool; LibTorch runs each chunk's ops single-threaded inside it.
+  at::parallel_for(0, chunks, 1, [&](std::int64_t first, std::int64_t last) {
+    c10::InferenceMode guard;
+    std::vector<std::string_view> fields(columns_.size());
+    static const std::string kMissing;
+    for (std::int64_t c = first; c < last; ++c) {
+      const std::int64_t begin = c * chunk, end = std::min(n, begin + chunk);
+      data::FeaturizedData d(pre.num_categorical(), pre.num_bags(), pre.num_dense(), pre.num_tasks());
+      for (std::int64_t i = begin; i < end; ++i) {
+        // The candidate's value wins over the context's; neither means missing.
+        for (std::size_t k = 0; k < columns_.size(); ++k) {
+          const auto& own = req.candidates[static_cast<std::size_t>(i)][k];
+          const auto& shared = req.context[k];
+          fields[k] = own ? std::string_view(*own) : shared ? std::string_view(*shared) : std::string_view(kMissing);
+        }
+        try {
+          pre.transform(binding_, fields, d);
+        } catch (const data::RowError& e) {
+          std::lock_guard<std::mutex> lock(error_mutex);
+          if (!error) {
+            const std::string column = e.column >= 0 ? "." + columns_[static_cast<std::size_t>(e.column)] : "";
+            error = "candidates[" + std::to_string(i) + "]" + column + ": " + e.message;
+          }
+          return;
+        }
+      }
+      model::BatchBuilder builder;
+      model::Batch batch = builder.build_range(d, 0, d.rows());
+      torch::Tensor logits = model_.net->forward(batch, nullptr).logits;
+      for (int t = 0; t < T; ++t) {
+        torch::Tensor z = logits.select(1, t);
+        if (model_.config.tasks[static_cast<std::size_t>(t)].type == TaskType::kBinary) z = torch::sigmoid(z);
+        z = z.contiguous();
+        const float* p = z.data_ptr<float>();
+        for (std::int64_t i = begin; i < end; ++i) values[static_cast<std::size_t>(i * T + t)] = p[i - begin];
+      }
+    }
+  });
+  if (error) throw RequestError(*error);
+  RankResult out;
+  out.results.resize(static_cast<std::size_t>(n));
+  for (std::int64_t i = 0; i < n; ++i) {
+    RankedCandidate& r = out.results[static_cast<std::size_t>(i)];
+    r.index = i;
+    r.tasks.assign(values.begin() + i * T, values.begin() + (i + 1) * T);
+    r.score = formula_.combine(r.tasks.data());
+  }
+  const std::size_t keep = req.top_k > 0 ? std::min<std::size_t>(static_cast<std::size_t>(req.top_k), out.results.size())
+                                         : out.results.size();
+  auto by_score = [](const RankedCandidate& a, const RankedCandidate& b) {
+    return a.score != b.score ? a.score > b.score : a.index < b.index;  // ties: request order
+  };
+  std::partial_sort(out.results.begin(), out.results.begin() + static_cast<std::ptrdiff_t>(keep), out.results.end(),
+                    by_score);
+  out.results.resize(keep);
+  return out;
+}
+
+std::string Ranker::to_json(const RankResult& result) const {
+  json results = json::array();
+  for (const RankedCandidate& r : result.results) {
+    json tasks = json::object();
+    for (std::size_t t = 0; t < r.tasks.size(); ++t) tasks[model_.config.tasks[t].name] = r.tasks[t];
+    results.push_back({{"index", r.index}, {"score", r.score}, {"tasks", tasks}});
+  }
+  return json{{"model", {{"name", name_}, {"version", version_}}}, {"results", results}}.dump();
+}
+
+}  // namespace mtrank::serve

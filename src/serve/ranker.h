@@ -1,0 +1,74 @@
+#pragma once
+// In-process ranking: a request (shared context + a list of candidates, raw
+// feature values by input column name) is featurized with the model's saved
+// preprocessing, scored in parallel chunks, and its candidates are ordered by
+// one score combined from the task predictions. The HTTP server wraps this.
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "train/model_dir.h"
+
+namespace mtrank::serve {
+
+// A request that cannot be served: names the JSON field (e.g. "candidates[3].price").
+class RequestError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// How task predictions become one ranking score (YouTube's hand-tuned combination).
+//   "sum:click=1,like=0.5"      score = sum_k w_k p_k
+//   "product:click=1,watch=0.3" score = prod_k p_k ^ w_k   (tasks without a weight are left out)
+struct ScoreFormula {
+  bool product = false;
+  std::vector<double> weights;  // per task, in model order
+  // Parses the text against the model's task names; throws ConfigError naming the bad part.
+  static ScoreFormula parse(const std::string& text, const std::vector<TaskConfig>& tasks);
+  double combine(const float* task_values) const;
+};
+
+struct RankerOptions {
+  std::string score = "";          // formula text; "" = sum of all tasks with weight 1
+  std::int64_t chunk_size = 64;    // candidates per parallel chunk (Wide & Deep's serving)
+  std::int64_t max_candidates = 10000;
+  bool ignore_unknown_features = false;  // else a feature the model does not read is an error
+};
+
+struct RankedCandidate {
+  std::int64_t index = 0;  // into the request's candidate list
+  double score = 0;
+  std::vector<float> tasks;  // per task: probability (binary) or value (regression)
+};
+
+struct RankResult {
+  std::vector<RankedCandidate> results;  // by score, descending
+};
+
+class Ranker {
+ public:
+  Ranker(train::LoadedModel model, RankerOptions options, std::string name);
+  // Parses and ranks a JSON request body; throws RequestError on bad input.
+  RankResult rank_json(const std::string& body) const;
+  // The response body for a result.
+  std::string to_json(const RankResult& result) const;
+
+  const std::vector<TaskConfig>& tasks() const { return model_.config.tasks; }
+  const std::string& name() const { return name_; }
+  const std::string& version() const { return version_; }
+  const std::vector<std::string>& input_columns() const { return columns_; }
+
+ private:
+  struct Request;
+  Request parse(const std::string& body) const;
+  train::LoadedModel model_;
+  RankerOptions options_;
+  ScoreFormula formula_;
+  std::string name_, version_;
+  std::vector<std::string> columns_;  // the input columns the model reads, in binding order
+  data::ColumnBinding binding_;
+};
+
+}  // namespace mtrank::serve

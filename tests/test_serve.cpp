@@ -1,0 +1,191 @@
+// In-process ranking: served scores equal offline predictions; order, top_k,
+// context vs candidate values; bad requests name the field.
+#include <cmath>
+#include <fstream>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "common/error.h"
+#include "config/config.h"
+#include "data/dataset.h"
+#include "data/preprocessor.h"
+#include "data/record_reader.h"
+#include "model/model.h"
+#include "serve/ranker.h"
+#include "test_util.h"
+#include "train/model_dir.h"
+#include "train/trainer.h"
+
+using namespace mtrank;
+using mtrank::testing::TempDir;
+using nlohmann::json;
+
+class Serving : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir();
+    data::RankingSynthOptions o;
+    o.rows = 6000;
+    o.seed = 21;
+    o.users = 100;
+    o.items = 50;
+    mtrank::testing::write_ranking_split(*dir_, o, 5000);
+    Config c = parse_config(R"(
+[[features]]
+names = ["user_id", "item_id", "item_category", "device", "hour"]
+type = "categorical"
+[[features]]
+name = "user_interests"
+type = "multi_hot"
+[[features]]
+name = "cat_x_device"
+type = "cross"
+columns = ["item_category", "device"]
+hash_buckets = 32
+[[features]]
+name = "price"
+type = "numeric"
+log1p = true
+[[tasks]]
+name = "click"
+column = "click"
+[[tasks]]
+name = "watch_time"
+type = "regression"
+column = "watch_time"
+where = { column = "click", equals = ["1"] }
+[model]
+type = "cgc"
+wide = true
+[train]
+epochs = 1
+threads = 1
+)",
+                            "serve.toml");
+    torch::manual_seed(1);
+    data::Preprocessor pre(c);
+    pre.fit(dir_->file("train.csv"));
+    data::FeaturizedData train = data::featurize_file(pre, dir_->file("train.csv"), true);
+    auto net = model::create_model(c.model, train::input_shape(pre));
+    train::train_model(*net, c, train, nullptr, {});
+    train::save_model_dir(dir_->file("model"), c, pre, *net,
+                          {{"format", "mtrank-model"}, {"version", 1}, {"model_version", "test-1"}});
+  }
+  static void TearDownTestSuite() { delete dir_; }
+
+  static serve::Ranker ranker(serve::RankerOptions options = {}) {
+    return serve::Ranker(train::load_model_dir(dir_->file("model")), options, "census-test");
+  }
+
+  // The first n test rows as candidates (labels left out), with `hour` moved to
+  // the context for every third candidate; also returns the rows as a CSV.
+  static std::string request(int n, std::string* csv, int top_k = 0) {
+    data::RecordReader reader(dir_->file("test.csv"));
+    std::vector<std::string_view> f;
+    const auto& h = reader.header();
+    json cands = json::array();
+    std::string out = "user_id,item_id,item_category,device,user_interests,price,hour\n";
+    for (int i = 0; i < n && reader.next(f); ++i) {
+      json c = json::object();
+      for (std::size_t k = 0; k < 7; ++k) {
+        if (h[k] == "hour" && i % 3 == 0) continue;  // comes from the context
+        if (h[k] == "price") c[h[k]] = std::stod(std::string(f[k]));  // a JSON number
+        else c[h[k]] = std::string(f[k]);
+      }
+      cands.push_back(c);
+      for (std::size_t k = 0; k < 7; ++k)
+        out += (k ? "," : "") + (h[k] == "hour" && i % 3 == 0 ? std::string("7") : std::string(f[k]));
+      out += "\n";
+    }
+    if (csv) *csv = out;
+    json r{{"context", {{"hour", "7"}}}, {"candidates", cands}};
+    if (top_k > 0) r["top_k"] = top_k;
+    return r.dump();
+  }
+  static TempDir* dir_;
+};
+TempDir* Serving::dir_ = nullptr;
+
+TEST_F(Serving, ScoresEqualOfflinePredictionsAndAreOrdered) {
+  serve::RankerOptions options;
+  options.chunk_size = 7;  // several chunks, scored in parallel
+  auto r = ranker(options);
+  std::string csv;
+  const std::string body = request(50, &csv);
+  serve::RankResult result = r.rank_json(body);
+  ASSERT_EQ(result.results.size(), 50u);
+  // Offline: the same effective rows through featurize_file + predict.
+  train::LoadedModel m = train::load_model_dir(dir_->file("model"));
+  data::FeaturizedData d = data::featurize_file(*m.preprocessor, dir_->write("rows.csv", csv), false);
+  train::Predictions p = train::predict(*m.net, m.config, d);
+  for (const auto& c : result.results)
+    for (int t = 0; t < 2; ++t) EXPECT_NEAR(c.tasks[t], p.values[c.index * 2 + t], 1e-5) << c.index << " " << t;
+  for (std::size_t i = 1; i < result.results.size(); ++i) EXPECT_GE(result.results[i - 1].score, result.results[i].score);
+  // Default formula: the sum of the task values.
+  EXPECT_NEAR(result.results[0].score, result.results[0].tasks[0] + result.results[0].tasks[1], 1e-6);
+  // The response body.
+  json j = json::parse(r.to_json(result));
+  EXPECT_EQ(j["model"]["name"], "census-test");
+  EXPECT_EQ(j["model"]["version"], "test-1");
+  EXPECT_EQ(j["results"].size(), 50u);
+  EXPECT_TRUE(j["results"][0]["tasks"].contains("watch_time"));
+}
+
+TEST_F(Serving, TopKAndProductFormula) {
+  serve::RankerOptions options;
+  options.score = "product:click=1,watch_time=0.5";
+  auto r = ranker(options);
+  serve::RankResult all = r.rank_json(request(30, nullptr));
+  serve::RankResult top = r.rank_json(request(30, nullptr, 5));
+  ASSERT_EQ(top.results.size(), 5u);
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(top.results[i].index, all.results[i].index);
+  const auto& c = top.results[0];
+  EXPECT_NEAR(c.score, c.tasks[0] * std::pow(std::max(c.tasks[1], 1e-12f), 0.5), 1e-5);
+}
+
+TEST_F(Serving, BadRequestsNameTheField) {
+  auto r = ranker();
+  auto error = [&](const std::string& body) {
+    try {
+      r.rank_json(body);
+    } catch (const serve::RequestError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(error("{not json").find("malformed JSON"), std::string::npos);
+  EXPECT_NE(error("[1,2]").find("must be a JSON object"), std::string::npos);
+  EXPECT_NE(error("{}").find("candidates: missing"), std::string::npos);
+  EXPECT_NE(error(R"({"candidates": 3})").find("candidates: must be a list"), std::string::npos);
+  EXPECT_NE(error(R"({"candidates": [{"price": 1}, {"colour": "red"}]})").find("candidates[1].colour: unknown feature"),
+            std::string::npos);
+  EXPECT_NE(error(R"({"candidates": [{"price": 1}, {"price": "abc"}]})").find("candidates[1].price: 'abc' is not a finite number"),
+            std::string::npos);
+  EXPECT_NE(error(R"({"candidates": [{"price": [1]}]})").find("candidates[0].price: must be a string"), std::string::npos);
+  EXPECT_NE(error(R"({"candidates": [], "top_k": 0})").find("top_k: must be a positive integer"), std::string::npos);
+  EXPECT_NE(error(R"({"candidates": [], "topk": 3})").find("topk: unknown field"), std::string::npos);
+  EXPECT_NE(error(R"({"context": 5, "candidates": []})").find("context: must be an object"), std::string::npos);
+  serve::RankerOptions small;
+  small.max_candidates = 2;
+  EXPECT_THROW(ranker(small).rank_json(R"({"candidates": [{}, {}, {}]})"), serve::RequestError);
+  // Unknown features can be ignored by policy; missing features use the model's missing-value policy.
+  serve::RankerOptions lenient;
+  lenient.ignore_unknown_features = true;
+  EXPECT_EQ(ranker(lenient).rank_json(R"({"candidates": [{"colour": "red"}, {"price": null}]})").results.size(), 2u);
+  EXPECT_EQ(r.rank_json(R"({"candidates": []})").results.size(), 0u);
+}
+
+TEST(ScoreFormula, ParsesAndRejects) {
+  std::vector<TaskConfig> tasks(2);
+  tasks[0].name = "click";
+  tasks[1].name = "like";
+  serve::ScoreFormula f = serve::ScoreFormula::parse("sum:click=2,like=0.5", tasks);
+  const float v[2] = {0.5f, 0.2f};
+  EXPECT_DOUBLE_EQ(f.combine(v), 2 * 0.5 + 0.5 * 0.2f);
+  EXPECT_NEAR(serve::ScoreFormula::parse("product:click,like=2", tasks).combine(v), 0.5 * 0.2 * 0.2, 1e-6);
+  EXPECT_THROW(serve::ScoreFormula::parse("max:click", tasks), ConfigError);
+  EXPECT_THROW(serve::ScoreFormula::parse("sum:ctr=1", tasks), ConfigError);
+  EXPECT_THROW(serve::ScoreFormula::parse("sum:click=abc", tasks), ConfigError);
+}
