@@ -8,6 +8,7 @@ PACKAGES=(
   libopenblas0-openmp     # the OpenMP build: the pthread one fights torch's OpenMP pool
   libopenblas-openmp-dev
   libtomlplusplus-dev nlohmann-json3-dev libcli11-dev zlib1g-dev
+  libsimdjson-dev         # request parsing on the serving hot path
   libgtest-dev libgmock-dev libbenchmark-dev
 )
 

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+#include <ATen/Parallel.h>
 #include <torch/torch.h>
 
 #include "common/error.h"
@@ -131,6 +132,26 @@ TEST_F(Serving, ScoresEqualOfflinePredictionsAndAreOrdered) {
   EXPECT_EQ(j["model"]["version"], "test-1");
   EXPECT_EQ(j["results"].size(), 50u);
   EXPECT_TRUE(j["results"][0]["tasks"].contains("watch_time"));
+}
+
+TEST_F(Serving, ParallelChunksGiveTheSameResult) {
+  // Chunks run on the thread pool: each worker must see the request parsed on the calling thread.
+  serve::RankerOptions options;
+  options.chunk_size = 5;
+  auto r = ranker(options);
+  const std::string body = request(60, nullptr);
+  at::set_num_threads(1);
+  serve::RankResult one = r.rank_json(body);
+  at::set_num_threads(2);
+  serve::RankResult two = r.rank_json(body);
+  serve::RankResult again = r.rank_json(body);
+  at::set_num_threads(1);
+  ASSERT_EQ(one.results.size(), two.results.size());
+  for (std::size_t i = 0; i < one.results.size(); ++i) {
+    EXPECT_EQ(one.results[i].index, two.results[i].index);
+    EXPECT_EQ(one.results[i].tasks, two.results[i].tasks);
+    EXPECT_EQ(again.results[i].tasks, two.results[i].tasks);
+  }
 }
 
 TEST_F(Serving, TopKAndProductFormula) {

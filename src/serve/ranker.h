@@ -7,6 +7,8 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "train/model_dir.h"
@@ -32,7 +34,7 @@ struct ScoreFormula {
 
 struct RankerOptions {
   std::string score = "";          // formula text; "" = sum of all tasks with weight 1
-  std::int64_t chunk_size = 64;    // candidates per parallel chunk (Wide & Deep's serving)
+  std::int64_t chunk_size = 128;   // candidates per parallel chunk (Wide & Deep's serving; docs/benchmarks.md)
   std::int64_t max_candidates = 10000;
   bool ignore_unknown_features = false;  // else a feature the model does not read is an error
 };
@@ -50,6 +52,9 @@ struct RankResult {
 class Ranker {
  public:
   Ranker(train::LoadedModel model, RankerOptions options, std::string name);
+  Ranker(const Ranker&) = delete;  // column_index_ views columns_
+  Ranker& operator=(const Ranker&) = delete;
+  Ranker(Ranker&&) = default;
   // Parses and ranks a JSON request body; throws RequestError on bad input.
   RankResult rank_json(const std::string& body) const;
   // The response body for a result.
@@ -62,12 +67,13 @@ class Ranker {
 
  private:
   struct Request;
-  Request parse(const std::string& body) const;
+  void parse(const std::string& body, Request& request) const;
   train::LoadedModel model_;
   RankerOptions options_;
   ScoreFormula formula_;
   std::string name_, version_;
   std::vector<std::string> columns_;  // the input columns the model reads, in binding order
+  std::unordered_map<std::string_view, std::size_t> column_index_;  // keys view columns_
   data::ColumnBinding binding_;
 };
 

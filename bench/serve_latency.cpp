@@ -1,0 +1,68 @@
+// bench_serve_latency: in-process ranking latency (JSON parse, featurize with
+// the saved preprocessing, chunked scoring, sort) for requests built from real rows.
+//   build/bench/bench_serve_latency MODEL_DIR DATA_FILE [threads=1] [chunk=64] [requests=400]
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/system.h"
+#include "data/record_reader.h"
+#include "serve/ranker.h"
+#include "train/model_dir.h"
+
+int main(int argc, char** argv) {
+  if (argc < 3) {
+    std::fprintf(stderr, "usage: %s MODEL_DIR DATA_FILE [threads=1] [chunk=64] [requests=400]\n", argv[0]);
+    return 2;
+  }
+  const int threads = argc > 3 ? std::stoi(argv[3]) : 1;
+  mtrank::serve::RankerOptions options;
+  options.chunk_size = argc > 4 ? std::stoll(argv[4]) : 64;
+  const int requests = argc > 5 ? std::stoi(argv[5]) : 400;
+  mtrank::configure_threads(threads);
+  mtrank::serve::Ranker ranker(mtrank::train::load_model_dir(argv[1]), options, "bench");
+
+  // Candidate objects from the file's rows: the model's input columns, raw values.
+  std::vector<nlohmann::json> rows;
+  mtrank::data::RecordReader reader(argv[2]);
+  std::vector<int> index;
+  for (const auto& c : ranker.input_columns())
+    index.push_back(static_cast<int>(std::find(reader.header().begin(), reader.header().end(), c) - reader.header().begin()));
+  std::vector<std::string_view> f;
+  while (rows.size() < 5000 && reader.next(f)) {
+    nlohmann::json c = nlohmann::json::object();
+    for (std::size_t k = 0; k < index.size(); ++k) c[ranker.input_columns()[k]] = std::string(f[index[k]]);
+    rows.push_back(std::move(c));
+  }
+  std::mt19937 rng(1);
+  std::printf("model %s, %d thread%s, chunk %lld, %d requests per size\n", argv[1], threads, threads == 1 ? "" : "s",
+              static_cast<long long>(options.chunk_size), requests);
+  std::printf("%10s %10s %10s %10s %14s\n", "candidates", "p50 ms", "p99 ms", "mean ms", "candidates/s");
+  for (int n : {50, 200, 1000}) {
+    std::vector<std::string> bodies;
+    for (int r = 0; r < 16; ++r) {
+      nlohmann::json cands = nlohmann::json::array();
+      const std::size_t start = rng() % (rows.size() - n);
+      for (int i = 0; i < n; ++i) cands.push_back(rows[start + i]);
+      bodies.push_back(nlohmann::json{{"candidates", cands}, {"top_k", 100}}.dump());
+    }
+    std::vector<double> ms;
+    for (int r = 0; r < requests + 20; ++r) {
+      const auto t0 = std::chrono::steady_clock::now();
+      auto result = ranker.rank_json(bodies[r % bodies.size()]);
+      const double t = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      if (r >= 20) ms.push_back(t);  // after warm-up
+      if (result.results.empty()) return 1;
+    }
+    std::sort(ms.begin(), ms.end());
+    double mean = 0;
+    for (double x : ms) mean += x / ms.size();
+    std::printf("%10d %10.3f %10.3f %10.3f %14.0f\n", n, ms[ms.size() / 2], ms[ms.size() * 99 / 100], mean, n / mean * 1e3);
+  }
+  return 0;
+}
