@@ -1,6 +1,7 @@
 // mtrank: train, evaluate and run multi-task ranking models.
 #include <cstdio>
 #include <exception>
+#include <fstream>
 
 #include <CLI/CLI.hpp>
 
@@ -8,6 +9,7 @@
 #include "common/error.h"
 #include "common/system.h"
 #include "data/synth.h"
+#include "serve/server.h"
 
 int main(int argc, char** argv) {
   mtrank::ensure_fast_blas(argc, argv);
@@ -118,6 +120,34 @@ int main(int argc, char** argv) {
       "Each cell: mean test metric over seeds (max - min) and the relative gain over the baseline.\n"
       "'seesaw' marks a model that improves some tasks and loses others (Tang et al. 2020).");
 
+  mtrank::serve::ServerOptions sv;
+  std::string admin_token_file;
+  std::string unknown_features = "error";
+  auto* serve = app.add_subcommand("serve", "Serve a model over HTTP: POST /v1/rank ranks a candidate list.");
+  serve->add_option("--model", sv.model_dir, "Model directory from 'mtrank train'")->required()->check(CLI::ExistingDirectory);
+  serve->add_option("--host", sv.host, "Address to bind (loopback by default)")->capture_default_str();
+  serve->add_option("--port", sv.port, "Port (0 = any free port, printed at start)")->capture_default_str();
+  serve->add_option("--threads", sv.threads, "HTTP worker threads")->capture_default_str();
+  serve->add_option("--score", sv.ranker.score,
+                    "Ranking score from task predictions: 'sum:click=1,like=0.5' or 'product:click=1,watch_time=0.3' "
+                    "(default: sum of all tasks)");
+  serve->add_option("--chunk-size", sv.ranker.chunk_size, "Candidates per parallel scoring chunk")->capture_default_str();
+  serve->add_option("--max-candidates", sv.ranker.max_candidates, "Largest candidate list accepted")->capture_default_str();
+  serve->add_option("--max-body-bytes", sv.max_body_bytes, "Largest request body accepted")->capture_default_str();
+  serve->add_option("--unknown-features", unknown_features, "A feature the model does not read: error or ignore")
+      ->check(CLI::IsMember({"error", "ignore"}))
+      ->capture_default_str();
+  serve->add_option("--admin-token-file", admin_token_file,
+                    "File holding the token that POST /v1/reload requires (Authorization: Bearer TOKEN); "
+                    "without it admin endpoints are off")
+      ->check(CLI::ExistingFile);
+  serve->footer(
+      "POST /v1/rank  {\"context\": {...}, \"candidates\": [{...}, ...], \"top_k\": K}\n"
+      "  send Content-Type: application/json (Debian's cpp-httplib caps form-encoded bodies at 8 KB)\n"
+      "  features by input column name, raw values as in the training files; a candidate's value wins over the context's.\n"
+      "GET /healthz, /readyz, /metrics (Prometheus). POST /v1/reload {\"model_dir\": ...} or SIGHUP: load, check,\n"
+      "then swap; a model that fails keeps the old one serving. SIGTERM finishes requests in flight, then exits.");
+
   mtrank::cli::DoctorOptions dr;
   auto* doctor = app.add_subcommand("doctor", "Check the BLAS in use and measure sgemm GFLOP/s on 1 and all threads.");
   doctor->add_option("--size", dr.size, "Matrix size n for the n x n x n sgemm")->capture_default_str();
@@ -141,6 +171,16 @@ int main(int argc, char** argv) {
     if (*predict) return mtrank::cli::run_predict(pr);
     if (*doctor) return mtrank::cli::run_doctor(dr);
     if (*compare) return mtrank::cli::run_compare(cmp);
+    if (*serve) {
+      sv.ranker.ignore_unknown_features = unknown_features == "ignore";
+      if (!admin_token_file.empty()) {
+        std::ifstream in(admin_token_file);
+        std::getline(in, sv.admin_token);
+        if (sv.admin_token.empty()) throw mtrank::ConfigError(admin_token_file + ": the admin token file is empty");
+      }
+      mtrank::configure_threads(sv.threads);  // candidate chunks are scored in parallel on LibTorch's pool
+      return mtrank::serve::run_server(sv);
+    }
   } catch (const mtrank::ConfigError& e) {
     std::fprintf(stderr, "config error: %s\n", e.what());
     return 2;
