@@ -132,6 +132,10 @@ int main(int argc, char** argv) {
                     "Ranking score from task predictions: 'sum:click=1,like=0.5' or 'product:click=1,watch_time=0.3' "
                     "(default: sum of all tasks)");
   serve->add_option("--chunk-size", sv.ranker.chunk_size, "Candidates per parallel scoring chunk")->capture_default_str();
+  serve->add_option("--score-threads", sv.score_threads,
+                    "Threads that score one request's chunks in parallel. 1 is fastest under load (requests run "
+                    "in parallel on --threads); more lowers one request's latency when the server is idle")
+      ->capture_default_str();
   serve->add_option("--max-candidates", sv.ranker.max_candidates, "Largest candidate list accepted")->capture_default_str();
   serve->add_option("--max-body-bytes", sv.max_body_bytes, "Largest request body accepted")->capture_default_str();
   serve->add_option("--unknown-features", unknown_features, "A feature the model does not read: error or ignore")
@@ -178,7 +182,7 @@ int main(int argc, char** argv) {
         std::getline(in, sv.admin_token);
         if (sv.admin_token.empty()) throw mtrank::ConfigError(admin_token_file + ": the admin token file is empty");
       }
-      mtrank::configure_threads(sv.threads);  // candidate chunks are scored in parallel on LibTorch's pool
+      mtrank::configure_threads(sv.score_threads);
       return mtrank::serve::run_server(sv);
     }
   } catch (const mtrank::ConfigError& e) {

@@ -118,6 +118,9 @@ int run_server(const ServerOptions& o) {
 
   httplib::Server server;
   server.set_payload_max_length(o.max_body_bytes);
+  // Without TCP_NODELAY a response written as headers + body meets the client's
+  // delayed ACK on keep-alive connections: measured 44 ms p50 and 74 requests/s.
+  server.set_tcp_nodelay(true);
   const int threads = std::max(1, o.threads);
   server.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<std::size_t>(threads)); };
 

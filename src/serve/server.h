@@ -14,7 +14,8 @@ struct ServerOptions {
   std::string model_dir;
   std::string host = "127.0.0.1";
   int port = 8080;             // 0 = any free port (printed at start)
-  int threads = 2;             // HTTP worker threads
+  int threads = 2;             // HTTP worker threads: requests in parallel
+  int score_threads = 1;       // chunks of one request in parallel (docs/benchmarks.md)
   std::size_t max_body_bytes = 8u << 20;
   std::string admin_token;     // "" = admin endpoints (reload) are off
   RankerOptions ranker;
