@@ -11,15 +11,10 @@
 #include <unordered_map>
 #include <vector>
 
+#include "serve/request.h"
 #include "train/model_dir.h"
 
 namespace mtrank::serve {
-
-// A request that cannot be served: names the JSON field (e.g. "candidates[3].price").
-class RequestError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
 
 // How task predictions become one ranking score (YouTube's hand-tuned combination).
 //   "sum:click=1,like=0.5"      score = sum_k w_k p_k
@@ -52,7 +47,7 @@ struct RankResult {
 class Ranker {
  public:
   Ranker(train::LoadedModel model, RankerOptions options, std::string name);
-  Ranker(const Ranker&) = delete;  // column_index_ views columns_
+  Ranker(const Ranker&) = delete;
   Ranker& operator=(const Ranker&) = delete;
   Ranker(Ranker&&) = default;
   // Parses and ranks a JSON request body; throws RequestError on bad input.
@@ -63,17 +58,14 @@ class Ranker {
   const std::vector<TaskConfig>& tasks() const { return model_.config.tasks; }
   const std::string& name() const { return name_; }
   const std::string& version() const { return version_; }
-  const std::vector<std::string>& input_columns() const { return columns_; }
+  const std::vector<std::string>& input_columns() const { return parser_.columns(); }
 
  private:
-  struct Request;
-  void parse(const std::string& body, Request& request) const;
   train::LoadedModel model_;
   RankerOptions options_;
   ScoreFormula formula_;
   std::string name_, version_;
-  std::vector<std::string> columns_;  // the input columns the model reads, in binding order
-  std::unordered_map<std::string_view, std::size_t> column_index_;  // keys view columns_
+  RequestParser parser_;
   data::ColumnBinding binding_;
 };
 

@@ -1,0 +1,141 @@
+#include "serve/request.h"
+
+#include <algorithm>
+#include <charconv>
+
+#include <simdjson.h>
+
+namespace mtrank::serve {
+
+std::vector<std::string> input_columns(const Config& config) {
+  std::vector<std::string> columns;
+  auto add = [&](const std::string& c) {
+    if (std::find(columns.begin(), columns.end(), c) == columns.end()) columns.push_back(c);
+  };
+  for (const FeatureConfig& f : config.features) {
+    if (f.type == FeatureType::kCross)
+      for (const auto& c : f.columns) add(c);
+    else
+      add(f.name);
+  }
+  return columns;
+}
+
+RequestParser::RequestParser(std::vector<std::string> columns, bool ignore_unknown_features,
+                             std::int64_t max_candidates)
+    : columns_(std::move(columns)), ignore_unknown_(ignore_unknown_features), max_candidates_(max_candidates) {
+  for (std::size_t i = 0; i < columns_.size(); ++i) index_.emplace(columns_[i], i);
+}
+
+namespace {
+const char* json_type(simdjson::dom::element_type t) {
+  switch (t) {
+    case simdjson::dom::element_type::ARRAY: return "a list";
+    case simdjson::dom::element_type::OBJECT: return "an object";
+    default: return "a value";
+  }
+}
+}  // namespace
+
+void RequestParser::parse(const std::string& body, ParsedRequest& r) const {
+  // simdjson (SIMD, no per-value allocation) instead of a DOM of heap objects:
+  // nlohmann::json took 2.7 ms to parse a 200-candidate census request.
+  thread_local simdjson::dom::parser parser;
+  simdjson::dom::element root;
+  if (auto err = parser.parse(body).get(root))
+    throw RequestError(std::string("malformed JSON: ") + simdjson::error_message(err));
+  simdjson::dom::object top;
+  if (root.get_object().get(top)) throw RequestError("the request body must be a JSON object");
+  const std::size_t ncols = columns_.size();
+  auto fill = [&](simdjson::dom::element e, std::string_view* values, char* set, const auto& where) {
+    simdjson::dom::object obj;
+    if (e.get_object().get(obj)) throw RequestError(where() + ": must be an object of feature values");
+    for (auto field : obj) {
+      auto it = index_.find(field.key);
+      if (it == index_.end()) {
+        if (ignore_unknown_) continue;
+        throw RequestError(where() + "." + std::string(field.key) + ": unknown feature (this model reads " +
+                           std::to_string(ncols) + " input columns, e.g. '" + columns_.front() + "')");
+      }
+      const std::size_t k = it->second;
+      char buf[32];
+      char* end = buf;
+      switch (field.value.type()) {
+        case simdjson::dom::element_type::STRING:
+          values[k] = std::string_view(field.value.get_string().value_unsafe());
+          set[k] = 1;
+          continue;
+        case simdjson::dom::element_type::INT64:
+          end = std::to_chars(buf, buf + sizeof buf, field.value.get_int64().value_unsafe()).ptr;
+          break;
+        case simdjson::dom::element_type::UINT64:
+          end = std::to_chars(buf, buf + sizeof buf, field.value.get_uint64().value_unsafe()).ptr;
+          break;
+        case simdjson::dom::element_type::DOUBLE:  // shortest text that parses back to the same double
+          end = std::to_chars(buf, buf + sizeof buf, field.value.get_double().value_unsafe()).ptr;
+          break;
+        case simdjson::dom::element_type::BOOL:
+          *end++ = field.value.get_bool().value_unsafe() ? '1' : '0';
+          break;
+        case simdjson::dom::element_type::NULL_VALUE:  // missing: the feature's missing-value policy
+          set[k] = 0;
+          continue;
+        default:
+          throw RequestError(where() + "." + std::string(field.key) + ": must be a string, a number, a boolean or null, not " +
+                             json_type(field.value.type()));
+      }
+      r.numbers.emplace_back(buf, end);
+      values[k] = r.numbers.back();
+      set[k] = 1;
+    }
+  };
+  simdjson::dom::element context, candidates, top_k;
+  for (auto field : top)
+    if (field.key != "context" && field.key != "candidates" && field.key != "top_k")
+      throw RequestError(std::string(field.key) + ": unknown field (a request has context, candidates and top_k)");
+  simdjson::dom::array cands;
+  if (top["candidates"].get(candidates)) throw RequestError("candidates: missing (a list of candidate objects)");
+  if (candidates.get_array().get(cands)) throw RequestError("candidates: must be a list of candidate objects");
+  r.candidates = static_cast<std::int64_t>(cands.size());
+  if (r.candidates > max_candidates_)
+    throw RequestError("candidates: " + std::to_string(r.candidates) + " candidates, more than the limit of " +
+                       std::to_string(max_candidates_));
+  r.numbers.clear();
+  r.numbers.reserve(static_cast<std::size_t>(r.candidates + 1) * ncols);  // never reallocates: views stay valid
+  r.context.assign(ncols, {});
+  r.context_set.assign(ncols, 0);
+  if (!top["context"].get(context)) fill(context, r.context.data(), r.context_set.data(), [] { return std::string("context"); });
+  r.values.assign(static_cast<std::size_t>(r.candidates) * ncols, {});
+  r.set.assign(static_cast<std::size_t>(r.candidates) * ncols, 0);
+  std::size_t i = 0;
+  for (simdjson::dom::element c : cands) {
+    fill(c, r.values.data() + i * ncols, r.set.data() + i * ncols,
+         [i] { return "candidates[" + std::to_string(i) + "]"; });
+    ++i;
+  }
+  if (!top["top_k"].get(top_k)) {
+    std::int64_t k = 0;
+    if (top_k.get_int64().get(k) || k < 1) throw RequestError("top_k: must be a positive integer");
+    r.top_k = k;
+  }
+}
+
+void RequestParser::featurize(const data::Preprocessor& pre, const data::ColumnBinding& binding,
+                              const ParsedRequest& req, std::int64_t begin, std::int64_t end,
+                              data::FeaturizedData& out) const {
+  const std::size_t ncols = columns_.size();
+  std::vector<std::string_view> fields(ncols);
+  for (std::int64_t i = begin; i < end; ++i) {
+    const std::size_t row = static_cast<std::size_t>(i) * ncols;
+    for (std::size_t k = 0; k < ncols; ++k)
+      fields[k] = req.set[row + k] ? req.values[row + k] : req.context_set[k] ? req.context[k] : std::string_view();
+    try {
+      pre.transform(binding, fields, out);
+    } catch (const data::RowError& e) {
+      const std::string column = e.column >= 0 ? "." + columns_[static_cast<std::size_t>(e.column)] : "";
+      throw RequestError("candidates[" + std::to_string(i) + "]" + column + ": " + e.message);
+    }
+  }
+}
+
+}  // namespace mtrank::serve

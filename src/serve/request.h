@@ -1,0 +1,63 @@
+#pragma once
+// Ranking requests: JSON parsing and featurization, without torch (so they can
+// be fuzzed and tested on their own). Ranker adds scoring on top.
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "data/dataset.h"
+#include "data/preprocessor.h"
+
+namespace mtrank::serve {
+
+// A request that cannot be served: names the JSON field (e.g. "candidates[3].price").
+class RequestError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// A parsed request: views into the calling thread's simdjson parser (strings)
+// and into `numbers` (numbers formatted back to text); valid until the next
+// parse on the same thread.
+struct ParsedRequest {
+  std::vector<std::string_view> context;  // per input column
+  std::vector<char> context_set;
+  std::vector<std::string_view> values;   // [candidate * columns + column]
+  std::vector<char> set;
+  std::vector<std::string> numbers;       // reserved up front: views into it stay valid
+  std::int64_t candidates = 0;
+  std::int64_t top_k = -1;
+};
+
+class RequestParser {
+ public:
+  // columns: the raw input columns the model reads.
+  RequestParser(std::vector<std::string> columns, bool ignore_unknown_features, std::int64_t max_candidates);
+  RequestParser(const RequestParser&) = delete;  // index_ views columns_
+  RequestParser& operator=(const RequestParser&) = delete;
+  RequestParser(RequestParser&&) = default;
+
+  // {"context": {...}, "candidates": [{...}, ...], "top_k": K}; throws RequestError.
+  void parse(const std::string& body, ParsedRequest& out) const;
+
+  // Appends candidates [begin, end) to `out` with the model's preprocessing. A
+  // candidate's value wins over the context's; neither means missing.
+  void featurize(const data::Preprocessor& pre, const data::ColumnBinding& binding, const ParsedRequest& request,
+                 std::int64_t begin, std::int64_t end, data::FeaturizedData& out) const;
+
+  const std::vector<std::string>& columns() const { return columns_; }
+
+ private:
+  std::vector<std::string> columns_;
+  std::unordered_map<std::string_view, std::size_t> index_;
+  bool ignore_unknown_;
+  std::int64_t max_candidates_;
+};
+
+// The raw input columns a model's features read, each once, in config order.
+std::vector<std::string> input_columns(const Config& config);
+
+}  // namespace mtrank::serve
