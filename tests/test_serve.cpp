@@ -196,6 +196,14 @@ TEST_F(Serving, BadRequestsNameTheField) {
   lenient.ignore_unknown_features = true;
   EXPECT_EQ(ranker(lenient).rank_json(R"({"candidates": [{"colour": "red"}, {"price": null}]})").results.size(), 2u);
   EXPECT_EQ(r.rank_json(R"({"candidates": []})").results.size(), 0u);
+  // Repeated keys: the last value wins. (Regression: number texts were views into
+  // a vector that reallocated when a candidate had more numbers than columns.)
+  std::string repeated = R"({"candidates": [{)";
+  for (int i = 0; i < 200; ++i) repeated += R"("price": )" + std::to_string(i) + ".5, ";
+  repeated += R"("price": 3}, {"price": 3}]})";
+  serve::RankResult rr = r.rank_json(repeated);
+  ASSERT_EQ(rr.results.size(), 2u);
+  EXPECT_EQ(rr.results[0].tasks, rr.results[1].tasks);
 }
 
 TEST(ScoreFormula, ParsesAndRejects) {

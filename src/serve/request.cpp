@@ -101,7 +101,6 @@ void RequestParser::parse(const std::string& body, ParsedRequest& r) const {
     throw RequestError("candidates: " + std::to_string(r.candidates) + " candidates, more than the limit of " +
                        std::to_string(max_candidates_));
   r.numbers.clear();
-  r.numbers.reserve(static_cast<std::size_t>(r.candidates + 1) * ncols);  // never reallocates: views stay valid
   r.context.assign(ncols, {});
   r.context_set.assign(ncols, 0);
   if (!top["context"].get(context)) fill(context, r.context.data(), r.context_set.data(), [] { return std::string("context"); });

@@ -2,6 +2,7 @@
 // Ranking requests: JSON parsing and featurization, without torch (so they can
 // be fuzzed and tested on their own). Ranker adds scoring on top.
 #include <cstdint>
+#include <deque>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -27,7 +28,10 @@ struct ParsedRequest {
   std::vector<char> context_set;
   std::vector<std::string_view> values;   // [candidate * columns + column]
   std::vector<char> set;
-  std::vector<std::string> numbers;       // reserved up front: views into it stay valid
+  // Numbers as text. A deque, because views into it must survive later
+  // insertions: a candidate can repeat a key, so no reservation bounds the count
+  // (found by fuzzing: a vector reallocated under the views).
+  std::deque<std::string> numbers;
   std::int64_t candidates = 0;
   std::int64_t top_k = -1;
 };

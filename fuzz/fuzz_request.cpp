@@ -1,0 +1,76 @@
+// libFuzzer target: arbitrary bytes as a ranking request body, through the
+// JSON parser and the featurizer of a small fitted model (every feature type).
+// Only RequestError may come out; anything else (a crash, a sanitizer report,
+// another exception) is a bug.
+#include <cstdint>
+#include <cstdio>
+#include <fstream>
+#include <string>
+
+#include "config/config.h"
+#include "data/dataset.h"
+#include "data/preprocessor.h"
+#include "serve/request.h"
+
+namespace {
+const char* kConfig = R"(
+[data]
+missing_values = ["", "NA"]
+[[features]]
+names = ["user", "item"]
+type = "categorical"
+[[features]]
+name = "app"
+type = "categorical"
+hash_buckets = 64
+[[features]]
+name = "tags"
+type = "multi_hot"
+[[features]]
+name = "user_x_app"
+type = "cross"
+columns = ["user", "app"]
+hash_buckets = 32
+[[features]]
+name = "price"
+type = "numeric"
+log1p = true
+[[features]]
+name = "age"
+type = "numeric"
+transform = "standardize"
+missing = "error"
+[[tasks]]
+name = "click"
+column = "click"
+)";
+
+struct Model {
+  mtrank::Config config = mtrank::parse_config(kConfig, "fuzz.toml");
+  mtrank::data::Preprocessor pre{config};
+  mtrank::serve::RequestParser parser{mtrank::serve::input_columns(config), false, 1000};
+  mtrank::data::ColumnBinding binding;
+  Model() {
+    const std::string path = "/tmp/mtrank-fuzz-train.csv";
+    std::ofstream(path) << "user,item,app,tags,price,age,click\nu1,i1,maps,a|b,3.5,20,1\nu2,i2,mail,b,10,30,0\n"
+                        << "u1,i3,maps,,0,40,1\n";
+    pre.fit(path);
+    binding = pre.bind(parser.columns(), "request", false);
+  }
+};
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  static Model* model = new Model();
+  const std::string body(reinterpret_cast<const char*>(data), size);
+  mtrank::serve::ParsedRequest request;
+  try {
+    model->parser.parse(body, request);
+    mtrank::data::FeaturizedData out(model->pre.num_categorical(), model->pre.num_bags(), model->pre.num_dense(),
+                                     model->pre.num_tasks());
+    model->parser.featurize(model->pre, model->binding, request, 0, request.candidates, out);
+    if (out.rows() != request.candidates) __builtin_trap();
+  } catch (const mtrank::serve::RequestError&) {
+  }
+  return 0;
+}
