@@ -5,6 +5,7 @@
 // with 100,000-row tables of dim 16, 13 numeric features, MMoE with 8 experts
 // 429-256-128, towers [64], 2 binary tasks. Data is random (ids uniform),
 // generated in memory: this measures the model and optimizer, not ingest.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <random>
@@ -101,5 +102,29 @@ int main(int argc, char** argv) {
               gflops * 1e9 / train_flop, 100 * train_rate * train_flop / 1e9 / gflops);
   std::printf("%-10s %12.0f %12.1f %12.0f %9.0f%%\n", "scoring", predict_rate, predict_rate * forward_flop / 1e9,
               gflops * 1e9 / forward_flop, 100 * predict_rate * forward_flop / 1e9 / gflops);
+
+  // Serving-sized requests: one forward per request of N candidates (the model
+  // part of Ranker::rank_json; parsing and featurizing are measured on census
+  // by bench_serve_latency), p50 and p99 over 300 requests.
+  std::printf("\nscoring one request (forward of N candidates, 1 chunk):\n%10s %10s %10s %12s %9s\n", "candidates",
+              "p50 ms", "p99 ms", "roofline ms", "of roof");
+  mtrank::model::BatchBuilder builder;
+  for (std::int64_t n : {50, 200, 1000}) {
+    std::vector<double> ms;
+    torch::InferenceMode guard;
+    net->eval();
+    for (int r = 0; r < 320; ++r) {
+      const std::int64_t start = (r * 997) % (rows - n);
+      mtrank::model::Batch b = builder.build_range(d, start, n);
+      const double t0 = now();
+      torch::Tensor out = torch::sigmoid(net->forward(b, nullptr).logits);
+      if (out.size(0) != n) return 1;
+      if (r >= 20) ms.push_back((now() - t0) * 1e3);
+    }
+    std::sort(ms.begin(), ms.end());
+    const double roof = n * forward_flop / (gflops * 1e9) * 1e3;
+    std::printf("%10lld %10.3f %10.3f %12.3f %8.0f%%\n", static_cast<long long>(n), ms[ms.size() / 2],
+                ms[ms.size() * 99 / 100], roof, 100 * roof / ms[ms.size() / 2]);
+  }
   return 0;
 }
