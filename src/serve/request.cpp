@@ -124,6 +124,7 @@ void RequestParser::featurize(const data::Preprocessor& pre, const data::ColumnB
                               data::FeaturizedData& out) const {
   const std::size_t ncols = columns_.size();
   std::vector<std::string_view> fields(ncols);
+  out.reserve(out.rows() + (end - begin));
   for (std::int64_t i = begin; i < end; ++i) {
     const std::size_t row = static_cast<std::size_t>(i) * ncols;
     for (std::size_t k = 0; k < ncols; ++k)
