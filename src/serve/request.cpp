@@ -50,14 +50,21 @@ void RequestParser::parse(const std::string& body, ParsedRequest& r) const {
   auto fill = [&](simdjson::dom::element e, std::string_view* values, char* set, const auto& where) {
     simdjson::dom::object obj;
     if (e.get_object().get(obj)) throw RequestError(where() + ": must be an object of feature values");
+    std::size_t next = 0;  // clients list keys in the same order in every object: try that column first
     for (auto field : obj) {
-      auto it = index_.find(field.key);
-      if (it == index_.end()) {
-        if (ignore_unknown_) continue;
-        throw RequestError(where() + "." + std::string(field.key) + ": unknown feature (this model reads " +
-                           std::to_string(ncols) + " input columns, e.g. '" + columns_.front() + "')");
+      std::size_t k;
+      if (next < ncols && columns_[next] == field.key) {
+        k = next;  // one short compare instead of hashing the key (measured: lookups were ~15% of a request)
+      } else {
+        auto it = index_.find(field.key);
+        if (it == index_.end()) {
+          if (ignore_unknown_) continue;
+          throw RequestError(where() + "." + std::string(field.key) + ": unknown feature (this model reads " +
+                             std::to_string(ncols) + " input columns, e.g. '" + columns_.front() + "')");
+        }
+        k = it->second;
       }
-      const std::size_t k = it->second;
+      next = k + 1;
       char buf[32];
       char* end = buf;
       switch (field.value.type()) {
