@@ -100,8 +100,10 @@ int run_server(const ServerOptions& o) {
   Metrics metrics;
 
   auto current = [&] { return std::atomic_load(&live); };
-  auto reload = [&](const std::string& dir) -> std::string {  // "" on success, else the error
-    std::lock_guard<std::mutex> lock(reload_mutex);
+  // Reloads `requested`, or the directory being served if empty; "" on success, else the error.
+  auto reload = [&](const std::string& requested) -> std::string {
+    std::lock_guard<std::mutex> lock(reload_mutex);  // also guards live_dir
+    const std::string dir = requested.empty() ? live_dir : requested;
     try {
       auto next = load_checked(dir, o.ranker);
       std::atomic_store(&live, next);
@@ -160,7 +162,7 @@ int run_server(const ServerOptions& o) {
       res.set_content(error_body("Authorization: Bearer <admin token> required"), "application/json");
       return;
     }
-    std::string dir = live_dir;
+    std::string dir;  // empty: reload the directory being served
     if (!req.body.empty()) {
       try {
         json j = json::parse(req.body);
@@ -189,7 +191,7 @@ int run_server(const ServerOptions& o) {
       int sig = 0;
       if (sigwait(&signals, &sig) != 0) continue;
       if (sig == SIGHUP) {
-        reload(live_dir);
+        reload("");
         continue;
       }
       std::fprintf(stderr, "signal %d: finishing requests in flight, then stopping\n", sig);
