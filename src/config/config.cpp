@@ -323,7 +323,7 @@ toml::table load_with_bases(const std::string& path, int depth, bool resolve_pat
   return merged;
 }
 
-Config parse_table(const toml::table& root_table, const std::string& source_name, const std::string& text);
+Config parse_table(const toml::table& root_table, const std::string& source_name);
 
 }  // namespace
 
@@ -331,14 +331,13 @@ Config parse_config(const std::string& text, const std::string& source_name) {
   toml::table t = parse_toml(text, source_name);
   if (t.contains("extends"))
     throw ConfigError(source_name + ": 'extends' only works in config files (load_config), not in stored configs");
-  return parse_table(t, source_name, text);
+  return parse_table(t, source_name);
 }
 
 namespace {
-Config parse_table(const toml::table& root_table, const std::string& source_name, const std::string& text) {
+Config parse_table(const toml::table& root_table, const std::string& source_name) {
   Config cfg;
   cfg.source = source_name;
-  cfg.text = text;
   TableReader root(root_table, "", source_name);
 
   if (const toml::table* data = root.subtable("data")) {
@@ -417,8 +416,9 @@ Config parse_table(const toml::table& root_table, const std::string& source_name
 Config load_config(const std::vector<std::string>& paths) {
   if (paths.empty()) throw ConfigError("no config file given");
   Config cfg;
-  if (paths.size() == 1 && !parse_toml(read_file(paths[0]), paths[0]).contains("extends")) {
-    cfg = parse_config(read_file(paths[0]), paths[0]);
+  toml::table single;
+  if (paths.size() == 1 && !(single = parse_toml(read_file(paths[0]), paths[0])).contains("extends")) {
+    cfg = parse_table(single, paths[0]);
     const std::filesystem::path base = std::filesystem::path(paths[0]).parent_path();
     // Relative data paths in a config file are relative to the file's directory,
     // so a config works from any working directory.
@@ -431,11 +431,9 @@ Config load_config(const std::vector<std::string>& paths) {
   // merged config as self-contained TOML so a model directory never depends on other files.
   toml::table merged;
   for (const std::string& path : paths) merge_into(merged, load_with_bases(path, 0, /*resolve_data_paths=*/true));
-  std::ostringstream flat;
-  flat << toml::toml_formatter(merged);
   std::string name = paths[0];
   for (std::size_t i = 1; i < paths.size(); ++i) name += " + " + paths[i];
-  return parse_table(merged, name, flat.str());
+  return parse_table(merged, name);
 }
 
 Config load_config(const std::string& path) { return load_config(std::vector<std::string>{path}); }

@@ -103,7 +103,6 @@ struct Config {
   ModelConfig model;
   TrainConfig train;
   std::string source;  // file name used in error messages
-  std::string text;    // the TOML text it was parsed from (model directories store to_toml(), not this)
 };
 
 // Parses and validates; throws ConfigError naming the source, key and line.
