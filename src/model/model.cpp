@@ -98,6 +98,15 @@ std::vector<torch::Tensor> RankingModel::wide_dense_parameters() {
   return {wide_->bias()};
 }
 
+torch::Tensor task_values(const torch::Tensor& logits, const std::vector<TaskConfig>& tasks) {
+  std::vector<torch::Tensor> columns;
+  for (std::size_t t = 0; t < tasks.size(); ++t) {
+    torch::Tensor z = logits.select(1, static_cast<std::int64_t>(t));
+    columns.push_back(tasks[t].type == TaskType::kBinary ? torch::sigmoid(z) : z);
+  }
+  return torch::stack(columns, 1).contiguous();
+}
+
 const std::map<std::string, ModelFactory>& model_registry() {
   // Built-in models are listed here (not via static initializers, which a
   // static library link may drop). Adding a model: its file plus one line.

@@ -106,6 +106,11 @@ class RankingModel : public torch::nn::Module {
   Wide wide_{nullptr};
 };
 
+// Logits [B, T] -> task values [B, T], contiguous: probabilities for binary
+// tasks, the raw output for regression tasks. Offline prediction and serving
+// both use this, so they cannot disagree.
+torch::Tensor task_values(const torch::Tensor& logits, const std::vector<TaskConfig>& tasks);
+
 using ModelFactory = std::function<std::shared_ptr<RankingModel>(const ModelConfig&, const InputShape&)>;
 const std::map<std::string, ModelFactory>& model_registry();
 std::shared_ptr<RankingModel> create_model(const ModelConfig& config, const InputShape& shape);

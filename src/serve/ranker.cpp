@@ -106,14 +106,8 @@ RankResult Ranker::rank_json(const std::string& body) const {
       }
       model::BatchBuilder builder;
       model::Batch batch = builder.build_range(d, 0, d.rows());
-      torch::Tensor logits = model_.net->forward(batch, nullptr).logits;
-      for (int t = 0; t < T; ++t) {
-        torch::Tensor z = logits.select(1, t);
-        if (model_.config.tasks[static_cast<std::size_t>(t)].type == TaskType::kBinary) z = torch::sigmoid(z);
-        z = z.contiguous();
-        const float* p = z.data_ptr<float>();
-        for (std::int64_t i = begin; i < end; ++i) values[static_cast<std::size_t>(i * T + t)] = p[i - begin];
-      }
+      const torch::Tensor p = model::task_values(model_.net->forward(batch, nullptr).logits, model_.config.tasks);
+      std::copy_n(p.data_ptr<float>(), (end - begin) * T, values.data() + begin * T);
     }
   });
   if (error) throw RequestError(*error);

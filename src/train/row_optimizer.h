@@ -10,7 +10,6 @@
 
 #include <torch/torch.h>
 
-#include "config/config.h"
 #include "train/ftrl.h"
 
 namespace mtrank::train {

@@ -65,12 +65,7 @@ Predictions predict(model::RankingModel& net, const Config& config, const data::
     const std::int64_t n = std::min(bs, data.rows() - begin);
     model::Batch batch = builder.build_range(data, begin, n);
     model::ModelOutput o = net.forward(batch, nullptr);
-    std::vector<torch::Tensor> cols;
-    for (int t = 0; t < out.tasks; ++t) {
-      torch::Tensor z = o.logits.select(1, t);
-      cols.push_back(config.tasks[t].type == TaskType::kBinary ? torch::sigmoid(z) : z);
-    }
-    torch::Tensor p = torch::stack(cols, 1).contiguous();
+    torch::Tensor p = model::task_values(o.logits, config.tasks);
     std::copy_n(p.data_ptr<float>(), n * out.tasks, out.values.data() + begin * out.tasks);
     if (o.gates.defined()) {
       torch::Tensor s = o.gates.sum(0).to(torch::kFloat64);
