@@ -90,8 +90,9 @@ TEST(SingleTask, TasksShareNoParameters) {
   EXPECT_GT(grad.slice(1, 0, 4).abs().sum().item<double>(), 0);
   EXPECT_EQ(grad.slice(1, 4, 8).abs().sum().item<double>(), 0);
   for (const auto& p : net->named_parameters())
-    if (p.value().grad().defined() && p.value().dim() == 3)  // grouped [tasks, in, out]
+    if (p.value().grad().defined() && p.value().dim() == 3) {  // grouped [tasks, in, out]
       EXPECT_EQ(p.value().grad()[1].abs().sum().item<double>(), 0) << p.key();
+    }
 }
 
 TEST(CGC, GatesSeeOnlyTheirOwnAndSharedExperts) {
@@ -412,7 +413,9 @@ TEST_F(ZooTraining, WarmStartKeepsSharedRowsAndGrowsVocabularies) {
   EXPECT_EQ(new_tables[1].table[brand_new].abs().sum().item<float>(), 0.0f);  // fresh wide weight
   auto old_params = previous.net->named_parameters();
   for (const auto& p : net->named_parameters()) {
-    if (p.value().requires_grad()) EXPECT_TRUE(torch::equal(p.value(), *old_params.find(p.key()))) << p.key();
+    if (p.value().requires_grad()) {
+      EXPECT_TRUE(torch::equal(p.value(), *old_params.find(p.key()))) << p.key();
+    }
   }
   // And it keeps learning on the new data.
   data::FeaturizedData newer_data = data::featurize_file(pre, newer, true);
