@@ -29,7 +29,8 @@ struct ScoreFormula {
 
 struct RankerOptions {
   std::string score = "";          // formula text; "" = sum of all tasks with weight 1
-  std::int64_t chunk_size = 128;   // candidates per parallel chunk (Wide & Deep's serving; docs/benchmarks.md)
+  std::int64_t chunk_size = 128;   // candidates per parallel chunk (Wide & Deep's serving; docs/benchmarks.md);
+                                   // on a single thread the whole list is one chunk
   std::int64_t max_candidates = 10000;
   bool ignore_unknown_features = false;  // else a feature the model does not read is an error
 };

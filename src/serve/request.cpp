@@ -47,24 +47,33 @@ void RequestParser::parse(const std::string& body, ParsedRequest& r) const {
   simdjson::dom::object top;
   if (root.get_object().get(top)) throw RequestError("the request body must be a JSON object");
   const std::size_t ncols = columns_.size();
+  thread_local std::vector<std::size_t> key_order;  // column of the key at each position, last object seen
   auto fill = [&](simdjson::dom::element e, std::string_view* values, char* set, const auto& where) {
     simdjson::dom::object obj;
     if (e.get_object().get(obj)) throw RequestError(where() + ": must be an object of feature values");
-    std::size_t next = 0;  // clients list keys in the same order in every object: try that column first
+    // A client writes its keys in the same order in every object, whatever that
+    // order is: the column the key at position p named in the previous object is
+    // tried first, one short compare instead of hashing the key (hash lookups
+    // were ~15% of a 200-candidate request).
+    std::size_t position = 0;
     for (auto field : obj) {
       std::size_t k;
-      if (next < ncols && columns_[next] == field.key) {
-        k = next;  // one short compare instead of hashing the key (measured: lookups were ~15% of a request)
+      const std::size_t guess = position < key_order.size() ? key_order[position] : ncols;
+      if (position >= key_order.size()) key_order.push_back(ncols);
+      ++position;
+      if (guess < ncols && columns_[guess] == field.key) {
+        k = guess;
       } else {
         auto it = index_.find(field.key);
         if (it == index_.end()) {
+          key_order[position - 1] = ncols;
           if (ignore_unknown_) continue;
           throw RequestError(where() + "." + std::string(field.key) + ": unknown feature (this model reads " +
                              std::to_string(ncols) + " input columns, e.g. '" + columns_.front() + "')");
         }
         k = it->second;
+        key_order[position - 1] = k;
       }
-      next = k + 1;
       char buf[32];
       char* end = buf;
       switch (field.value.type()) {
