@@ -1,6 +1,7 @@
 #include "common/system.h"
 
 #include <dlfcn.h>
+#include <malloc.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -12,7 +13,15 @@
 
 namespace mtrank {
 
+void configure_allocator() {
+  // Explicit values also turn off glibc's adaptive threshold, so the first
+  // requests after start-up are as fast as the rest.
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);   // glibc's maximum on 64-bit
+  mallopt(M_TRIM_THRESHOLD, 256 << 20);  // give memory back only past 256 MB free at the top
+}
+
 int configure_threads(int n) {
+  configure_allocator();
   if (n <= 0) n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   at::set_num_threads(n);
   return n;
