@@ -68,6 +68,16 @@ TEST(MMoE, TrainingAndInferenceLookupsAgree) {
   EXPECT_TRUE(torch::allclose(a, b, 1e-6, 1e-6));
 }
 
+TEST(GatherRows, EqualsIndexSelectAndRefusesIdsOutsideTheTable) {
+  torch::manual_seed(0);
+  const torch::Tensor table = torch::randn({50, 3});
+  const torch::Tensor ids = torch::randint(50, {40}, torch::kLong);  // more than the prefetch distance, repeats
+  EXPECT_TRUE(torch::equal(model::gather_rows(table, ids), table.index_select(0, ids)));
+  EXPECT_EQ(model::gather_rows(table, torch::empty({0}, torch::kLong)).size(0), 0);
+  EXPECT_THROW(model::gather_rows(table, torch::tensor({std::int64_t{3}, std::int64_t{50}})), c10::Error);
+  EXPECT_THROW(model::gather_rows(table, torch::tensor({std::int64_t{-1}})), c10::Error);
+}
+
 TEST(RowOptimizer, UpdatesOnlyTouchedRowsLikeDenseAdamOnFirstStep) {
   torch::manual_seed(0);
   torch::Tensor table = torch::randn({10, 3});

@@ -1,5 +1,10 @@
 #include "model/model.h"
 
+#include <algorithm>
+#include <cstring>
+
+#include <ATen/Parallel.h>
+
 #include "common/error.h"
 #include "model/mmoe.h"
 #include "model/ple.h"
@@ -16,6 +21,24 @@ FeatureInputImpl::FeatureInputImpl(const InputShape& shape, std::int64_t embeddi
   output_dim_ = (shape.num_categorical + shape.num_bags) * dim_ + shape.num_dense;
 }
 
+torch::Tensor gather_rows(const torch::Tensor& table, const torch::Tensor& ids) {
+  TORCH_CHECK(table.dim() == 2 && table.is_contiguous() && table.scalar_type() == torch::kFloat, "gather_rows: table");
+  const torch::Tensor idx = ids.contiguous();
+  TORCH_CHECK(idx.scalar_type() == torch::kLong, "gather_rows: ids must be int64");
+  const std::int64_t n = idx.numel(), width = table.size(1), rows = table.size(0);
+  torch::Tensor out = torch::empty({n, width});
+  const std::int64_t* id = idx.data_ptr<std::int64_t>();
+  const float* src = table.data_ptr<float>();
+  float* dst = out.data_ptr<float>();
+  constexpr std::int64_t kAhead = 16;  // rows in flight; 16 and 32 measured alike, 4 slower
+  for (std::int64_t i = 0; i < n; ++i) {
+    if (i + kAhead < n) __builtin_prefetch(src + id[i + kAhead] * width);
+    TORCH_CHECK(id[i] >= 0 && id[i] < rows, "gather_rows: id ", id[i], " outside a table of ", rows, " rows");
+    std::memcpy(dst + i * width, src + id[i] * width, static_cast<std::size_t>(width) * sizeof(float));
+  }
+  return out;
+}
+
 torch::Tensor FeatureInputImpl::forward(const Batch& batch, const SparseLookup& lookup, const torch::Tensor& rows) {
   const std::int64_t B = batch.size;
   const torch::Tensor& source = lookup.training ? rows : table_;
@@ -25,7 +48,9 @@ torch::Tensor FeatureInputImpl::forward(const Batch& batch, const SparseLookup& 
     return t.view({B, fields, copies_, dim_}).permute({2, 0, 1, 3}).reshape({copies_, B, fields * dim_});
   };
   if (shape_.num_categorical > 0)
-    parts.push_back(per_copy(source.index_select(0, lookup.categorical), shape_.num_categorical));
+    parts.push_back(per_copy(lookup.training ? source.index_select(0, lookup.categorical)
+                                             : gather_rows(table_, lookup.categorical),
+                             shape_.num_categorical));
   if (shape_.num_bags > 0)
     parts.push_back(per_copy(std::get<0>(torch::embedding_bag(source, lookup.bag_ids, batch.bag_offsets,
                                                               /*scale_grad_by_freq=*/false, /*mode=sum*/ 0,
@@ -48,7 +73,9 @@ torch::Tensor WideImpl::forward(const Batch& batch, const SparseLookup& lookup, 
   const torch::Tensor& source = lookup.training ? rows : table_;
   torch::Tensor out = bias_.expand({B, T});
   if (shape_.num_categorical > 0)
-    out = out + source.index_select(0, lookup.categorical).view({B, shape_.num_categorical, T}).sum(1);
+    out = out + (lookup.training ? source.index_select(0, lookup.categorical) : gather_rows(table_, lookup.categorical))
+                    .view({B, shape_.num_categorical, T})
+                    .sum(1);
   if (shape_.num_bags > 0)
     out = out + std::get<0>(torch::embedding_bag(source, lookup.bag_ids, batch.bag_offsets, false, 0, false,
                                                  batch.bag_weights, true))
@@ -105,6 +132,29 @@ torch::Tensor task_values(const torch::Tensor& logits, const std::vector<TaskCon
     columns.push_back(tasks[t].type == TaskType::kBinary ? torch::sigmoid(z) : z);
   }
   return torch::stack(columns, 1).contiguous();
+}
+
+void score_in_chunks(RankingModel& net, const std::vector<TaskConfig>& tasks, std::int64_t n, std::int64_t max_chunk,
+                     const ChunkFill& fill, float* values) {
+  if (n <= 0) return;
+  const std::int64_t T = static_cast<std::int64_t>(tasks.size());
+  const std::int64_t chunks =
+      at::get_num_threads() == 1 ? 1 : (n + std::max<std::int64_t>(1, max_chunk) - 1) / std::max<std::int64_t>(1, max_chunk);
+  const std::int64_t size = (n + chunks - 1) / chunks;  // equal chunks: 200 at most 128 -> 100 + 100, not 128 + 72
+  auto run = [&](std::int64_t first, std::int64_t last) {
+    c10::InferenceMode guard;
+    model::BatchBuilder builder;
+    for (std::int64_t c = first; c < last; ++c) {
+      const std::int64_t begin = c * size, end = std::min(n, begin + size);
+      if (begin >= end) continue;
+      const data::FeaturizedData d = fill(begin, end);
+      const Batch batch = builder.build_range(d, 0, d.rows());
+      const torch::Tensor p = task_values(net.forward(batch, nullptr).logits, tasks);
+      std::copy_n(p.data_ptr<float>(), (end - begin) * T, values + begin * T);
+    }
+  };
+  // at::parallel_for rethrows the first exception of a task after the region.
+  at::parallel_for(0, chunks, 1, run);
 }
 
 const std::map<std::string, ModelFactory>& model_registry() {

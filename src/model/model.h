@@ -33,6 +33,13 @@ struct TouchedRows {
 
 // Where a batch's ids point: into the table itself (inference), or into the
 // gathered unique rows (training).
+// table[ids] for scoring (no autograd): rows of a large table at random ids.
+// index_select copies a row at a time and waits on each cache miss; prefetching
+// 16 rows ahead keeps misses in flight (5,200 rows of 64 B from a 166 MB table:
+// 151 -> 41 us, bench/README in docs/benchmarks.md). Training gathers from its
+// few unique rows with index_select, which autograd differentiates.
+torch::Tensor gather_rows(const torch::Tensor& table, const torch::Tensor& ids);
+
 struct SparseLookup {
   torch::Tensor categorical;  // [B * F] indices
   torch::Tensor bag_ids;      // [nnz] indices
@@ -110,6 +117,16 @@ class RankingModel : public torch::nn::Module {
 // tasks, the raw output for regression tasks. Offline prediction and serving
 // both use this, so they cannot disagree.
 torch::Tensor task_values(const torch::Tensor& logits, const std::vector<TaskConfig>& tasks);
+
+// Serving's scoring of one candidate list of n rows, as Wide & Deep's serving
+// does it: the list is split into equal chunks of at most max_chunk rows, each
+// made by `fill(begin, end)` and run forward, single-threaded, as its own task
+// on LibTorch's pool. On one thread the list is one chunk: splitting buys no
+// parallelism and pays every op's fixed cost again. Writes task values,
+// row-major [n, T], to `values`; an exception from `fill` reaches the caller.
+using ChunkFill = std::function<data::FeaturizedData(std::int64_t begin, std::int64_t end)>;
+void score_in_chunks(RankingModel& net, const std::vector<TaskConfig>& tasks, std::int64_t n, std::int64_t max_chunk,
+                     const ChunkFill& fill, float* values);
 
 using ModelFactory = std::function<std::shared_ptr<RankingModel>(const ModelConfig&, const InputShape&)>;
 const std::map<std::string, ModelFactory>& model_registry();

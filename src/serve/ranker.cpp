@@ -1,20 +1,13 @@
 #include "serve/ranker.h"
 
 #include <algorithm>
-#include <charconv>
 #include <cmath>
-#include <filesystem>
-#include <mutex>
-#include <optional>
 #include <sstream>
-#include <unordered_map>
 
-#include <ATen/Parallel.h>
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include "common/error.h"
-#include "model/batch.h"
 
 namespace mtrank::serve {
 
@@ -87,33 +80,14 @@ RankResult Ranker::rank_json(const std::string& body) const {
   const int T = static_cast<int>(model_.config.tasks.size());
   const data::Preprocessor& pre = *model_.preprocessor;
   std::vector<float> values(static_cast<std::size_t>(n * T));
-  std::mutex error_mutex;
-  std::optional<std::string> error;
-  // On one thread a chunk buys no parallelism and costs a forward's fixed
-  // per-op overhead: the list is scored whole (200 candidates: 0.47 -> 0.44 ms).
-  const std::int64_t chunk =
-      at::get_num_threads() == 1 ? std::max<std::int64_t>(1, n) : std::max<std::int64_t>(1, options_.chunk_size);
-  const std::int64_t chunks = (n + chunk - 1) / chunk;
-  // One chunk per task of the pool; LibTorch runs each chunk's ops single-threaded inside it.
-  at::parallel_for(0, chunks, 1, [&](std::int64_t first, std::int64_t last) {
-    c10::InferenceMode guard;
-    for (std::int64_t c = first; c < last; ++c) {
-      const std::int64_t begin = c * chunk, end = std::min(n, begin + chunk);
-      data::FeaturizedData d(pre.num_categorical(), pre.num_bags(), pre.num_dense(), pre.num_tasks());
-      try {
-        parser_.featurize(pre, binding_, req, begin, end, d);
-      } catch (const RequestError& e) {
-        std::lock_guard<std::mutex> lock(error_mutex);
-        if (!error) error = e.what();
-        return;
-      }
-      model::BatchBuilder builder;
-      model::Batch batch = builder.build_range(d, 0, d.rows());
-      const torch::Tensor p = model::task_values(model_.net->forward(batch, nullptr).logits, model_.config.tasks);
-      std::copy_n(p.data_ptr<float>(), (end - begin) * T, values.data() + begin * T);
-    }
-  });
-  if (error) throw RequestError(*error);
+  // Featurization runs inside the chunks, so it is parallel too.
+  model::score_in_chunks(*model_.net, model_.config.tasks, n, options_.chunk_size,
+                         [&](std::int64_t begin, std::int64_t end) {
+                           data::FeaturizedData d(pre.num_categorical(), pre.num_bags(), pre.num_dense(), pre.num_tasks());
+                           parser_.featurize(pre, binding_, req, begin, end, d);
+                           return d;
+                         },
+                         values.data());
   RankResult out;
   out.results.resize(static_cast<std::size_t>(n));
   for (std::int64_t i = 0; i < n; ++i) {
