@@ -2,7 +2,10 @@
 // model written the way PyTorch reference code usually is (one nn::Embedding
 // per field, one module per expert, a loop over experts and tasks), with the
 // same weights, on the same featurized candidates, in the same run.
-//   build/bench/bench_serve_vs_eager MODEL_DIR DATA_FILE [threads=1]
+//   build/bench/bench_serve_vs_eager MODEL_DIR DATA_FILE [threads=1] [EXPORT_FILE]
+// With EXPORT_FILE, also writes the per-module weights, 5,000 featurized
+// candidates and mtrank's logits for them (torch.load-able) for the PyTorch
+// side of bench/serve_vs_pytorch.sh.
 // MODEL_DIR must hold an MMoE with one expert layer and one tower layer
 // (examples/census/mmoe.toml) and no multi-hot features.
 #include <algorithm>
@@ -52,7 +55,7 @@ struct EagerMMoE : torch::nn::Module {
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    std::fprintf(stderr, "usage: %s MODEL_DIR DATA_FILE [threads=1]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s MODEL_DIR DATA_FILE [threads=1] [EXPORT_FILE]\n", argv[0]);
     return 2;
   }
   mtrank::configure_threads(argc > 3 ? std::stoi(argv[3]) : 1);
@@ -71,7 +74,7 @@ int main(int argc, char** argv) {
   for (const auto& f : m.preprocessor->categorical_fields()) {
     auto emb = torch::nn::Embedding(f.size, D);
     emb->weight.set_data(p("input.table").slice(0, f.offset, f.offset + f.size).clone());
-    eager.embeddings.push_back(emb);
+    eager.embeddings.push_back(eager.register_module("embedding" + std::to_string(eager.embeddings.size()), emb));
     eager.offsets.push_back(f.offset);
   }
   const torch::Tensor w0 = p("experts.w0"), b0 = p("experts.b0");
@@ -80,24 +83,37 @@ int main(int argc, char** argv) {
     auto lin = torch::nn::Linear(in, H);
     lin->weight.set_data(w0.slice(1, e * H, (e + 1) * H).t().contiguous());
     lin->bias.set_data(b0.slice(0, e * H, (e + 1) * H).clone());
-    eager.experts.push_back(torch::nn::Sequential(lin, torch::nn::ReLU()));
+    eager.experts.push_back(eager.register_module("expert" + std::to_string(e), torch::nn::Sequential(lin, torch::nn::ReLU())));
   }
   const torch::Tensor gw = p("gate_w"), gb = p("gate_b");
   for (std::int64_t t = 0; t < T; ++t) {
     auto gate = torch::nn::Linear(in, E);
     gate->weight.set_data(gw.slice(1, t * E, (t + 1) * E).t().contiguous());
     gate->bias.set_data(gb.slice(0, t * E, (t + 1) * E).clone());
-    eager.gates.push_back(gate);
+    eager.gates.push_back(eager.register_module("gate" + std::to_string(t), gate));
     const std::int64_t th = cfg.tower_hidden[0];
     auto l1 = torch::nn::Linear(H, th), l2 = torch::nn::Linear(th, 1);
     l1->weight.set_data(p("towers.mlp.w0")[t].t().contiguous());
     l1->bias.set_data(p("towers.mlp.b0")[t][0].clone());
     l2->weight.set_data(p("towers.mlp.w1")[t].t().contiguous());
     l2->bias.set_data(p("towers.mlp.b1")[t][0].clone());
-    eager.towers.push_back(torch::nn::Sequential(l1, torch::nn::ReLU(), l2));
+    eager.towers.push_back(eager.register_module("tower" + std::to_string(t), torch::nn::Sequential(l1, torch::nn::ReLU(), l2)));
   }
 
   mtrank::model::BatchBuilder builder;
+  if (argc > 4) {
+    c10::Dict<std::string, torch::Tensor> out;
+    for (const auto& item : eager.named_parameters()) out.insert(item.key(), item.value().contiguous());
+    const std::int64_t rows = std::min<std::int64_t>(5000, data.rows());
+    mtrank::model::Batch b = builder.build_range(data, 0, rows);
+    out.insert("input.categorical", (b.categorical - torch::tensor(eager.offsets)).contiguous());
+    out.insert("input.dense", b.dense.clone());
+    out.insert("expected.logits", m.net->forward(b, nullptr).logits.contiguous());
+    const std::vector<char> bytes = torch::pickle_save(c10::IValue(out));
+    std::FILE* f = std::fopen(argv[4], "wb");
+    if (!f || std::fwrite(bytes.data(), 1, bytes.size(), f) != bytes.size() || std::fclose(f) != 0)
+      throw std::runtime_error(std::string("cannot write ") + argv[4]);
+  }
   std::printf("%10s %14s %14s %8s   (p50 ms per request, model forward on featurized candidates)\n", "candidates",
               "mtrank", "eager", "ratio");
   for (std::int64_t n : {50, 200, 1000}) {
