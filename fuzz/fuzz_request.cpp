@@ -48,7 +48,7 @@ column = "click"
 struct Model {
   mtrank::Config config = mtrank::parse_config(kConfig, "fuzz.toml");
   mtrank::data::Preprocessor pre{config};
-  mtrank::serve::RequestParser parser{mtrank::serve::input_columns(config), false, 1000};
+  mtrank::serve::RequestParser parser{config, false, 1000};
   mtrank::data::ColumnBinding binding;
   Model() {
     const std::string path = "/tmp/mtrank-fuzz-train.csv";

@@ -81,6 +81,23 @@ TEST(Config, CrossNeedsBucketsAndDuplicateNamesRejected) {
             std::string::npos);
 }
 
+TEST(Config, BiasFeatures) {
+  Config c = parse_config(std::string(kMinimal) + "[[features]]\nname=\"position\"\ntype=\"numeric\"\nbias=true\n",
+                          "cfg.toml");
+  EXPECT_TRUE(c.features.back().bias);
+  EXPECT_FALSE(c.features.front().bias);
+  EXPECT_TRUE(parse_config(mtrank::to_toml(c), "back.toml").features.back().bias);
+  // A cross cannot be one, and a bias feature must accept being missing.
+  const std::string cross = error_of(std::string(kMinimal) +
+                                     "[[features]]\nname=\"ab\"\ntype=\"cross\"\ncolumns=[\"a\",\"b\"]\n"
+                                     "hash_buckets=9\nbias=true\n");
+  EXPECT_NE(cross.find("features[2].bias"), std::string::npos) << cross;
+  EXPECT_NE(cross.find("cross feature cannot be a bias feature"), std::string::npos) << cross;
+  const std::string strict = error_of(std::string(kMinimal) +
+                                      "[[features]]\nname=\"pos\"\ntype=\"numeric\"\nmissing=\"error\"\nbias=true\n");
+  EXPECT_NE(strict.find("treated as missing when serving"), std::string::npos) << strict;
+}
+
 TEST(Config, SampleSpace) {
   Config c = parse_config(std::string(kMinimal) +
                               "[[tasks]]\nname=\"like\"\ncolumn=\"liked\"\nwhere={column=\"clicked\", equals=[\"1\"]}\n",

@@ -3,6 +3,8 @@
 #include <cmath>
 #include <fstream>
 
+#include <sstream>
+
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 #include <ATen/Parallel.h>
@@ -23,17 +25,7 @@ using namespace mtrank;
 using mtrank::testing::TempDir;
 using nlohmann::json;
 
-class Serving : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    dir_ = new TempDir();
-    data::RankingSynthOptions o;
-    o.rows = 6000;
-    o.seed = 21;
-    o.users = 100;
-    o.items = 50;
-    mtrank::testing::write_ranking_split(*dir_, o, 5000);
-    Config c = parse_config(R"(
+const char* const kConfig = R"(
 [[features]]
 names = ["user_id", "item_id", "item_category", "device", "hour"]
 type = "categorical"
@@ -63,15 +55,30 @@ wide = true
 [train]
 epochs = 1
 threads = 1
-)",
-                            "serve.toml");
+)";
+
+class Serving : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir();
+    data::RankingSynthOptions o;
+    o.rows = 6000;
+    o.seed = 21;
+    o.users = 100;
+    o.items = 50;
+    mtrank::testing::write_ranking_split(*dir_, o, 5000);
+    train_model_dir(kConfig, "model");
+  }
+  // Trains a small model on the synthetic log and saves it under dir_/name.
+  static void train_model_dir(const std::string& config_text, const std::string& name) {
+    Config c = parse_config(config_text, "serve.toml");
     torch::manual_seed(1);
     data::Preprocessor pre(c);
     pre.fit(dir_->file("train.csv"));
     data::FeaturizedData train = data::featurize_file(pre, dir_->file("train.csv"), true);
     auto net = model::create_model(c.model, train::input_shape(pre));
     train::train_model(*net, c, train, nullptr, {});
-    train::save_model_dir(dir_->file("model"), c, pre, *net,
+    train::save_model_dir(dir_->file(name), c, pre, *net,
                           {{"format", "mtrank-model"}, {"version", 1}, {"model_version", "test-1"}});
   }
   static void TearDownTestSuite() { delete dir_; }
@@ -132,6 +139,67 @@ TEST_F(Serving, ScoresEqualOfflinePredictionsAndAreOrdered) {
   EXPECT_EQ(j["model"]["version"], "test-1");
   EXPECT_EQ(j["results"].size(), 50u);
   EXPECT_TRUE(j["results"][0]["tasks"].contains("watch_time"));
+}
+
+TEST_F(Serving, BiasFeaturesAreMissingWhenServing) {
+  // `device` as a selection-bias feature: trained on, never used when serving.
+  std::string config = kConfig;
+  const std::string names = R"(names = ["user_id", "item_id", "item_category", "device", "hour"])";
+  ASSERT_NE(config.find(names), std::string::npos);
+  config.replace(config.find(names), names.size(),
+                 R"(names = ["user_id", "item_id", "item_category", "hour"]
+type = "categorical"
+[[features]]
+name = "device"
+bias = true)");  // the original's next line, type = "categorical", now types `device`
+  train_model_dir(config, "model-bias");
+  serve::Ranker r(train::load_model_dir(dir_->file("model-bias")), {}, "bias");
+  std::string csv;
+  json body = json::parse(request(40, &csv));
+  const serve::RankResult logged = r.rank_json(body.dump());
+  for (auto& c : body["candidates"]) c["device"] = "some-other-device";
+  const serve::RankResult other = r.rank_json(body.dump());
+  for (auto& c : body["candidates"]) c.erase("device");
+  const serve::RankResult absent = r.rank_json(body.dump());
+  ASSERT_EQ(logged.results.size(), 40u);
+  for (std::size_t i = 0; i < logged.results.size(); ++i) {
+    EXPECT_EQ(logged.results[i].tasks, other.results[i].tasks);
+    EXPECT_EQ(logged.results[i].tasks, absent.results[i].tasks);
+  }
+  // Offline prediction sees the column; with it blanked it scores as the server does.
+  std::string blanked;
+  std::stringstream lines(csv);
+  for (std::string line; std::getline(lines, line);) {
+    std::vector<std::string> f;
+    std::stringstream fields(line);
+    for (std::string x; std::getline(fields, x, ',');) f.push_back(x);
+    if (!blanked.empty()) f[3] = "";  // device, after the header
+    for (std::size_t k = 0; k < f.size(); ++k) blanked += (k ? "," : "") + f[k];
+    blanked += "\n";
+  }
+  train::LoadedModel m = train::load_model_dir(dir_->file("model-bias"));
+  data::FeaturizedData d = data::featurize_file(*m.preprocessor, dir_->write("blanked.csv", blanked), false);
+  train::Predictions p = train::predict(*m.net, m.config, d);
+  for (const auto& c : logged.results)
+    for (int t = 0; t < 2; ++t) EXPECT_NEAR(c.tasks[t], p.values[c.index * 2 + t], 1e-5) << c.index << " " << t;
+  // ... and differently from the logged rows: the feature was learned, not dropped.
+  data::FeaturizedData with_device = data::featurize_file(*m.preprocessor, dir_->write("logged.csv", csv), false);
+  train::Predictions q = train::predict(*m.net, m.config, with_device);
+  double diff = 0;
+  for (std::size_t i = 0; i < q.values.size(); ++i) diff += std::abs(q.values[i] - p.values[i]);
+  EXPECT_GT(diff, 1e-4);
+}
+
+TEST_F(Serving, AbsentFeaturesUseTheConfiguredMissingValue) {
+  // With data.missing_values = ["NA"], an absent numeric feature must read as
+  // "NA" (missing), not as "" (which would be a bad number).
+  train_model_dir(std::string("[data]\nmissing_values = [\"NA\"]\n") + kConfig, "model-na");
+  serve::Ranker r(train::load_model_dir(dir_->file("model-na")), {}, "na");
+  json body = json::parse(request(5, nullptr));
+  for (auto& c : body["candidates"]) c.erase("price");
+  const serve::RankResult result = r.rank_json(body.dump());
+  ASSERT_EQ(result.results.size(), 5u);
+  for (const auto& c : result.results) EXPECT_TRUE(std::isfinite(c.score));
 }
 
 TEST_F(Serving, ParallelChunksGiveTheSameResult) {

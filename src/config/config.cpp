@@ -213,6 +213,12 @@ void parse_features(TableReader& root, Config& cfg) {
         if (feature_names.size() != 1) t.fail(nullptr, "names", "a cross feature takes one 'name'");
       }
     }
+    f.bias = t.boolean("bias", false);
+    if (f.bias && f.type == FeatureType::kCross)
+      t.fail(t.get("bias"), "bias", "a cross feature cannot be a bias feature; mark the feature of its bias column instead");
+    if (f.bias && f.type == FeatureType::kNumeric && f.missing == MissingPolicy::kError)
+      t.fail(t.get("bias"), "bias",
+             "a bias feature is treated as missing when serving, so it needs missing = \"mean\" or \"zero\", not \"error\"");
     for (const std::string& n : feature_names) {
       if (!names.insert(n).second) t.fail(nullptr, "name", "feature '" + n + "' is declared twice");
       FeatureConfig copy = f;
@@ -480,6 +486,7 @@ std::string to_toml(const Config& c) {
       }
       if (f.type == FeatureType::kCross) t.insert("columns", strings(f.columns));
     }
+    t.insert("bias", f.bias);
     features.push_back(std::move(t));
   }
   toml::array tasks;

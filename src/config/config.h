@@ -31,6 +31,10 @@ struct FeatureConfig {
   MissingPolicy missing = MissingPolicy::kMean;
   // cross: the categorical columns whose values are crossed
   std::vector<std::string> columns;
+  // A selection-bias feature (position in the list, device): read from the
+  // training data, but always treated as missing when serving, where the
+  // position is not known yet (YouTube's ranker). Not for cross features.
+  bool bias = false;
 };
 
 struct TaskConfig {

@@ -63,7 +63,7 @@ double ScoreFormula::combine(const float* v) const {
 
 Ranker::Ranker(train::LoadedModel model, RankerOptions options, std::string name)
     : model_(std::move(model)), options_(options), name_(std::move(name)),
-      parser_(serve::input_columns(model_.config), options_.ignore_unknown_features, options_.max_candidates) {
+      parser_(model_.config, options_.ignore_unknown_features, options_.max_candidates) {
   formula_ = ScoreFormula::parse(options_.score, model_.config.tasks);
   version_ = model_.meta.value("model_version", std::string("unversioned"));
   binding_ = model_.preprocessor->bind(parser_.columns(), "request", /*require_labels=*/false);

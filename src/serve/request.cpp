@@ -21,10 +21,16 @@ std::vector<std::string> input_columns(const Config& config) {
   return columns;
 }
 
-RequestParser::RequestParser(std::vector<std::string> columns, bool ignore_unknown_features,
-                             std::int64_t max_candidates)
-    : columns_(std::move(columns)), ignore_unknown_(ignore_unknown_features), max_candidates_(max_candidates) {
-  for (std::size_t i = 0; i < columns_.size(); ++i) index_.emplace(columns_[i], i);
+RequestParser::RequestParser(const Config& config, bool ignore_unknown_features, std::int64_t max_candidates)
+    : columns_(input_columns(config)), ignore_unknown_(ignore_unknown_features), max_candidates_(max_candidates) {
+  // A value the model's preprocessing reads as missing ("" unless data.missing_values says otherwise).
+  if (!config.data.missing_values.empty()) missing_ = config.data.missing_values.front();
+  bias_.assign(columns_.size(), 0);
+  for (std::size_t i = 0; i < columns_.size(); ++i) {
+    index_.emplace(columns_[i], i);
+    for (const FeatureConfig& f : config.features)
+      if (f.bias && f.name == columns_[i]) bias_[i] = 1;
+  }
 }
 
 namespace {
@@ -144,7 +150,10 @@ void RequestParser::featurize(const data::Preprocessor& pre, const data::ColumnB
   for (std::int64_t i = begin; i < end; ++i) {
     const std::size_t row = static_cast<std::size_t>(i) * ncols;
     for (std::size_t k = 0; k < ncols; ++k)
-      fields[k] = req.set[row + k] ? req.values[row + k] : req.context_set[k] ? req.context[k] : std::string_view();
+      fields[k] = bias_[k]               ? missing_
+                  : req.set[row + k]     ? req.values[row + k]
+                  : req.context_set[k]   ? req.context[k]
+                                         : missing_;
     try {
       pre.transform(binding, fields, out);
     } catch (const data::RowError& e) {

@@ -38,8 +38,8 @@ struct ParsedRequest {
 
 class RequestParser {
  public:
-  // columns: the raw input columns the model reads.
-  RequestParser(std::vector<std::string> columns, bool ignore_unknown_features, std::int64_t max_candidates);
+  // Reads the model's raw input columns (input_columns) and its bias features from the config.
+  RequestParser(const Config& config, bool ignore_unknown_features, std::int64_t max_candidates);
   RequestParser(const RequestParser&) = delete;  // index_ views columns_
   RequestParser& operator=(const RequestParser&) = delete;
   RequestParser(RequestParser&&) = default;
@@ -48,7 +48,8 @@ class RequestParser {
   void parse(const std::string& body, ParsedRequest& out) const;
 
   // Appends candidates [begin, end) to `out` with the model's preprocessing. A
-  // candidate's value wins over the context's; neither means missing.
+  // candidate's value wins over the context's; neither means missing. A bias
+  // feature's column is always missing: the request may carry it, it is not used.
   void featurize(const data::Preprocessor& pre, const data::ColumnBinding& binding, const ParsedRequest& request,
                  std::int64_t begin, std::int64_t end, data::FeaturizedData& out) const;
 
@@ -56,6 +57,8 @@ class RequestParser {
 
  private:
   std::vector<std::string> columns_;
+  std::vector<char> bias_;  // per column: read by a bias feature, so missing when serving
+  std::string missing_;     // the text that stands for a missing value
   std::unordered_map<std::string_view, std::size_t> index_;
   bool ignore_unknown_;
   std::int64_t max_candidates_;
