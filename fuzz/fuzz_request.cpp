@@ -40,6 +40,10 @@ name = "age"
 type = "numeric"
 transform = "standardize"
 missing = "error"
+[[features]]
+name = "position"
+type = "numeric"
+bias = true
 [[tasks]]
 name = "click"
 column = "click"
@@ -52,8 +56,8 @@ struct Model {
   mtrank::data::ColumnBinding binding;
   Model() {
     const std::string path = "/tmp/mtrank-fuzz-train.csv";
-    std::ofstream(path) << "user,item,app,tags,price,age,click\nu1,i1,maps,a|b,3.5,20,1\nu2,i2,mail,b,10,30,0\n"
-                        << "u1,i3,maps,,0,40,1\n";
+    std::ofstream(path) << "user,item,app,tags,price,age,position,click\nu1,i1,maps,a|b,3.5,20,1,1\n"
+                        << "u2,i2,mail,b,10,30,2,0\nu1,i3,maps,,0,40,3,1\n";
     pre.fit(path);
     binding = pre.bind(parser.columns(), "request", false);
   }

@@ -16,4 +16,6 @@ clang++-14 -std=c++17 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-r
 printf '%s' '{"context": {"user": "u1"}, "candidates": [{"item": "i1", "price": 3.5, "age": 20, "tags": "a|b", "app": "maps"}], "top_k": 1}' > "$OUT/corpus/seed1.json"
 printf '%s' '{"candidates": [{"price": null, "age": 1e300}, {"user": 7, "item": true, "age": -3}]}' > "$OUT/corpus/seed2.json"
 printf '%s' '{"candidates": []}' > "$OUT/corpus/seed3.json"
+# Keys in changing orders (the parser guesses columns from the previous object's order), a bias feature.
+printf '%s' '{"candidates": [{"item": "i1", "user": "u1", "position": 3}, {"user": "u2", "position": "1", "item": "i2"}, {"age": 5, "item": "i1"}]}' > "$OUT/corpus/seed4.json"
 "$OUT/fuzz_request" -max_total_time="$SECONDS_" -print_final_stats=1 -artifact_prefix="$OUT/" "$OUT/corpus" 2>&1 | tail -25

@@ -78,6 +78,10 @@ expect_error 4 "no checkpoint to resume from" -- "$MTRANK" train --config qs/qui
 sed 's/^epochs = 8/epochs = 8\nlearning_rat = 1/' qs/quickstart.toml > typo.toml
 expect_error 2 "unknown key 'train.learning_rat'" -- "$MTRANK" train --config typo.toml --out m1
 [ ! -e m1 ] || fail "a failed run left a model directory"
+printf '[serve]\nscore = "sum:click=1,likes=2"\n' > badscore.toml
+expect_error 2 "key 'serve.score': score formula 'sum:click=1,likes=2': the model has no task 'likes'" -- \
+  "$MTRANK" train --config qs/quickstart.toml --config badscore.toml --out m3
+[ ! -e m3 ] || fail "a run with a bad score formula left a model directory"
 printf 'user_id,item_id,item_category,device,user_interests,price,hour,click,like,watch_time\nu1,i1,c1,tv,c1,abc,3,0,,\n' > bad.csv
 expect_error 3 "bad.csv:2: column 6 ('price'): 'abc' is not a finite number" -- \
   "$MTRANK" train --config qs/quickstart.toml --train bad.csv --out m2

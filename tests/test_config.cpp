@@ -130,6 +130,8 @@ gate_dropout = 0.1
 lr_decay = "cosine"
 ftrl_l1 = 0.25
 loss_weighting = "uncertainty"
+[serve]
+score = "product:click=1,watch=0.5"
 )",
                           "cfg.toml");
   c.train.seed = 1234;  // a programmatic override must survive too
@@ -141,6 +143,7 @@ loss_weighting = "uncertainty"
   EXPECT_EQ(back.tasks[1].where_equals, (std::vector<std::string>{"1", "yes"}));
   EXPECT_EQ(back.features[3].columns, (std::vector<std::string>{"a", "b"}));
   EXPECT_DOUBLE_EQ(back.tasks[1].weight_gamma, 0.9);
+  EXPECT_EQ(back.serve.score, "product:click=1,watch=0.5");
 }
 
 TEST(Config, ExtendsAndOverlaysMergeInOrder) {

@@ -202,6 +202,18 @@ TEST_F(Serving, AbsentFeaturesUseTheConfiguredMissingValue) {
   for (const auto& c : result.results) EXPECT_TRUE(std::isfinite(c.score));
 }
 
+TEST_F(Serving, ScoreFormulaFromTheModelConfigUnlessOverridden) {
+  train_model_dir(std::string(kConfig) + "[serve]\nscore = \"product:click=1,watch_time=0.5\"\n", "model-formula");
+  const std::string body = request(20, nullptr);
+  serve::Ranker from_config(train::load_model_dir(dir_->file("model-formula")), {}, "f");
+  for (const auto& c : from_config.rank_json(body).results)
+    EXPECT_NEAR(c.score, c.tasks[0] * std::pow(std::max(c.tasks[1], 1e-12f), 0.5), 1e-5);
+  serve::RankerOptions options;
+  options.score = "sum:click=2";
+  serve::Ranker overridden(train::load_model_dir(dir_->file("model-formula")), options, "f");
+  for (const auto& c : overridden.rank_json(body).results) EXPECT_NEAR(c.score, 2 * c.tasks[0], 1e-6);
+}
+
 TEST_F(Serving, ParallelChunksGiveTheSameResult) {
   // Chunks run on the thread pool: each worker must see the request parsed on the calling thread.
   serve::RankerOptions options;

@@ -22,6 +22,7 @@
 #include "data/preprocessor.h"
 #include "data/synth.h"
 #include "eval/metrics.h"
+#include "serve/ranker.h"
 #include "train/model_dir.h"
 #include "train/trainer.h"
 #include "train/warm_start.h"
@@ -75,6 +76,11 @@ int run_train(const TrainOptions& o) {
   if (o.threads >= 0) config.train.threads = o.threads;
   if (config.data.train.empty())
     throw ConfigError(config.source + ": no training data: set data.train or pass --train FILE");
+  try {  // found now, not when the trained model is first served
+    serve::ScoreFormula::parse(config.serve.score, config.tasks);
+  } catch (const ConfigError& e) {
+    throw ConfigError(config.source + ": key 'serve.score': " + e.what());
+  }
   const bool progress = !o.quiet;
   const int threads = configure_threads(static_cast<int>(config.train.threads));
   torch::manual_seed(config.train.seed);

@@ -415,6 +415,10 @@ Config parse_table(const toml::table& root_table, const std::string& source_name
     tr.threads = t.integer("threads", tr.threads, 0);
     tr.eval_batch_size = t.integer("eval_batch_size", tr.eval_batch_size, 1);
   }
+  if (const toml::table* serve = root.subtable("serve")) {
+    TableReader t(*serve, "serve", source_name);
+    cfg.serve.score = t.string("score", cfg.serve.score);  // checked against the tasks by train and serve
+  }
   return cfg;
 }
 }  // namespace
@@ -527,7 +531,8 @@ std::string to_toml(const Config& c) {
                     {"seed", static_cast<std::int64_t>(t.seed)}, {"threads", t.threads},
                     {"eval_batch_size", t.eval_batch_size}};
   toml::table root{{"data", std::move(data)},   {"features", std::move(features)}, {"tasks", std::move(tasks)},
-                   {"model", std::move(model)}, {"train", std::move(train)}};
+                   {"model", std::move(model)}, {"train", std::move(train)},
+                   {"serve", toml::table{{"score", c.serve.score}}}};
   std::ostringstream out;
   out << "# Written by mtrank: the full configuration of this model, every key explicit.\n"
       << toml::toml_formatter(root) << "\n";

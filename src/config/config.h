@@ -100,12 +100,20 @@ struct TrainConfig {
   std::int64_t eval_batch_size = 8192;
 };
 
+struct ServeConfig {
+  // How `mtrank serve` combines task predictions into the ranking score, e.g.
+  // "sum:click=1,like=0.5" or "product:click=1,watch_time=0.3" (serve/ranker.h).
+  // "" = the sum of all tasks. `serve --score` overrides it.
+  std::string score;
+};
+
 struct Config {
   DataConfig data;
   std::vector<FeatureConfig> features;
   std::vector<TaskConfig> tasks;
   ModelConfig model;
   TrainConfig train;
+  ServeConfig serve;
   std::string source;  // file name used in error messages
 };
 

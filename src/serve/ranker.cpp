@@ -64,7 +64,9 @@ double ScoreFormula::combine(const float* v) const {
 Ranker::Ranker(train::LoadedModel model, RankerOptions options, std::string name)
     : model_(std::move(model)), options_(options), name_(std::move(name)),
       parser_(model_.config, options_.ignore_unknown_features, options_.max_candidates) {
-  formula_ = ScoreFormula::parse(options_.score, model_.config.tasks);
+  // --score wins over the model config's [serve] score.
+  formula_ = ScoreFormula::parse(options_.score.empty() ? model_.config.serve.score : options_.score,
+                                 model_.config.tasks);
   version_ = model_.meta.value("model_version", std::string("unversioned"));
   binding_ = model_.preprocessor->bind(parser_.columns(), "request", /*require_labels=*/false);
 }

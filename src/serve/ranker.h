@@ -27,7 +27,7 @@ struct ScoreFormula {
 };
 
 struct RankerOptions {
-  std::string score = "";          // formula text; "" = sum of all tasks with weight 1
+  std::string score = "";          // formula text; "" = the model config's serve.score (else the sum of all tasks)
   std::int64_t chunk_size = 128;   // candidates per parallel chunk (Wide & Deep's serving; docs/benchmarks.md);
                                    // on a single thread the whole list is one chunk
   std::int64_t max_candidates = 10000;
