@@ -138,8 +138,11 @@ void score_in_chunks(RankingModel& net, const std::vector<TaskConfig>& tasks, st
                      const ChunkFill& fill, float* values) {
   if (n <= 0) return;
   const std::int64_t T = static_cast<std::int64_t>(tasks.size());
+  const std::int64_t threads = at::get_num_threads();
   const std::int64_t chunks =
-      at::get_num_threads() == 1 ? 1 : (n + std::max<std::int64_t>(1, max_chunk) - 1) / std::max<std::int64_t>(1, max_chunk);
+      threads == 1 ? 1
+                   : std::max((n + std::max<std::int64_t>(1, max_chunk) - 1) / std::max<std::int64_t>(1, max_chunk),
+                              std::min(threads, n));
   const std::int64_t size = (n + chunks - 1) / chunks;  // equal chunks: 200 at most 128 -> 100 + 100, not 128 + 72
   auto run = [&](std::int64_t first, std::int64_t last) {
     c10::InferenceMode guard;

@@ -119,10 +119,11 @@ class RankingModel : public torch::nn::Module {
 torch::Tensor task_values(const torch::Tensor& logits, const std::vector<TaskConfig>& tasks);
 
 // Serving's scoring of one candidate list of n rows, as Wide & Deep's serving
-// does it: the list is split into equal chunks of at most max_chunk rows, each
-// made by `fill(begin, end)` and run forward, single-threaded, as its own task
-// on LibTorch's pool. On one thread the list is one chunk: splitting buys no
-// parallelism and pays every op's fixed cost again. Writes task values,
+// does it: the list is split into equal chunks of at most max_chunk rows, and
+// into at least one chunk per thread; each chunk is made by `fill(begin, end)`
+// and run forward, single-threaded, as its own task on LibTorch's pool. On one
+// thread the list is one chunk: splitting buys no parallelism and pays every
+// op's fixed cost again. Writes task values,
 // row-major [n, T], to `values`; an exception from `fill` reaches the caller.
 using ChunkFill = std::function<data::FeaturizedData(std::int64_t begin, std::int64_t end)>;
 void score_in_chunks(RankingModel& net, const std::vector<TaskConfig>& tasks, std::int64_t n, std::int64_t max_chunk,
