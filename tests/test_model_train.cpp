@@ -132,13 +132,8 @@ TEST(MultitaskLoss, IgnoresRowsOutsideTheSampleSpace) {
 class EndToEnd : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new TempDir();
-    data::RankingSynthOptions o;
-    o.rows = 24000;
-    o.seed = 5;
-    o.users = 200;
-    o.items = 100;
-    write_ranking_split(*dir_, o, 20000);
+    dir_ = mtrank::testing::new_ranking_log_dir(/*rows=*/24000, /*seed=*/5, /*users=*/200, /*items=*/100,
+                                                /*train_rows=*/20000);
   }
   static void TearDownTestSuite() { delete dir_; }
 

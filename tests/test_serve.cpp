@@ -60,13 +60,8 @@ threads = 1
 class Serving : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new TempDir();
-    data::RankingSynthOptions o;
-    o.rows = 6000;
-    o.seed = 21;
-    o.users = 100;
-    o.items = 50;
-    mtrank::testing::write_ranking_split(*dir_, o, 5000);
+    dir_ = mtrank::testing::new_ranking_log_dir(/*rows=*/6000, /*seed=*/21, /*users=*/100, /*items=*/50,
+                                                /*train_rows=*/5000);
     train_model_dir(kConfig, "model");
   }
   // Trains a small model on the synthetic log and saves it under dir_/name.

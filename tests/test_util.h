@@ -35,17 +35,25 @@ class TempDir {
   std::filesystem::path path_;
 };
 
-// Writes a synthetic impression log (same generative world for both files) to
-// dir/train.csv (the first train_rows rows) and dir/test.csv (the rest).
-inline void write_ranking_split(const TempDir& dir, const data::RankingSynthOptions& options, long train_rows) {
-  data::write_ranking_synthetic(options, dir.file("all.csv"));
-  std::ifstream in(dir.file("all.csv"));
-  std::ofstream train(dir.file("train.csv")), test(dir.file("test.csv"));
+// A new temporary directory holding a synthetic impression log of `rows` rows
+// (same generative world for both files): train.csv has the first train_rows
+// rows, test.csv the rest. The caller owns (deletes) it.
+inline TempDir* new_ranking_log_dir(std::int64_t rows, std::uint64_t seed, int users, int items, long train_rows) {
+  auto* dir = new TempDir();
+  data::RankingSynthOptions options;
+  options.rows = rows;
+  options.seed = seed;
+  options.users = users;
+  options.items = items;
+  data::write_ranking_synthetic(options, dir->file("all.csv"));
+  std::ifstream in(dir->file("all.csv"));
+  std::ofstream train(dir->file("train.csv")), test(dir->file("test.csv"));
   std::string line;
   std::getline(in, line);
   train << line << "\n";
   test << line << "\n";
   for (long i = 0; std::getline(in, line); ++i) (i < train_rows ? train : test) << line << "\n";
+  return dir;
 }
 
 }  // namespace mtrank::testing

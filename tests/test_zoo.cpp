@@ -212,13 +212,8 @@ TEST(LossWeights, PleScheduleByEpoch) {
 class ZooTraining : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new TempDir();
-    data::RankingSynthOptions o;
-    o.rows = 16000;
-    o.seed = 11;
-    o.users = 150;
-    o.items = 80;
-    write_ranking_split(*dir_, o, 13000);
+    dir_ = mtrank::testing::new_ranking_log_dir(/*rows=*/16000, /*seed=*/11, /*users=*/150, /*items=*/80,
+                                                /*train_rows=*/13000);
   }
   static void TearDownTestSuite() { delete dir_; }
 
