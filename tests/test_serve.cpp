@@ -303,6 +303,24 @@ TEST_F(Serving, BadRequestsNameTheField) {
   lenient.ignore_unknown_features = true;
   EXPECT_EQ(ranker(lenient).rank_json(R"({"candidates": [{"colour": "red"}, {"price": null}]})").results.size(), 2u);
   EXPECT_EQ(r.rank_json(R"({"candidates": []})").results.size(), 0u);
+  // A bad value featurized in a parallel chunk on another thread reaches the caller as the same error.
+  {
+    serve::RankerOptions chunked;
+    chunked.chunk_size = 3;
+    auto rc = ranker(chunked);
+    std::string body = R"({"candidates": [)";
+    for (int i = 0; i < 12; ++i) body += std::string(i ? "," : "") + (i == 10 ? R"({"price": "x"})" : R"({"price": 1})");
+    body += "]}";
+    at::set_num_threads(2);
+    std::string message = "no error";
+    try {
+      rc.rank_json(body);
+    } catch (const serve::RequestError& e) {
+      message = e.what();
+    }
+    at::set_num_threads(1);
+    EXPECT_NE(message.find("candidates[10].price: 'x' is not a finite number"), std::string::npos) << message;
+  }
   // Repeated keys: the last value wins. (Regression: number texts were views into
   // a vector that reallocated when a candidate had more numbers than columns.)
   std::string repeated = R"({"candidates": [{)";
