@@ -1,6 +1,9 @@
 // bench_serve_latency: in-process ranking latency (JSON parse, featurize with
 // the saved preprocessing, chunked scoring, sort) for requests built from real rows.
-//   build/bench/bench_serve_latency MODEL_DIR DATA_FILE [threads=1] [chunk=64] [requests=400]
+//   build/bench/bench_serve_latency MODEL_DIR DATA_FILE [threads=1] [chunk=64] [requests=400] [context=0]
+// context=K: the model's first K input columns come once per request in
+// "context" (a user's features), taken from the request's first row; the
+// candidates carry the rest.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -17,13 +20,14 @@
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    std::fprintf(stderr, "usage: %s MODEL_DIR DATA_FILE [threads=1] [chunk=64] [requests=400]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s MODEL_DIR DATA_FILE [threads=1] [chunk=64] [requests=400] [context=0]\n", argv[0]);
     return 2;
   }
   const int threads = argc > 3 ? std::stoi(argv[3]) : 1;
   mtrank::serve::RankerOptions options;
   options.chunk_size = argc > 4 ? std::stoll(argv[4]) : 64;
   const int requests = argc > 5 ? std::stoi(argv[5]) : 400;
+  const std::size_t context_columns = argc > 6 ? std::stoul(argv[6]) : 0;
   mtrank::configure_threads(threads);
   mtrank::serve::Ranker ranker(mtrank::train::load_model_dir(argv[1]), options, "bench");
 
@@ -40,16 +44,24 @@ int main(int argc, char** argv) {
     rows.push_back(std::move(c));
   }
   std::mt19937 rng(1);
-  std::printf("model %s, %d thread%s, chunk %lld, %d requests per size\n", argv[1], threads, threads == 1 ? "" : "s",
-              static_cast<long long>(options.chunk_size), requests);
+  std::printf("model %s, %d thread%s, chunk %lld, %d requests per size, %zu of %zu columns in the context\n", argv[1],
+              threads, threads == 1 ? "" : "s", static_cast<long long>(options.chunk_size), requests,
+              std::min(context_columns, ranker.input_columns().size()), ranker.input_columns().size());
   std::printf("%10s %10s %10s %10s %14s\n", "candidates", "p50 ms", "p99 ms", "mean ms", "candidates/s");
   for (int n : {50, 200, 1000}) {
     std::vector<std::string> bodies;
     for (int r = 0; r < 16; ++r) {
       nlohmann::json cands = nlohmann::json::array();
       const std::size_t start = rng() % (rows.size() - n);
-      for (int i = 0; i < n; ++i) cands.push_back(rows[start + i]);
-      bodies.push_back(nlohmann::json{{"candidates", cands}, {"top_k", 100}}.dump());
+      nlohmann::json context = nlohmann::json::object();
+      for (std::size_t k = 0; k < context_columns && k < ranker.input_columns().size(); ++k)
+        context[ranker.input_columns()[k]] = rows[start][ranker.input_columns()[k]];
+      for (int i = 0; i < n; ++i) {
+        nlohmann::json c = rows[start + i];
+        for (const auto& [key, value] : context.items()) c.erase(key);
+        cands.push_back(std::move(c));
+      }
+      bodies.push_back(nlohmann::json{{"context", context}, {"candidates", cands}, {"top_k", 100}}.dump());
     }
     std::vector<double> ms;
     for (int r = 0; r < requests + 20; ++r) {

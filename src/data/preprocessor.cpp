@@ -194,16 +194,40 @@ double Preprocessor::dense_value(const DenseField& f, std::string_view raw, int 
   return x;
 }
 
+namespace {
+// The same view (a context value) or the same text as last time. A null data()
+// never matches: a fresh memo holds empty views.
+bool same_raw(std::string_view remembered, std::string_view raw) {
+  if (remembered.data() == nullptr) return false;
+  return (remembered.data() == raw.data() && remembered.size() == raw.size()) || remembered == raw;
+}
+}  // namespace
+
 void Preprocessor::transform(const ColumnBinding& b, const std::vector<std::string_view>& fields,
-                             FeaturizedData& out) const {
+                             FeaturizedData& out, Memo* memo) const {
   if (fields.size() != b.num_columns)
     throw RowError{-1, "expected " + std::to_string(b.num_columns) + " fields, found " + std::to_string(fields.size())};
+  if (memo && memo->categorical_raw.size() != categorical_.size()) {
+    memo->categorical_raw.assign(categorical_.size(), {});
+    memo->categorical_id.assign(categorical_.size(), 0);
+    memo->dense_raw.assign(dense_.size(), {});
+    memo->dense_value.assign(dense_.size(), 0.0f);
+  }
   const FeaturizedData::Mark mark = out.mark();
   try {
     for (std::size_t i = 0; i < categorical_.size(); ++i) {
       const CategoricalField& f = categorical_[i];
       if (b.categorical[i] >= 0) {
-        out.categorical.push_back(category_id(f, fields[b.categorical[i]]));
+        const std::string_view raw = fields[b.categorical[i]];
+        if (!memo) {
+          out.categorical.push_back(category_id(f, raw));
+        } else {
+          if (!same_raw(memo->categorical_raw[i], raw)) {
+            memo->categorical_id[i] = category_id(f, raw);
+            memo->categorical_raw[i] = raw;
+          }
+          out.categorical.push_back(memo->categorical_id[i]);
+        }
       } else {
         std::uint64_t h = config_.data.hash_seed;
         for (int c : b.cross[i]) h = hash_combine(h, hash_string(fields[c], config_.data.hash_seed));
@@ -227,8 +251,18 @@ void Preprocessor::transform(const ColumnBinding& b, const std::vector<std::stri
       out.bag_weights.resize(out.bag_ids.size(), w);
       out.bag_offsets.push_back(static_cast<std::int64_t>(out.bag_ids.size()));
     }
-    for (std::size_t i = 0; i < dense_.size(); ++i)
-      out.dense.push_back(static_cast<float>(dense_value(dense_[i], fields[b.dense[i]], b.dense[i])));
+    for (std::size_t i = 0; i < dense_.size(); ++i) {
+      const std::string_view raw = fields[b.dense[i]];
+      if (!memo) {
+        out.dense.push_back(static_cast<float>(dense_value(dense_[i], raw, b.dense[i])));
+      } else {
+        if (!same_raw(memo->dense_raw[i], raw)) {
+          memo->dense_value[i] = static_cast<float>(dense_value(dense_[i], raw, b.dense[i]));  // may throw: not remembered
+          memo->dense_raw[i] = raw;
+        }
+        out.dense.push_back(memo->dense_value[i]);
+      }
+    }
     for (std::size_t t = 0; t < config_.tasks.size(); ++t) {
       const TaskConfig& task = config_.tasks[t];
       float label = 0.0f, mask = 0.0f;

@@ -98,8 +98,21 @@ class Preprocessor {
   // Label columns may be absent when `require_labels` is false (prediction).
   ColumnBinding bind(const std::vector<std::string>& header, const std::string& path, bool require_labels) const;
 
+  // Remembers, per categorical and numeric feature, the last raw value and its
+  // featurized result, so a value repeated from row to row is not looked up or
+  // parsed again. Serving passes one through a request's candidates: a
+  // context value (the same for every candidate) is featurized once. The
+  // remembered views must stay valid while the memo is used: a request's
+  // parsed values do; a file reader's line buffer, reused per row, does not.
+  struct Memo {
+    std::vector<std::string_view> categorical_raw, dense_raw;
+    std::vector<std::int64_t> categorical_id;
+    std::vector<float> dense_value;
+  };
+
   // Appends one featurized row to `out`. Throws RowError; then `out` is unchanged.
-  void transform(const ColumnBinding& b, const std::vector<std::string_view>& fields, FeaturizedData& out) const;
+  void transform(const ColumnBinding& b, const std::vector<std::string_view>& fields, FeaturizedData& out,
+                 Memo* memo = nullptr) const;
 
   std::int64_t embedding_rows() const { return embedding_rows_; }
   int num_categorical() const { return static_cast<int>(categorical_.size()); }

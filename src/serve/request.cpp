@@ -146,6 +146,7 @@ void RequestParser::featurize(const data::Preprocessor& pre, const data::ColumnB
                               data::FeaturizedData& out) const {
   const std::size_t ncols = columns_.size();
   std::vector<std::string_view> fields(ncols);
+  data::Preprocessor::Memo memo;  // context values are featurized once per chunk
   out.reserve(out.rows() + (end - begin));
   for (std::int64_t i = begin; i < end; ++i) {
     const std::size_t row = static_cast<std::size_t>(i) * ncols;
@@ -155,7 +156,7 @@ void RequestParser::featurize(const data::Preprocessor& pre, const data::ColumnB
                   : req.context_set[k]   ? req.context[k]
                                          : missing_;
     try {
-      pre.transform(binding, fields, out);
+      pre.transform(binding, fields, out, &memo);
     } catch (const data::RowError& e) {
       const std::string column = e.column >= 0 ? "." + columns_[static_cast<std::size_t>(e.column)] : "";
       throw RequestError("candidates[" + std::to_string(i) + "]" + column + ": " + e.message);
