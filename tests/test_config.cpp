@@ -96,6 +96,13 @@ TEST(Config, BiasFeatures) {
   const std::string strict = error_of(std::string(kMinimal) +
                                       "[[features]]\nname=\"pos\"\ntype=\"numeric\"\nmissing=\"error\"\nbias=true\n");
   EXPECT_NE(strict.find("treated as missing when serving"), std::string::npos) << strict;
+  const std::string crossed = error_of(std::string(kMinimal) +
+                                       "[[features]]\nname=\"ax\"\ntype=\"cross\"\ncolumns=[\"a\",\"pos\"]\nhash_buckets=9\n"
+                                       "[[features]]\nname=\"pos\"\ntype=\"categorical\"\nbias=true\n");
+  EXPECT_NE(crossed.find("cross 'ax' reads 'pos', a bias feature"), std::string::npos) << crossed;
+  const std::string no_missing = error_of("[data]\nmissing_values = []\n" + std::string(kMinimal) +
+                                          "[[features]]\nname=\"pos\"\ntype=\"numeric\"\nbias=true\n");
+  EXPECT_NE(no_missing.find("needs data.missing_values"), std::string::npos) << no_missing;
 }
 
 TEST(Config, SampleSpace) {

@@ -147,6 +147,9 @@ type = "categorical"
 [[features]]
 name = "device"
 bias = true)");  // the original's next line, type = "categorical", now types `device`
+  const std::string cross = R"(columns = ["item_category", "device"])";
+  ASSERT_NE(config.find(cross), std::string::npos);
+  config.replace(config.find(cross), cross.size(), R"(columns = ["item_category", "hour"])");  // no cross over a bias column
   train_model_dir(config, "model-bias");
   serve::Ranker r(train::load_model_dir(dir_->file("model-bias")), {}, "bias");
   std::string csv;
@@ -191,10 +194,25 @@ TEST_F(Serving, AbsentFeaturesUseTheConfiguredMissingValue) {
   train_model_dir(std::string("[data]\nmissing_values = [\"NA\"]\n") + kConfig, "model-na");
   serve::Ranker r(train::load_model_dir(dir_->file("model-na")), {}, "na");
   json body = json::parse(request(5, nullptr));
-  for (auto& c : body["candidates"]) c.erase("price");
+  json explicit_body = body;
+  for (auto& c : body["candidates"]) {
+    c.erase("price");
+    c.erase("user_interests");
+  }
+  // What "missing" means per feature: "NA" for the numeric one; the multi-hot
+  // one is an empty bag (not the one-value bag {"NA"}).
+  for (auto& c : explicit_body["candidates"]) {
+    c["price"] = "NA";
+    c["user_interests"] = "";
+  }
   const serve::RankResult result = r.rank_json(body.dump());
+  const serve::RankResult expected = r.rank_json(explicit_body.dump());
   ASSERT_EQ(result.results.size(), 5u);
-  for (const auto& c : result.results) EXPECT_TRUE(std::isfinite(c.score));
+  for (std::size_t i = 0; i < result.results.size(); ++i) {
+    EXPECT_TRUE(std::isfinite(result.results[i].score));
+    EXPECT_EQ(result.results[i].index, expected.results[i].index);
+    EXPECT_EQ(result.results[i].tasks, expected.results[i].tasks);
+  }
 }
 
 TEST_F(Serving, ScoreFormulaFromTheModelConfigUnlessOverridden) {

@@ -14,10 +14,12 @@
 namespace mtrank {
 
 void configure_allocator() {
+#ifdef __GLIBC__
   // Explicit values also turn off glibc's adaptive threshold, so the first
   // requests after start-up are as fast as the rest.
   mallopt(M_MMAP_THRESHOLD, 32 << 20);   // glibc's maximum on 64-bit
   mallopt(M_TRIM_THRESHOLD, 256 << 20);  // give memory back only past 256 MB free at the top
+#endif
 }
 
 int configure_threads(int n) {

@@ -215,10 +215,16 @@ void parse_features(TableReader& root, Config& cfg) {
     }
     f.bias = t.boolean("bias", false);
     if (f.bias && f.type == FeatureType::kCross)
-      t.fail(t.get("bias"), "bias", "a cross feature cannot be a bias feature; mark the feature of its bias column instead");
+      t.fail(t.get("bias"), "bias",
+             "a cross feature cannot be a bias feature: bias features are single columns (categorical, multi_hot or "
+             "numeric), and a cross must not read them");
     if (f.bias && f.type == FeatureType::kNumeric && f.missing == MissingPolicy::kError)
       t.fail(t.get("bias"), "bias",
              "a bias feature is treated as missing when serving, so it needs missing = \"mean\" or \"zero\", not \"error\"");
+    if (f.bias && f.type == FeatureType::kNumeric && cfg.data.missing_values.empty())
+      t.fail(t.get("bias"), "bias",
+             "a numeric bias feature is treated as missing when serving, which needs data.missing_values to name a "
+             "missing value (e.g. [\"\"])");
     for (const std::string& n : feature_names) {
       if (!names.insert(n).second) t.fail(nullptr, "name", "feature '" + n + "' is declared twice");
       FeatureConfig copy = f;
@@ -226,6 +232,14 @@ void parse_features(TableReader& root, Config& cfg) {
       cfg.features.push_back(std::move(copy));
     }
   }
+  // A cross over a bias column would see the real value in training and a
+  // missing one when serving: a bucket it never trained.
+  for (const FeatureConfig& cross : cfg.features)
+    for (const std::string& column : cross.columns)
+      for (const FeatureConfig& f : cfg.features)
+        if (f.bias && f.name == column)
+          root.fail(nullptr, "features", "cross '" + cross.name + "' reads '" + column +
+                                             "', a bias feature (missing when serving): leave bias columns out of crosses");
 }
 
 void parse_tasks(TableReader& root, Config& cfg) {

@@ -56,6 +56,7 @@ class Ranker {
   std::string to_json(const RankResult& result) const;
 
   const std::vector<TaskConfig>& tasks() const { return model_.config.tasks; }
+  const Config& config() const { return model_.config; }
   const std::string& name() const { return name_; }
   const std::string& version() const { return version_; }
   const std::vector<std::string>& input_columns() const { return parser_.columns(); }

@@ -23,13 +23,18 @@ std::vector<std::string> input_columns(const Config& config) {
 
 RequestParser::RequestParser(const Config& config, bool ignore_unknown_features, std::int64_t max_candidates)
     : columns_(input_columns(config)), ignore_unknown_(ignore_unknown_features), max_candidates_(max_candidates) {
-  // A value the model's preprocessing reads as missing ("" unless data.missing_values says otherwise).
-  if (!config.data.missing_values.empty()) missing_ = config.data.missing_values.front();
   bias_.assign(columns_.size(), 0);
+  missing_.assign(columns_.size(), "");
   for (std::size_t i = 0; i < columns_.size(); ++i) {
     index_.emplace(columns_[i], i);
-    for (const FeatureConfig& f : config.features)
-      if (f.bias && f.name == columns_[i]) bias_[i] = 1;
+    for (const FeatureConfig& f : config.features) {
+      if (f.name != columns_[i]) continue;
+      if (f.bias) bias_[i] = 1;
+      // A numeric feature reads data.missing_values as missing; categorical and
+      // multi-hot features read text as a value, and "" is their empty value.
+      if (f.type == FeatureType::kNumeric && !config.data.missing_values.empty())
+        missing_[i] = config.data.missing_values.front();
+    }
   }
 }
 
@@ -65,20 +70,22 @@ void RequestParser::parse(const std::string& body, ParsedRequest& r) const {
     for (auto field : obj) {
       std::size_t k;
       const std::size_t guess = position < key_order.size() ? key_order[position] : ncols;
-      if (position >= key_order.size()) key_order.push_back(ncols);
+      // Bounded: an object of thousands of repeated or ignored keys must not grow it for good.
+      if (position >= key_order.size() && key_order.size() < 2 * ncols + 8) key_order.push_back(ncols);
+      const bool remembered = position < key_order.size();
       ++position;
       if (guess < ncols && columns_[guess] == field.key) {
         k = guess;
       } else {
         auto it = index_.find(field.key);
         if (it == index_.end()) {
-          key_order[position - 1] = ncols;
+          if (remembered) key_order[position - 1] = ncols;
           if (ignore_unknown_) continue;
           throw RequestError(where() + "." + std::string(field.key) + ": unknown feature (this model reads " +
                              std::to_string(ncols) + " input columns, e.g. '" + columns_.front() + "')");
         }
         k = it->second;
-        key_order[position - 1] = k;
+        if (remembered) key_order[position - 1] = k;
       }
       char buf[32];
       char* end = buf;
@@ -151,10 +158,10 @@ void RequestParser::featurize(const data::Preprocessor& pre, const data::ColumnB
   for (std::int64_t i = begin; i < end; ++i) {
     const std::size_t row = static_cast<std::size_t>(i) * ncols;
     for (std::size_t k = 0; k < ncols; ++k)
-      fields[k] = bias_[k]               ? missing_
+      fields[k] = bias_[k]               ? std::string_view(missing_[k])
                   : req.set[row + k]     ? req.values[row + k]
                   : req.context_set[k]   ? req.context[k]
-                                         : missing_;
+                                         : std::string_view(missing_[k]);
     try {
       pre.transform(binding, fields, out, &memo);
     } catch (const data::RowError& e) {

@@ -58,7 +58,7 @@ class RequestParser {
  private:
   std::vector<std::string> columns_;
   std::vector<char> bias_;  // per column: read by a bias feature, so missing when serving
-  std::string missing_;     // the text that stands for a missing value
+  std::vector<std::string> missing_;  // per column: the text its feature reads as missing
   std::unordered_map<std::string_view, std::size_t> index_;
   bool ignore_unknown_;
   std::int64_t max_candidates_;

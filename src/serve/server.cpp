@@ -1,5 +1,6 @@
 #include "serve/server.h"
 
+#include <algorithm>
 #include <pthread.h>
 #include <signal.h>
 
@@ -71,12 +72,18 @@ std::shared_ptr<const Ranker> load_checked(const std::string& dir, const RankerO
   auto ranker = std::make_shared<const Ranker>(train::load_model_dir(dir), options,
                                                std::filesystem::path(dir).filename().string());
   // A candidate with every feature missing exercises the whole path: featurize, score, combine.
-  // (A model whose features refuse missing values cannot take it; loading its weights was the check.)
+  // Only a model with a numeric feature that refuses missing values may refuse it.
   try {
     RankResult r = ranker->rank_json(R"({"candidates": [{}]})");
     for (float v : r.results.at(0).tasks)
       if (!std::isfinite(v)) throw ModelError(dir + ": the model scores a test candidate as NaN or infinity");
-  } catch (const RequestError&) {
+  } catch (const RequestError& e) {
+    const auto& features = ranker->config().features;
+    const bool refuses_missing = std::any_of(features.begin(), features.end(), [](const FeatureConfig& f) {
+      return f.type == FeatureType::kNumeric && f.missing == MissingPolicy::kError;
+    });
+    if (!refuses_missing)
+      throw ModelError(dir + ": the model cannot score a candidate with every feature missing: " + e.what());
   }
   return ranker;
 }
