@@ -1,12 +1,12 @@
 #include "serve/server.h"
 
-#include <algorithm>
 #include <pthread.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <array>
-#include <cmath>
 #include <atomic>
+#include <cmath>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
