@@ -130,7 +130,7 @@ int main(int argc, char** argv) {
   serve->add_option("--threads", sv.threads, "HTTP worker threads")->capture_default_str();
   serve->add_option("--score", sv.ranker.score,
                     "Ranking score from task predictions: 'sum:click=1,like=0.5' or 'product:click=1,watch_time=0.3' "
-                    "(default: the model config's [serve] score, else the sum of all tasks)");
+                    "(default: the model config's [serve] score, else the sum of all tasks; 'sum' alone restores that)");
   serve->add_option("--chunk-size", sv.ranker.chunk_size, "Candidates per parallel scoring chunk (with --score-threads 1 the whole list is one chunk)")->capture_default_str();
   serve->add_option("--score-threads", sv.score_threads,
                     "Threads that score one request's chunks in parallel. 1 is fastest under load (requests run "
