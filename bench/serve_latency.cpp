@@ -1,5 +1,6 @@
 // bench_serve_latency: in-process ranking latency (JSON parse, featurize with
-// the saved preprocessing, chunked scoring, sort) for requests built from real rows.
+// the saved preprocessing, chunked scoring, sort) for requests built from real
+// rows; and, apart, p50 of writing the response body (Ranker::to_json).
 //   build/bench/bench_serve_latency MODEL_DIR DATA_FILE [threads=1] [chunk=64] [requests=400] [context=0]
 // context=K: the model's first K input columns come once per request in
 // "context" (a user's features), taken from the request's first row; the
@@ -47,7 +48,8 @@ int main(int argc, char** argv) {
   std::printf("model %s, %d thread%s, chunk %lld, %d requests per size, %zu of %zu columns in the context\n", argv[1],
               threads, threads == 1 ? "" : "s", static_cast<long long>(options.chunk_size), requests,
               std::min(context_columns, ranker.input_columns().size()), ranker.input_columns().size());
-  std::printf("%10s %10s %10s %10s %14s\n", "candidates", "p50 ms", "p99 ms", "mean ms", "candidates/s");
+  std::printf("%10s %10s %10s %10s %14s %12s\n", "candidates", "p50 ms", "p99 ms", "mean ms", "candidates/s",
+              "response ms");
   for (int n : {50, 200, 1000}) {
     std::vector<std::string> bodies;
     for (int r = 0; r < 16; ++r) {
@@ -63,18 +65,25 @@ int main(int argc, char** argv) {
       }
       bodies.push_back(nlohmann::json{{"context", context}, {"candidates", cands}, {"top_k", 100}}.dump());
     }
-    std::vector<double> ms;
+    std::vector<double> ms, response_ms;
     for (int r = 0; r < requests + 20; ++r) {
       const auto t0 = std::chrono::steady_clock::now();
       auto result = ranker.rank_json(bodies[r % bodies.size()]);
-      const double t = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-      if (r >= 20) ms.push_back(t);  // after warm-up
-      if (result.results.empty()) return 1;
+      const auto t1 = std::chrono::steady_clock::now();
+      const std::string response = ranker.to_json(result);  // the HTTP response body (top_k 100 results)
+      const auto t2 = std::chrono::steady_clock::now();
+      if (r >= 20) {  // after warm-up
+        ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+        response_ms.push_back(std::chrono::duration<double, std::milli>(t2 - t1).count());
+      }
+      if (result.results.empty() || response.empty()) return 1;
     }
     std::sort(ms.begin(), ms.end());
+    std::sort(response_ms.begin(), response_ms.end());
     double mean = 0;
     for (double x : ms) mean += x / ms.size();
-    std::printf("%10d %10.3f %10.3f %10.3f %14.0f\n", n, ms[ms.size() / 2], ms[ms.size() * 99 / 100], mean, n / mean * 1e3);
+    std::printf("%10d %10.3f %10.3f %10.3f %14.0f %12.3f\n", n, ms[ms.size() / 2], ms[ms.size() * 99 / 100], mean,
+                n / mean * 1e3, response_ms[response_ms.size() / 2]);
   }
   return 0;
 }

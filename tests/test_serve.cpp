@@ -132,8 +132,21 @@ TEST_F(Serving, ScoresEqualOfflinePredictionsAndAreOrdered) {
   json j = json::parse(r.to_json(result));
   EXPECT_EQ(j["model"]["name"], "census-test");
   EXPECT_EQ(j["model"]["version"], "test-1");
-  EXPECT_EQ(j["results"].size(), 50u);
-  EXPECT_TRUE(j["results"][0]["tasks"].contains("watch_time"));
+  ASSERT_EQ(j["results"].size(), 50u);
+  for (std::size_t i = 0; i < 50; ++i) {  // written without a JSON tree: every value reads back
+    const auto& c = j["results"][i];
+    EXPECT_EQ(c.size(), 3u);
+    EXPECT_EQ(c["index"].get<std::int64_t>(), result.results[i].index);
+    EXPECT_EQ(c["score"].get<double>(), result.results[i].score);
+    ASSERT_EQ(c["tasks"].size(), 2u);
+    EXPECT_FLOAT_EQ(c["tasks"]["click"].get<float>(), result.results[i].tasks[0]);
+    EXPECT_FLOAT_EQ(c["tasks"]["watch_time"].get<float>(), result.results[i].tasks[1]);
+  }
+  // Names are escaped; an empty result is an empty list.
+  serve::Ranker odd(train::load_model_dir(dir_->file("model")), {}, "we\"ird\\name");
+  json e = json::parse(odd.to_json(serve::RankResult{}));
+  EXPECT_EQ(e["model"]["name"], "we\"ird\\name");
+  EXPECT_TRUE(e["results"].is_array() && e["results"].empty());
 }
 
 TEST_F(Serving, BiasFeaturesAreMissingWhenServing) {

@@ -1,6 +1,8 @@
 #include "serve/ranker.h"
 
 #include <algorithm>
+#include <charconv>
+#include <type_traits>
 #include <cmath>
 #include <sstream>
 
@@ -69,6 +71,8 @@ Ranker::Ranker(train::LoadedModel model, RankerOptions options, std::string name
                                  model_.config.tasks);
   version_ = model_.meta.value("model_version", std::string("unversioned"));
   binding_ = model_.preprocessor->bind(parser_.columns(), "request", /*require_labels=*/false);
+  response_prefix_ = R"({"model":)" + json{{"name", name_}, {"version", version_}}.dump() + R"(,"results":[)";
+  for (const TaskConfig& t : model_.config.tasks) task_keys_.push_back(json(t.name).dump() + ":");
 }
 
 RankResult Ranker::rank_json(const std::string& body) const {
@@ -109,14 +113,42 @@ RankResult Ranker::rank_json(const std::string& body) const {
   return out;
 }
 
-std::string Ranker::to_json(const RankResult& result) const {
-  json results = json::array();
-  for (const RankedCandidate& r : result.results) {
-    json tasks = json::object();
-    for (std::size_t t = 0; t < r.tasks.size(); ++t) tasks[model_.config.tasks[t].name] = r.tasks[t];
-    results.push_back({{"index", r.index}, {"score", r.score}, {"tasks", tasks}});
+namespace {
+// Shortest text that reads back as the same value; JSON has no NaN or infinity.
+template <typename T>
+void append_number(std::string& out, T value) {
+  if constexpr (std::is_floating_point_v<T>) {
+    if (!std::isfinite(value)) {
+      out += "null";
+      return;
+    }
   }
-  return json{{"model", {{"name", name_}, {"version", version_}}}, {"results", results}}.dump();
+  char buf[32];
+  out.append(buf, std::to_chars(buf, buf + sizeof buf, value).ptr);
+}
+}  // namespace
+
+std::string Ranker::to_json(const RankResult& result) const {
+  // Written directly, not through a nlohmann::json tree: building and dumping
+  // the tree for 100 results took 0.15 ms, a third of scoring 200 candidates.
+  std::string out = response_prefix_;
+  out.reserve(out.size() + 2 + result.results.size() * (48 + 28 * task_keys_.size()));
+  for (std::size_t i = 0; i < result.results.size(); ++i) {
+    const RankedCandidate& r = result.results[i];
+    out += i ? R"(,{"index":)" : R"({"index":)";
+    append_number(out, r.index);
+    out += R"(,"score":)";
+    append_number(out, r.score);
+    out += R"(,"tasks":{)";
+    for (std::size_t t = 0; t < r.tasks.size(); ++t) {
+      if (t) out += ',';
+      out += task_keys_[t];
+      append_number(out, r.tasks[t]);
+    }
+    out += "}}";
+  }
+  out += "]}";
+  return out;
 }
 
 }  // namespace mtrank::serve

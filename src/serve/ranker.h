@@ -66,6 +66,9 @@ class Ranker {
   RankerOptions options_;
   ScoreFormula formula_;
   std::string name_, version_;
+  // Response pieces escaped once: {"model":{...},"results":[ and "<task>":
+  std::string response_prefix_;
+  std::vector<std::string> task_keys_;
   RequestParser parser_;
   data::ColumnBinding binding_;
 };
