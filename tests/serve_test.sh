@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end check of `mtrank serve` on a free loopback port: ranking matches
 # offline prediction, errors, probes, metrics, reloads (token, bad model, SIGHUP)
-# and a graceful SIGTERM. Every wait is bounded.
+# and a graceful SIGTERM that finishes a request in flight. Every wait is bounded.
 set -euo pipefail
 MTRANK=$1
 WORK=$(mktemp -d)
@@ -72,8 +72,33 @@ for _ in $(seq 50); do grep -q "reloaded model" server.err && [ "$(grep -c 'relo
 [ "$(grep -c 'reloaded model' server.err)" -ge 2 ] || fail "SIGHUP reload"
 $C "$URL/metrics" | grep -q 'mtrank_reloads_total{result="ok"} 2' || fail "reload counter"
 
-# Graceful shutdown.
+# Graceful shutdown finishes a request in flight: its body (about 70 KB) is
+# uploaded at 40 KB/s, and SIGTERM comes once the connection is up and a
+# little of the body has gone.
+python3 - <<'PY' > big.json
+import csv, json
+cols = ["user_id", "item_id", "item_category", "device", "user_interests", "price", "hour"]
+rows = list(csv.DictReader(open("qs/test.csv")))[:2000]
+print(json.dumps({"candidates": [{c: r[c] for c in cols} for r in rows]}))
+PY
+$C -o inflight.json -w '%{http_code}' --limit-rate 40K -X POST --data-binary @big.json "$URL/v1/rank" > inflight.code &
+CURL_PID=$!
+python3 - "${URL##*:}" <<'PY' || fail "the slow request never connected"
+import sys, time
+port = int(sys.argv[1])
+for _ in range(200):  # an established connection to the server's port (state 01 in /proc/net/tcp)
+    for line in open("/proc/net/tcp").readlines()[1:]:
+        f = line.split()
+        if int(f[1].split(":")[1], 16) == port and f[3] == "01":
+            sys.exit(0)
+    time.sleep(0.05)
+sys.exit(1)
+PY
+sleep 0.3  # accepted by the server, part of the body read
 kill -TERM "$SERVER_PID"
+wait "$CURL_PID" || true
+[ "$(cat inflight.code)" = 200 ] && grep -q '"results":\[{' inflight.json ||
+  fail "a request in flight at SIGTERM got $(cat inflight.code): $(head -c 200 inflight.json)"
 for _ in $(seq 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
 if kill -0 "$SERVER_PID" 2>/dev/null; then fail "server did not stop on SIGTERM"; fi
 wait "$SERVER_PID" && rc=0 || rc=$?
