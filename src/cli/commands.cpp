@@ -481,10 +481,11 @@ int run_quickstart(const QuickstartOptions& o) {
       "\nWhat next:\n"
       "  build/mtrank eval --model %s --data %s\n"
       "  build/mtrank predict --model %s --data %s --out %s\n"
+      "  build/mtrank serve --model %s   (then POST candidates to http://127.0.0.1:8080/v1/rank; README)\n"
       "  edit %s (docs/config.md lists every key) and run\n"
       "  build/mtrank train --config %s --out %s\n"
       "  real data: build/mtrank train --config examples/census/mmoe.toml --out census-model (see README)\n",
-      t.out.c_str(), t.test.c_str(), t.out.c_str(), t.test.c_str(), (dir / "predictions.csv").c_str(),
+      t.out.c_str(), t.test.c_str(), t.out.c_str(), t.test.c_str(), (dir / "predictions.csv").c_str(), t.out.c_str(),
       config_path.c_str(), config_path.c_str(), t.out.c_str());
   return 0;
 }
