@@ -1,0 +1,133 @@
+// bench_micro: the single-op measurements behind design choices in the serving
+// and training paths (docs/benchmarks.md), with Google Benchmark.
+//   build/bench/bench_micro [Google Benchmark flags]   (1 thread)
+#include <random>
+#include <string>
+#include <vector>
+
+#include <benchmark/benchmark.h>
+#include <simdjson.h>
+#include <torch/torch.h>
+
+#include "common/system.h"
+#include "model/model.h"
+
+namespace {
+// The large MMoE's first expert layer: [rows x 429] x [429 x 8*256] + bias.
+constexpr std::int64_t kIn = 429, kExpertsWidth = 8 * 256;
+
+void first_layer_args(benchmark::internal::Benchmark* b) { b->Arg(50)->Arg(200)->Arg(1000); }
+
+void set_flops(benchmark::State& state, std::int64_t rows) {
+  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * rows * kIn * kExpertsWidth * state.iterations(),
+                                                 benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
+}
+
+// The GEMM alone (into one reused output), against the 1024^3 sgemm roofline.
+void BM_FirstExpertLayer(benchmark::State& state) {
+  torch::InferenceMode guard;
+  const std::int64_t rows = state.range(0);
+  const torch::Tensor x = torch::randn({rows, kIn}), w = torch::randn({kIn, kExpertsWidth}),
+                      b = torch::randn({kExpertsWidth});
+  torch::Tensor out = torch::empty({rows, kExpertsWidth});
+  for (auto _ : state) torch::addmm_out(out, b, x, w);
+  set_flops(state, rows);
+}
+BENCHMARK(BM_FirstExpertLayer)->Apply(first_layer_args)->Unit(benchmark::kMicrosecond);
+
+// 200 candidates x 26 fields = 5,200 rows of 16 floats from the large MMoE's
+// 2.6M-row (166 MB) embedding table, at random.
+struct GatherInput {
+  torch::Tensor table = torch::randn({26 * 100000, 16});
+  std::vector<torch::Tensor> ids;
+  GatherInput() {
+    for (int i = 0; i < 64; ++i) ids.push_back(torch::randint(table.size(0), {5200}, torch::kLong));
+  }
+};
+
+void BM_GatherIndexSelect(benchmark::State& state) {
+  torch::InferenceMode guard;
+  static GatherInput in;
+  std::size_t r = 0;
+  for (auto _ : state) benchmark::DoNotOptimize(in.table.index_select(0, in.ids[r++ % in.ids.size()]));
+}
+BENCHMARK(BM_GatherIndexSelect)->Unit(benchmark::kMicrosecond);
+
+void BM_GatherRowsPrefetched(benchmark::State& state) {
+  torch::InferenceMode guard;
+  static GatherInput in;
+  std::size_t r = 0;
+  for (auto _ : state) benchmark::DoNotOptimize(mtrank::model::gather_rows(in.table, in.ids[r++ % in.ids.size()]));
+}
+BENCHMARK(BM_GatherRowsPrefetched)->Unit(benchmark::kMicrosecond);
+
+// A request body shaped like a census one: 200 candidates of 39 string
+// features (keys of 8 to 20 characters, values of 2 to 30).
+const std::string& request_body() {
+  static const std::string body = [] {
+    std::mt19937 rng(1);
+    auto text = [&](std::size_t lo, std::size_t hi) {
+      std::string s(lo + rng() % (hi - lo + 1), ' ');
+      for (char& c : s) c = static_cast<char>('a' + rng() % 26);
+      return s;
+    };
+    std::vector<std::string> keys;
+    for (int k = 0; k < 39; ++k) keys.push_back(text(8, 20));
+    std::string b = R"({"candidates": [)";
+    for (int i = 0; i < 200; ++i) {
+      b += i ? ", {" : "{";
+      for (int k = 0; k < 39; ++k) b += (k ? ", \"" : "\"") + keys[k] + "\": \"" + text(2, 30) + "\"";
+      b += "}";
+    }
+    return b + R"(], "top_k": 100})";
+  }();
+  return body;
+}
+
+// Parse and read every key and string value: what RequestParser::parse does.
+void BM_ParseRequestDom(benchmark::State& state) {
+  simdjson::dom::parser parser;
+  const std::string& body = request_body();
+  for (auto _ : state) {
+    std::size_t sink = 0;
+    simdjson::dom::element root = parser.parse(body);
+    for (simdjson::dom::element c : simdjson::dom::array(root["candidates"]))
+      for (auto field : simdjson::dom::object(c)) {
+        std::string_view v;
+        if (!field.value.get_string().get(v)) sink += field.key.size() + v.size();
+      }
+    benchmark::DoNotOptimize(sink);
+  }
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * body.size()));
+  state.counters["body KB"] = static_cast<double>(body.size()) / 1000;
+}
+BENCHMARK(BM_ParseRequestDom)->Unit(benchmark::kMicrosecond);
+
+void BM_ParseRequestOnDemand(benchmark::State& state) {
+  simdjson::ondemand::parser parser;
+  const simdjson::padded_string body(request_body());
+  for (auto _ : state) {
+    std::size_t sink = 0;
+    simdjson::ondemand::document doc = parser.iterate(body);
+    for (auto top : doc.get_object()) {
+      if (std::string_view(top.unescaped_key()) != "candidates") continue;
+      for (auto c : top.value().get_array())
+        for (auto field : c.get_object()) {
+          const std::string_view key = field.unescaped_key();
+          std::string_view v;
+          if (!field.value().get_string().get(v)) sink += key.size() + v.size();
+        }
+    }
+    benchmark::DoNotOptimize(sink);
+  }
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * body.size()));
+}
+BENCHMARK(BM_ParseRequestOnDemand)->Unit(benchmark::kMicrosecond);
+}  // namespace
+
+int main(int argc, char** argv) {
+  mtrank::configure_threads(1);
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  return 0;
+}
