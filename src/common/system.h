@@ -11,8 +11,7 @@ int configure_threads(int n);
 
 // Keeps tensor buffers up to 32 MB in malloc's heap instead of fresh mmaps.
 // glibc maps every allocation over 128 KB anew (until its adaptive threshold
-// catches up) and the kernel zero-fills each page on first touch: a forward's
-// 1.6 MB activation cost 0.6 ms of page faults on a 3.6 ms GEMM. Measured in
+// catches up) and the kernel zero-fills each page on first touch. Measured in
 // docs/benchmarks.md (large MMoE: training 56% -> 65% of roofline).
 void configure_allocator();
 

@@ -31,14 +31,15 @@ struct TouchedRows {
   std::vector<torch::Tensor> rows;  // per sparse table: [U, width] leaf, requires_grad
 };
 
-// Where a batch's ids point: into the table itself (inference), or into the
-// gathered unique rows (training).
 // table[ids] for scoring (no autograd): rows of a large table at random ids.
 // index_select copies a row at a time and waits on each cache miss; prefetching
 // 16 rows ahead keeps misses in flight (5,200 rows of 64 B from a 166 MB table:
-// 151 -> 41 us, bench/README in docs/benchmarks.md). Training gathers from its
-// few unique rows with index_select, which autograd differentiates.
+// 155-161 -> 52-56 us, build/bench/bench_micro). Training gathers from its few
+// unique rows with index_select, which autograd differentiates.
 torch::Tensor gather_rows(const torch::Tensor& table, const torch::Tensor& ids);
+
+// Where a batch's ids point: into the table itself (inference), or into the
+// gathered unique rows (training).
 
 struct SparseLookup {
   torch::Tensor categorical;  // [B * F] indices
