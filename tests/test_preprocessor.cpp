@@ -279,3 +279,32 @@ TEST_F(PreprocessorTest, CachedLoadEqualsParsing) {
   EXPECT_EQ(a.categorical, b.categorical);
   EXPECT_EQ(a.labels, b.labels);
 }
+
+TEST(PreprocessorMemo, SameRowsWithAndWithoutTheMemo) {
+  // Numeric features only (no categorical one), values repeated and changing
+  // from row to row, the same views and equal text in other buffers.
+  TempDir dir;
+  Config c = parse_config(R"(
+[[features]]
+names = ["x", "y"]
+type = "numeric"
+transform = "standardize"
+[[tasks]]
+name = "click"
+column = "click"
+)", "memo.toml");
+  Preprocessor pre(c);
+  pre.fit(dir.write("train.csv", "x,y,click\n1,10,0\n2,20,1\n3,30,0\n"));
+  const auto binding = pre.bind({"x", "y"}, "rows", false);
+  const std::vector<std::string> xs = {"1", "1", "2", "2", "", "3"}, ys = {"10", "10", "10", "30", "30", ""};
+  FeaturizedData plain(pre.num_categorical(), pre.num_bags(), pre.num_dense(), pre.num_tasks());
+  FeaturizedData memoized = plain;
+  const std::vector<std::string> x_copies = xs;  // equal text at other addresses, alive as long as the memo
+  Preprocessor::Memo memo;
+  for (std::size_t i = 0; i < xs.size(); ++i) {
+    pre.transform(binding, {xs[i], ys[i]}, plain);
+    pre.transform(binding, {i % 2 ? std::string_view(x_copies[i]) : std::string_view(xs[i]), ys[i]}, memoized, &memo);
+  }
+  EXPECT_EQ(memoized.dense, plain.dense);
+  EXPECT_EQ(memoized.rows(), 6);
+}

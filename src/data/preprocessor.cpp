@@ -207,7 +207,7 @@ void Preprocessor::transform(const ColumnBinding& b, const std::vector<std::stri
                              FeaturizedData& out, Memo* memo) const {
   if (fields.size() != b.num_columns)
     throw RowError{-1, "expected " + std::to_string(b.num_columns) + " fields, found " + std::to_string(fields.size())};
-  if (memo && memo->categorical_raw.size() != categorical_.size()) {
+  if (memo && (memo->categorical_raw.size() != categorical_.size() || memo->dense_raw.size() != dense_.size())) {
     memo->categorical_raw.assign(categorical_.size(), {});
     memo->categorical_id.assign(categorical_.size(), 0);
     memo->dense_raw.assign(dense_.size(), {});
