@@ -169,3 +169,83 @@ TEST(Config, ExtendsAndOverlaysMergeInOrder) {
   dir.write("bad.toml", "extends = \"missing.toml\"\n");
   EXPECT_THROW(mtrank::load_config(dir.file("bad.toml")), ConfigError);
 }
+
+TEST(Config, LabelColumnAlsoAFeatureIsRefused) {
+  // Issue 13.1: the task would reach AUC 1.0 on test through its own label.
+  std::string e = error_of(std::string(kMinimal) + "\n[[tasks]]\nname = \"leak\"\ncolumn = \"b\"\n");
+  EXPECT_NE(e.find("cfg.toml:2: task 'leak' predicts column 'b', which features[0] also reads"), std::string::npos)
+      << e;
+  // A crossed column counts too; a cross's own name is not a column.
+  const std::string cross = "[[features]]\nname = \"clicked_x\"\ntype = \"cross\"\ncolumns = [\"u\", \"clicked\"]\n"
+                            "hash_buckets = 8\n[[tasks]]\nname = \"click\"\ncolumn = \"clicked\"\n";
+  e = error_of(cross);
+  EXPECT_NE(e.find("task 'click' predicts column 'clicked', which features[0]"), std::string::npos) << e;
+  EXPECT_EQ(error_of("[[features]]\nname = \"clicked_x\"\ntype = \"cross\"\ncolumns = [\"u\", \"v\"]\n"
+                     "hash_buckets = 8\n[[tasks]]\nname = \"c\"\ncolumn = \"clicked_x\"\n"),
+            "");
+}
+
+TEST(Config, NameAndNamesTogetherAreRefused) {
+  std::string e = error_of("[[features]]\nname = \"a\"\nnames = [\"b\", \"c\"]\ntype = \"categorical\"\n"
+                           "[[tasks]]\nname = \"t\"\ncolumn = \"y\"\n");
+  EXPECT_NE(e.find("cfg.toml:3: key 'features[0].names': an entry takes 'name' (one feature) or 'names'"),
+            std::string::npos)
+      << e;
+}
+
+TEST(Config, NonFiniteNumbersAreRefused) {
+  // Issue 14.1: inf as a learning rate or a weight hung training.
+  for (const char* bad : {"[train]\nlearning_rate = inf\n", "[train]\nlearning_rate = nan\n",
+                          "[model]\ndropout = -inf\n"}) {
+    std::string e = error_of(std::string(kMinimal) + bad);
+    EXPECT_NE(e.find("must be a finite number"), std::string::npos) << bad << ": " << e;
+  }
+  std::string e = error_of(std::string(kMinimal) + "weight = inf\n");  // appended to the [[tasks]] entry
+  EXPECT_NE(e.find("key 'tasks[0].weight': must be a finite number"), std::string::npos) << e;
+}
+
+TEST(Config, PositiveAsANumericComparison) {
+  Config c = parse_config(std::string(kMinimal) + "positive = \">= 3\"\n", "cfg.toml");
+  EXPECT_EQ(c.tasks[0].positive_op, ">=");
+  EXPECT_DOUBLE_EQ(c.tasks[0].positive_threshold, 3.0);
+  Config back = parse_config(mtrank::to_toml(c), "stored.toml");  // a model directory keeps it
+  EXPECT_EQ(back.tasks[0].positive_op, ">=");
+  // Values that merely start with an operator stay values (census: ">50K").
+  c = parse_config(std::string(kMinimal) + "positive = [\">50K\", \"> 50K.\"]\n", "cfg.toml");
+  EXPECT_EQ(c.tasks[0].positive_op, "");
+  EXPECT_NE(error_of(std::string(kMinimal) + "positive = [\"> 0\", \"yes\"]\n").find("must be the only entry"),
+            std::string::npos);
+  std::string op;
+  double v = 0;
+  EXPECT_TRUE(mtrank::parse_comparison("<-1.5", op, v));
+  EXPECT_EQ(op, "<");
+  EXPECT_DOUBLE_EQ(v, -1.5);
+  EXPECT_FALSE(mtrank::parse_comparison(">", op, v));
+  EXPECT_FALSE(mtrank::parse_comparison("0", op, v));
+  EXPECT_TRUE(mtrank::compare_value(0.5, ">", 0));
+  EXPECT_FALSE(mtrank::compare_value(0, ">", 0));
+  EXPECT_TRUE(mtrank::compare_value(3, ">=", 3));
+  EXPECT_TRUE(mtrank::compare_value(2, "!=", 3));
+}
+
+TEST(Config, ErrorsInABaseFileNameThatFileAndLine) {
+  // Issue 13.8: errors used to name the merged pair with line 0.
+  mtrank::testing::TempDir dir;
+  dir.write("base.toml", std::string(kMinimal) + "[train]\nepochs = 5\nlearning_rat = 0.1\n");
+  dir.write("model.toml", "extends = \"base.toml\"\n[model]\ntype = \"cgc\"\n");
+  dir.write("overlay.toml", "[model]\nnum_experts = \"four\"\n");
+  auto error = [&](std::vector<std::string> files) {
+    try {
+      mtrank::load_config(files);
+    } catch (const ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  std::string e = error({dir.file("model.toml")});
+  EXPECT_NE(e.find(dir.file("base.toml") + ":17: unknown key 'train.learning_rat'"), std::string::npos) << e;
+  dir.write("base.toml", kMinimal);
+  e = error({dir.file("model.toml"), dir.file("overlay.toml")});
+  EXPECT_NE(e.find(dir.file("overlay.toml") + ":2: key 'model.num_experts': must be an integer"), std::string::npos)
+      << e;
+}

@@ -308,3 +308,143 @@ column = "click"
   EXPECT_EQ(memoized.dense, plain.dense);
   EXPECT_EQ(memoized.rows(), 6);
 }
+
+namespace {
+// One binary task over a label column `y`, one numeric feature `x`.
+Config label_config(const std::string& task_extra, const std::string& numeric = "transform = \"standardize\"") {
+  return parse_config("[[features]]\nname = \"x\"\ntype = \"numeric\"\n" + numeric +
+                          "\n[[tasks]]\nname = \"t\"\ncolumn = \"y\"\n" + task_extra + "\n",
+                      "labels.toml");
+}
+}  // namespace
+
+TEST(Labels, UsualMissingMarkersAreMissingNotNegative) {
+  // Issue 13.3: with `positive` set, "NA" used to become a negative.
+  TempDir dir;
+  const std::string path = dir.write("l.csv", "x,y\n1,yes\n2,no\n3,NA\n4,\n5,?\n6,null\n");
+  Preprocessor pre(label_config("positive = [\"yes\"]"));
+  pre.fit(path);
+  FeaturizedData d = data::featurize_file(pre, path, true);
+  EXPECT_EQ(d.labels, (std::vector<float>{1, 0, 0, 0, 0, 0}));
+  EXPECT_EQ(d.mask, (std::vector<float>{1, 1, 0, 0, 0, 0}));
+  // A 0/1 task reads them as missing too, instead of failing on "NA".
+  Preprocessor plain(label_config(""));
+  plain.fit(path);
+  const std::string numeric = dir.write("n.csv", "x,y\n1,1\n2,NA\n3,0\n");
+  d = data::featurize_file(plain, numeric, true);
+  EXPECT_EQ(d.mask, (std::vector<float>{1, 0, 1}));
+  // A value listed as positive is a label even if it is a usual marker.
+  Preprocessor listed(label_config("positive = [\"?\"]"));
+  listed.fit(path);
+  d = data::featurize_file(listed, path, true);
+  EXPECT_EQ(d.mask, (std::vector<float>{1, 1, 0, 0, 1, 0}));
+  EXPECT_EQ(d.labels[4], 1.0f);
+}
+
+TEST(Labels, PositiveComparisonOnCounts) {
+  TempDir dir;
+  const std::string path = dir.write("c.csv", "x,y\n1,0\n2,3\n3,1\n4,NA\n");
+  Preprocessor pre(label_config("positive = \"> 0\""));
+  pre.fit(path);
+  FeaturizedData d = data::featurize_file(pre, path, true);
+  EXPECT_EQ(d.labels, (std::vector<float>{0, 1, 1, 0}));
+  EXPECT_EQ(d.mask, (std::vector<float>{1, 1, 1, 0}));
+  const std::string bad = dir.write("b.csv", "x,y\n1,many\n");
+  try {
+    data::featurize_file(pre, bad, true);
+    FAIL() << "a non-number under a comparison must be refused";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("b.csv:2: column 2 ('y'): label 'many' of task 't' is not a finite number "
+                                         "(positive = \"> 0\" compares numbers)"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(Labels, BadLabelMessageSaysWhatEachOptionDoes) {
+  // Issue 13.11: a string label in a 0/1 task now mentions `positive`, and
+  // says that on_bad_row = "skip" drops the row for every task.
+  TempDir dir;
+  const std::string path = dir.write("s.csv", "x,y\n1,1\n2,clicked\n");
+  Preprocessor pre(label_config(""));
+  pre.fit(path);
+  try {
+    data::featurize_file(pre, path, true);
+    FAIL();
+  } catch (const DataError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("positive = [\"clicked\"]"), std::string::npos) << m;
+    EXPECT_NE(m.find("data.missing_labels"), std::string::npos) << m;
+    EXPECT_NE(m.find("data.on_bad_row = \"skip\" to drop bad rows, for every task"), std::string::npos) << m;
+  }
+}
+
+TEST(NumericFit, OutliersBeyondFloatRangeAreBadRowsAndMomentsStayFinite) {
+  // Issue 14.1/14.7: 1e200 in a standardized column made the moments overflow
+  // (two values of 1e308 gave mean: null) and training diverge.
+  TempDir dir;
+  Preprocessor pre(label_config(""));
+  try {
+    pre.fit(dir.write("o.csv", "x,y\n1,0\n1e200,1\n"));
+    FAIL();
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("o.csv:3: column 1 ('x'): '1e200' is outside the 32-bit float range"),
+              std::string::npos)
+        << e.what();
+  }
+  // Large but representable values: Welford's moments are exact here.
+  const std::string big = dir.write("big.csv", "x,y\n1e38,0\n3e38,1\n");
+  pre.fit(big);
+  const auto& f = pre.dense_fields()[0];
+  EXPECT_DOUBLE_EQ(f.mean, 2e38);
+  EXPECT_DOUBLE_EQ(f.stddev, 1e38);
+  FeaturizedData d = data::featurize_file(pre, big, true);
+  EXPECT_EQ(d.dense, (std::vector<float>{-1.0f, 1.0f}));
+}
+
+TEST(NumericFit, NonFiniteOrZeroFittedStatisticsAreRefusedAtLoad) {
+  // Issue 14.1: stddev = 0 in a fitted preprocessing file made predict write -nan.
+  TempDir dir;
+  Preprocessor pre(label_config(""));
+  pre.fit(dir.write("f.csv", "x,y\n1,0\n2,1\n"));
+  for (const char* field : {"stddev", "mean"}) {
+    nlohmann::json j = pre.to_json();
+    j["numeric"][0][field] = std::string(field) == "stddev" ? 0.0 : 1e308 * 10;  // inf is written as null
+    Preprocessor loaded(label_config(""));
+    EXPECT_THROW(loaded.load_json(nlohmann::json::parse(j.dump())), ModelError) << field;
+  }
+  nlohmann::json j = pre.to_json();
+  Preprocessor quantiles(label_config("", "transform = \"quantile\""));
+  quantiles.fit(dir.write("q.csv", "x,y\n1,0\n2,1\n3,0\n4,1\n"));
+  j = quantiles.to_json();
+  j["numeric"][0]["boundaries"] = {2.0, 1.0};
+  Preprocessor loaded(label_config("", "transform = \"quantile\""));
+  EXPECT_THROW(loaded.load_json(j), ModelError);
+}
+
+TEST(Header, MissingColumnSuggestsClosestAndListsAll) {
+  // Issue 13.10: only the first 12 header names were listed.
+  TempDir dir;
+  std::string header = "y";
+  for (int i = 0; i < 20; ++i) header += ",col" + std::to_string(i);
+  header += ",X_value";
+  Preprocessor pre(label_config(""));
+  try {
+    pre.fit(dir.write("h.csv", header + "\n" + "0" + std::string(21, ',') + "\n"));
+    FAIL();
+  } catch (const DataError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("h.csv:1: missing column 'x' (numeric feature); did you mean"), std::string::npos) << m;
+    EXPECT_NE(m.find("The header has 22 columns: y, col0,"), std::string::npos) << m;
+    EXPECT_NE(m.find("col19, X_value"), std::string::npos) << m;
+  }
+  // A column the model reads that appears twice is refused (first-wins was silent).
+  try {
+    pre.fit(dir.write("d.csv", "x,y,x\n1,0,2\n"));
+    FAIL();
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("column 'x' (numeric feature) appears twice in the header, as columns 1 and 3"),
+              std::string::npos)
+        << e.what();
+  }
+}

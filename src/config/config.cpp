@@ -1,6 +1,11 @@
 #include "config/config.h"
 
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
+#include <map>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -12,10 +17,45 @@
 namespace mtrank {
 namespace {
 
+// Where each key of a merged config was written: toml++ does not copy a node's
+// source region when a node is copied, so merging (extends, overlays) loses
+// it. Keyed by key path ("train.epochs", "features[2].type").
+using Origins = std::map<std::string, std::pair<std::string, std::uint32_t>>;
+
+void record_origins(const toml::node& node, const std::string& key_path, Origins& origins) {
+  if (node.source().path && node.source().begin.line > 0)
+    origins[key_path] = {*node.source().path, node.source().begin.line};
+  if (const toml::table* t = node.as_table())
+    for (const auto& [k, v] : *t) record_origins(v, key_path.empty() ? std::string(k.str()) : key_path + "." + std::string(k.str()), origins);
+  if (const toml::array* a = node.as_array())
+    for (std::size_t i = 0; i < a->size(); ++i) record_origins((*a)[i], key_path + "[" + std::to_string(i) + "]", origins);
+}
+
+struct SourceInfo {
+  std::string name;                // the file (or files) for messages without a better place
+  const Origins* origins = nullptr;  // set for merged configs
+
+  // "file:line" of the key at `key_path` (or of its table), as precisely as known.
+  std::string where(const toml::node* node, const std::string& key_path) const {
+    if (node && node->source().path && node->source().begin.line > 0)
+      return *node->source().path + ":" + std::to_string(node->source().begin.line);
+    if (origins) {
+      for (std::string p = key_path;;) {
+        if (auto it = origins->find(p); it != origins->end())
+          return it->second.first + ":" + std::to_string(it->second.second);
+        const std::size_t cut = p.find_last_of(".[");
+        if (cut == std::string::npos || cut == 0) break;
+        p.resize(cut);  // the enclosing table: at least the right file
+      }
+    }
+    return name;
+  }
+};
+
 // Reads one TOML table strictly: every key must be consumed, or it is reported as unknown.
 class TableReader {
  public:
-  TableReader(const toml::table& table, std::string path, const std::string& source)
+  TableReader(const toml::table& table, std::string path, const SourceInfo& source)
       : table_(table), path_(std::move(path)), source_(source) {}
 
   ~TableReader() noexcept(false) {
@@ -25,11 +65,7 @@ class TableReader {
   std::string key_path(const std::string& key) const { return path_.empty() ? key : path_ + "." + key; }
 
   [[noreturn]] void fail(const toml::node* node, const std::string& key, const std::string& what) const {
-    std::ostringstream msg;
-    msg << (node && node->source().path ? *node->source().path : source_);
-    if (node) msg << ":" << node->source().begin.line;
-    msg << ": key '" << key_path(key) << "': " << what;
-    throw ConfigError(msg.str());
+    throw ConfigError(source_.where(node, node ? key_path(key) : path_) + ": key '" + key_path(key) + "': " + what);
   }
 
   const toml::node* get(const std::string& key) {
@@ -74,6 +110,8 @@ class TableReader {
     if (n->is_floating_point()) v = n->as_floating_point()->get();
     else if (n->is_integer()) v = static_cast<double>(n->as_integer()->get());
     else fail(n, key, std::string("must be a number, got ") + type_name(*n));
+    // inf and nan are valid TOML; as a learning rate or weight they poison training.
+    if (!std::isfinite(v)) fail(n, key, "must be a finite number");
     if (!(v >= min_value)) fail(n, key, "must be at least " + std::to_string(min_value));
     return v;
   }
@@ -125,7 +163,7 @@ class TableReader {
     return n->as_array();
   }
 
-  const std::string& source() const { return source_; }
+  const SourceInfo& source() const { return source_; }
   const std::string& path() const { return path_; }
 
  private:
@@ -145,18 +183,15 @@ class TableReader {
     for (const auto& [k, v] : table_) {
       std::string key(k.str());
       if (!seen_.count(key)) {
-        std::ostringstream msg;
-        msg << (v.source().path ? *v.source().path : source_) << ":" << v.source().begin.line << ": unknown key '"
-            << key_path(key)
-            << "' (see docs/config.md for the keys this section takes)";
-        throw ConfigError(msg.str());
+        throw ConfigError(source_.where(&v, key_path(key)) + ": unknown key '" + key_path(key) +
+                          "' (see docs/config.md for the keys this section takes)");
       }
     }
   }
 
   const toml::table& table_;
   std::string path_;
-  const std::string& source_;
+  const SourceInfo& source_;
   std::set<std::string> seen_;
 };
 
@@ -182,6 +217,8 @@ void parse_features(TableReader& root, Config& cfg) {
                                       {"categorical", FeatureType::kCategorical},
                                       {"multi_hot", FeatureType::kMultiHot},
                                       {"cross", FeatureType::kCross}});
+    if (t.has("name") && t.has("names"))
+      t.fail(t.get("names"), "names", "an entry takes 'name' (one feature) or 'names' (several), not both");
     std::vector<std::string> feature_names = t.strings("names", {});
     std::string single = t.string("name", "");
     if (!single.empty()) feature_names.insert(feature_names.begin(), single);
@@ -242,6 +279,8 @@ void parse_features(TableReader& root, Config& cfg) {
                                              "', a bias feature (missing when serving): leave bias columns out of crosses");
 }
 
+const toml::array* root_features(TableReader& root) { return root.array_of_tables("features"); }
+
 void parse_tasks(TableReader& root, Config& cfg) {
   const toml::array* tasks = root.array_of_tables("tasks");
   if (!tasks || tasks->empty()) root.fail(nullptr, "tasks", "at least one [[tasks]] entry is required");
@@ -258,6 +297,16 @@ void parse_tasks(TableReader& root, Config& cfg) {
     task.positive = t.strings("positive", {});
     if (task.type == TaskType::kRegression && !task.positive.empty())
       t.fail(t.get("positive"), "positive", "only binary tasks take positive values");
+    for (const std::string& p : task.positive) {
+      std::string op;
+      double threshold;
+      if (!parse_comparison(p, op, threshold)) continue;
+      if (task.positive.size() != 1)
+        t.fail(t.get("positive"), "positive",
+               "a comparison (\"" + p + "\") must be the only entry: positive = \"" + p + "\"");
+      task.positive_op = op;
+      task.positive_threshold = threshold;
+    }
     task.weight = t.number("weight", 1.0, 0.0);
     task.weight_gamma = t.number("weight_gamma", 1.0, 0.0);
     task.missing = pick<LabelMissing>(t.choice("missing", "skip", {"skip", "error"}),
@@ -267,6 +316,30 @@ void parse_tasks(TableReader& root, Config& cfg) {
       task.where_column = w.string("column", "", true);
       task.where_equals = w.strings("equals", {});
       if (task.where_equals.empty()) w.fail(nullptr, "equals", "is required: the values that put a row in the sample space");
+    }
+    // A label that is also an input makes the task trivially predictable (AUC
+    // 1.0 on test): refuse it before any work is done.
+    // A label that is also an input makes the task trivially predictable (AUC
+    // 1.0 on test): refuse it before any work is done.
+    std::size_t entry = 0;
+    for (const toml::node& fnode : *root_features(root)) {
+      const toml::table& f = *fnode.as_table();
+      std::vector<std::string> reads;  // the input columns this entry reads
+      for (const char* key : {f.contains("columns") ? "columns" : "name", "names"}) {
+        const toml::node* n = f.get(key);
+        if (n && n->is_string()) reads.push_back(n->as_string()->get());
+        if (n && n->is_array())
+          for (const toml::node& e : *n->as_array())
+            if (e.is_string()) reads.push_back(e.as_string()->get());
+      }
+      if (std::find(reads.begin(), reads.end(), task.column) != reads.end()) {
+        std::ostringstream msg;
+        msg << root.source().where(&fnode, "features[" + std::to_string(entry) + "]") << ": task '" << task.name << "' predicts column '" << task.column << "', which features[" << entry
+            << "] also reads as an input, so the label would leak into the model: remove '" << task.column
+            << "' from that [[features]] entry";
+        throw ConfigError(msg.str());
+      }
+      ++entry;
     }
     cfg.tasks.push_back(std::move(task));
   }
@@ -316,12 +389,15 @@ void resolve_data_paths(toml::table& t, const std::filesystem::path& dir) {
 
 // Loads a config file, resolving `extends = "base.toml"` or `extends = ["a.toml", "b.toml"]`
 // (relative to the file; merged in order, then this file on top), recursively.
-toml::table load_with_bases(const std::string& path, int depth, bool resolve_paths) {
+toml::table load_with_bases(const std::string& path, int depth, bool resolve_paths, Origins& origins) {
   if (depth > 8) throw ConfigError(path + ": 'extends' chain is longer than 8 files (a cycle?)");
   toml::table t = parse_toml(read_file(path), path);
   if (resolve_paths) resolve_data_paths(t, std::filesystem::path(path).parent_path());
   const toml::node* ext = t.get("extends");
-  if (!ext) return t;
+  if (!ext) {
+    record_origins(t, "", origins);
+    return t;
+  }
   const std::string where = path + ":" + std::to_string(ext->source().begin.line);
   std::vector<std::string> bases;
   if (ext->is_string()) bases.push_back(ext->as_string()->get());
@@ -336,14 +412,15 @@ toml::table load_with_bases(const std::string& path, int depth, bool resolve_pat
     const std::filesystem::path base_path = std::filesystem::path(path).parent_path() / b;
     if (!std::filesystem::exists(base_path))
       throw ConfigError(where + ": 'extends' file " + base_path.string() + " does not exist");
-    merge_into(merged, load_with_bases(base_path.string(), depth + 1, true));
+    merge_into(merged, load_with_bases(base_path.string(), depth + 1, true, origins));
   }
   t.erase("extends");
+  record_origins(t, "", origins);  // after the bases: this file's keys win
   merge_into(merged, t);
   return merged;
 }
 
-Config parse_table(const toml::table& root_table, const std::string& source_name);
+Config parse_table(const toml::table& root_table, const std::string& source_name, const Origins* origins = nullptr);
 
 }  // namespace
 
@@ -355,13 +432,14 @@ Config parse_config(const std::string& text, const std::string& source_name) {
 }
 
 namespace {
-Config parse_table(const toml::table& root_table, const std::string& source_name) {
+Config parse_table(const toml::table& root_table, const std::string& source_name, const Origins* origins) {
   Config cfg;
   cfg.source = source_name;
-  TableReader root(root_table, "", source_name);
+  const SourceInfo source{source_name, origins};
+  TableReader root(root_table, "", source);
 
   if (const toml::table* data = root.subtable("data")) {
-    TableReader t(*data, "data", source_name);
+    TableReader t(*data, "data", source);
     DataConfig& d = cfg.data;
     d.train = t.string("train", "");
     d.val = t.string("val", "");
@@ -369,6 +447,7 @@ Config parse_table(const toml::table& root_table, const std::string& source_name
     std::string format = t.choice("format", "auto", {"auto", "csv", "tsv"});
     d.delimiter = format == "csv" ? ',' : format == "tsv" ? '\t' : 0;
     d.missing_values = t.strings("missing_values", d.missing_values);
+    d.missing_labels = t.strings("missing_labels", d.missing_labels);
     d.on_bad_row = pick<BadRowPolicy>(t.choice("on_bad_row", "error", {"error", "skip"}),
                                       {{"error", BadRowPolicy::kError}, {"skip", BadRowPolicy::kSkip}});
     d.max_bad_rows = t.integer("max_bad_rows", d.max_bad_rows, 0);
@@ -380,7 +459,7 @@ Config parse_table(const toml::table& root_table, const std::string& source_name
   parse_features(root, cfg);
   parse_tasks(root, cfg);
   if (const toml::table* model = root.subtable("model")) {
-    TableReader t(*model, "model", source_name);
+    TableReader t(*model, "model", source);
     ModelConfig& m = cfg.model;
     m.type = t.choice("type", "mmoe", {"single_task", "shared_bottom", "omoe", "mmoe", "cgc", "ple", "wide_deep"});
     const bool bottom_model = m.type == "single_task" || m.type == "shared_bottom" || m.type == "wide_deep";
@@ -407,7 +486,7 @@ Config parse_table(const toml::table& root_table, const std::string& source_name
     if (m.type == "wide_deep" && !m.wide) t.fail(t.get("wide"), "wide", "wide_deep always has its wide part");
   }
   if (const toml::table* train = root.subtable("train")) {
-    TableReader t(*train, "train", source_name);
+    TableReader t(*train, "train", source);
     TrainConfig& tr = cfg.train;
     tr.optimizer = t.choice("optimizer", tr.optimizer, {"adam", "adagrad"});
     tr.learning_rate = t.number("learning_rate", tr.learning_rate, 0.0);
@@ -430,7 +509,7 @@ Config parse_table(const toml::table& root_table, const std::string& source_name
     tr.eval_batch_size = t.integer("eval_batch_size", tr.eval_batch_size, 1);
   }
   if (const toml::table* serve = root.subtable("serve")) {
-    TableReader t(*serve, "serve", source_name);
+    TableReader t(*serve, "serve", source);
     cfg.serve.score = t.string("score", cfg.serve.score);  // checked against the tasks by train and serve
   }
   return cfg;
@@ -454,10 +533,12 @@ Config load_config(const std::vector<std::string>& paths) {
   // Several files (or 'extends'): merge in order, later files win, and store the
   // merged config as self-contained TOML so a model directory never depends on other files.
   toml::table merged;
-  for (const std::string& path : paths) merge_into(merged, load_with_bases(path, 0, /*resolve_data_paths=*/true));
+  Origins origins;
+  for (const std::string& path : paths)
+    merge_into(merged, load_with_bases(path, 0, /*resolve_data_paths=*/true, origins));
   std::string name = paths[0];
   for (std::size_t i = 1; i < paths.size(); ++i) name += " + " + paths[i];
-  return parse_table(merged, name);
+  return parse_table(merged, name, &origins);
 }
 
 Config load_config(const std::string& path) { return load_config(std::vector<std::string>{path}); }
@@ -479,6 +560,7 @@ std::string to_toml(const Config& c) {
                    {"test", d.test},
                    {"format", d.delimiter == ',' ? "csv" : d.delimiter == '\t' ? "tsv" : "auto"},
                    {"missing_values", strings(d.missing_values)},
+                   {"missing_labels", strings(d.missing_labels)},
                    {"on_bad_row", d.on_bad_row == BadRowPolicy::kSkip ? "skip" : "error"},
                    {"max_bad_rows", d.max_bad_rows},
                    {"cache_dir", d.cache_dir},
@@ -551,6 +633,37 @@ std::string to_toml(const Config& c) {
   out << "# Written by mtrank: the full configuration of this model, every key explicit.\n"
       << toml::toml_formatter(root) << "\n";
   return out.str();
+}
+
+bool parse_comparison(const std::string& text, std::string& op, double& threshold) {
+  std::size_t i = text.find_first_not_of(' ');
+  if (i == std::string::npos) return false;
+  std::string o;
+  for (const char* candidate : {">=", "<=", "==", "!=", ">", "<"})
+    if (text.compare(i, std::strlen(candidate), candidate) == 0) {
+      o = candidate;
+      break;
+    }
+  if (o.empty()) return false;
+  i = text.find_first_not_of(' ', i + o.size());
+  if (i == std::string::npos) return false;
+  std::size_t end = text.find_last_not_of(' ') + 1;
+  const std::string number = text.substr(i, end - i);
+  char* stop = nullptr;
+  const double v = std::strtod(number.c_str(), &stop);
+  if (number.empty() || stop != number.c_str() + number.size() || !std::isfinite(v)) return false;
+  op = o;
+  threshold = v;
+  return true;
+}
+
+bool compare_value(double value, const std::string& op, double threshold) {
+  if (op == ">") return value > threshold;
+  if (op == ">=") return value >= threshold;
+  if (op == "<") return value < threshold;
+  if (op == "<=") return value <= threshold;
+  if (op == "==") return value == threshold;
+  return value != threshold;
 }
 
 const char* to_string(FeatureType t) {

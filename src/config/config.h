@@ -42,6 +42,10 @@ struct TaskConfig {
   TaskType type = TaskType::kBinary;
   std::string column;
   std::vector<std::string> positive;  // binary: positive values; empty = column holds 0/1
+  // Set when `positive` is one numeric comparison such as "> 0" or ">= 3": a
+  // row is positive when its label (a number) satisfies it.
+  std::string positive_op;  // "", ">", ">=", "<", "<=", "==", "!="
+  double positive_threshold = 0;
   double weight = 1.0;
   double weight_gamma = 1.0;  // PLE schedule: weight at epoch t (0-based) = weight * weight_gamma^t
   // Sample space: the task only counts rows where `where_column` is one of `where_equals`.
@@ -54,6 +58,9 @@ struct DataConfig {
   std::string train, val, test;
   char delimiter = 0;  // 0 = by extension
   std::vector<std::string> missing_values = {""};  // numeric fields / labels that mean "missing"
+  // Label values that mean "no label" on top of missing_values, so a missing
+  // label never silently becomes a negative (docs/config.md).
+  std::vector<std::string> missing_labels = {"", "NA", "N/A", "na", "n/a", "NaN", "nan", "null", "NULL", "None", "?"};
   BadRowPolicy on_bad_row = BadRowPolicy::kError;
   std::int64_t max_bad_rows = 1000;
   std::string cache_dir;  // "" = no binary cache
@@ -128,6 +135,11 @@ Config load_config(const std::vector<std::string>& paths);
 // The whole configuration as TOML, every key explicit: what a model directory
 // stores, so it reproduces the structs exactly (including command-line overrides).
 std::string to_toml(const Config& config);
+
+// Parses a comparison such as "> 0" or ">=3.5"; false if `text` is not one.
+bool parse_comparison(const std::string& text, std::string& op, double& threshold);
+// Whether `value` satisfies `op threshold`.
+bool compare_value(double value, const std::string& op, double threshold);
 
 const char* to_string(FeatureType t);
 const char* to_string(TaskType t);

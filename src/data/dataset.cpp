@@ -156,7 +156,7 @@ FeaturizedData featurize_file(const Preprocessor& pre, const std::string& path, 
       std::string where = path + ":" + std::to_string(reader.line());
       if (e.column >= 0) where += ": column " + std::to_string(e.column + 1) + " ('" + reader.header()[e.column] + "')";
       if (dc.on_bad_row == BadRowPolicy::kError)
-        throw DataError(where + ": " + e.message + " (set data.on_bad_row = \"skip\" to skip bad rows)");
+        throw DataError(where + ": " + e.message + " (or set data.on_bad_row = \"skip\" to drop bad rows, for every task)");
       if (++skipped > dc.max_bad_rows)
         throw DataError(where + ": " + e.message + "; more than data.max_bad_rows = " +
                         std::to_string(dc.max_bad_rows) + " bad rows, stopping");

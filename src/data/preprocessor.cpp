@@ -2,7 +2,10 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cctype>
 #include <cmath>
+#include <cstdio>
+#include <limits>
 #include <numeric>
 #include <random>
 
@@ -88,6 +91,22 @@ double QuantileNormalizer::transform(double x) const {
 
 // ---------------------------------------------------------------- parsing
 
+std::string printable(std::string_view raw) {
+  std::string out;
+  for (std::size_t i = 0; i < raw.size() && i < 40; ++i) {
+    const unsigned char c = static_cast<unsigned char>(raw[i]);
+    if (c >= 0x20 && c < 0x7f) {
+      out += static_cast<char>(c);
+    } else {
+      char hex[5];
+      std::snprintf(hex, sizeof hex, "\\x%02x", c);
+      out += hex;
+    }
+  }
+  if (raw.size() > 40) out += "...";
+  return out;
+}
+
 bool parse_finite(std::string_view s, double& out) {
   if (!s.empty() && s.front() == '+') s.remove_prefix(1);
   if (s.empty()) return false;
@@ -114,6 +133,13 @@ bool Preprocessor::is_missing(std::string_view v) const {
   return false;
 }
 
+bool Preprocessor::is_missing_label(std::string_view v) const {
+  if (is_missing(v)) return true;
+  for (const std::string& m : config_.data.missing_labels)
+    if (v == m) return true;
+  return false;
+}
+
 void Preprocessor::assign_offsets() {
   std::int64_t offset = 0;
   auto place = [&](CategoricalField& f) {
@@ -126,18 +152,59 @@ void Preprocessor::assign_offsets() {
   embedding_rows_ = offset;
 }
 
+namespace {
+// Levenshtein distance, case-insensitive: ranks header names by closeness.
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diagonal = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      const std::size_t up = row[j];
+      const bool same = std::tolower(static_cast<unsigned char>(a[i - 1])) ==
+                        std::tolower(static_cast<unsigned char>(b[j - 1]));
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (same ? 0 : 1)});
+      diagonal = up;
+    }
+  }
+  return row[b.size()];
+}
+}  // namespace
+
+std::string describe_header(const std::vector<std::string>& header, const std::string& wanted) {
+  std::vector<std::pair<std::size_t, std::size_t>> ranked;  // (distance, column)
+  for (std::size_t i = 0; i < header.size(); ++i)
+    ranked.emplace_back(edit_distance(header[i].substr(0, 256), wanted.substr(0, 256)), i);
+  std::stable_sort(ranked.begin(), ranked.end());
+  std::string out;
+  const std::size_t close = std::max<std::size_t>(2, wanted.size() / 3);
+  for (std::size_t k = 0; k < ranked.size() && k < 3 && ranked[k].first <= close; ++k)
+    out += (k ? ", '" : "; did you mean '") + printable(header[ranked[k].second]) + "'";
+  if (!out.empty()) out += "?";
+  // Every column, in file order (bounded, so a binary "header" cannot flood the terminal).
+  constexpr std::size_t kListed = 200;
+  out += " The header has " + std::to_string(header.size()) + " columns: ";
+  for (std::size_t i = 0; i < header.size() && i < kListed; ++i) out += (i ? ", " : "") + printable(header[i]);
+  if (header.size() > kListed) out += ", ... (" + std::to_string(header.size() - kListed) + " more)";
+  return out;
+}
+
 ColumnBinding Preprocessor::bind(const std::vector<std::string>& header, const std::string& path,
                                  bool require_labels) const {
-  std::unordered_map<std::string, int> index;
-  for (std::size_t i = 0; i < header.size(); ++i) index.emplace(header[i], static_cast<int>(i));
+  std::unordered_map<std::string, int> index, repeated;  // repeated: name -> its second column
+  for (std::size_t i = 0; i < header.size(); ++i)
+    if (!index.emplace(header[i], static_cast<int>(i)).second) repeated.emplace(header[i], static_cast<int>(i));
   auto find = [&](const std::string& name, const std::string& role, bool required) {
     auto it = index.find(name);
+    if (auto r = repeated.find(name); r != repeated.end())
+      throw DataError(path + ":1: column '" + printable(name) + "' (" + role + ") appears twice in the header, as columns " +
+                      std::to_string(it->second + 1) + " and " + std::to_string(r->second + 1) +
+                      ": rename one so it is clear which to read");
     if (it != index.end()) return it->second;
     if (!required) return -1;
-    std::string known;
-    for (std::size_t i = 0; i < header.size() && i < 12; ++i) known += (i ? ", " : "") + header[i];
-    if (header.size() > 12) known += ", ...";
-    throw DataError(path + ":1: missing column '" + name + "' (" + role + "); the header has: " + known);
+    throw DataError(path + ":1: missing column '" + printable(name) + "' (" + role + ")" +
+                    describe_header(header, name));
   };
   ColumnBinding b;
   b.num_columns = header.size();
@@ -159,7 +226,8 @@ ColumnBinding Preprocessor::bind(const std::vector<std::string>& header, const s
     b.where.push_back(t.where_column.empty() ? -1
                                              : find(t.where_column, "sample space of task '" + t.name + "'", require_labels));
   }
-  if (!config_.data.group_column.empty()) b.group = find(config_.data.group_column, "data.group_column", false);
+  if (!config_.data.group_column.empty())
+    b.group = find(config_.data.group_column, "data.group_column, the group of each row for GAUC", require_labels);
   return b;
 }
 
@@ -168,6 +236,28 @@ std::int64_t Preprocessor::category_id(const CategoricalField& f, std::string_vi
     return f.offset + static_cast<std::int64_t>(hash_string(value, config_.data.hash_seed) %
                                                 static_cast<std::uint64_t>(f.feature.hash_buckets));
   return f.offset + f.vocab.lookup(value);
+}
+
+// A numeric input as the feature reads it (log1p applied). Values beyond the
+// float range are refused: the model sees 32-bit floats, and their squares
+// would overflow the fitted moments (two values of 1e308 gave mean: null).
+bool Preprocessor::numeric_input(const FeatureConfig& f, std::string_view raw, double& x, std::string& why) {
+  if (!parse_finite(raw, x)) {
+    why = "'" + printable(raw) + "' is not a finite number";
+    return false;
+  }
+  if (f.log1p) {
+    if (x <= -1.0) {
+      why = "log1p needs values above -1, got " + printable(raw);
+      return false;
+    }
+    x = std::log1p(x);
+  }
+  if (std::fabs(x) > static_cast<double>(std::numeric_limits<float>::max())) {
+    why = "'" + printable(raw) + "' is outside the 32-bit float range (|x| <= 3.4e38) that numeric features take";
+    return false;
+  }
+  return true;
 }
 
 double Preprocessor::dense_value(const DenseField& f, std::string_view raw, int column) const {
@@ -179,12 +269,8 @@ double Preprocessor::dense_value(const DenseField& f, std::string_view raw, int 
       case MissingPolicy::kMean: x = f.mean; break;
     }
   } else {
-    if (!parse_finite(raw, x))
-      throw RowError{column, "'" + std::string(raw.substr(0, 40)) + "' is not a finite number"};
-    if (f.feature.log1p) {
-      if (x <= -1.0) throw RowError{column, "log1p needs values above -1, got " + std::string(raw)};
-      x = std::log1p(x);
-    }
+    std::string why;
+    if (!numeric_input(f.feature, raw, x, why)) throw RowError{column, why};
   }
   switch (f.feature.transform) {
     case NumericTransform::kQuantile: return f.quantiles.transform(x);
@@ -276,21 +362,34 @@ void Preprocessor::transform(const ColumnBinding& b, const std::vector<std::stri
       }
       if (col >= 0 && in_space) {
         std::string_view raw = fields[col];
-        if (is_missing(raw)) {
+        const bool listed_positive =
+            std::find(task.positive.begin(), task.positive.end(), raw) != task.positive.end();
+        if (!listed_positive && is_missing_label(raw)) {
           if (task.missing == LabelMissing::kError)
             throw RowError{col, "missing label for task '" + task.name + "' (missing = \"error\")"};
-        } else if (task.type == TaskType::kBinary && !task.positive.empty()) {
-          label = std::find(task.positive.begin(), task.positive.end(), raw) != task.positive.end() ? 1.0f : 0.0f;
+        } else if (task.type == TaskType::kBinary && !task.positive.empty() && task.positive_op.empty()) {
+          label = listed_positive ? 1.0f : 0.0f;
           mask = 1.0f;
         } else {
           double v;
-          if (!parse_finite(raw, v))
-            throw RowError{col, "label '" + std::string(raw.substr(0, 40)) + "' of task '" + task.name +
-                                    "' is not a finite number"};
-          if (task.type == TaskType::kBinary && v != 0.0 && v != 1.0)
-            throw RowError{col, "label of binary task '" + task.name + "' must be 0 or 1 (or set 'positive'), got " +
-                                    std::string(raw)};
-          label = static_cast<float>(v);
+          if (!parse_finite(raw, v)) {
+            std::string why = "label '" + printable(raw) + "' of task '" + task.name + "' is not a finite number";
+            if (task.type == TaskType::kBinary)
+              why += task.positive_op.empty()
+                         ? ": a binary task reads 0/1, or set the task's 'positive' to the values that mean "
+                           "positive (e.g. positive = [\"" + printable(raw) + "\"])"
+                         : " (positive = \"" + task.positive.front() + "\" compares numbers)";
+            why += "; to leave such rows out of this task only, add the value to data.missing_labels";
+            throw RowError{col, why};
+          }
+          if (task.type == TaskType::kBinary && !task.positive_op.empty()) {
+            label = compare_value(v, task.positive_op, task.positive_threshold) ? 1.0f : 0.0f;
+          } else {
+            if (task.type == TaskType::kBinary && v != 0.0 && v != 1.0)
+              throw RowError{col, "label of binary task '" + task.name + "' must be 0 or 1, got " + printable(raw) +
+                                      ": set the task's 'positive', e.g. positive = \"> 0\" for a count"};
+            label = static_cast<float>(v);
+          }
           mask = 1.0f;
         }
       }
@@ -321,7 +420,7 @@ void Preprocessor::fit(const std::string& train_path, const Preprocessor* base) 
   ColumnBinding b = bind(reader.header(), train_path, true);
   std::vector<std::vector<double>> samples(dense_.size());
   std::vector<std::uint64_t> seen(dense_.size(), 0);
-  std::vector<double> sum(dense_.size(), 0.0), sum_sq(dense_.size(), 0.0);
+  std::vector<double> mean(dense_.size(), 0.0), m2(dense_.size(), 0.0);
   std::vector<std::int64_t> count(dense_.size(), 0);
   std::mt19937_64 rng(config_.data.hash_seed);
   const std::size_t cap = static_cast<std::size_t>(config_.data.quantile_sample);
@@ -334,7 +433,7 @@ void Preprocessor::fit(const std::string& train_path, const Preprocessor* base) 
     if (column >= 0)
       where += ": column " + std::to_string(column + 1) + " ('" + reader.header()[column] + "')";
     if (config_.data.on_bad_row == BadRowPolicy::kError)
-      throw DataError(where + ": " + why + " (set data.on_bad_row = \"skip\" to skip bad rows)");
+      throw DataError(where + ": " + why + " (or set data.on_bad_row = \"skip\" to drop bad rows, for every task)");
     if (++bad > config_.data.max_bad_rows)
       throw DataError(where + ": " + why + "; more than data.max_bad_rows = " +
                       std::to_string(config_.data.max_bad_rows) + " bad rows, stopping");
@@ -357,18 +456,11 @@ void Preprocessor::fit(const std::string& train_path, const Preprocessor* base) 
         continue;
       }
       double x;
-      if (!parse_finite(raw, x)) {
-        bad_row(b.dense[i], "'" + std::string(raw.substr(0, 40)) + "' is not a finite number");
+      std::string why;
+      if (!numeric_input(dense_[i].feature, raw, x, why)) {
+        bad_row(b.dense[i], why);
         ok = false;
         continue;
-      }
-      if (dense_[i].feature.log1p) {
-        if (x <= -1.0) {
-          bad_row(b.dense[i], "log1p needs values above -1");
-          ok = false;
-          continue;
-        }
-        x = std::log1p(x);
       }
       values[i] = x;
       present[i] = 1;
@@ -392,10 +484,12 @@ void Preprocessor::fit(const std::string& train_path, const Preprocessor* base) 
     }
     for (std::size_t i = 0; i < dense_.size(); ++i) {
       if (!present[i]) continue;
+      // Welford's update in double: no cancellation of sum_sq - n*mean^2.
       const double x = values[i];
-      sum[i] += x;
-      sum_sq[i] += x * x;
       ++count[i];
+      const double delta = x - mean[i];
+      mean[i] += delta / static_cast<double>(count[i]);
+      m2[i] += delta * (x - mean[i]);
       if (samples[i].size() < cap) {
         samples[i].push_back(x);
       } else {
@@ -414,13 +508,27 @@ void Preprocessor::fit(const std::string& train_path, const Preprocessor* base) 
   for (std::size_t i = 0; i < dense_.size(); ++i) {
     DenseField& f = dense_[i];
     if (count[i] > 0) {
-      f.mean = sum[i] / static_cast<double>(count[i]);
-      const double var = std::max(0.0, sum_sq[i] / static_cast<double>(count[i]) - f.mean * f.mean);
+      f.mean = mean[i];
+      const double var = std::max(0.0, m2[i] / static_cast<double>(count[i]));
       f.stddev = var > 1e-24 ? std::sqrt(var) : 1.0;
     }
     if (f.feature.transform == NumericTransform::kQuantile) f.quantiles.fit(std::move(samples[i]), f.feature.quantiles);
   }
   assign_offsets();
+  check_fitted(train_path);
+}
+
+void Preprocessor::check_fitted(const std::string& source) const {
+  for (const DenseField& f : dense_) {
+    const std::string where = source + ": numeric feature '" + f.feature.name + "': ";
+    if (!std::isfinite(f.mean)) throw ModelError(where + "mean is not a finite number");
+    if (!std::isfinite(f.stddev) || !(f.stddev > 0))
+      throw ModelError(where + "stddev must be a finite number above 0, got " + std::to_string(f.stddev));
+    const std::vector<double>& b = f.quantiles.boundaries();
+    for (std::size_t k = 0; k < b.size(); ++k)
+      if (!std::isfinite(b[k]) || (k > 0 && !(b[k] > b[k - 1])))
+        throw ModelError(where + "quantile boundaries must be finite and increasing (boundary " + std::to_string(k) + ")");
+  }
 }
 
 nlohmann::json Preprocessor::to_json() const {
@@ -471,6 +579,7 @@ void Preprocessor::load_json(const nlohmann::json& j) {
     assign_offsets();
     if (j.at("embedding_rows").get<std::int64_t>() != embedding_rows_)
       throw ModelError("saved embedding layout does not match the rebuilt one");
+    check_fitted("fitted statistics");
   } catch (const nlohmann::json::exception& e) {
     throw ModelError(std::string("malformed preprocessing JSON: ") + e.what());
   }

@@ -120,7 +120,8 @@ class Preprocessor {
   int num_dense() const { return static_cast<int>(dense_.size()); }
   int num_tasks() const { return static_cast<int>(config_.tasks.size()); }
   const Config& config() const { return config_; }
-  bool is_missing(std::string_view v) const;
+  bool is_missing(std::string_view v) const;        // a missing feature value (data.missing_values)
+  bool is_missing_label(std::string_view v) const;  // also data.missing_labels
 
   // Per-field info for reports.
   struct CategoricalField {
@@ -139,6 +140,9 @@ class Preprocessor {
   const CategoricalField* find_field(const std::string& name) const;  // categorical, cross or multi-hot
 
  private:
+  static bool numeric_input(const FeatureConfig& f, std::string_view raw, double& x, std::string& why);
+  // Throws ModelError naming `source` if a fitted statistic is not finite or a stddev not positive.
+  void check_fitted(const std::string& source) const;
   std::int64_t category_id(const CategoricalField& f, std::string_view value) const;
   double dense_value(const DenseField& f, std::string_view raw, int column) const;
   void assign_offsets();
@@ -152,5 +156,13 @@ class Preprocessor {
 
 // Parses a finite float; returns false for junk, NaN or infinity.
 bool parse_finite(std::string_view s, double& out);
+
+// At most 40 bytes of a raw value for an error message, with control and
+// non-ASCII bytes escaped (\xNN), so a message is always short, valid UTF-8.
+std::string printable(std::string_view raw);
+
+// For a "missing column" error: the closest header names to `wanted` first
+// ("did you mean"), then every column of the header.
+std::string describe_header(const std::vector<std::string>& header, const std::string& wanted);
 
 }  // namespace mtrank::data
