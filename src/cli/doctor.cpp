@@ -1,7 +1,9 @@
 // mtrank doctor: which BLAS is loaded, and how fast sgemm runs through LibTorch.
 // A silent fallback to the reference BLAS or to a pthread OpenBLAS costs 5-30x.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <thread>
 
 #include <torch/torch.h>
@@ -54,11 +56,26 @@ int run_doctor(const DoctorOptions& o) {
       std::printf("  %d threads: %8.1f GFLOP/s\n", cores, gc);
     }
   }
-  const char* unit = "";
-  const double peak = cpu_peak_gflops(o.seconds, &unit);
-  if (peak > 0)
-    std::printf("core FP32 peak (%s loop, 1 thread): %.1f GFLOP/s; 1-thread sgemm reaches %.0f%% of it\n", unit, peak,
+  // The peak loop runs on the widest FMA unit; MTRANK_CPU_PEAK_ISA=avx2 forces
+  // the AVX2 loop on an AVX-512 CPU (to check that loop where it is not the default).
+  bool forced = false;
+  const FmaIsa isa = cpu_fma_isa(&forced);
+  const double peak = fma_peak_gflops(isa, o.seconds);
+  if (peak > 0) {
+    std::printf("core FP32 peak (%s loop, %d chains, 1 thread%s): %.1f GFLOP/s; 1-thread sgemm reaches %.0f%% of it\n",
+                fma_isa_name(isa), fma_chains(isa), forced ? ", forced by MTRANK_CPU_PEAK_ISA" : "", peak,
                 100 * one / peak);
+    const double ghz = cpu_clock_ghz(std::min(o.seconds, 1.0));
+    if (ghz > 0)
+      std::printf("core clock (dependent imul chain): %.2f GHz, so the peak is %.1f FLOP/cycle"
+                  " (%s: %d with 2 FMA units, %d with 1)\n",
+                  ghz, peak / ghz, fma_isa_name(isa), fma_nominal_flop_per_cycle(isa, 2),
+                  fma_nominal_flop_per_cycle(isa, 1));
+    if (forced && std::getenv("OPENBLAS_CORETYPE") == nullptr)
+      std::printf("(the sgemm uses the BLAS's own kernel: set OPENBLAS_CORETYPE=Haswell too to compare AVX2 with AVX2)\n");
+    else if (one > 1.05 * peak)
+      std::printf("WARNING: 1-thread sgemm above the measured peak: the peak loop under-measures on this CPU.\n");
+  }
   if (one < 50)
     std::printf("WARNING: 1-thread sgemm below 50 GFLOP/s. Check that libblas.so.3 points at the OpenMP\n"
                 "         OpenBLAS (update-alternatives --display libblas.so.3-x86_64-linux-gnu), or try\n"
