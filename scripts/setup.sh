@@ -9,7 +9,8 @@ PACKAGES=(
   libopenblas-openmp-dev
   libtomlplusplus-dev nlohmann-json3-dev libcli11-dev zlib1g-dev
   libsimdjson-dev         # request parsing on the serving hot path
-  libcpp-httplib-dev curl # the HTTP server; curl for its end-to-end test
+  libboost-dev curl       # the HTTP server: header-only Boost.Beast + Asio (async, so idle or slow
+                          # clients hold no thread; docs/reliability.md); curl for its end-to-end test
   libgtest-dev libgmock-dev libbenchmark-dev
 )
 

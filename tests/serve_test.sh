@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end check of `mtrank serve` on a free loopback port: ranking matches
-# offline prediction, errors, probes, metrics, reloads (token, bad model, SIGHUP)
-# and a graceful SIGTERM that finishes a request in flight. Every wait is bounded.
+# offline prediction, errors, probes, metrics, reloads (token, bad model, models
+# root, schema change, SIGHUP) and a graceful SIGTERM that finishes a request in
+# flight. Every wait is bounded. Hostile clients: serve_hostile_test.sh.
 set -euo pipefail
 MTRANK=$1
 WORK=$(mktemp -d)
@@ -12,12 +13,13 @@ cd "$WORK"
 fail() { echo "FAIL: $*"; [ -f server.err ] && tail -5 server.err; exit 1; }
 
 "$MTRANK" quickstart --dir qs --rows 12000 --threads 2 >/dev/null 2>&1 || fail "quickstart"
-echo "s3cret" > token
-"$MTRANK" serve --model qs/model --port 0 --threads 2 --admin-token-file token > server.out 2> server.err &
+printf 's3cret\r\n' > token  # CRLF from an editor: not part of the token
+"$MTRANK" serve --model qs/model --port 0 --threads 2 --admin-token-file token --max-body-bytes 1000000 \
+  > server.out 2> server.err &
 SERVER_PID=$!
 for _ in $(seq 100); do grep -q "listening on" server.out 2>/dev/null && break; sleep 0.1; done
 URL=$(grep -o "http://127.0.0.1:[0-9]*" server.out) || fail "server did not start"
-C="curl -s --max-time 10 -H Content-Type:application/json"  # form-encoded bodies are capped at 8 KB by cpp-httplib
+C="curl -s --max-time 10 -H Content-Type:application/json"
 
 # Rank 5 real test rows; compare with mtrank predict on the same rows.
 head -6 qs/test.csv | cut -d, -f1-7 > rows.csv
@@ -50,27 +52,73 @@ code=$($C -o bad.json -w '%{http_code}' -X POST --data-binary '{"candidates": ['
 [ "$code" = 400 ] && grep -q "malformed JSON" bad.json || fail "malformed JSON: $code"
 code=$($C -o bad.json -w '%{http_code}' -X POST --data-binary "$(python3 -c 'print("[" * 5000 + "]" * 5000)')" "$URL/v1/rank")
 [ "$code" = 400 ] || fail "deep nesting: $code"
+# An error message that quotes a value cut inside a UTF-8 character: a valid
+# UTF-8 JSON 400, no internal text in a header (was: 500 with EXCEPTION_WHAT).
+code=$($C -D headers.txt -o bad.json -w '%{http_code}' -X POST \
+  --data-binary "{\"candidates\": [{\"price\": \"$(printf 'a%.0s' $(seq 39))\u00e9\u00e9\"}]}" "$URL/v1/rank")
+[ "$code" = 400 ] && ! grep -qi "exception" headers.txt || fail "value cut inside a UTF-8 character: $code $(cat headers.txt)"
+python3 -c 'import json,sys; json.loads(open("bad.json", "rb").read().decode("utf-8"))' || fail "error body is not UTF-8 JSON"
+head -c 1200000 /dev/zero | tr '\0' ' ' > huge.json
+code=$($C -o bad.json -w '%{http_code}' -X POST --data-binary @huge.json "$URL/v1/rank")
+[ "$code" = 413 ] || fail "body over --max-body-bytes: $code"
 
 # Probes and metrics.
 [ "$($C "$URL/healthz")" = "ok" ] || fail healthz
 [ "$($C -o /dev/null -w '%{http_code}' "$URL/readyz")" = 200 ] || fail readyz
 $C "$URL/metrics" > metrics.txt
 grep -q 'mtrank_requests_total{status="2xx"} 2' metrics.txt || fail "2xx count: $(grep requests_total metrics.txt)"
-grep -q 'mtrank_requests_total{status="4xx"} 3' metrics.txt || fail "4xx count"
-grep -q 'mtrank_candidates_scored_total 7' metrics.txt || fail "candidates count"
+grep -q 'mtrank_requests_total{status="4xx"} 5' metrics.txt || fail "4xx count (413 included): $(grep requests_total metrics.txt)"
+grep -q 'mtrank_http_responses_total{code="413"} 1' metrics.txt || fail "413 count"
+# Candidates scored, not returned: 5 + 5 (the second request returned top_k 2).
+grep -q 'mtrank_candidates_scored_total 10' metrics.txt || fail "candidates count: $(grep candidates_scored metrics.txt)"
 grep -q 'mtrank_model_info{name="model"' metrics.txt || fail "model info"
 
-# Reloads: token required; a broken model is refused and the old one keeps serving.
+# Reloads: token required (the token file's CRLF stripped); a broken model is
+# refused with a generic 422 (details only in the log) and the old one keeps serving.
+R() { $C -X POST -H 'Authorization: Bearer s3cret' "$@"; }
 [ "$($C -o /dev/null -w '%{http_code}' -X POST --data-binary '{}' "$URL/v1/reload")" = 401 ] || fail "reload without token"
-[ "$($C -o /dev/null -w '%{http_code}' -X POST -H 'Authorization: Bearer s3cret' --data-binary '{}' "$URL/v1/reload")" = 200 ] || fail "reload"
-cp -r qs/model broken && head -c 100 qs/model/weights.pt > broken/weights.pt
-code=$($C -o reload.json -w '%{http_code}' -X POST -H 'Authorization: Bearer s3cret' --data-binary "{\"model_dir\": \"$WORK/broken\"}" "$URL/v1/reload")
-[ "$code" = 422 ] && grep -q "weights.pt" reload.json || fail "broken model reload: $code $(cat reload.json)"
+[ "$($C -o /dev/null -w '%{http_code}' -X POST -H 'Authorization: Bearer s3cre' --data-binary '{}' "$URL/v1/reload")" = 401 ] || fail "reload with a wrong token"
+[ "$(R -o /dev/null -w '%{http_code}' --data-binary '{}' "$URL/v1/reload")" = 200 ] || fail "reload (token file ending in CRLF)"
+cp -r qs/model qs/broken && head -c 100 qs/model/weights.pt > qs/broken/weights.pt
+code=$(R -o reload.json -w '%{http_code}' --data-binary "{\"model_dir\": \"$WORK/qs/broken\"}" "$URL/v1/reload")
+[ "$code" = 422 ] && ! grep -q "weights" reload.json || fail "broken model reload: $code $(cat reload.json)"
+grep -q "broken.*weights.pt" server.err || fail "the reload failure's details are not in the log"
 [ "$($C -o /dev/null -w '%{http_code}' -X POST --data-binary @request.json "$URL/v1/rank")" = 200 ] || fail "serving after a refused reload"
+
+# Only directories inside the models root (default: the parent of --model) are
+# loaded; outside, the answer is the same whether the path exists or not.
+cp -r qs/model outside && ln -s "$WORK/outside" qs/link
+for dir in "$WORK/outside" "/nonexistent/model" "../outside" "link" "broken/../../outside" "/etc"; do
+  code=$(R -o reload.json -w '%{http_code}' --data-binary "{\"model_dir\": \"$dir\"}" "$URL/v1/reload")
+  [ "$code" = 403 ] && grep -q "inside the server's models root" reload.json || fail "reload of $dir: $code $(cat reload.json)"
+done
+
+# A model with another input schema (no "hour") is refused unless asked for.
+sed -e 's/names = \["item_category", "device", "hour"\]/names = ["item_category", "device"]/' -e 's/^epochs = .*/epochs = 1/' \
+  qs/quickstart.toml > nohour.toml
+"$MTRANK" train --config nohour.toml --train qs/train.csv --val qs/val.csv --test qs/test.csv --out qs/nohour --quiet --threads 2 >/dev/null 2>&1 ||
+  fail "training the no-hour model"
+code=$(R -o reload.json -w '%{http_code}' --data-binary '{"model_dir": "nohour"}' "$URL/v1/reload")
+[ "$code" = 409 ] && grep -q 'removed: hour' reload.json || fail "schema change not refused: $code $(cat reload.json)"
+[ "$($C -o /dev/null -w '%{http_code}' -X POST --data-binary @request.json "$URL/v1/rank")" = 200 ] || fail "serving after a refused schema change"
+code=$(R -o reload.json -w '%{http_code}' --data-binary '{"model_dir": "nohour", "allow_schema_change": true}' "$URL/v1/reload")
+[ "$code" = 200 ] && grep -q '"name":"nohour"' reload.json || fail "schema change allowed: $code $(cat reload.json)"
+code=$(R -o reload.json -w '%{http_code}' --data-binary '{"model_dir": "model", "allow_schema_change": true}' "$URL/v1/reload")
+[ "$code" = 200 ] || fail "reload back to model: $code"
+
+# Prometheus label values are escaped: a model directory named a"b\c<newline>d.
+cp -r qs/model "qs/a\"b\\c"$'\n'"d"
+code=$(R -o reload.json -w '%{http_code}' --data-binary '{"model_dir": "a\"b\\c\nd"}' "$URL/v1/reload")
+[ "$code" = 200 ] || fail "reload of a strangely named model: $code $(cat reload.json)"
+$C "$URL/metrics" > metrics.txt
+grep -qF 'mtrank_model_info{name="a\"b\\c\nd",version=' metrics.txt || fail "label not escaped: $(grep -A1 model_info metrics.txt)"
+[ "$(R -o /dev/null -w '%{http_code}' --data-binary '{"model_dir": "model"}' "$URL/v1/reload")" = 200 ] || fail "reload back"
+
+reloads=$(grep -c 'reloaded model' server.err)
 kill -HUP "$SERVER_PID"
-for _ in $(seq 50); do grep -q "reloaded model" server.err && [ "$(grep -c 'reloaded model' server.err)" -ge 2 ] && break; sleep 0.1; done
-[ "$(grep -c 'reloaded model' server.err)" -ge 2 ] || fail "SIGHUP reload"
-$C "$URL/metrics" | grep -q 'mtrank_reloads_total{result="ok"} 2' || fail "reload counter"
+for _ in $(seq 50); do [ "$(grep -c 'reloaded model' server.err)" -gt "$reloads" ] && break; sleep 0.1; done
+[ "$(grep -c 'reloaded model' server.err)" -gt "$reloads" ] || fail "SIGHUP reload"
+$C "$URL/metrics" | grep -q "mtrank_reloads_total{result=\"ok\"} $((reloads + 1))" || fail "reload counter"
 
 # Graceful shutdown finishes a request in flight: its body (about 70 KB) is
 # uploaded at 40 KB/s, and SIGTERM comes once the connection is up and a

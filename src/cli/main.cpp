@@ -1,5 +1,7 @@
 // mtrank: train, evaluate and run multi-task ranking models.
+#include <cctype>
 #include <cstdio>
+#include <string>
 #include <exception>
 #include <fstream>
 
@@ -126,8 +128,15 @@ int main(int argc, char** argv) {
   auto* serve = app.add_subcommand("serve", "Serve a model over HTTP: POST /v1/rank ranks a candidate list.");
   serve->add_option("--model", sv.model_dir, "Model directory from 'mtrank train'")->required()->check(CLI::ExistingDirectory);
   serve->add_option("--host", sv.host, "Address to bind (loopback by default)")->capture_default_str();
-  serve->add_option("--port", sv.port, "Port (0 = any free port, printed at start)")->capture_default_str();
-  serve->add_option("--threads", sv.threads, "HTTP worker threads")->capture_default_str();
+  serve->add_option("--port", sv.port, "Port, 0 to 65535 (0 = any free port, printed at start); a port in use is an error")
+      ->capture_default_str();
+  serve->add_option("--threads", sv.threads,
+                    "Scoring worker threads: rank requests in parallel (1 to " +
+                        std::to_string(mtrank::serve::kMaxServerThreads) + ")")
+      ->capture_default_str();
+  serve->add_option("--io-threads", sv.io_threads,
+                    "Network threads: accept, read and write connections, answer probes (an idle connection holds none)")
+      ->capture_default_str();
   serve->add_option("--score", sv.ranker.score,
                     "Ranking score from task predictions: 'sum:click=1,like=0.5' or 'product:click=1,watch_time=0.3' "
                     "(default: the model config's [serve] score, else the sum of all tasks; 'sum' alone restores that)");
@@ -137,20 +146,46 @@ int main(int argc, char** argv) {
                     "in parallel on --threads); more lowers one request's latency when the server is idle")
       ->capture_default_str();
   serve->add_option("--max-candidates", sv.ranker.max_candidates, "Largest candidate list accepted")->capture_default_str();
-  serve->add_option("--max-body-bytes", sv.max_body_bytes, "Largest request body accepted")->capture_default_str();
+  serve->add_option("--max-body-bytes", sv.max_body_bytes,
+                    "Largest request body accepted, counted on the bytes read (chunked bodies too); larger: 413")
+      ->capture_default_str();
+  serve->add_option("--max-header-bytes", sv.max_header_bytes,
+                    "Largest request line + headers accepted (also at most 100 header fields); larger: 431")
+      ->capture_default_str();
+  serve->add_option("--max-connections", sv.max_connections,
+                    "Open connections served; beyond, a few more may still GET /healthz or /readyz, others get 503")
+      ->capture_default_str();
+  serve->add_option("--max-queue", sv.max_queue, "Rank requests waiting for a worker; beyond: 503")->capture_default_str();
+  serve->add_option("--request-timeout", sv.request_timeout_s,
+                    "Seconds to read one whole request (headers and body, however slowly it trickles), and to write "
+                    "its response; then the connection is closed")
+      ->capture_default_str();
+  serve->add_option("--keep-alive-timeout", sv.keep_alive_timeout_s,
+                    "Seconds an idle connection is kept open waiting for its next request")
+      ->capture_default_str();
   serve->add_option("--unknown-features", unknown_features, "A feature the model does not read: error or ignore")
       ->check(CLI::IsMember({"error", "ignore"}))
       ->capture_default_str();
   serve->add_option("--admin-token-file", admin_token_file,
-                    "File holding the token that POST /v1/reload requires (Authorization: Bearer TOKEN); "
-                    "without it admin endpoints are off")
+                    "File holding the token that POST /v1/reload requires (Authorization: Bearer TOKEN; first line, "
+                    "trailing spaces and CR/LF stripped); without it admin endpoints are off")
       ->check(CLI::ExistingFile);
+  serve->add_option("--models-root", sv.models_root,
+                    "POST /v1/reload loads only model directories inside this one (symlinks and '..' resolved first; "
+                    "relative model_dir values are taken from here). Default: the parent directory of --model")
+      ->check(CLI::ExistingDirectory);
   serve->footer(
       "POST /v1/rank  {\"context\": {...}, \"candidates\": [{...}, ...], \"top_k\": K}\n"
-      "  send Content-Type: application/json (Debian's cpp-httplib caps form-encoded bodies at 8 KB)\n"
       "  features by input column name, raw values as in the training files; a candidate's value wins over the context's.\n"
-      "GET /healthz, /readyz, /metrics (Prometheus). POST /v1/reload {\"model_dir\": ...} or SIGHUP: load, check,\n"
-      "then swap; a model that fails keeps the old one serving. SIGTERM finishes requests in flight, then exits.");
+      "GET /healthz, /readyz, /metrics (Prometheus): answered on the network threads, never queued behind scoring.\n"
+      "POST /v1/reload {\"model_dir\": DIR, \"allow_schema_change\": false} or SIGHUP: load, check, then swap; a model\n"
+      "  that fails keeps the old one serving (422, details in the log), DIR outside --models-root is refused (403),\n"
+      "  a model reading other request fields is refused (409) unless allow_schema_change is true.\n"
+      "Statuses: 400 bad request, 401 bad token, 404/405 unknown endpoint or method, 413 body too large,\n"
+      "  415 compressed body (Content-Encoding other than identity: send it uncompressed), 431 headers too large,\n"
+      "  500 internal error (generic body, details in the log), 503 busy or too many connections (Retry-After: 1).\n"
+      "A POST without Content-Length or chunked encoding has an empty body. SIGTERM finishes requests in flight, then\n"
+      "exits 0. Exit codes: 2 bad option or address (port in use), 4 bad model, 1 other errors (a thread cannot start).");
 
   mtrank::cli::DoctorOptions dr;
   auto* doctor = app.add_subcommand("doctor", "Check the BLAS in use and measure sgemm GFLOP/s on 1 and all threads.");
@@ -177,9 +212,17 @@ int main(int argc, char** argv) {
     if (*compare) return mtrank::cli::run_compare(cmp);
     if (*serve) {
       sv.ranker.ignore_unknown_features = unknown_features == "ignore";
+      if (sv.port < 0 || sv.port > 65535)
+        throw mtrank::ConfigError("--port " + std::to_string(sv.port) + ": must be 0 to 65535 (0 = any free port)");
+      if (sv.threads < 1 || sv.threads > mtrank::serve::kMaxServerThreads)
+        throw mtrank::ConfigError("--threads " + std::to_string(sv.threads) + ": must be 1 to " +
+                                  std::to_string(mtrank::serve::kMaxServerThreads));
       if (!admin_token_file.empty()) {
         std::ifstream in(admin_token_file);
         std::getline(in, sv.admin_token);
+        // An editor or Windows may end the line with CR or spaces: not part of the token.
+        while (!sv.admin_token.empty() && std::isspace(static_cast<unsigned char>(sv.admin_token.back())))
+          sv.admin_token.pop_back();
         if (sv.admin_token.empty()) throw mtrank::ConfigError(admin_token_file + ": the admin token file is empty");
       }
       mtrank::configure_threads(sv.score_threads);

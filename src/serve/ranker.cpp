@@ -95,6 +95,7 @@ RankResult Ranker::rank_json(const std::string& body) const {
                          },
                          values.data());
   RankResult out;
+  out.scored = n;
   out.results.resize(static_cast<std::size_t>(n));
   for (std::int64_t i = 0; i < n; ++i) {
     RankedCandidate& r = out.results[static_cast<std::size_t>(i)];

@@ -41,7 +41,8 @@ struct RankedCandidate {
 };
 
 struct RankResult {
-  std::vector<RankedCandidate> results;  // by score, descending
+  std::vector<RankedCandidate> results;  // by score, descending (top_k of them)
+  std::int64_t scored = 0;               // candidates scored: all of the request's, whatever top_k keeps
 };
 
 class Ranker {

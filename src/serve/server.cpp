@@ -1,21 +1,44 @@
 #include "serve/server.h"
 
+// Why Boost.Beast on Boost.Asio and not cpp-httplib (used until issue 14):
+// cpp-httplib 0.11 gives each connection a pool thread for as long as the
+// connection lives, and its only timeout is per recv(). Two idle sockets took
+// both workers for the read timeout, and a client sending a byte every 4 s
+// kept one forever; /healthz waited in the same queue. Here connections are
+// asynchronous on a few I/O threads (an idle socket is a file descriptor and a
+// small object, no thread), a request has one deadline for headers and body
+// together (beast::tcp_stream::expires_after), the parser enforces the body
+// limit on the bytes it decodes (chunked too) and a header limit, and only
+// scoring and reloads go to a bounded pool of --threads workers. Probes and
+// metrics are answered on the I/O threads, so a busy pool cannot block them.
+#define BOOST_BEAST_USE_STD_STRING_VIEW 1
+
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <array>
 #include <atomic>
-#include <cmath>
 #include <chrono>
+#include <cmath>
+#include <condition_variable>
 #include <cstdio>
+#include <deque>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <sstream>
+#include <system_error>
 #include <thread>
+#include <unordered_map>
+#include <vector>
 
-#include <httplib.h>
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
@@ -25,13 +48,42 @@ namespace mtrank::serve {
 
 namespace {
 
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace net = boost::asio;
+namespace fs = std::filesystem;
+using tcp = net::ip::tcp;
 using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+// Connections beyond --max-connections that may still send a probe (1 s to do
+// it, then closed); beyond these, a connection is closed at once.
+constexpr int kProbeSlots = 64;
+constexpr auto kProbeSlotDeadline = std::chrono::seconds(1);
+// After an error response the rest of the request is read and dropped for at
+// most this long, so that the client sees the response instead of a reset.
+constexpr auto kLingerDeadline = std::chrono::seconds(1);
+constexpr std::size_t kLingerBytes = 4u << 20;
+
+// A Prometheus label value: backslash, double quote and newline escaped.
+std::string label_value(std::string_view v) {
+  std::string out;
+  out.reserve(v.size());
+  for (char c : v) {
+    if (c == '\\') out += "\\\\";
+    else if (c == '"') out += "\\\"";
+    else if (c == '\n') out += "\\n";
+    else out += c;
+  }
+  return out;
+}
 
 // Prometheus counters and a latency histogram, lock-free on the request path.
 class Metrics {
  public:
   static constexpr std::array<double, 11> kBuckets = {0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01,
                                                       0.025,   0.05,   0.1,   0.25,  1.0};
+  // One rank request's outcome, whatever its status (400, 413, 415, 500, 503 included).
   void observe(int status, double seconds, std::int64_t candidates) {
     (status < 300 ? ok_ : status < 500 ? client_errors_ : server_errors_).fetch_add(1);
     candidates_.fetch_add(candidates);
@@ -40,37 +92,61 @@ class Metrics {
     count_.fetch_add(1);
     sum_us_.fetch_add(static_cast<std::int64_t>(seconds * 1e6));
   }
+  // Every response the server writes, on any path, by exact status code.
+  void response(int status) {
+    if (status >= 100 && status < static_cast<int>(responses_.size())) responses_[static_cast<std::size_t>(status)].fetch_add(1);
+  }
+  void dropped(const char* why) {  // a connection closed without a response
+    if (std::string_view(why) == "timeout") timeouts_.fetch_add(1);
+    else refused_.fetch_add(1);
+  }
   void reload(bool ok) { (ok ? reloads_ok_ : reloads_failed_).fetch_add(1); }
+  void connections(int n) { connections_.store(n); }
   std::string text(const Ranker& live) const {
     std::ostringstream o;
     o << "# HELP mtrank_requests_total Rank requests by HTTP status class.\n# TYPE mtrank_requests_total counter\n"
       << "mtrank_requests_total{status=\"2xx\"} " << ok_ << "\nmtrank_requests_total{status=\"4xx\"} " << client_errors_
       << "\nmtrank_requests_total{status=\"5xx\"} " << server_errors_ << "\n"
-      << "# HELP mtrank_request_seconds Rank request latency.\n# TYPE mtrank_request_seconds histogram\n";
+      << "# HELP mtrank_request_seconds Rank request latency, from the whole request read to the response ready.\n"
+      << "# TYPE mtrank_request_seconds histogram\n";
     for (std::size_t i = 0; i < kBuckets.size(); ++i)
       o << "mtrank_request_seconds_bucket{le=\"" << kBuckets[i] << "\"} " << buckets_[i] << "\n";
     o << "mtrank_request_seconds_bucket{le=\"+Inf\"} " << count_ << "\nmtrank_request_seconds_sum "
       << static_cast<double>(sum_us_) / 1e6 << "\nmtrank_request_seconds_count " << count_ << "\n"
-      << "# HELP mtrank_candidates_scored_total Candidates scored.\n# TYPE mtrank_candidates_scored_total counter\n"
+      << "# HELP mtrank_candidates_scored_total Candidates scored (all of a request's, not only the top_k returned).\n"
+      << "# TYPE mtrank_candidates_scored_total counter\n"
       << "mtrank_candidates_scored_total " << candidates_ << "\n"
+      << "# HELP mtrank_http_responses_total HTTP responses on every path, by status code.\n"
+      << "# TYPE mtrank_http_responses_total counter\n";
+    for (std::size_t c = 0; c < responses_.size(); ++c)
+      if (responses_[c] > 0) o << "mtrank_http_responses_total{code=\"" << c << "\"} " << responses_[c] << "\n";
+    o << "# HELP mtrank_connections_dropped_total Connections closed without a response.\n"
+      << "# TYPE mtrank_connections_dropped_total counter\n"
+      << "mtrank_connections_dropped_total{reason=\"timeout\"} " << timeouts_ << "\n"
+      << "mtrank_connections_dropped_total{reason=\"over_limit\"} " << refused_ << "\n"
+      << "# HELP mtrank_open_connections Connections open now.\n# TYPE mtrank_open_connections gauge\n"
+      << "mtrank_open_connections " << connections_ << "\n"
       << "# HELP mtrank_reloads_total Model reloads by result.\n# TYPE mtrank_reloads_total counter\n"
       << "mtrank_reloads_total{result=\"ok\"} " << reloads_ok_ << "\nmtrank_reloads_total{result=\"failed\"} "
       << reloads_failed_ << "\n"
       << "# HELP mtrank_model_info The model being served.\n# TYPE mtrank_model_info gauge\n"
-      << "mtrank_model_info{name=\"" << live.name() << "\",version=\"" << live.version() << "\"} 1\n";
+      << "mtrank_model_info{name=\"" << label_value(live.name()) << "\",version=\"" << label_value(live.version())
+      << "\"} 1\n";
     return o.str();
   }
 
  private:
   std::atomic<std::int64_t> ok_{0}, client_errors_{0}, server_errors_{0}, candidates_{0}, count_{0}, sum_us_{0};
-  std::atomic<std::int64_t> reloads_ok_{0}, reloads_failed_{0};
+  std::atomic<std::int64_t> reloads_ok_{0}, reloads_failed_{0}, timeouts_{0}, refused_{0};
+  std::atomic<int> connections_{0};
   std::array<std::atomic<std::int64_t>, kBuckets.size()> buckets_{};
+  std::array<std::atomic<std::int64_t>, 600> responses_{};
 };
 
 // Loads a model directory into a Ranker and checks it can score before it is used.
 std::shared_ptr<const Ranker> load_checked(const std::string& dir, const RankerOptions& options) {
   auto ranker = std::make_shared<const Ranker>(train::load_model_dir(dir), options,
-                                               std::filesystem::path(dir).filename().string());
+                                               fs::path(dir).filename().string());
   // A candidate with every feature missing exercises the whole path: featurize, score, combine.
   // Only a model with a numeric feature that refuses missing values may refuse it.
   try {
@@ -88,11 +164,651 @@ std::shared_ptr<const Ranker> load_checked(const std::string& dir, const RankerO
   return ranker;
 }
 
-std::string error_body(const std::string& message) { return json{{"error", message}}.dump(); }
+// A model's input schema: every field a request may carry, i.e. its raw input
+// columns, a bias column marked as such (accepted, read as missing). Two
+// models with the same schema accept the same requests.
+std::vector<std::string> input_schema(const Ranker& r) {
+  std::vector<std::string> schema;
+  for (const std::string& c : r.input_columns()) {
+    const auto& features = r.config().features;
+    const bool bias = std::any_of(features.begin(), features.end(),
+                                  [&](const FeatureConfig& f) { return f.name == c && f.bias; });
+    schema.push_back(bias ? c + " (bias)" : c);
+  }
+  std::sort(schema.begin(), schema.end());
+  return schema;
+}
+
+// The JSON error body. Messages may quote request bytes cut in the middle of a
+// UTF-8 character: invalid sequences become U+FFFD instead of an exception.
+std::string error_body(const std::string& message) {
+  return json{{"error", message}}.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+// Compares an Authorization header with "Bearer TOKEN" in time that does not
+// depend on where they differ.
+bool token_matches(std::string_view given, const std::string& token) {
+  const std::string want = "Bearer " + token;
+  unsigned char diff = given.size() == want.size() ? 0 : 1;
+  for (std::size_t i = 0; i < want.size(); ++i)
+    diff |= static_cast<unsigned char>(want[i] ^ (i < given.size() ? given[i] : 0));
+  return diff == 0;
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// Rank requests and reloads run here: a fixed set of threads and a bounded queue.
+class WorkerPool {
+ public:
+  WorkerPool(int threads, std::size_t capacity) : capacity_(capacity) {
+    for (int i = 0; i < threads; ++i) {
+      try {
+        threads_.emplace_back([this] { loop(); });
+      } catch (const std::system_error& e) {
+        stop();
+        throw std::runtime_error("cannot start scoring thread " + std::to_string(i + 1) + " of " +
+                                 std::to_string(threads) + " (" + e.what() +
+                                 "): lower --threads or raise the process limit (ulimit -u)");
+      }
+    }
+  }
+  ~WorkerPool() { stop(); }
+  // False when the queue is full: the caller answers 503.
+  bool try_post(std::function<void()> task) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (stopping_ || queue_.size() >= capacity_) return false;
+      queue_.push_back(std::move(task));
+    }
+    cv_.notify_one();
+    return true;
+  }
+  // Runs what is queued, then joins.
+  void stop() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : threads_)
+      if (t.joinable()) t.join();
+  }
+
+ private:
+  void loop() {
+    for (;;) {
+      std::function<void()> task;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+        if (queue_.empty()) return;
+        task = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      try {
+        task();
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "internal error in a worker: %s\n", e.what());
+      }
+    }
+  }
+  std::size_t capacity_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> queue_;
+  bool stopping_ = false;
+  std::vector<std::thread> threads_;
+};
+
+class Server;
+
+// One connection. Every member is used on the connection's strand only, except
+// where noted.
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(tcp::socket socket, Server& server, bool probe_only);
+  ~Session();
+  void start();
+  void shutdown();  // any thread: close if idle, else after the current response
+
+ private:
+  enum class State { kIdle, kReading, kBusy, kClosing };
+  void wait_for_request();
+  void read_header();
+  void on_header(beast::error_code ec);
+  void read_body();
+  void on_read_error(beast::error_code ec);
+  void on_request();
+  void submit(std::function<void()> task);
+  // Writes a response; close_after drops the connection after it (the rest of
+  // the request, if any, is read and discarded for a moment first).
+  void reply(int status, std::string body, bool close_after = false, std::int64_t scored = 0,
+             const char* content_type = "application/json");
+  void linger();
+  void close();
+  double seconds_since_ready() const { return std::chrono::duration<double>(Clock::now() - ready_).count(); }
+
+  beast::tcp_stream stream_;
+  Server& server_;
+  const bool probe_only_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  State state_ = State::kIdle;
+  bool is_rank_ = false;
+  Clock::time_point started_, ready_;
+  std::array<char, 8192> drain_{};
+  std::size_t drained_ = 0;
+};
+
+class Server {
+ public:
+  Server(const ServerOptions& o, net::io_context& ioc, std::shared_ptr<const Ranker> live)
+      : o_(o), ioc_(ioc), acceptor_(net::make_strand(ioc)), accept_timer_(acceptor_.get_executor()), live_(std::move(live)), live_dir_(o.model_dir) {
+    std::error_code ec;
+    const fs::path model = fs::weakly_canonical(fs::absolute(o.model_dir), ec);
+    root_ = o.models_root.empty() ? model.parent_path() : fs::weakly_canonical(fs::absolute(o.models_root), ec);
+    if (ec) throw ConfigError("--models-root " + o.models_root + ": " + ec.message());
+  }
+
+  // Binds HOST:PORT; returns the port bound. Throws ConfigError naming the address.
+  int bind() {
+    const std::string where = o_.host + ":" + std::to_string(o_.port);
+    beast::error_code ec;
+    tcp::resolver resolver(ioc_);
+    auto results = resolver.resolve(o_.host, std::to_string(o_.port),
+                                    tcp::resolver::numeric_service | tcp::resolver::passive, ec);
+    if (ec || results.empty()) throw ConfigError("cannot listen on " + where + ": " + (ec ? ec.message() : "no address"));
+    const tcp::endpoint endpoint = results.begin()->endpoint();
+    acceptor_.open(endpoint.protocol(), ec);
+    // SO_REUSEADDR only (rebinding over TIME_WAIT); never SO_REUSEPORT, which
+    // let a second server bind a port in use and split its traffic.
+    if (!ec) acceptor_.set_option(net::socket_base::reuse_address(true), ec);
+    if (!ec) acceptor_.bind(endpoint, ec);
+    if (!ec) acceptor_.listen(net::socket_base::max_listen_connections, ec);
+    if (ec) throw ConfigError("cannot listen on " + where + ": " + ec.message());
+    return acceptor_.local_endpoint().port();
+  }
+
+  void start_accepting() { accept(); }
+
+  // From the signal thread: stop accepting, close idle connections, let the
+  // others finish their current request. io_context::run returns once all are done.
+  void stop() {
+    stopping_.store(true);
+    net::post(acceptor_.get_executor(), [this] {
+      beast::error_code ec;
+      acceptor_.close(ec);
+      accept_timer_.cancel();
+    });
+    std::vector<std::shared_ptr<Session>> open;
+    {
+      std::lock_guard<std::mutex> lock(sessions_mutex_);
+      for (auto& [ptr, weak] : sessions_)
+        if (auto s = weak.lock()) open.push_back(std::move(s));
+    }
+    for (auto& s : open) s->shutdown();
+  }
+
+  void set_pool(WorkerPool* pool) { pool_ = pool; }
+  WorkerPool& pool() { return *pool_; }
+  const ServerOptions& options() const { return o_; }
+  net::io_context& ioc() { return ioc_; }
+  Metrics& metrics() { return metrics_; }
+  bool stopping() const { return stopping_.load(); }
+  std::shared_ptr<const Ranker> current() const { return std::atomic_load(&live_); }
+
+  void add(Session* s, std::weak_ptr<Session> weak) {
+    std::lock_guard<std::mutex> lock(sessions_mutex_);
+    sessions_.emplace(s, std::move(weak));
+  }
+  void remove(Session* s) {
+    std::lock_guard<std::mutex> lock(sessions_mutex_);
+    sessions_.erase(s);
+  }
+  std::atomic<int>& connections() { return connections_; }
+
+  struct Reply {
+    int status = 200;
+    std::string body;
+    std::int64_t scored = 0;
+  };
+
+  // On a worker.
+  Reply rank(const std::string& body) const {
+    std::shared_ptr<const Ranker> ranker = current();  // this request keeps this model, whatever reloads
+    Reply r;
+    try {
+      RankResult result = ranker->rank_json(body);
+      r.scored = result.scored;
+      r.body = ranker->to_json(result);
+    } catch (const RequestError& e) {
+      r.status = 400;
+      r.body = error_body(e.what());
+    } catch (const std::exception& e) {
+      // Never the exception's text in a response: it can name files and internals.
+      std::fprintf(stderr, "internal error ranking a request: %s\n", e.what());
+      r = Reply{500, error_body("internal error"), 0};
+    }
+    return r;
+  }
+
+  enum class ReloadOutcome { kOk, kFailed, kSchemaChanged };
+  // Reloads `dir`, or the directory being served if empty. Details go to stderr
+  // (and, for a schema change, to *detail).
+  ReloadOutcome reload(const std::string& requested, bool allow_schema_change, std::string* detail = nullptr) {
+    std::lock_guard<std::mutex> lock(reload_mutex_);  // one reload at a time; also guards live_dir_
+    const std::string dir = requested.empty() ? live_dir_ : requested;
+    try {
+      auto next = load_checked(dir, o_.ranker);
+      const auto now = current();
+      const auto before = input_schema(*now), after = input_schema(*next);
+      if (before != after && !allow_schema_change) {
+        std::vector<std::string> added, removed;
+        std::set_difference(after.begin(), after.end(), before.begin(), before.end(), std::back_inserter(added));
+        std::set_difference(before.begin(), before.end(), after.begin(), after.end(), std::back_inserter(removed));
+        auto list = [](const std::vector<std::string>& v) {
+          std::string s;
+          for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
+          return s.empty() ? std::string("none") : s;
+        };
+        const std::string text = "added: " + list(added) + "; removed: " + list(removed);
+        std::fprintf(stderr, "reload of %s refused, still serving the previous model: its input schema differs (%s)\n",
+                     dir.c_str(), text.c_str());
+        if (detail) *detail = text;
+        metrics_.reload(false);
+        return ReloadOutcome::kSchemaChanged;
+      }
+      std::atomic_store(&live_, next);
+      live_dir_ = dir;
+      metrics_.reload(true);
+      std::fprintf(stderr, "reloaded model %s (version %s)\n", dir.c_str(), next->version().c_str());
+      return ReloadOutcome::kOk;
+    } catch (const std::exception& e) {
+      metrics_.reload(false);
+      std::fprintf(stderr, "reload of %s refused, still serving the previous model: %s\n", dir.c_str(), e.what());
+      return ReloadOutcome::kFailed;
+    }
+  }
+
+  // On a worker: the whole POST /v1/reload after authentication.
+  Reply reload_request(const std::string& body) {
+    std::string requested;
+    bool allow_schema_change = false;
+    if (!body.empty()) {
+      try {
+        json j = json::parse(body);
+        if (!j.is_object()) throw std::invalid_argument("not an object");
+        if (j.contains("model_dir")) requested = j.at("model_dir").get<std::string>();
+        if (j.contains("allow_schema_change")) allow_schema_change = j.at("allow_schema_change").get<bool>();
+      } catch (const std::exception&) {
+        return {400, error_body("body: expected {\"model_dir\": \"...\", \"allow_schema_change\": false}")};
+      }
+    }
+    std::string dir;
+    if (!requested.empty()) {
+      auto inside = resolve_inside_root(requested);
+      if (!inside) {
+        metrics_.reload(false);
+        std::fprintf(stderr, "reload of %s refused: not inside the models root %s\n", requested.c_str(),
+                     root_.c_str());
+        return {403, error_body("model_dir must be a directory inside the server's models root (--models-root)")};
+      }
+      dir = *inside;
+    }
+    std::string detail;
+    switch (reload(dir, allow_schema_change, &detail)) {
+      case ReloadOutcome::kOk: {
+        auto now = current();
+        return {200, json{{"model", {{"name", now->name()}, {"version", now->version()}}}}.dump(
+                         -1, ' ', false, json::error_handler_t::replace)};
+      }
+      case ReloadOutcome::kSchemaChanged:
+        return {409, error_body("the new model reads other request fields than the live one (" + detail +
+                                "), so clients' requests would fail; send \"allow_schema_change\": true to swap anyway")};
+      case ReloadOutcome::kFailed: break;
+    }
+    return {422, error_body("the model could not be loaded or failed its check; the previous model keeps serving "
+                            "(details in the server log)")};
+  }
+
+ private:
+  // `requested` (absolute, or relative to the models root) resolved without
+  // symlinks or "..", if it is the root or inside it.
+  std::optional<std::string> resolve_inside_root(const std::string& requested) const {
+    std::error_code ec;
+    fs::path p(requested);
+    if (p.is_relative()) p = root_ / p;
+    const fs::path resolved = fs::weakly_canonical(p, ec);  // symlinks of the existing part resolved, ".." folded
+    if (ec) return std::nullopt;
+    auto r = root_.begin();
+    auto c = resolved.begin();
+    for (; r != root_.end(); ++r, ++c)
+      if (c == resolved.end() || *r != *c) return std::nullopt;
+    for (; c != resolved.end(); ++c)
+      if (*c == "..") return std::nullopt;
+    return resolved.string();
+  }
+
+  void accept() {
+    acceptor_.async_accept(net::make_strand(ioc_), [this](beast::error_code ec, tcp::socket socket) {
+      if (!acceptor_.is_open()) return;
+      if (ec) {
+        // Out of file descriptors and the like: back off instead of spinning.
+        if (ec != net::error::operation_aborted) {
+          const auto now = Clock::now();
+          if (now - last_accept_error_ > std::chrono::seconds(10)) {
+            std::fprintf(stderr, "accept failed: %s (retrying)\n", ec.message().c_str());
+            last_accept_error_ = now;
+          }
+        }
+        accept_timer_.expires_after(std::chrono::milliseconds(50));
+        accept_timer_.async_wait([this](beast::error_code e) {
+          if (!e && acceptor_.is_open()) accept();
+        });
+        return;
+      }
+      beast::error_code ignored;
+      socket.set_option(tcp::no_delay(true), ignored);
+      const int open = connections_.load();
+      if (stopping() || open >= o_.max_connections + kProbeSlots) {
+        metrics_.dropped("over_limit");
+        socket.close(ignored);
+      } else {
+        std::make_shared<Session>(std::move(socket), *this, open >= o_.max_connections)->start();
+      }
+      accept();
+    });
+  }
+
+  const ServerOptions& o_;
+  net::io_context& ioc_;
+  tcp::acceptor acceptor_;
+  net::steady_timer accept_timer_;
+  Clock::time_point last_accept_error_{};
+  WorkerPool* pool_ = nullptr;
+  Metrics metrics_;
+  std::shared_ptr<const Ranker> live_;
+  std::string live_dir_;
+  fs::path root_;
+  std::mutex reload_mutex_;
+  std::atomic<bool> stopping_{false};
+  std::atomic<int> connections_{0};
+  std::mutex sessions_mutex_;
+  std::unordered_map<Session*, std::weak_ptr<Session>> sessions_;
+};
+
+Session::Session(tcp::socket socket, Server& server, bool probe_only)
+    : stream_(std::move(socket)), server_(server), probe_only_(probe_only),
+      buffer_(server.options().max_header_bytes + (64u << 10)) {
+  server_.metrics().connections(server_.connections().fetch_add(1) + 1);
+}
+
+Session::~Session() {
+  server_.remove(this);
+  server_.metrics().connections(server_.connections().fetch_sub(1) - 1);
+}
+
+void Session::start() {
+  server_.add(this, weak_from_this());
+  net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->wait_for_request(); });
+}
+
+void Session::shutdown() {
+  net::post(stream_.get_executor(), [self = shared_from_this()] {
+    if (self->state_ == State::kIdle) self->stream_.cancel();  // the pending read ends, and with it the connection
+  });
+}
+
+std::chrono::steady_clock::duration seconds(double s) {
+  return std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(s));
+}
+
+void Session::wait_for_request() {
+  if (server_.stopping()) return close();
+  state_ = State::kIdle;
+  parser_.reset();
+  if (buffer_.size() > 0) return read_header();  // a pipelined request is already here
+  // Idle: wait for the first byte of a request, for the keep-alive timeout at most.
+  stream_.expires_after(probe_only_ ? kProbeSlotDeadline : seconds(server_.options().keep_alive_timeout_s));
+  stream_.async_read_some(buffer_.prepare(4096), [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+    self->buffer_.commit(n);
+    if (ec) {
+      if (ec == beast::error::timeout) self->server_.metrics().dropped("timeout");
+      return self->close();
+    }
+    self->read_header();
+  });
+}
+
+void Session::read_header() {
+  state_ = State::kReading;
+  is_rank_ = false;
+  const ServerOptions& o = server_.options();
+  parser_.emplace();
+  parser_->body_limit(o.max_body_bytes);  // on the body bytes decoded, chunked or not
+  parser_->header_limit(static_cast<std::uint32_t>(o.max_header_bytes));
+  started_ = Clock::now();
+  // One deadline for the whole request, headers and body: a client that
+  // trickles bytes does not extend it.
+  stream_.expires_after(probe_only_ ? kProbeSlotDeadline : seconds(o.request_timeout_s));
+  http::async_read_header(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+    self->on_header(ec);
+  });
+}
+
+void Session::on_header(beast::error_code ec) {
+  if (ec) return on_read_error(ec);
+  const ServerOptions& o = server_.options();
+  auto& req = parser_->get();
+  const std::string_view target = req.target();
+  const std::string_view path = target.substr(0, target.find('?'));
+  is_rank_ = path == "/v1/rank";
+  if (std::distance(req.begin(), req.end()) > o.max_header_fields)
+    return reply(431, error_body("more than " + std::to_string(o.max_header_fields) + " header fields"), true);
+  if (probe_only_ && !(req.method() == http::verb::get && (path == "/healthz" || path == "/readyz")))
+    return reply(503, error_body("too many connections; retry later"), true);
+  // Compressed bodies are refused: their decoded size is unknown until inflated.
+  auto encoding = req.find(http::field::content_encoding);
+  if (encoding != req.end() && !iequals(trim(encoding->value()), "identity"))
+    return reply(415, error_body("Content-Encoding " + std::string(encoding->value()) +
+                                 " is not accepted: send the body uncompressed"), true);
+  auto transfer = req.find(http::field::transfer_encoding);
+  if (transfer != req.end() && !iequals(trim(transfer->value()), "chunked"))
+    return reply(415, error_body("Transfer-Encoding " + std::string(transfer->value()) +
+                                 " is not accepted: send the body uncompressed, chunked or with a Content-Length"),
+                 true);
+  auto expect = req.find(http::field::expect);
+  if (expect != req.end()) {
+    if (!iequals(trim(expect->value()), "100-continue")) return reply(417, error_body("unsupported Expect"), true);
+    if (!parser_->is_done()) {
+      // curl sends Expect: 100-continue for bodies over 1 KiB and waits for this.
+      static const std::string kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+      net::async_write(stream_, net::buffer(kContinue), [self = shared_from_this()](beast::error_code e, std::size_t) {
+        if (e) return self->close();
+        self->read_body();
+      });
+      return;
+    }
+  }
+  read_body();
+}
+
+void Session::read_body() {
+  if (parser_->is_done()) return on_request();  // no body: a POST without Content-Length has an empty one
+  http::async_read(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+    if (ec) return self->on_read_error(ec);
+    self->on_request();
+  });
+}
+
+void Session::on_read_error(beast::error_code ec) {
+  {
+    const std::string_view target = parser_->get().target();  // set once the request line is read
+    is_rank_ = target.substr(0, target.find('?')) == "/v1/rank";
+  }
+  if (ec == http::error::body_limit)
+    return reply(413, error_body("the request body is larger than the limit of " +
+                                 std::to_string(server_.options().max_body_bytes) + " bytes (--max-body-bytes)"),
+                 true);
+  if (ec == http::error::header_limit || (ec == http::error::buffer_overflow && !parser_->is_header_done()))
+    return reply(431, error_body("the request headers are larger than the limit of " +
+                                 std::to_string(server_.options().max_header_bytes) + " bytes"),
+                 true);
+  if (ec == beast::error::timeout) {
+    server_.metrics().dropped("timeout");  // the stream closed the socket at the deadline
+    return close();
+  }
+  if (ec == http::error::end_of_stream || ec == net::error::eof || ec == net::error::operation_aborted ||
+      ec.category() != http::make_error_code(http::error::bad_target).category())
+    return close();  // the client went away, or the socket failed
+  return reply(400, error_body(std::string("bad HTTP request: ") + ec.message()), true);
+}
+
+void Session::submit(std::function<void()> task) {
+  state_ = State::kBusy;
+  if (!server_.pool().try_post(std::move(task)))
+    reply(503, error_body("the server is busy: every worker is taken and the queue is full; retry later"));
+}
+
+void Session::on_request() {
+  state_ = State::kBusy;
+  ready_ = Clock::now();
+  auto& req = parser_->get();
+  const std::string_view target = req.target();
+  const std::string_view path = target.substr(0, target.find('?'));
+  const http::verb method = req.method();
+  auto wrong_method = [&](const char* allowed) { reply(405, error_body(std::string("use ") + allowed)); };
+  const auto text = "text/plain";
+  if (path == "/healthz") {  // answered here, on the I/O thread: no worker needed
+    if (method != http::verb::get) return wrong_method("GET");
+    return reply(200, "ok\n", false, 0, text);
+  }
+  if (path == "/readyz") {
+    if (method != http::verb::get) return wrong_method("GET");
+    return server_.current() ? reply(200, "ready\n", false, 0, text) : reply(503, "not ready\n", false, 0, text);
+  }
+  if (path == "/metrics") {
+    if (method != http::verb::get) return wrong_method("GET");
+    return reply(200, server_.metrics().text(*server_.current()), false, 0, "text/plain; version=0.0.4");
+  }
+  if (path == "/v1/rank") {
+    if (method != http::verb::post) return wrong_method("POST");
+    auto work = net::make_work_guard(server_.ioc());  // io_context::run waits for this request
+    return submit([self = shared_from_this(), body = std::move(req.body()), work]() mutable {
+      Server::Reply r = self->server_.rank(body);
+      net::post(self->stream_.get_executor(),
+                [self, r = std::move(r)]() mutable { self->reply(r.status, std::move(r.body), false, r.scored); });
+    });
+  }
+  if (path == "/v1/reload") {
+    if (method != http::verb::post) return wrong_method("POST");
+    const ServerOptions& o = server_.options();
+    if (o.admin_token.empty())
+      return reply(404, error_body("admin endpoints are off: start the server with an admin token"));
+    if (!token_matches(req[http::field::authorization], o.admin_token))
+      return reply(401, error_body("Authorization: Bearer <admin token> required"));
+    auto work = net::make_work_guard(server_.ioc());
+    return submit([self = shared_from_this(), body = std::move(req.body()), work]() mutable {
+      Server::Reply r = self->server_.reload_request(body);
+      net::post(self->stream_.get_executor(),
+                [self, r = std::move(r)]() mutable { self->reply(r.status, std::move(r.body)); });
+    });
+  }
+  reply(404, error_body("no such endpoint: POST /v1/rank, POST /v1/reload, GET /healthz, /readyz, /metrics"));
+}
+
+void Session::reply(int status, std::string body, bool close_after, std::int64_t scored, const char* content_type) {
+  state_ = State::kBusy;
+  Metrics& metrics = server_.metrics();
+  metrics.response(status);
+  if (is_rank_)
+    metrics.observe(status, ready_ >= started_ ? seconds_since_ready()
+                                               : std::chrono::duration<double>(Clock::now() - started_).count(),
+                    scored);
+  const bool header_done = parser_ && parser_->is_header_done();
+  auto res = std::make_shared<http::response<http::string_body>>(static_cast<http::status>(status),
+                                                                 header_done ? parser_->get().version() : 11);
+  res->set(http::field::server, "mtrank");
+  res->set(http::field::content_type, content_type);
+  if (status == 503) res->set(http::field::retry_after, "1");
+  res->body() = std::move(body);
+  const bool keep = !close_after && header_done && parser_->get().keep_alive() && !server_.stopping() && !probe_only_;
+  res->keep_alive(keep);
+  res->prepare_payload();
+  stream_.expires_after(seconds(server_.options().request_timeout_s));  // a client that does not read is dropped too
+  http::async_write(stream_, *res, [self = shared_from_this(), res, keep, close_after](beast::error_code ec, std::size_t) {
+    if (ec) return self->close();
+    if (!keep) return close_after ? self->linger() : self->close();
+    self->wait_for_request();
+  });
+}
+
+// After an error response the request may not have been read to its end:
+// closing now would make the kernel answer the unread bytes with a reset that
+// can destroy the response before the client reads it. Half-close, then read
+// and drop what still comes, for a moment and a few MiB at most.
+void Session::linger() {
+  state_ = State::kClosing;
+  beast::error_code ignored;
+  stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  stream_.expires_after(kLingerDeadline);
+  stream_.async_read_some(net::buffer(drain_), [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+    self->drained_ += n;
+    if (ec || self->drained_ > kLingerBytes) return self->close();
+    self->linger();
+  });
+}
+
+void Session::close() {
+  state_ = State::kClosing;
+  beast::error_code ignored;
+  stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+  stream_.close();
+}
+
+// Lets the process hold max_connections sockets: raises the soft limit of open
+// files toward the hard one when it is too low.
+void raise_file_limit(const ServerOptions& o) {
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return;
+  const rlim_t want = static_cast<rlim_t>(o.max_connections + kProbeSlots + 128);
+  if (lim.rlim_cur >= want) return;
+  lim.rlim_cur = std::min(want, lim.rlim_max);
+  setrlimit(RLIMIT_NOFILE, &lim);
+  if (lim.rlim_cur < want)
+    std::fprintf(stderr, "warning: the open-file limit (%llu) is below --max-connections %d plus margin\n",
+                 static_cast<unsigned long long>(lim.rlim_cur), o.max_connections);
+}
+
+void check_options(const ServerOptions& o) {
+  auto bad = [](const std::string& flag, const std::string& what) { throw ConfigError(flag + ": " + what); };
+  if (o.port < 0 || o.port > 65535) bad("--port " + std::to_string(o.port), "must be 0 to 65535 (0 = any free port)");
+  if (o.threads < 1 || o.threads > kMaxServerThreads)
+    bad("--threads " + std::to_string(o.threads), "must be 1 to " + std::to_string(kMaxServerThreads));
+  if (o.io_threads < 1 || o.io_threads > 64) bad("--io-threads " + std::to_string(o.io_threads), "must be 1 to 64");
+  if (o.max_connections < 1) bad("--max-connections", "must be at least 1");
+  if (o.max_queue < 1) bad("--max-queue", "must be at least 1");
+  if (!(o.request_timeout_s > 0 && o.request_timeout_s <= 3600)) bad("--request-timeout", "must be in (0, 3600] seconds");
+  if (!(o.keep_alive_timeout_s > 0 && o.keep_alive_timeout_s <= 3600))
+    bad("--keep-alive-timeout", "must be in (0, 3600] seconds");
+  if (o.max_header_bytes < 1024 || o.max_header_bytes > (1u << 20)) bad("--max-header-bytes", "must be 1 KiB to 1 MiB");
+  if (o.max_header_fields < 1) bad("max_header_fields", "must be at least 1");
+}
 
 }  // namespace
 
 int run_server(const ServerOptions& o) {
+  check_options(o);
   // Signals are taken by one thread with sigwait; every other thread blocks them.
   sigset_t signals;
   sigemptyset(&signals);
@@ -101,118 +817,69 @@ int run_server(const ServerOptions& o) {
   sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  std::shared_ptr<const Ranker> live = load_checked(o.model_dir, o.ranker);
-  std::string live_dir = o.model_dir;
-  std::mutex reload_mutex;  // one reload at a time; requests never take it
-  Metrics metrics;
+  net::io_context ioc(o.io_threads);
+  Server server(o, ioc, load_checked(o.model_dir, o.ranker));
+  const int port = server.bind();  // before any thread: a port in use fails here, with exit code 2
+  raise_file_limit(o);
 
-  auto current = [&] { return std::atomic_load(&live); };
-  // Reloads `requested`, or the directory being served if empty; "" on success, else the error.
-  auto reload = [&](const std::string& requested) -> std::string {
-    std::lock_guard<std::mutex> lock(reload_mutex);  // also guards live_dir
-    const std::string dir = requested.empty() ? live_dir : requested;
-    try {
-      auto next = load_checked(dir, o.ranker);
-      std::atomic_store(&live, next);
-      live_dir = dir;
-      metrics.reload(true);
-      std::fprintf(stderr, "reloaded model %s (version %s)\n", dir.c_str(), next->version().c_str());
-      return "";
-    } catch (const std::exception& e) {
-      metrics.reload(false);
-      std::fprintf(stderr, "reload of %s refused, still serving the previous model: %s\n", dir.c_str(), e.what());
-      return e.what();
+  // Every thread starts before "listening" is printed; if one cannot start,
+  // those started are stopped and joined, and the error says which.
+  WorkerPool pool(o.threads, static_cast<std::size_t>(o.max_queue));
+  server.set_pool(&pool);
+  server.start_accepting();
+  std::vector<std::thread> io;
+  auto run_io = [&ioc] {
+    for (;;) {
+      try {
+        ioc.run();
+        return;
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "internal error on an I/O thread: %s\n", e.what());
+      }
     }
   };
-
-  httplib::Server server;
-  server.set_payload_max_length(o.max_body_bytes);
-  // Without TCP_NODELAY a response written as headers + body meets the client's
-  // delayed ACK on keep-alive connections: measured 44 ms p50 and 74 requests/s.
-  server.set_tcp_nodelay(true);
-  const int threads = std::max(1, o.threads);
-  server.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<std::size_t>(threads)); };
-
-  server.Post("/v1/rank", [&](const httplib::Request& req, httplib::Response& res) {
-    const auto t0 = std::chrono::steady_clock::now();
-    std::shared_ptr<const Ranker> ranker = current();  // this request keeps this model, whatever reloads
-    std::int64_t scored = 0;
+  auto stop_io = [&] {
+    ioc.stop();
+    for (auto& t : io) t.join();
+  };
+  for (int i = 0; i < o.io_threads; ++i) {
     try {
-      RankResult r = ranker->rank_json(req.body);
-      scored = static_cast<std::int64_t>(r.results.size());
-      res.set_content(ranker->to_json(r), "application/json");
-    } catch (const RequestError& e) {
-      res.status = 400;
-      res.set_content(error_body(e.what()), "application/json");
-    } catch (const std::exception& e) {
-      res.status = 500;
-      res.set_content(error_body(std::string("internal error: ") + e.what()), "application/json");
+      io.emplace_back(run_io);
+    } catch (const std::system_error& e) {
+      stop_io();
+      throw std::runtime_error("cannot start I/O thread " + std::to_string(i + 1) + " of " +
+                               std::to_string(o.io_threads) + " (" + e.what() + "): raise the process limit");
     }
-    metrics.observe(res.status, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), scored);
-  });
-  server.Get("/healthz", [](const httplib::Request&, httplib::Response& res) { res.set_content("ok\n", "text/plain"); });
-  server.Get("/readyz", [&](const httplib::Request&, httplib::Response& res) {
-    res.set_content(current() ? "ready\n" : "not ready\n", "text/plain");
-    if (!current()) res.status = 503;
-  });
-  server.Get("/metrics", [&](const httplib::Request&, httplib::Response& res) {
-    res.set_content(metrics.text(*current()), "text/plain; version=0.0.4");
-  });
-  server.Post("/v1/reload", [&](const httplib::Request& req, httplib::Response& res) {
-    if (o.admin_token.empty()) {
-      res.status = 404;
-      res.set_content(error_body("admin endpoints are off: start the server with an admin token"), "application/json");
-      return;
-    }
-    if (req.get_header_value("Authorization") != "Bearer " + o.admin_token) {
-      res.status = 401;
-      res.set_content(error_body("Authorization: Bearer <admin token> required"), "application/json");
-      return;
-    }
-    std::string dir;  // empty: reload the directory being served
-    if (!req.body.empty()) {
-      try {
-        json j = json::parse(req.body);
-        if (j.contains("model_dir")) dir = j.at("model_dir").get<std::string>();
-      } catch (const std::exception&) {
-        res.status = 400;
-        res.set_content(error_body("body: expected {\"model_dir\": \"...\"}"), "application/json");
+  }
+  std::thread signal_thread;
+  try {
+    signal_thread = std::thread([&] {
+      for (;;) {
+        int sig = 0;
+        if (sigwait(&signals, &sig) != 0) continue;
+        if (sig == SIGHUP) {
+          server.reload("", /*allow_schema_change=*/false);
+          continue;
+        }
+        std::fprintf(stderr, "signal %d: finishing requests in flight, then stopping\n", sig);
+        server.stop();
         return;
       }
-    }
-    const std::string err = reload(dir);
-    if (!err.empty()) {
-      res.status = 422;
-      res.set_content(error_body(err), "application/json");
-      return;
-    }
-    auto now = current();
-    res.set_content(json{{"model", {{"name", now->name()}, {"version", now->version()}}}}.dump(), "application/json");
-  });
+    });
+  } catch (const std::system_error& e) {
+    stop_io();
+    throw std::runtime_error(std::string("cannot start the signal thread (") + e.what() + "): raise the process limit");
+  }
 
-  const int port = o.port == 0 ? server.bind_to_any_port(o.host) : (server.bind_to_port(o.host, o.port) ? o.port : -1);
-  if (port < 0) throw ConfigError("cannot listen on " + o.host + ":" + std::to_string(o.port) + " (port in use?)");
-
-  std::thread signal_thread([&] {
-    for (;;) {
-      int sig = 0;
-      if (sigwait(&signals, &sig) != 0) continue;
-      if (sig == SIGHUP) {
-        reload("");
-        continue;
-      }
-      std::fprintf(stderr, "signal %d: finishing requests in flight, then stopping\n", sig);
-      server.stop();
-      return;
-    }
-  });
-  std::printf("listening on http://%s:%d (model %s, version %s)\n", o.host.c_str(), port, live->name().c_str(),
-              live->version().c_str());
+  const bool v6 = o.host.find(':') != std::string::npos;
+  const auto live = server.current();
+  std::printf("listening on http://%s%s%s:%d (model %s, version %s)\n", v6 ? "[" : "", o.host.c_str(), v6 ? "]" : "",
+              port, live->name().c_str(), live->version().c_str());
   std::fflush(stdout);
-  const bool clean = server.listen_after_bind();  // returns after stop(); the pool finishes its requests first
-  pthread_kill(signal_thread.native_handle(), SIGTERM);  // if the server stopped on its own, release the signal thread
+  for (auto& t : io) t.join();  // returns after stop(), once every connection has finished its request
+  pool.stop();
   signal_thread.join();
-  return clean ? 0 : 1;
+  return 0;
 }
 
 }  // namespace mtrank::serve

@@ -3,6 +3,14 @@
 // probes, Prometheus metrics, and model reloads that never drop a request
 // (the live Ranker is a shared_ptr swapped atomically; requests in flight
 // keep the one they started with).
+//
+// Hostile clients (docs/reliability.md, "Hostile HTTP clients"): connections
+// are served asynchronously on a few I/O threads, so an idle or trickling
+// socket holds no thread; each request has one deadline for its headers and
+// body; bodies are limited on the bytes actually read (chunked included) and
+// compressed bodies are refused; header size and count are bounded; the
+// number of connections is bounded; probes never wait for the scoring pool.
+#include <cstddef>
 #include <cstdint>
 #include <string>
 
@@ -10,19 +18,32 @@
 
 namespace mtrank::serve {
 
+constexpr int kMaxServerThreads = 256;  // upper bound of --threads
+
 struct ServerOptions {
   std::string model_dir;
+  std::string models_root;     // POST /v1/reload loads only directories inside it; "" = model_dir's parent
   std::string host = "127.0.0.1";
   int port = 8080;             // 0 = any free port (printed at start)
-  int threads = 2;             // HTTP worker threads: requests in parallel
+  int threads = 2;             // scoring workers: rank requests in parallel (1..kMaxServerThreads)
+  int io_threads = 1;          // network threads: accept, read, write, probes (an idle connection costs none)
   int score_threads = 1;       // chunks of one request in parallel (docs/benchmarks.md)
-  std::size_t max_body_bytes = 8u << 20;
+  std::size_t max_body_bytes = 8u << 20;     // on the bytes read, after chunked decoding
+  std::size_t max_header_bytes = 16u << 10;  // request line + header fields
+  int max_header_fields = 100;
+  int max_connections = 512;   // beyond: probes still answered on a few extra slots, other requests get 503
+  int max_queue = 256;         // rank requests waiting for a worker; beyond: 503
+  double request_timeout_s = 10;    // one deadline for reading a request (headers + body), and one for its response
+  double keep_alive_timeout_s = 5;  // an idle connection (no byte of a next request) is closed after this
   std::string admin_token;     // "" = admin endpoints (reload) are off
   RankerOptions ranker;
 };
 
 // Runs until SIGTERM or SIGINT (in-flight requests finish), reloading the
-// model on SIGHUP. Prints "listening on http://HOST:PORT" once ready.
+// model on SIGHUP. Prints "listening on http://HOST:PORT" once every thread
+// has started and the port is bound. Throws ConfigError when the address
+// cannot be bound (port in use, bad host) or an option is out of range, and
+// std::runtime_error when a thread cannot start.
 int run_server(const ServerOptions& options);
 
 }  // namespace mtrank::serve
