@@ -91,4 +91,42 @@ cp -r qs/model broken && head -c 100 qs/model/weights.pt > broken/weights.pt
 expect_error 4 "weights.pt: corrupt" -- "$MTRANK" eval --model broken --data qs/test.csv
 expect_error 4 "not a directory" -- "$MTRANK" predict --model nowhere --data qs/test.csv --out p.csv
 [ ! -e p.csv ] || fail "a failed predict left an output file"
+
+# Issue 14.4: --out never deletes what is not a model directory, and exits non-zero.
+mkdir -p userdir && echo precious > userdir/notes.txt && echo precious > userfile
+expect_error 2 "exists and is not an mtrank model directory" -- \
+  "$MTRANK" train --config qs/quickstart.toml --out userdir --quiet
+[ "$(cat userdir/notes.txt)" = precious ] || fail "train --out deleted a user folder"
+expect_error 2 "exists and is not an mtrank model directory" -- \
+  "$MTRANK" train --config qs/quickstart.toml --out userfile --quiet
+[ "$(cat userfile)" = precious ] || fail "train --out deleted a user file"
+# Issue 13.7: bad output paths fail at once, in mtrank's words, before any training.
+expect_error 2 "the folder $WORK/no/such does not exist" -- \
+  "$MTRANK" train --config qs/quickstart.toml --out no/such/model --quiet
+grep -q "epoch" err.txt && fail "a bad --out was found only after training"
+grep -q "c10::\|Exception raised from" err.txt && fail "a LibTorch stack trace reached the user"
+expect_error 2 "--metrics-out no/such/m.json: the folder" -- \
+  "$MTRANK" train --config qs/quickstart.toml --out m4 --metrics-out no/such/m.json --quiet
+[ ! -e m4 ] || fail "a run with a bad --metrics-out left a model"
+expect_error 2 "--out no/p.csv: the folder" -- "$MTRANK" predict --model qs/model --data qs/test.csv --out no/p.csv
+# Issue 13.14: --quiet hides progress, not the metric tables.
+printf '[train]\nepochs = 1\n' > qs/one_epoch.toml
+"$MTRANK" train --config qs/quickstart.toml --config qs/one_epoch.toml --out qm --quiet >quiet.txt 2>quiet.err || { cat quiet.err; fail "quiet train"; }
+grep -q "test metrics" quiet.txt || fail "--quiet hid the metric tables"
+grep -q "epoch 1/" quiet.err && fail "--quiet showed progress"
+# Issue 13.2: a 'positive' that matches no training row is refused at fit time, naming the real values.
+sed 's/^column = "click"$/column = "click"\npositive = ["yes"]/' qs/quickstart.toml > qs/typo_positive.toml
+expect_error 2 "task 'click': the training data" -- "$MTRANK" train --config qs/typo_positive.toml --out m5 --quiet
+grep -qF "has no positive rows" err.txt || { cat err.txt; fail "no-positive message"; }
+grep -qF "positive = [\"yes\"]. The most frequent values of column 'click' are: '0' (" err.txt || { cat err.txt; fail "most frequent values"; }
+# Issue 14.1: divergence stops with the epoch and step named; no model is written, and nothing hangs.
+printf '[train]\nlearning_rate = 1e12\nepochs = 1\n' > diverge.toml
+set +e; timeout 120 "$MTRANK" train --config qs/quickstart.toml --config diverge.toml --out m6 --quiet >out.txt 2>err.txt; rc=$?; set -e
+[ "$rc" -ne 124 ] || fail "training with learning_rate = 1e12 hung"
+[ "$rc" -ne 0 ] || fail "diverged training exited 0"
+grep -qE "training diverged at epoch [0-9]+, step [0-9]+|validation loss is not a finite number" err.txt || { cat err.txt; fail "divergence message"; }
+[ ! -e m6 ] || fail "a diverged run wrote a model"
+printf '[train]\nlearning_rate = inf\n' > inf.toml
+expect_error 2 "key 'train.learning_rate': must be a finite number" -- \
+  "$MTRANK" train --config qs/quickstart.toml --config inf.toml --out m7
 echo "cli tests passed"

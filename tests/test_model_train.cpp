@@ -257,3 +257,82 @@ TEST(ModelDir, TruncatedWeightsAreRefused) {
     EXPECT_NE(std::string(e.what()).find("weights.pt: corrupt"), std::string::npos) << e.what();
   }
 }
+
+namespace {
+Config tiny_config() {
+  return parse_config("[[features]]\nname=\"a\"\ntype=\"categorical\"\n[[tasks]]\nname=\"y\"\ncolumn=\"y\"\n", "c.toml");
+}
+}  // namespace
+
+TEST(ModelDir, ReplacesOnlyAModelDirectory) {
+  // Issue 14.4: --out PATH deleted a folder of user files, or a file, and exited 0.
+  TempDir dir;
+  Config c = tiny_config();
+  data::Preprocessor pre(c);
+  pre.fit(dir.write("d.csv", "a,y\nx,1\nz,0\n"));
+  auto net = model::create_model(c.model, train::input_shape(pre));
+  const nlohmann::json meta{{"format", "mtrank-model"}, {"version", 1}};
+  std::filesystem::create_directories(dir.file("user"));
+  dir.write("user/notes.txt", "precious");
+  dir.write("file", "precious");
+  for (const char* target : {"user", "file"}) {
+    EXPECT_THROW(train::save_model_dir(dir.file(target), c, pre, *net, meta), ConfigError) << target;
+  }
+  EXPECT_TRUE(std::filesystem::exists(dir.file("user/notes.txt")));
+  EXPECT_TRUE(std::filesystem::is_regular_file(dir.file("file")));
+  // A model directory is replaced; stale litter of a crashed earlier save (a dead pid) is cleaned.
+  train::save_model_dir(dir.file("m"), c, pre, *net, meta);
+  std::filesystem::create_directories(dir.file("m.tmp-999999999"));
+  std::filesystem::create_directories(dir.file("m.old-999999999"));
+  train::save_model_dir(dir.file("m"), c, pre, *net, meta);
+  EXPECT_TRUE(train::is_model_dir(dir.file("m")));
+  EXPECT_FALSE(std::filesystem::exists(dir.file("m.tmp-999999999")));
+  EXPECT_FALSE(std::filesystem::exists(dir.file("m.old-999999999")));
+  EXPECT_THROW(train::check_model_output_dir(dir.file("no/such/m")), ConfigError);
+}
+
+TEST(ModelDir, NonFiniteWeightsAreNeverWrittenOrLoaded) {
+  TempDir dir;
+  Config c = tiny_config();
+  data::Preprocessor pre(c);
+  pre.fit(dir.write("d.csv", "a,y\nx,1\nz,0\n"));
+  auto net = model::create_model(c.model, train::input_shape(pre));
+  const nlohmann::json meta{{"format", "mtrank-model"}, {"version", 1}};
+  train::save_model_dir(dir.file("good"), c, pre, *net, meta);
+  {
+    torch::NoGradGuard no_grad;
+    net->parameters()[0].view(-1)[0] = std::numeric_limits<float>::quiet_NaN();
+  }
+  EXPECT_THROW(train::save_model_dir(dir.file("bad"), c, pre, *net, meta), TrainingError);
+  EXPECT_FALSE(std::filesystem::exists(dir.file("bad")));
+  // Weights made NaN behind mtrank's back are refused at load.
+  torch::serialize::OutputArchive archive;
+  net->save(archive);
+  archive.save_to(dir.file("good/weights.pt"));
+  EXPECT_THROW(train::load_model_dir(dir.file("good")), ModelError);
+}
+
+TEST(Training, DivergenceStopsNamingEpochAndStep) {
+  // Issue 14.1: learning_rate = 1e12 gave NaN scores and the AUC loop hung forever.
+  TempDir dir;
+  Config c = parse_config(
+      "[[features]]\nname=\"a\"\ntype=\"categorical\"\n[[features]]\nname=\"x\"\ntype=\"numeric\"\n"
+      "[[tasks]]\nname=\"y\"\ncolumn=\"y\"\n[train]\nlearning_rate = 1e12\nbatch_size = 4\nepochs = 2\n",
+      "diverge.toml");
+  std::string csv = "a,x,y\n";
+  for (int i = 0; i < 64; ++i) csv += std::string(i % 3 ? "u" : "v") + "," + std::to_string(i) + "," + std::to_string(i % 2) + "\n";
+  const std::string path = dir.write("d.csv", csv);
+  data::Preprocessor pre(c);
+  pre.fit(path);
+  data::FeaturizedData d = data::featurize_file(pre, path, true);
+  auto net = model::create_model(c.model, train::input_shape(pre));
+  try {
+    train::train_model(*net, c, d, &d, {});
+    FAIL() << "expected TrainingError";
+  } catch (const TrainingError& e) {
+    const std::string m = e.what();
+    EXPECT_TRUE(m.find("training diverged at epoch 1, step ") != std::string::npos ||
+                m.find("epoch 1: the validation loss is not a finite number") != std::string::npos)
+        << m;
+  }
+}

@@ -1,4 +1,5 @@
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -74,6 +75,17 @@ TEST(Metrics, AucHandComputed) {
   EXPECT_DOUBLE_EQ(eval::roc_auc({0.1f, 0.4f, 0.35f, 0.8f}, {0, 0, 1, 1}), 0.75);
   EXPECT_DOUBLE_EQ(eval::roc_auc({0.9f, 0.8f, 0.1f}, {1, 1, 0}), 1.0);
   EXPECT_DOUBLE_EQ(eval::roc_auc({0.9f, 0.8f, 0.1f}, {0, 0, 1}), 0.0);
+}
+
+TEST(Metrics, NanScoresGiveNanAucAndNeverHang) {
+  // Issue 14.1: the tie loop never advanced past a NaN score (training and eval hung).
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_TRUE(std::isnan(eval::roc_auc({0.1f, nan, 0.7f, nan}, {0, 1, 1, 0})));
+  std::vector<std::uint64_t> groups{1, 1, 2, 2};
+  std::int64_t used = -1;
+  // A group with a NaN score has no AUC and is left out, like a one-class group.
+  EXPECT_DOUBLE_EQ(eval::group_auc({0.1f, nan, 0.7f, 0.2f}, {0, 1, 1, 0}, groups, &used), 1.0);
+  EXPECT_EQ(used, 1);
 }
 
 TEST(Metrics, AucCountsTiesAsHalf) {

@@ -76,6 +76,10 @@ int run_train(const TrainOptions& o) {
   if (o.threads >= 0) config.train.threads = o.threads;
   if (config.data.train.empty())
     throw ConfigError(config.source + ": no training data: set data.train or pass --train FILE");
+  // Every output is checked before any work: a bad --out or --metrics-out
+  // used to fail only after a whole epoch, or after training.
+  train::check_model_output_dir(o.out);
+  check_output_file(o.metrics_out, "--metrics-out");
   try {  // found now, not when the trained model is first served
     serve::ScoreFormula::parse(config.serve.score, config.tasks);
   } catch (const ConfigError& e) {
@@ -102,6 +106,10 @@ int run_train(const TrainOptions& o) {
 
   data::IngestStats train_stats;
   data::FeaturizedData train_data = data::load_featurized(pre, config.data.train, true, &train_stats, progress);
+  {
+    const std::string label_report = data::check_label_counts(config, config.data.train, train_data);
+    if (progress) std::fprintf(stderr, "%s", label_report.c_str());
+  }
   data::FeaturizedData val_data, test_data;
   if (!config.data.val.empty()) val_data = data::load_featurized(pre, config.data.val, true, nullptr, progress);
   if (!config.data.test.empty()) test_data = data::load_featurized(pre, config.data.test, true, nullptr, progress);
@@ -164,8 +172,9 @@ int run_train(const TrainOptions& o) {
     if (!d) continue;
     train::Predictions p;
     auto m = train::evaluate(*net, config, *d, &p);
+    train::check_finite_predictions(p, std::string(name) + " split");  // never write a model that predicts NaN
     splits[name] = split_json(m, p);
-    if (!o.quiet) {
+    if (o.tables) {
       std::printf("\n%s metrics (%s):\n%s", name,
                   name == std::string("val") ? config.data.val.c_str() : config.data.test.c_str(),
                   eval::format_table(m).c_str());
@@ -199,13 +208,25 @@ int run_train(const TrainOptions& o) {
   return 0;
 }
 
+// A loaded model that predicts NaN (weights and statistics were checked at
+// load, so this is a defect) is a model error, never -nan rows with exit 0.
+void refuse_non_finite(const train::Predictions& p, const std::string& model_dir) {
+  try {
+    train::check_finite_predictions(p, model_dir);
+  } catch (const TrainingError& e) {
+    throw ModelError(e.what());
+  }
+}
+
 int run_eval(const EvalOptions& o) {
+  check_output_file(o.metrics_out, "--metrics-out");
   configure_threads(o.threads);
   train::LoadedModel m = train::load_model_dir(o.model);
   data::IngestStats stats;
   data::FeaturizedData d = data::load_featurized(*m.preprocessor, o.data, true, &stats, true);
   train::Predictions p;
   auto metrics = train::evaluate(*m.net, m.config, d, &p);
+  refuse_non_finite(p, o.model);
   std::printf("%s", eval::format_table(metrics).c_str());
   std::printf("%s", format_utilization(m.config.tasks, p.expert_utilization).c_str());
   if (!o.metrics_out.empty()) {
@@ -218,11 +239,13 @@ int run_eval(const EvalOptions& o) {
 }
 
 int run_predict(const PredictOptions& o) {
+  check_output_file(o.out, "--out");
   configure_threads(o.threads);
   train::LoadedModel m = train::load_model_dir(o.model);
   data::IngestStats stats;
   data::FeaturizedData d = data::featurize_file(*m.preprocessor, o.data, false, &stats, true);
   train::Predictions p = train::predict(*m.net, m.config, d);
+  refuse_non_finite(p, o.model);
   AtomicFile out(o.out);
   std::FILE* f = out.get();
   for (std::size_t t = 0; t < m.config.tasks.size(); ++t)
@@ -288,6 +311,7 @@ int run_compare(const CompareOptions& o) {
         t.seed = seed;
         t.threads = o.threads;
         t.quiet = true;
+        t.tables = false;
         run_train(t);
       }
       std::ifstream in(metrics);

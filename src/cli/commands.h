@@ -11,7 +11,8 @@ struct TrainOptions {
   std::string out, train, val, test, metrics_out;
   int threads = -1;          // -1 = from config
   std::int64_t seed = -1;    // -1 = from config
-  bool quiet = false;
+  bool quiet = false;          // no progress bars (metric tables still print)
+  bool tables = true;          // print the metric tables (compare turns them off)
   bool resume = false;        // continue from MODEL_DIR's checkpoint
   std::string warm_start;     // initialize from this model directory
 };

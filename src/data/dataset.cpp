@@ -3,7 +3,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <unordered_map>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -249,6 +251,90 @@ FeaturizedData load_featurized(const Preprocessor& pre, const std::string& path,
   FeaturizedData d = featurize_file(pre, path, require_labels, stats, show_progress);
   d.save(cache_path);
   return d;
+}
+
+std::vector<LabelCounts> count_labels(const FeaturizedData& data) {
+  const int T = data.num_tasks();
+  std::vector<LabelCounts> out(static_cast<std::size_t>(T));
+  for (std::int64_t r = 0; r < data.rows(); ++r)
+    for (int t = 0; t < T; ++t) {
+      const std::size_t i = static_cast<std::size_t>(r * T + t);
+      LabelCounts& c = out[static_cast<std::size_t>(t)];
+      if (data.mask[i] > 0) {
+        ++c.labelled;
+        ++(data.labels[i] > 0.5f ? c.positive : c.negative);
+      } else {
+        ++c.unlabelled;
+      }
+    }
+  return out;
+}
+
+std::vector<std::pair<std::string, std::int64_t>> most_frequent_values(const std::string& path, char delimiter,
+                                                                       const std::string& column, std::size_t k) {
+  RecordReader reader(path, ReaderOptions{delimiter});
+  const auto& header = reader.header();
+  const auto it = std::find(header.begin(), header.end(), column);
+  if (it == header.end()) return {};
+  const std::size_t c = static_cast<std::size_t>(it - header.begin());
+  std::unordered_map<std::string, std::int64_t> counts;
+  constexpr std::size_t kDistinct = 100000;  // bounded memory on an id-like column
+  std::vector<std::string_view> fields;
+  while (reader.next(fields)) {
+    if (c >= fields.size()) continue;
+    auto found = counts.find(std::string(fields[c]));
+    if (found != counts.end()) ++found->second;
+    else if (counts.size() < kDistinct) counts.emplace(std::string(fields[c]), 1);
+  }
+  std::vector<std::pair<std::string, std::int64_t>> out(counts.begin(), counts.end());
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
+    return a.second != b.second ? a.second > b.second : a.first < b.first;
+  });
+  if (out.size() > k) out.resize(k);
+  return out;
+}
+
+std::string check_label_counts(const Config& config, const std::string& train_path, const FeaturizedData& train) {
+  const std::vector<LabelCounts> counts = count_labels(train);
+  std::string report;
+  for (std::size_t t = 0; t < config.tasks.size(); ++t) {
+    const TaskConfig& task = config.tasks[t];
+    const LabelCounts& c = counts[t];
+    char text[192];
+    if (task.type == TaskType::kBinary)
+      std::snprintf(text, sizeof text, "%lld positive, %lld negative, %lld without a label or outside its sample space",
+                    static_cast<long long>(c.positive), static_cast<long long>(c.negative),
+                    static_cast<long long>(c.unlabelled));
+    else
+      std::snprintf(text, sizeof text, "%lld labelled, %lld without a label or outside its sample space",
+                    static_cast<long long>(c.labelled), static_cast<long long>(c.unlabelled));
+    report += "task '" + task.name + "': " + text + "\n";
+    std::string problem;
+    if (c.labelled == 0) problem = "no labelled rows";
+    else if (task.type == TaskType::kBinary && c.positive == 0) problem = "no positive rows";
+    else if (task.type == TaskType::kBinary && c.negative == 0) problem = "no negative rows";
+    if (problem.empty()) continue;
+    std::string msg = config.source + ": task '" + task.name + "': the training data " + train_path + " has " +
+                      problem + " (" + text + ")";
+    if (task.type == TaskType::kBinary) {
+      if (task.positive.empty()) {
+        msg += "; without 'positive' the column must hold 0 and 1";
+      } else {
+        msg += "; positive = [";
+        for (std::size_t i = 0; i < task.positive.size(); ++i) msg += (i ? ", \"" : "\"") + printable(task.positive[i]) + "\"";
+        msg += "]";
+      }
+    }
+    if (!task.where_column.empty()) msg += "; sample space: " + task.where_column + " in its 'equals' values";
+    const auto top = most_frequent_values(train_path, config.data.delimiter, task.column, 8);
+    if (!top.empty()) {
+      msg += ". The most frequent values of column '" + task.column + "' are: ";
+      for (std::size_t i = 0; i < top.size(); ++i)
+        msg += (i ? ", '" : "'") + printable(top[i].first) + "' (" + std::to_string(top[i].second) + ")";
+    }
+    throw ConfigError(msg);
+  }
+  return report;
 }
 
 }  // namespace mtrank::data

@@ -78,4 +78,22 @@ bool fit_preprocessing(Preprocessor& pre, const std::string& train_path);
 FeaturizedData load_featurized(const Preprocessor& pre, const std::string& path, bool require_labels,
                                IngestStats* stats = nullptr, bool show_progress = false);
 
+// Per task, how the training rows split: labelled positive / negative
+// (binary) or labelled (regression), and rows that leave the task's loss
+// (label missing, or outside its sample space).
+struct LabelCounts {
+  std::int64_t positive = 0, negative = 0, labelled = 0, unlabelled = 0;
+};
+std::vector<LabelCounts> count_labels(const FeaturizedData& data);
+
+// The `k` most frequent raw values of `column` in a file, most frequent first
+// (for an error that shows the user what a label column really holds).
+std::vector<std::pair<std::string, std::int64_t>> most_frequent_values(const std::string& path, char delimiter,
+                                                                       const std::string& column, std::size_t k);
+
+// Refuses (ConfigError) a binary task with no positive or no negative
+// training rows, or a task with no labelled rows, naming its most frequent
+// values so a typo in `positive` shows; returns one line per task to report.
+std::string check_label_counts(const Config& config, const std::string& train_path, const FeaturizedData& train);
+
 }  // namespace mtrank::data

@@ -12,6 +12,10 @@ namespace mtrank::eval {
 
 double roc_auc(const std::vector<float>& scores, const std::vector<float>& labels) {
   const std::size_t n = scores.size();
+  // A NaN score has no rank: sorting it is undefined behaviour and the tie
+  // loop below never advanced past it (training and eval hung forever).
+  if (std::any_of(scores.begin(), scores.end(), [](float s) { return std::isnan(s); }))
+    return std::numeric_limits<double>::quiet_NaN();
   std::vector<std::size_t> order(n);
   std::iota(order.begin(), order.end(), 0);
   std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return scores[a] < scores[b]; });

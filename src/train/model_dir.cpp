@@ -1,12 +1,18 @@
 #include "train/model_dir.h"
 
+#include <signal.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
+#include "common/atomic_file.h"
 #include "common/error.h"
+#include "train/trainer.h"
 
 namespace mtrank::train {
 
@@ -17,12 +23,6 @@ model::InputShape input_shape(const data::Preprocessor& pre) {
 }
 
 namespace {
-void write_text(const fs::path& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary);
-  out << text;
-  if (!out.flush()) throw ModelError(path.string() + ": write failed");
-}
-
 std::string read_text(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw ModelError(path.string() + ": missing or unreadable (is this an mtrank model directory?)");
@@ -30,22 +30,75 @@ std::string read_text(const fs::path& path) {
   ss << in.rdbuf();
   return ss.str();
 }
+
+// Removes what an earlier crashed save left beside `target`: DIR.tmp-PID and
+// DIR.old-PID of processes that no longer run.
+void remove_stale_litter(const fs::path& target) {
+  std::error_code ec;
+  const std::string base = target.filename().string();
+  for (const auto& entry : fs::directory_iterator(target.parent_path(), ec)) {
+    const std::string name = entry.path().filename().string();
+    for (const char* tag : {".tmp-", ".old-"}) {
+      const std::string prefix = base + tag;
+      if (name.compare(0, prefix.size(), prefix) != 0) continue;
+      const std::string pid_text = name.substr(prefix.size());
+      if (pid_text.empty() || pid_text.find_first_not_of("0123456789") != std::string::npos) continue;
+      const long pid = std::stol(pid_text);
+      if (pid == ::getpid() || (::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM)) continue;  // alive
+      fs::remove_all(entry.path(), ec);
+    }
+  }
+}
 }  // namespace
+
+bool is_model_dir(const std::string& dir) {
+  std::ifstream in(fs::path(dir) / "meta.json");
+  if (!in) return false;
+  try {
+    const nlohmann::json meta = nlohmann::json::parse(in);
+    return meta.is_object() && meta.value("format", "") == "mtrank-model";
+  } catch (const nlohmann::json::exception&) {
+    return false;
+  }
+}
+
+void check_model_output_dir(const std::string& dir) {
+  const fs::path target = fs::absolute(dir);
+  std::error_code ec;
+  if (fs::exists(fs::symlink_status(target, ec)) && !(fs::is_directory(target, ec) && is_model_dir(dir)))
+    throw ConfigError("--out " + dir + ": exists and is not an mtrank model directory (no meta.json of format "
+                      "mtrank-model); train replaces only a model directory. Choose another path or remove it");
+  const fs::path parent = target.parent_path();
+  if (!fs::is_directory(parent, ec))
+    throw ConfigError("--out " + dir + ": the folder " + parent.string() + " does not exist; create it first");
+  if (::access(parent.c_str(), W_OK) != 0)
+    throw ConfigError("--out " + dir + ": the folder " + parent.string() + " is not writable: " + std::strerror(errno));
+}
 
 void save_model_dir(const std::string& dir, const Config& config, const data::Preprocessor& pre,
                     model::RankingModel& net, const nlohmann::json& meta) {
+  check_model_output_dir(dir);  // again at the moment of replacing: never delete user files
+  if (!parameters_finite(net)) throw TrainingError(dir + ": the model's weights hold NaN or infinity; not written");
   const fs::path target = fs::absolute(dir);
-  if (target.has_parent_path()) fs::create_directories(target.parent_path());
+  remove_stale_litter(target);
   const fs::path tmp = target.string() + ".tmp-" + std::to_string(::getpid());
   fs::remove_all(tmp);
   fs::create_directories(tmp);
   try {
-    write_text(tmp / "config.toml", to_toml(config));
-    write_text(tmp / "preprocess.json", pre.to_json().dump());
-    write_text(tmp / "meta.json", meta.dump(2) + "\n");
-    torch::serialize::OutputArchive archive;
-    net.save(archive);
-    archive.save_to((tmp / "weights.pt").string());
+    // Serialized to memory first: LibTorch's own file writer aborts the process on a full disk.
+    std::ostringstream weights;
+    try {
+      torch::serialize::OutputArchive archive;
+      net.save(archive);
+      archive.save_to(weights);
+    } catch (const c10::Error& e) {
+      throw ModelError(dir + ": cannot serialize the weights: " + e.what_without_backtrace());
+    }
+    write_file_durable((tmp / "weights.pt").string(), weights.str());
+    write_file_durable((tmp / "config.toml").string(), to_toml(config));
+    write_file_durable((tmp / "preprocess.json").string(), pre.to_json().dump());
+    write_file_durable((tmp / "meta.json").string(), meta.dump(2) + "\n");
+    sync_directory(tmp.string());
     // Swap in: move any old model aside first, so a crash leaves one complete model.
     const fs::path old = target.string() + ".old-" + std::to_string(::getpid());
     const bool had_old = fs::exists(target);
@@ -56,6 +109,7 @@ void save_model_dir(const std::string& dir, const Config& config, const data::Pr
       if (had_old) fs::rename(old, target);  // put the previous model back
       throw;
     }
+    sync_directory(target.parent_path().string());
     std::error_code ec;
     if (had_old) fs::remove_all(old, ec);  // the new model is in place: a leftover is only clutter
   } catch (...) {
@@ -99,6 +153,7 @@ LoadedModel load_model_dir(const std::string& dir) {
   } catch (const c10::Error& e) {
     throw ModelError(weights + ": corrupt or does not match the model config: " + e.what_without_backtrace());
   }
+  if (!parameters_finite(*m.net)) throw ModelError(weights + ": holds NaN or infinite weights");
   m.net->eval();
   return m;
 }

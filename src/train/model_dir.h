@@ -27,6 +27,14 @@ struct LoadedModel {
   nlohmann::json meta;
 };
 
+// True if `dir` holds an mtrank model (meta.json of format mtrank-model).
+bool is_model_dir(const std::string& dir);
+// Before any work: `dir` is absent or a model directory (train never replaces
+// anything else), and its folder exists and is writable. Throws ConfigError.
+void check_model_output_dir(const std::string& dir);
+
+// Refuses (TrainingError) weights that are not finite; writes every file
+// durably, then swaps the directory in with renames.
 void save_model_dir(const std::string& dir, const Config& config, const data::Preprocessor& pre,
                     model::RankingModel& net, const nlohmann::json& meta);
 LoadedModel load_model_dir(const std::string& dir);  // throws ModelError naming the file

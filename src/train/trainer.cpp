@@ -12,6 +12,7 @@
 
 #include <unistd.h>
 
+#include "common/atomic_file.h"
 #include "common/error.h"
 #include "common/progress.h"
 #include "model/batch.h"
@@ -49,6 +50,21 @@ torch::Tensor multitask_loss(const torch::Tensor& logits, const torch::Tensor& l
 
 double task_weight(const TaskConfig& task, int epoch_index) {
   return task.weight * std::pow(task.weight_gamma, static_cast<double>(epoch_index));
+}
+
+void check_finite_predictions(const Predictions& p, const std::string& what) {
+  for (std::size_t i = 0; i < p.values.size(); ++i)
+    if (!std::isfinite(p.values[i]))
+      throw TrainingError(what + ": the model predicts " + std::to_string(p.values[i]) + " for row " +
+                          std::to_string(i / static_cast<std::size_t>(std::max(p.tasks, 1)) + 1) +
+                          "; a model that predicts NaN or infinity is not written");
+}
+
+bool parameters_finite(model::RankingModel& net) {
+  torch::NoGradGuard no_grad;
+  for (const auto& p : net.parameters())
+    if (!torch::isfinite(p).all().item<bool>()) return false;
+  return true;
 }
 
 Predictions predict(model::RankingModel& net, const Config& config, const data::FeaturizedData& data) {
@@ -179,7 +195,7 @@ class Trainer {
         lr = scheduled_lr(tc_, global_step_, epoch - 1);
         set_learning_rate(lr);
         model::Batch batch = builder.build(train, order.data() + begin, n);
-        loss_sum += step(batch, epoch - 1);
+        loss_sum += step(batch, epoch, batches + 1);
         ++batches;
         ++global_step_;
         if ((batches & 7) == 0) {
@@ -198,6 +214,10 @@ class Trainer {
       if (val) {
         log.val = evaluate(net_, config_, *val);
         log.val_loss = weighted_loss(config_.tasks, log.val);
+        if (!std::isfinite(log.val_loss))
+          throw TrainingError("epoch " + std::to_string(epoch) +
+                              ": the validation loss is not a finite number (the model predicts NaN or infinity); "
+                              "lower train.learning_rate or set train.clip_grad_norm; no model was written");
         std::snprintf(extra, sizeof extra, "train loss %.4f  val loss %.4f", log.train_loss, log.val_loss);
       } else {
         std::snprintf(extra, sizeof extra, "train loss %.4f", log.train_loss);
@@ -258,7 +278,9 @@ class Trainer {
       if (scheduled_rows_[i]) rows_[i].set_learning_rate(lr);
   }
 
-  double step(const model::Batch& batch, int epoch_index) {
+  // One optimizer step; `epoch` (1-based) and `step_in_epoch` name it in errors.
+  double step(const model::Batch& batch, int epoch, std::int64_t step_in_epoch) {
+    const int epoch_index = epoch - 1;
     model::TouchedRows touched;
     model::ModelOutput out = net_.forward(batch, &touched);
     std::vector<torch::Tensor> losses = task_losses(out.logits, batch.labels, batch.mask, config_.tasks);
@@ -272,6 +294,16 @@ class Trainer {
         loss = loss + w * losses[t];
       }
     }
+    const double value = loss.item<double>();
+    if (!std::isfinite(value)) {
+      char msg[512];
+      std::snprintf(msg, sizeof msg,
+                    "training diverged at epoch %d, step %lld: the loss is %g. Lower train.learning_rate (now %g), "
+                    "set train.clip_grad_norm, or look for extreme values in the numeric features "
+                    "(transform = \"quantile\" is robust to them); no model was written",
+                    epoch, static_cast<long long>(step_in_epoch), value, tc_.learning_rate);
+      throw TrainingError(msg);
+    }
     deep_->zero_grad();
     if (wide_) wide_->zero_grad();
     if (loss_) loss_->zero_grad();
@@ -282,7 +314,7 @@ class Trainer {
     if (loss_) loss_->step();
     for (std::size_t i = 0; i < rows_.size(); ++i)
       if (touched.rows[i].grad().defined()) rows_[i].step(touched.ids, touched.rows[i].grad());
-    return loss.item<double>();
+    return value;
   }
 
   // Clips the global norm of the deep part's gradients (dense parameters and touched embedding rows).
@@ -349,15 +381,15 @@ class Trainer {
       history.insert(history.end(), {static_cast<double>(e.epoch), e.train_loss, e.val_loss, e.seconds, e.rows_per_s,
                                      e.learning_rate});
     a.write("history", torch::tensor(history, torch::kFloat64), true);
-    const std::string tmp = path + ".tmp" + std::to_string(::getpid());
+    // To memory, then through the atomic writer: LibTorch's file writer
+    // aborts the process on a full disk and leaves a partial file.
+    std::ostringstream bytes;
     try {
-      a.save_to(tmp);
-      std::filesystem::rename(tmp, path);
-    } catch (...) {
-      std::error_code ec;
-      std::filesystem::remove(tmp, ec);
-      throw;
+      a.save_to(bytes);
+    } catch (const c10::Error& e) {
+      throw ModelError(path + ": cannot serialize the checkpoint: " + e.what_without_backtrace());
     }
+    write_file_atomic(path, bytes.str());
   }
 
   void load_checkpoint(const std::string& path, const std::string& fingerprint, TrainReport& report) {
