@@ -46,6 +46,56 @@
 
 namespace mtrank::serve {
 
+namespace detail {
+
+// A Prometheus label value: backslash, double quote and newline escaped.
+std::string prometheus_label(std::string_view v) {
+  std::string out;
+  out.reserve(v.size());
+  for (char c : v) {
+    if (c == '\\') out += "\\\\";
+    else if (c == '"') out += "\\\"";
+    else if (c == '\n') out += "\\n";
+    else out += c;
+  }
+  return out;
+}
+
+// The JSON error body. Messages may quote request bytes cut in the middle of a
+// UTF-8 character: invalid sequences become U+FFFD instead of an exception.
+std::string error_body(const std::string& message) {
+  return nlohmann::json{{"error", message}}.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+// Compares an Authorization header with "Bearer TOKEN" in time that does not
+// depend on where they differ.
+bool token_matches(std::string_view given, const std::string& token) {
+  const std::string want = "Bearer " + token;
+  unsigned char diff = given.size() == want.size() ? 0 : 1;
+  for (std::size_t i = 0; i < want.size(); ++i)
+    diff |= static_cast<unsigned char>(want[i] ^ (i < given.size() ? given[i] : 0));
+  return diff == 0;
+}
+
+std::optional<std::string> resolve_inside(const std::filesystem::path& root, const std::string& requested) {
+  std::error_code ec;
+  std::filesystem::path p(requested);
+  if (p.is_relative()) p = root / p;
+  // Symlinks of the part that exists are resolved, ".." folded: a link or a
+  // ".." that leads out of the root ends outside it.
+  const std::filesystem::path resolved = std::filesystem::weakly_canonical(p, ec);
+  if (ec) return std::nullopt;
+  auto r = root.begin();
+  auto c = resolved.begin();
+  for (; r != root.end(); ++r, ++c)
+    if (c == resolved.end() || *r != *c) return std::nullopt;
+  for (; c != resolved.end(); ++c)
+    if (*c == "..") return std::nullopt;
+  return resolved.string();
+}
+
+}  // namespace detail
+
 namespace {
 
 namespace beast = boost::beast;
@@ -64,19 +114,6 @@ constexpr auto kProbeSlotDeadline = std::chrono::seconds(1);
 // most this long, so that the client sees the response instead of a reset.
 constexpr auto kLingerDeadline = std::chrono::seconds(1);
 constexpr std::size_t kLingerBytes = 4u << 20;
-
-// A Prometheus label value: backslash, double quote and newline escaped.
-std::string label_value(std::string_view v) {
-  std::string out;
-  out.reserve(v.size());
-  for (char c : v) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '"') out += "\\\"";
-    else if (c == '\n') out += "\\n";
-    else out += c;
-  }
-  return out;
-}
 
 // Prometheus counters and a latency histogram, lock-free on the request path.
 class Metrics {
@@ -130,7 +167,7 @@ class Metrics {
       << "mtrank_reloads_total{result=\"ok\"} " << reloads_ok_ << "\nmtrank_reloads_total{result=\"failed\"} "
       << reloads_failed_ << "\n"
       << "# HELP mtrank_model_info The model being served.\n# TYPE mtrank_model_info gauge\n"
-      << "mtrank_model_info{name=\"" << label_value(live.name()) << "\",version=\"" << label_value(live.version())
+      << "mtrank_model_info{name=\"" << detail::prometheus_label(live.name()) << "\",version=\"" << detail::prometheus_label(live.version())
       << "\"} 1\n";
     return o.str();
   }
@@ -177,22 +214,6 @@ std::vector<std::string> input_schema(const Ranker& r) {
   }
   std::sort(schema.begin(), schema.end());
   return schema;
-}
-
-// The JSON error body. Messages may quote request bytes cut in the middle of a
-// UTF-8 character: invalid sequences become U+FFFD instead of an exception.
-std::string error_body(const std::string& message) {
-  return json{{"error", message}}.dump(-1, ' ', false, json::error_handler_t::replace);
-}
-
-// Compares an Authorization header with "Bearer TOKEN" in time that does not
-// depend on where they differ.
-bool token_matches(std::string_view given, const std::string& token) {
-  const std::string want = "Bearer " + token;
-  unsigned char diff = given.size() == want.size() ? 0 : 1;
-  for (std::size_t i = 0; i < want.size(); ++i)
-    diff |= static_cast<unsigned char>(want[i] ^ (i < given.size() ? given[i] : 0));
-  return diff == 0;
 }
 
 bool iequals(std::string_view a, std::string_view b) {
@@ -318,6 +339,7 @@ class Server {
     const fs::path model = fs::weakly_canonical(fs::absolute(o.model_dir), ec);
     root_ = o.models_root.empty() ? model.parent_path() : fs::weakly_canonical(fs::absolute(o.models_root), ec);
     if (ec) throw ConfigError("--models-root " + o.models_root + ": " + ec.message());
+    if (root_.filename().empty()) root_ = root_.parent_path();  // "dir/" as "dir"
   }
 
   // Binds HOST:PORT; returns the port bound. Throws ConfigError naming the address.
@@ -393,11 +415,11 @@ class Server {
       r.body = ranker->to_json(result);
     } catch (const RequestError& e) {
       r.status = 400;
-      r.body = error_body(e.what());
+      r.body = detail::error_body(e.what());
     } catch (const std::exception& e) {
       // Never the exception's text in a response: it can name files and internals.
       std::fprintf(stderr, "internal error ranking a request: %s\n", e.what());
-      r = Reply{500, error_body("internal error"), 0};
+      r = Reply{500, detail::error_body("internal error"), 0};
     }
     return r;
   }
@@ -451,17 +473,17 @@ class Server {
         if (j.contains("model_dir")) requested = j.at("model_dir").get<std::string>();
         if (j.contains("allow_schema_change")) allow_schema_change = j.at("allow_schema_change").get<bool>();
       } catch (const std::exception&) {
-        return {400, error_body("body: expected {\"model_dir\": \"...\", \"allow_schema_change\": false}")};
+        return {400, detail::error_body("body: expected {\"model_dir\": \"...\", \"allow_schema_change\": false}")};
       }
     }
     std::string dir;
     if (!requested.empty()) {
-      auto inside = resolve_inside_root(requested);
+      auto inside = detail::resolve_inside(root_, requested);
       if (!inside) {
         metrics_.reload(false);
         std::fprintf(stderr, "reload of %s refused: not inside the models root %s\n", requested.c_str(),
                      root_.c_str());
-        return {403, error_body("model_dir must be a directory inside the server's models root (--models-root)")};
+        return {403, detail::error_body("model_dir must be a directory inside the server's models root (--models-root)")};
       }
       dir = *inside;
     }
@@ -473,32 +495,15 @@ class Server {
                          -1, ' ', false, json::error_handler_t::replace)};
       }
       case ReloadOutcome::kSchemaChanged:
-        return {409, error_body("the new model reads other request fields than the live one (" + detail +
+        return {409, detail::error_body("the new model reads other request fields than the live one (" + detail +
                                 "), so clients' requests would fail; send \"allow_schema_change\": true to swap anyway")};
       case ReloadOutcome::kFailed: break;
     }
-    return {422, error_body("the model could not be loaded or failed its check; the previous model keeps serving "
+    return {422, detail::error_body("the model could not be loaded or failed its check; the previous model keeps serving "
                             "(details in the server log)")};
   }
 
  private:
-  // `requested` (absolute, or relative to the models root) resolved without
-  // symlinks or "..", if it is the root or inside it.
-  std::optional<std::string> resolve_inside_root(const std::string& requested) const {
-    std::error_code ec;
-    fs::path p(requested);
-    if (p.is_relative()) p = root_ / p;
-    const fs::path resolved = fs::weakly_canonical(p, ec);  // symlinks of the existing part resolved, ".." folded
-    if (ec) return std::nullopt;
-    auto r = root_.begin();
-    auto c = resolved.begin();
-    for (; r != root_.end(); ++r, ++c)
-      if (c == resolved.end() || *r != *c) return std::nullopt;
-    for (; c != resolved.end(); ++c)
-      if (*c == "..") return std::nullopt;
-    return resolved.string();
-  }
-
   void accept() {
     acceptor_.async_accept(net::make_strand(ioc_), [this](beast::error_code ec, tcp::socket socket) {
       if (!acceptor_.is_open()) return;
@@ -614,22 +619,22 @@ void Session::on_header(beast::error_code ec) {
   const std::string_view path = target.substr(0, target.find('?'));
   is_rank_ = path == "/v1/rank";
   if (std::distance(req.begin(), req.end()) > o.max_header_fields)
-    return reply(431, error_body("more than " + std::to_string(o.max_header_fields) + " header fields"), true);
+    return reply(431, detail::error_body("more than " + std::to_string(o.max_header_fields) + " header fields"), true);
   if (probe_only_ && !(req.method() == http::verb::get && (path == "/healthz" || path == "/readyz")))
-    return reply(503, error_body("too many connections; retry later"), true);
+    return reply(503, detail::error_body("too many connections; retry later"), true);
   // Compressed bodies are refused: their decoded size is unknown until inflated.
   auto encoding = req.find(http::field::content_encoding);
   if (encoding != req.end() && !iequals(trim(encoding->value()), "identity"))
-    return reply(415, error_body("Content-Encoding " + std::string(encoding->value()) +
+    return reply(415, detail::error_body("Content-Encoding " + std::string(encoding->value()) +
                                  " is not accepted: send the body uncompressed"), true);
   auto transfer = req.find(http::field::transfer_encoding);
   if (transfer != req.end() && !iequals(trim(transfer->value()), "chunked"))
-    return reply(415, error_body("Transfer-Encoding " + std::string(transfer->value()) +
+    return reply(415, detail::error_body("Transfer-Encoding " + std::string(transfer->value()) +
                                  " is not accepted: send the body uncompressed, chunked or with a Content-Length"),
                  true);
   auto expect = req.find(http::field::expect);
   if (expect != req.end()) {
-    if (!iequals(trim(expect->value()), "100-continue")) return reply(417, error_body("unsupported Expect"), true);
+    if (!iequals(trim(expect->value()), "100-continue")) return reply(417, detail::error_body("unsupported Expect"), true);
     if (!parser_->is_done()) {
       // curl sends Expect: 100-continue for bodies over 1 KiB and waits for this.
       static const std::string kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -657,27 +662,28 @@ void Session::on_read_error(beast::error_code ec) {
     is_rank_ = target.substr(0, target.find('?')) == "/v1/rank";
   }
   if (ec == http::error::body_limit)
-    return reply(413, error_body("the request body is larger than the limit of " +
+    return reply(413, detail::error_body("the request body is larger than the limit of " +
                                  std::to_string(server_.options().max_body_bytes) + " bytes (--max-body-bytes)"),
                  true);
   if (ec == http::error::header_limit || (ec == http::error::buffer_overflow && !parser_->is_header_done()))
-    return reply(431, error_body("the request headers are larger than the limit of " +
+    return reply(431, detail::error_body("the request headers are larger than the limit of " +
                                  std::to_string(server_.options().max_header_bytes) + " bytes"),
                  true);
   if (ec == beast::error::timeout) {
     server_.metrics().dropped("timeout");  // the stream closed the socket at the deadline
     return close();
   }
-  if (ec == http::error::end_of_stream || ec == net::error::eof || ec == net::error::operation_aborted ||
+  if (ec == http::error::end_of_stream || ec == http::error::partial_message || ec == net::error::eof ||
+      ec == net::error::operation_aborted ||
       ec.category() != http::make_error_code(http::error::bad_target).category())
     return close();  // the client went away, or the socket failed
-  return reply(400, error_body(std::string("bad HTTP request: ") + ec.message()), true);
+  return reply(400, detail::error_body(std::string("bad HTTP request: ") + ec.message()), true);
 }
 
 void Session::submit(std::function<void()> task) {
   state_ = State::kBusy;
   if (!server_.pool().try_post(std::move(task)))
-    reply(503, error_body("the server is busy: every worker is taken and the queue is full; retry later"));
+    reply(503, detail::error_body("the server is busy: every worker is taken and the queue is full; retry later"));
 }
 
 void Session::on_request() {
@@ -687,7 +693,7 @@ void Session::on_request() {
   const std::string_view target = req.target();
   const std::string_view path = target.substr(0, target.find('?'));
   const http::verb method = req.method();
-  auto wrong_method = [&](const char* allowed) { reply(405, error_body(std::string("use ") + allowed)); };
+  auto wrong_method = [&](const char* allowed) { reply(405, detail::error_body(std::string("use ") + allowed)); };
   const auto text = "text/plain";
   if (path == "/healthz") {  // answered here, on the I/O thread: no worker needed
     if (method != http::verb::get) return wrong_method("GET");
@@ -714,9 +720,9 @@ void Session::on_request() {
     if (method != http::verb::post) return wrong_method("POST");
     const ServerOptions& o = server_.options();
     if (o.admin_token.empty())
-      return reply(404, error_body("admin endpoints are off: start the server with an admin token"));
-    if (!token_matches(req[http::field::authorization], o.admin_token))
-      return reply(401, error_body("Authorization: Bearer <admin token> required"));
+      return reply(404, detail::error_body("admin endpoints are off: start the server with an admin token"));
+    if (!detail::token_matches(req[http::field::authorization], o.admin_token))
+      return reply(401, detail::error_body("Authorization: Bearer <admin token> required"));
     auto work = net::make_work_guard(server_.ioc());
     return submit([self = shared_from_this(), body = std::move(req.body()), work]() mutable {
       Server::Reply r = self->server_.reload_request(body);
@@ -724,7 +730,7 @@ void Session::on_request() {
                 [self, r = std::move(r)]() mutable { self->reply(r.status, std::move(r.body)); });
     });
   }
-  reply(404, error_body("no such endpoint: POST /v1/rank, POST /v1/reload, GET /healthz, /readyz, /metrics"));
+  reply(404, detail::error_body("no such endpoint: POST /v1/rank, POST /v1/reload, GET /healthz, /readyz, /metrics"));
 }
 
 void Session::reply(int status, std::string body, bool close_after, std::int64_t scored, const char* content_type) {

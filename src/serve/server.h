@@ -12,7 +12,10 @@
 // number of connections is bounded; probes never wait for the scoring pool.
 #include <cstddef>
 #include <cstdint>
+#include <filesystem>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "serve/ranker.h"
 
@@ -45,5 +48,19 @@ struct ServerOptions {
 // cannot be bound (port in use, bad host) or an option is out of range, and
 // std::runtime_error when a thread cannot start.
 int run_server(const ServerOptions& options);
+
+// Pieces of the server with their own tests (tests/test_http_limits.cpp).
+namespace detail {
+// {"error": message} as JSON; bytes that are not UTF-8 (a value cut inside a
+// character) become U+FFFD instead of an exception.
+std::string error_body(const std::string& message);
+// A Prometheus label value with backslash, double quote and newline escaped.
+std::string prometheus_label(std::string_view value);
+// Whether an Authorization header is "Bearer TOKEN", in time independent of where they differ.
+bool token_matches(std::string_view authorization, const std::string& token);
+// `requested` (absolute, or relative to root) with symlinks resolved and ".."
+// folded, if that is root or inside it; root must be canonical.
+std::optional<std::string> resolve_inside(const std::filesystem::path& root, const std::string& requested);
+}  // namespace detail
 
 }  // namespace mtrank::serve
