@@ -129,4 +129,10 @@ grep -qE "training diverged at epoch [0-9]+, step [0-9]+|validation loss is not 
 printf '[train]\nlearning_rate = inf\n' > inf.toml
 expect_error 2 "key 'train.learning_rate': must be a finite number" -- \
   "$MTRANK" train --config qs/quickstart.toml --config inf.toml --out m7
+# Issue 14.13: sizes are bounded, and a model too large for memory is refused before allocating.
+sed 's/^quantiles = 32/quantiles = 1000000000000/' qs/quickstart.toml > qs/huge_q.toml
+expect_error 2 "key 'features[4].quantiles': must be at most 65536" -- "$MTRANK" train --config qs/huge_q.toml --out m8
+sed 's/^hash_buckets = 64/hash_buckets = 4294967296/; s/^embedding_dim = 8/embedding_dim = 4096/' qs/quickstart.toml > qs/huge.toml
+expect_error 2 "this model needs about" -- "$MTRANK" train --config qs/huge.toml --out m9 --quiet
+grep -qF "the largest part is model.embedding_dim (4096)" err.txt || { cat err.txt; fail "memory estimate names the key"; }
 echo "cli tests passed"

@@ -336,3 +336,42 @@ TEST(Training, DivergenceStopsNamingEpochAndStep) {
         << m;
   }
 }
+
+TEST(ModelDir, WeightsOfAnotherConfigAreRefusedAtLoad) {
+  // Issue 14.14: LibTorch resized the tensors, the load "succeeded", and scoring
+  // failed later with a shape error (exit 1; a backtrace in a 422 body).
+  TempDir dir;
+  Config c = tiny_config();
+  data::Preprocessor pre(c);
+  pre.fit(dir.write("d.csv", "a,y\nx,1\nz,0\n"));
+  auto net = model::create_model(c.model, train::input_shape(pre));
+  train::save_model_dir(dir.file("m"), c, pre, *net, {{"format", "mtrank-model"}, {"version", 1}});
+  Config other = c;
+  other.model.expert_hidden = {48};
+  dir.write("m/config.toml", to_toml(other));
+  try {
+    train::load_model_dir(dir.file("m"));
+    FAIL() << "expected ModelError";
+  } catch (const ModelError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("weights.pt: tensor '"), std::string::npos) << m;
+    EXPECT_NE(m.find("the weights belong to another config"), std::string::npos) << m;
+    EXPECT_EQ(m.find("Exception raised from"), std::string::npos) << m;
+  }
+}
+
+TEST(ModelSize, EstimateIsAnUpperBoundForEveryModelType) {
+  // The memory check (issue 14.13) must never refuse a model by underestimating it.
+  model::InputShape shape{500, 3, 1, 2, 2};
+  for (const char* type : {"single_task", "shared_bottom", "omoe", "mmoe", "cgc", "ple", "wide_deep"}) {
+    Config c = parse_config(std::string("[[features]]\nname=\"a\"\ntype=\"categorical\"\n[[tasks]]\nname=\"y\"\n"
+                                        "column=\"y\"\n[model]\ntype=\"") + type + "\"\nexpert_hidden=[16,8]\n",
+                            "size.toml");
+    auto net = model::create_model(c.model, shape);
+    double actual = 0;
+    for (const auto& p : net->parameters()) actual += static_cast<double>(p.numel());
+    const model::ParameterEstimate e = model::estimate_parameters(c.model, shape);
+    EXPECT_LE(actual, e.embedding + e.dense) << type;
+    EXPECT_GE(actual * 4, e.embedding + e.dense) << type;  // and not wildly above
+  }
+}

@@ -1,4 +1,7 @@
 #include <cmath>
+#include <cstring>
+#include <fstream>
+#include <random>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -447,4 +450,63 @@ TEST(Header, MissingColumnSuggestsClosestAndListsAll) {
               std::string::npos)
         << e.what();
   }
+}
+
+TEST_F(PreprocessorTest, RandomCacheCorruptionsAreRefusedNeverCrash) {
+  // Issue 14.8: 6 of 60 random corruptions segfaulted eval and train (unchecked
+  // interior offsets), and a bad count allocated 4.3 GB first.
+  data::FeaturizedData a = data::featurize_file(*pre, train_path, true);
+  const std::string cache = dir.file("cache.bin");
+  a.save(cache);
+  std::string bytes;
+  {
+    std::ifstream in(cache, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  std::mt19937 rng(7);
+  int refused = 0;
+  for (int trial = 0; trial < 300; ++trial) {
+    std::string damaged = bytes;
+    const int flips = 1 + static_cast<int>(rng() % 3);
+    for (int k = 0; k < flips; ++k) damaged[rng() % damaged.size()] ^= static_cast<char>(1 + rng() % 255);
+    if (damaged == bytes) continue;
+    dir.write("bad.bin", damaged);
+    try {
+      data::FeaturizedData d = data::FeaturizedData::load(dir.file("bad.bin"), pre->embedding_rows());
+      ADD_FAILURE() << "trial " << trial << ": a damaged cache loaded";
+    } catch (const DataError&) {
+      ++refused;
+    }
+  }
+  EXPECT_GT(refused, 250);
+  // A huge count is refused before allocating (the count of the first array sits after the header).
+  std::string huge = bytes;
+  const std::uint64_t count = std::uint64_t{1} << 39;
+  std::memcpy(&huge[8 + 4 + 40], &count, sizeof count);
+  dir.write("huge.bin", huge);
+  EXPECT_THROW(data::FeaturizedData::load(dir.file("huge.bin")), DataError);
+}
+
+TEST(Vocabulary, BytesThatAreNotUtf8RoundTripThroughTheModelFile) {
+  // Issue 14.9: one Latin-1 byte stopped training with a bare JSON UTF-8 error.
+  TempDir dir;
+  Config c = parse_config("[[features]]\nname = \"city\"\ntype = \"categorical\"\n[[tasks]]\nname = \"t\"\ncolumn = \"y\"\n",
+                          "latin1.toml");
+  const std::string latin1 = "M\xfcnchen", utf8 = "M\xc3\xbcnchen";
+  const std::string path = dir.write("l.csv", "city,y\n" + latin1 + ",1\n" + utf8 + ",0\n" + latin1 + ",0\n");
+  Preprocessor pre(c);
+  pre.fit(path);
+  const std::string saved = pre.to_json().dump();  // threw type_error 316 before
+  Preprocessor loaded(c);
+  loaded.load_json(nlohmann::json::parse(saved));
+  FeaturizedData a = data::featurize_file(pre, path, true), b = data::featurize_file(loaded, path, true);
+  EXPECT_EQ(a.categorical, b.categorical);
+  EXPECT_NE(a.categorical[0], a.categorical[1]);  // the two spellings stay two values
+  EXPECT_EQ(a.categorical[0], a.categorical[2]);
+  EXPECT_TRUE(data::valid_utf8(utf8));
+  EXPECT_FALSE(data::valid_utf8(latin1));
+  EXPECT_FALSE(data::valid_utf8("\xc0\xaf"));      // overlong
+  EXPECT_FALSE(data::valid_utf8("\xed\xa0\x80"));  // surrogate
+  EXPECT_FALSE(data::valid_utf8("\xe2\x82"));      // truncated
+  EXPECT_EQ(data::from_hex(data::to_hex(latin1)), latin1);
 }

@@ -65,6 +65,23 @@ json split_json(const std::vector<eval::TaskMetrics>& m, const train::Prediction
   return j;
 }
 
+// Weights plus two optimizer moments (Adam) per parameter, in 4-byte floats,
+// against the machine's memory: refused before anything is allocated.
+void check_model_fits_in_memory(const Config& config, const model::InputShape& shape) {
+  const model::ParameterEstimate e = model::estimate_parameters(config.model, shape);
+  const double bytes = (e.embedding + e.dense) * 4.0 * 3.0;
+  const double memory = static_cast<double>(::sysconf(_SC_PHYS_PAGES)) * static_cast<double>(::sysconf(_SC_PAGE_SIZE));
+  if (memory <= 0 || bytes < 0.8 * memory) return;
+  const std::string keys = e.embedding >= e.dense
+                               ? "model.embedding_dim (" + std::to_string(config.model.embedding_dim) + ") times " +
+                                     std::to_string(shape.embedding_rows) +
+                                     " embedding rows: lower embedding_dim, a feature's hash_buckets, or raise min_count"
+                               : "the layer sizes: lower model.expert_hidden, tower_hidden, bottom_hidden or the "
+                                 "number of experts";
+  throw ConfigError(config.source + ": this model needs about " + human_count(bytes) + "B to train (weights and " +
+                    "optimizer state), more than this machine's " + human_count(memory) + "B; the largest part is " + keys);
+}
+
 }  // namespace
 
 int run_train(const TrainOptions& o) {
@@ -114,6 +131,7 @@ int run_train(const TrainOptions& o) {
   if (!config.data.val.empty()) val_data = data::load_featurized(pre, config.data.val, true, nullptr, progress);
   if (!config.data.test.empty()) test_data = data::load_featurized(pre, config.data.test, true, nullptr, progress);
 
+  check_model_fits_in_memory(config, train::input_shape(pre));
   auto net = model::create_model(config.model, train::input_shape(pre));
   if (previous) {
     const train::WarmStartReport w = train::warm_start(*net, pre, *previous);

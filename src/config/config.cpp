@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <fstream>
 #include <set>
@@ -94,12 +95,16 @@ class TableReader {
     fail(get(key), key, "\"" + v + "\" is not one of " + list);
   }
 
-  std::int64_t integer(const std::string& key, std::int64_t fallback, std::int64_t min_value) {
+  // Sizes have an upper bound too: quantiles = 1e12 hung the fit, and huge
+  // layers died with a raw allocator error.
+  std::int64_t integer(const std::string& key, std::int64_t fallback, std::int64_t min_value,
+                       std::int64_t max_value = std::numeric_limits<std::int64_t>::max()) {
     const toml::node* n = get(key);
     if (!n) return fallback;
     if (!n->is_integer()) fail(n, key, std::string("must be an integer, got ") + type_name(*n));
     std::int64_t v = n->as_integer()->get();
     if (v < min_value) fail(n, key, "must be at least " + std::to_string(min_value) + ", got " + std::to_string(v));
+    if (v > max_value) fail(n, key, "must be at most " + std::to_string(max_value) + ", got " + std::to_string(v));
     return v;
   }
 
@@ -136,14 +141,15 @@ class TableReader {
     return out;
   }
 
-  std::vector<std::int64_t> integers(const std::string& key, std::vector<std::int64_t> fallback, std::int64_t min_value) {
+  std::vector<std::int64_t> integers(const std::string& key, std::vector<std::int64_t> fallback, std::int64_t min_value,
+                                     std::int64_t max_value) {
     const toml::node* n = get(key);
     if (!n) return fallback;
     if (!n->is_array()) fail(n, key, std::string("must be an array of integers, got ") + type_name(*n));
     std::vector<std::int64_t> out;
     for (const toml::node& e : *n->as_array()) {
-      if (!e.is_integer() || e.as_integer()->get() < min_value)
-        fail(&e, key, "must be an array of integers >= " + std::to_string(min_value));
+      if (!e.is_integer() || e.as_integer()->get() < min_value || e.as_integer()->get() > max_value)
+        fail(&e, key, "must be an array of integers from " + std::to_string(min_value) + " to " + std::to_string(max_value));
       out.push_back(e.as_integer()->get());
     }
     return out;
@@ -229,14 +235,14 @@ void parse_features(TableReader& root, Config& cfg) {
                                             {"standardize", NumericTransform::kStandardize},
                                             {"none", NumericTransform::kNone}});
       f.log1p = t.boolean("log1p", false);
-      f.quantiles = t.integer("quantiles", 100, 2);
+      f.quantiles = t.integer("quantiles", 100, 2, 1 << 16);
       f.missing = pick<MissingPolicy>(t.choice("missing", "mean", {"mean", "zero", "error"}),
                                       {{"mean", MissingPolicy::kMean},
                                        {"zero", MissingPolicy::kZero},
                                        {"error", MissingPolicy::kError}});
     } else {
       f.min_count = t.integer("min_count", 1, 1);
-      f.hash_buckets = t.integer("hash_buckets", 0, 0);
+      f.hash_buckets = t.integer("hash_buckets", 0, 0, std::int64_t{1} << 32);
       if (f.type == FeatureType::kMultiHot) {
         f.separator = t.string("separator", "|");
         if (f.separator.size() != 1) t.fail(t.get("separator"), "separator", "must be a single character");
@@ -454,7 +460,7 @@ Config parse_table(const toml::table& root_table, const std::string& source_name
     d.cache_dir = t.string("cache_dir", "");
     d.group_column = t.string("group_column", "");
     d.hash_seed = static_cast<std::uint64_t>(t.integer("hash_seed", static_cast<std::int64_t>(d.hash_seed), 0));
-    d.quantile_sample = t.integer("quantile_sample", d.quantile_sample, 16);
+    d.quantile_sample = t.integer("quantile_sample", d.quantile_sample, 16, 1 << 26);
   }
   parse_features(root, cfg);
   parse_tasks(root, cfg);
@@ -464,20 +470,20 @@ Config parse_table(const toml::table& root_table, const std::string& source_name
     m.type = t.choice("type", "mmoe", {"single_task", "shared_bottom", "omoe", "mmoe", "cgc", "ple", "wide_deep"});
     const bool bottom_model = m.type == "single_task" || m.type == "shared_bottom" || m.type == "wide_deep";
     if (bottom_model) m.bottom_hidden = {64};
-    m.embedding_dim = t.integer("embedding_dim", m.embedding_dim, 1);
-    m.bottom_hidden = t.integers("bottom_hidden", m.bottom_hidden, 1);
+    m.embedding_dim = t.integer("embedding_dim", m.embedding_dim, 1, 1 << 12);
+    m.bottom_hidden = t.integers("bottom_hidden", m.bottom_hidden, 1, 1 << 16);
     if (bottom_model && m.bottom_hidden.empty())
       t.fail(t.get("bottom_hidden"), "bottom_hidden", "needs at least one layer for " + m.type);
-    m.num_experts = t.integer("num_experts", m.num_experts, 1);
-    m.specific_experts = t.integer("specific_experts", m.specific_experts, 0);
-    m.shared_experts = t.integer("shared_experts", m.shared_experts, 0);
+    m.num_experts = t.integer("num_experts", m.num_experts, 1, 1024);
+    m.specific_experts = t.integer("specific_experts", m.specific_experts, 0, 1024);
+    m.shared_experts = t.integer("shared_experts", m.shared_experts, 0, 1024);
     if ((m.type == "cgc" || m.type == "ple") && m.specific_experts + m.shared_experts == 0)
       t.fail(t.get("specific_experts"), "specific_experts", "cgc/ple need at least one expert");
-    m.levels = t.integer("levels", m.type == "ple" ? 2 : 1, 1);
+    m.levels = t.integer("levels", m.type == "ple" ? 2 : 1, 1, 64);
     if (m.type == "cgc" && m.levels != 1) t.fail(t.get("levels"), "levels", "cgc has one level; use type = \"ple\"");
-    m.expert_hidden = t.integers("expert_hidden", m.expert_hidden, 1);
+    m.expert_hidden = t.integers("expert_hidden", m.expert_hidden, 1, 1 << 16);
     if (m.expert_hidden.empty()) t.fail(t.get("expert_hidden"), "expert_hidden", "needs at least one layer");
-    m.tower_hidden = t.integers("tower_hidden", m.tower_hidden, 1);
+    m.tower_hidden = t.integers("tower_hidden", m.tower_hidden, 1, 1 << 16);
     m.dropout = t.number("dropout", m.dropout, 0.0);
     if (m.dropout >= 1.0) t.fail(t.get("dropout"), "dropout", "must be below 1");
     m.gate_dropout = t.number("gate_dropout", m.gate_dropout, 0.0);
@@ -501,12 +507,12 @@ Config parse_table(const toml::table& root_table, const std::string& source_name
     tr.lr_decay_rate = t.number("lr_decay_rate", tr.lr_decay_rate, 0.0);
     tr.clip_grad_norm = t.number("clip_grad_norm", tr.clip_grad_norm, 0.0);
     tr.loss_weighting = t.choice("loss_weighting", tr.loss_weighting, {"fixed", "uncertainty"});
-    tr.batch_size = t.integer("batch_size", tr.batch_size, 1);
-    tr.epochs = t.integer("epochs", tr.epochs, 1);
+    tr.batch_size = t.integer("batch_size", tr.batch_size, 1, 1 << 24);
+    tr.epochs = t.integer("epochs", tr.epochs, 1, 1 << 20);
     tr.patience = t.integer("patience", tr.patience, 0);
     tr.seed = static_cast<std::uint64_t>(t.integer("seed", static_cast<std::int64_t>(tr.seed), 0));
-    tr.threads = t.integer("threads", tr.threads, 0);
-    tr.eval_batch_size = t.integer("eval_batch_size", tr.eval_batch_size, 1);
+    tr.threads = t.integer("threads", tr.threads, 0, 1024);
+    tr.eval_batch_size = t.integer("eval_batch_size", tr.eval_batch_size, 1, 1 << 24);
   }
   if (const toml::table* serve = root.subtable("serve")) {
     TableReader t(*serve, "serve", source);

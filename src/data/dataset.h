@@ -49,7 +49,9 @@ class FeaturizedData {
   FeaturizedData slice(std::int64_t begin, std::int64_t end) const;
 
   void save(const std::string& path) const;  // atomic: temporary file, then rename
-  static FeaturizedData load(const std::string& path);  // throws DataError if corrupt
+  // Throws DataError if corrupt: sizes, offsets, the checksum, and (if
+  // embedding_rows >= 0) every id against the table are checked.
+  static FeaturizedData load(const std::string& path, std::int64_t embedding_rows = -1);
 
  private:
   std::int64_t rows_ = 0;

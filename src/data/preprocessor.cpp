@@ -91,6 +91,70 @@ double QuantileNormalizer::transform(double x) const {
 
 // ---------------------------------------------------------------- parsing
 
+bool valid_utf8(std::string_view s) {
+  std::size_t i = 0;
+  while (i < s.size()) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    std::size_t n;
+    std::uint32_t cp;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    if ((c & 0xE0) == 0xC0) {
+      n = 1;
+      cp = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      n = 2;
+      cp = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      n = 3;
+      cp = c & 0x07;
+    } else {
+      return false;
+    }
+    for (std::size_t k = 1; k <= n; ++k) {
+      if (i + k >= s.size()) return false;
+      const unsigned char d = static_cast<unsigned char>(s[i + k]);
+      if ((d & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (d & 0x3F);
+    }
+    // Overlong forms, surrogates and values past U+10FFFF are not UTF-8.
+    if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10FFFF ||
+        (cp >= 0xD800 && cp <= 0xDFFF))
+      return false;
+    i += n + 1;
+  }
+  return true;
+}
+
+std::string to_hex(std::string_view bytes) {
+  static const char* digits = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (unsigned char c : bytes) {
+    out += digits[c >> 4];
+    out += digits[c & 15];
+  }
+  return out;
+}
+
+std::string from_hex(std::string_view hex) {
+  auto value = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+  };
+  if (hex.size() % 2) throw ModelError("a vocabulary hex value has an odd length");
+  std::string out;
+  for (std::size_t i = 0; i < hex.size(); i += 2) {
+    const int hi = value(hex[i]), lo = value(hex[i + 1]);
+    if (hi < 0 || lo < 0) throw ModelError("a vocabulary hex value holds a non-hex digit");
+    out += static_cast<char>(hi * 16 + lo);
+  }
+  return out;
+}
+
 std::string printable(std::string_view raw) {
   std::string out;
   for (std::size_t i = 0; i < raw.size() && i < 40; ++i) {
@@ -538,7 +602,14 @@ nlohmann::json Preprocessor::to_json() const {
   j["version"] = 1;
   auto categorical = [](const CategoricalField& f) {
     json e{{"name", f.feature.name}, {"type", to_string(f.feature.type)}, {"offset", f.offset}, {"size", f.size}};
-    if (f.feature.hash_buckets == 0) e["vocabulary"] = std::vector<std::string>(f.vocab.values().begin(), f.vocab.values().end());
+    if (f.feature.hash_buckets == 0) {
+      // Values are bytes as they came (a Latin-1 category stopped training with
+      // a bare JSON error); one that is not UTF-8 is stored as {"hex": ...}.
+      json vocabulary = json::array();
+      for (const std::string& v : f.vocab.values())
+        vocabulary.push_back(valid_utf8(v) ? json(v) : json{{"hex", to_hex(v)}});
+      e["vocabulary"] = std::move(vocabulary);
+    }
     return e;
   };
   j["categorical"] = json::array();
@@ -563,8 +634,12 @@ void Preprocessor::load_json(const nlohmann::json& j) {
         if (arr[i].at("name") != fields[i].feature.name)
           throw ModelError("saved feature '" + arr[i].at("name").get<std::string>() + "' does not match config feature '" +
                            fields[i].feature.name + "'");
-        if (fields[i].feature.hash_buckets == 0)
-          fields[i].vocab.assign(arr[i].at("vocabulary").get<std::vector<std::string>>());
+        if (fields[i].feature.hash_buckets == 0) {
+          std::vector<std::string> values;
+          for (const nlohmann::json& v : arr[i].at("vocabulary"))
+            values.push_back(v.is_object() ? from_hex(v.at("hex").get<std::string>()) : v.get<std::string>());
+          fields[i].vocab.assign(std::move(values));
+        }
       }
     };
     categorical(categorical_, j.at("categorical"));

@@ -161,6 +161,10 @@ bool parse_finite(std::string_view s, double& out);
 // non-ASCII bytes escaped (\xNN), so a message is always short, valid UTF-8.
 std::string printable(std::string_view raw);
 
+bool valid_utf8(std::string_view s);
+std::string to_hex(std::string_view bytes);
+std::string from_hex(std::string_view hex);  // throws ModelError on a malformed value
+
 // For a "missing column" error: the closest header names to `wanted` first
 // ("did you mean"), then every column of the header.
 std::string describe_header(const std::vector<std::string>& header, const std::string& wanted);

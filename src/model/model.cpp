@@ -182,4 +182,33 @@ std::shared_ptr<RankingModel> create_model(const ModelConfig& config, const Inpu
   return it->second(config, shape);
 }
 
+ParameterEstimate estimate_parameters(const ModelConfig& config, const InputShape& shape) {
+  ParameterEstimate e;
+  const double T = std::max(shape.num_tasks, 1);
+  const double rows = static_cast<double>(std::max<std::int64_t>(shape.embedding_rows, 1));
+  // single_task keeps one embedding copy per task (shared_bottom.cpp); the wide part has T columns.
+  const double copies = config.type == "single_task" ? T : 1;
+  e.embedding = rows * static_cast<double>(config.embedding_dim) * copies + (config.wide ? rows * T : 0);
+  const double input =
+      static_cast<double>(shape.num_categorical + shape.num_bags) * static_cast<double>(config.embedding_dim) +
+      shape.num_dense;
+  auto chain = [](double in, const std::vector<std::int64_t>& widths) {
+    double params = 0;
+    for (std::int64_t w : widths) {
+      params += (in + 1) * static_cast<double>(w);
+      in = static_cast<double>(w);
+    }
+    return std::make_pair(params, in);
+  };
+  const auto [bottom, bottom_out] = chain(input, config.bottom_hidden);
+  const double experts = std::max<double>(static_cast<double>(config.num_experts),
+                                          static_cast<double>(config.specific_experts) * T +
+                                              static_cast<double>(config.shared_experts)) *
+                         static_cast<double>(config.levels);
+  const auto [expert, expert_out] = chain(bottom_out, config.expert_hidden);
+  const auto [tower, tower_out] = chain(std::max(expert_out, bottom_out), config.tower_hidden);
+  e.dense = bottom + experts * expert + experts * T * (bottom_out + 1) + T * (tower + tower_out + 1);
+  return e;
+}
+
 }  // namespace mtrank::model

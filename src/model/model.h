@@ -134,4 +134,13 @@ using ModelFactory = std::function<std::shared_ptr<RankingModel>(const ModelConf
 const std::map<std::string, ModelFactory>& model_registry();
 std::shared_ptr<RankingModel> create_model(const ModelConfig& config, const InputShape& shape);
 
+// An upper-bound estimate of the parameter count, from the config alone (no
+// allocation): the embedding table(s) plus every expert, gate, bottom and
+// tower layer as if each read the whole input. Lets training refuse a config
+// that cannot fit in memory, naming the key, before allocating anything.
+struct ParameterEstimate {
+  double embedding = 0, dense = 0;
+};
+ParameterEstimate estimate_parameters(const ModelConfig& config, const InputShape& shape);
+
 }  // namespace mtrank::model

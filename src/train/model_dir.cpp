@@ -147,9 +147,25 @@ LoadedModel load_model_dir(const std::string& dir) {
   const std::string weights = (root / "weights.pt").string();
   if (!fs::exists(weights)) throw ModelError(weights + ": missing");
   try {
+    // LibTorch resizes tensors to what the archive holds instead of checking,
+    // so weights of another config "loaded" and failed later with shape errors.
+    std::vector<std::pair<std::string, std::vector<std::int64_t>>> expected;
+    for (const auto& p : m.net->named_parameters()) expected.emplace_back(p.key(), p.value().sizes().vec());
+    for (const auto& b : m.net->named_buffers()) expected.emplace_back(b.key(), b.value().sizes().vec());
     torch::serialize::InputArchive archive;
     archive.load_from(weights);
     m.net->load(archive);
+    std::size_t i = 0;
+    auto check = [&](const std::string& name, const torch::Tensor& t) {
+      if (i >= expected.size() || expected[i].first != name || expected[i].second != t.sizes().vec())
+        throw ModelError(weights + ": tensor '" + name + "' has shape " + c10::str(t.sizes()) +
+                         ", but the model config needs " +
+                         (i < expected.size() ? c10::str(c10::IntArrayRef(expected[i].second)) : std::string("none")) +
+                         ": the weights belong to another config");
+      ++i;
+    };
+    for (const auto& p : m.net->named_parameters()) check(p.key(), p.value());
+    for (const auto& b : m.net->named_buffers()) check(b.key(), b.value());
   } catch (const c10::Error& e) {
     throw ModelError(weights + ": corrupt or does not match the model config: " + e.what_without_backtrace());
   }
