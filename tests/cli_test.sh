@@ -54,7 +54,8 @@ printf 'extends = "quickstart.toml"\n[model]\ntype = "single_task"\nbottom_hidde
 printf 'extends = "quickstart.toml"\n[model]\ntype = "cgc"\nspecific_experts = 1\nshared_experts = 1\n[train]\nepochs = 2\n' > qs/cgc.toml
 "$MTRANK" compare qs/single_task.toml qs/cgc.toml --seeds 1,2 --out-dir cmp --threads 2 > cmp.txt 2>cmp.err || { cat cmp.err; fail compare; }
 grep -q "^single_task .* baseline" cmp.txt || { cat cmp.txt; fail "compare baseline row"; }
-grep -qE "^cgc .*(all tasks up|all tasks down|seesaw)" cmp.txt || { cat cmp.txt; fail "compare seesaw verdict"; }
+grep -qE "^cgc .*(all tasks up|all tasks down|seesaw|within noise)" cmp.txt || { cat cmp.txt; fail "compare verdict"; }
+grep -q "exceeds the larger seed spread" cmp.txt || fail "compare does not say how noise is decided"
 [ -s cmp/compare.json ] && [ -s cmp/cgc/seed2.json ] || fail "compare outputs"
 "$MTRANK" compare qs/single_task.toml qs/cgc.toml --seeds 1,2 --out-dir cmp > cmp2.txt 2>cmp2.err
 ! grep -q "training" cmp2.err || fail "compare retrained instead of reusing results"

@@ -132,3 +132,21 @@ TEST(Metrics, GroupAucWeightsGroupsByRowsAndSkipsOneClassGroups) {
   EXPECT_DOUBLE_EQ(m[0].gauc, 0.6);
   EXPECT_NEAR(m[0].calibration, (3.4 / 7) / (4.0 / 7), 1e-6);
 }
+
+TEST(Compare, DifferencesWithinTheSeedSpreadAreNotASeesaw) {
+  // Issue 13.4: differences inside the seed noise were called "seesaw" or "all tasks down".
+  using eval::Change;
+  // AUC 0.9410 vs 0.9416, spreads 0.0010 and 0.0004: within noise.
+  EXPECT_EQ(eval::compare_to_baseline(0.9410, 0.0010, 0.9416, 0.0004, true, 3), Change::kWithinNoise);
+  EXPECT_EQ(eval::compare_to_baseline(0.9440, 0.0010, 0.9416, 0.0004, true, 3), Change::kUp);
+  EXPECT_EQ(eval::compare_to_baseline(0.9390, 0.0010, 0.9416, 0.0004, true, 3), Change::kDown);
+  // RMSE: lower is better.
+  EXPECT_EQ(eval::compare_to_baseline(1.10, 0.01, 1.20, 0.02, false, 3), Change::kUp);
+  EXPECT_EQ(eval::compare_to_baseline(0.95, 0.0, 0.94, 0.0, true, 1), Change::kUnknown);
+  EXPECT_EQ(eval::verdict({Change::kUp, Change::kWithinNoise}), "some up, rest within noise");
+  EXPECT_EQ(eval::verdict({Change::kWithinNoise, Change::kDown}), "some down, rest within noise");
+  EXPECT_EQ(eval::verdict({Change::kUp, Change::kDown}), "seesaw");
+  EXPECT_EQ(eval::verdict({Change::kWithinNoise, Change::kWithinNoise}), "within noise");
+  EXPECT_EQ(eval::verdict({Change::kUp, Change::kUp}), "all tasks up");
+  EXPECT_EQ(eval::verdict({Change::kUnknown, Change::kUp}), "noise unknown");
+}

@@ -361,31 +361,42 @@ int run_compare(const CompareOptions& o) {
   std::vector<std::vector<std::string>> table;
   std::vector<std::string> header{"model"};
   for (const auto& [task, metric] : tasks) header.push_back(task + " " + metric + " (spread)" + (base ? " gain" : ""));
-  if (base) header.push_back("seesaw");
+  if (base) header.push_back("verdict");
   header.push_back("train rows/s");
   table.push_back(header);
+  // A task is up or down only when the difference exceeds the seed noise
+  // (eval::compare_to_baseline); within it, never a seesaw (issue 13.4).
+  const bool one_seed = o.seeds.size() < 2;
   for (const Result& r : results) {
     std::vector<std::string> row{r.name};
-    int better = 0, worse = 0;
+    std::vector<eval::Change> changes;
     for (const auto& [task, metric] : tasks) {
       const auto [mean, spread] = stats(r, task, metric);
-      char cell[96];
+      json& entry = summary["models"][r.name][task];
+      entry[metric] = mean;
+      entry["spread"] = spread;
       std::string gain;
       if (base && &r != base) {
-        const double b = stats(*base, task, metric).first;
+        const auto [b, base_spread] = stats(*base, task, metric);
         const double rel = (metric == "auc" ? mean - b : b - mean) / b * 100;  // positive = better
-        if (rel > 0) ++better;
-        if (rel < 0) ++worse;
-        char g[32];
-        std::snprintf(g, sizeof g, " %+.2f%%", rel);
+        const eval::Change c = eval::compare_to_baseline(mean, spread, b, base_spread, metric == "auc", o.seeds.size());
+        changes.push_back(c);
+        char g[48];
+        std::snprintf(g, sizeof g, " %+.2f%%%s", rel,
+                      c == eval::Change::kUp ? " up" : c == eval::Change::kDown ? " down" : c == eval::Change::kWithinNoise ? " ~" : "");
         gain = g;
+        entry["gain_percent"] = rel;
+        entry["change"] = eval::to_string(c);
       }
+      char cell[128];
       std::snprintf(cell, sizeof cell, "%.4f (%.4f)%s", mean, spread, gain.c_str());
       row.push_back(cell);
-      summary[r.name][task] = {{metric, mean}, {"spread", spread}};
     }
-    if (base)
-      row.push_back(&r == base ? "baseline" : worse == 0 ? "all tasks up" : better == 0 ? "all tasks down" : "seesaw");
+    if (base) {
+      const std::string v = &r == base ? "baseline" : eval::verdict(changes);
+      row.push_back(v);
+      summary["verdicts"][r.name] = v;
+    }
     double rows = 0;
     for (const json& run : r.runs) rows += run["train_rows_per_s"].get<double>() / static_cast<double>(r.runs.size());
     char rate[32];
@@ -411,6 +422,12 @@ int run_compare(const CompareOptions& o) {
   }
   if (!base && !o.baseline.empty())
     std::printf("(no '%s' config among the models: gains are not shown)\n", o.baseline.c_str());
+  if (base)
+    std::printf("%s\n", one_seed ? "(one seed: the seed noise is unknown, so no task is called up or down)"
+                                  : "(up/down: the difference of the means exceeds the larger seed spread of the two "
+                                    "models; ~: within noise)");
+  summary["noise_rule"] = "a task is up or down when the difference of the means over seeds exceeds the larger "
+                          "of the two models' spreads (max - min over seeds), else within noise";
   write_json_atomic((fs::path(o.out_dir) / "compare.json").string(), summary);
   return 0;
 }

@@ -178,4 +178,38 @@ std::string format_table(const std::vector<TaskMetrics>& metrics) {
   return out;
 }
 
+Change compare_to_baseline(double mean, double spread, double base_mean, double base_spread, bool higher_is_better,
+                           std::size_t seeds) {
+  if (seeds < 2 || !std::isfinite(mean) || !std::isfinite(base_mean)) return Change::kUnknown;
+  const double diff = higher_is_better ? mean - base_mean : base_mean - mean;  // positive = better
+  const double noise = std::max(spread, base_spread);
+  return diff > noise ? Change::kUp : diff < -noise ? Change::kDown : Change::kWithinNoise;
+}
+
+std::string verdict(const std::vector<Change>& tasks) {
+  std::size_t up = 0, down = 0, unknown = 0;
+  for (Change c : tasks) {
+    up += c == Change::kUp;
+    down += c == Change::kDown;
+    unknown += c == Change::kUnknown;
+  }
+  if (unknown > 0) return "noise unknown";
+  if (up > 0 && down > 0) return "seesaw";
+  if (up == tasks.size()) return "all tasks up";
+  if (down == tasks.size()) return "all tasks down";
+  if (up > 0) return "some up, rest within noise";
+  if (down > 0) return "some down, rest within noise";
+  return "within noise";
+}
+
+const char* to_string(Change c) {
+  switch (c) {
+    case Change::kUp: return "up";
+    case Change::kDown: return "down";
+    case Change::kWithinNoise: return "within noise";
+    case Change::kUnknown: return "unknown";
+  }
+  return "?";
+}
+
 }  // namespace mtrank::eval

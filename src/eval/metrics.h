@@ -45,4 +45,14 @@ nlohmann::json to_json(const std::vector<TaskMetrics>& metrics);
 // A fixed-width table for the terminal.
 std::string format_table(const std::vector<TaskMetrics>& metrics);
 
+// Whether a model's task metric is up, down or within the seed noise against
+// a baseline: up or down only when the difference of the means exceeds the
+// larger of the two spreads (max - min over seeds). Unknown with one seed.
+enum class Change { kUp, kDown, kWithinNoise, kUnknown };
+Change compare_to_baseline(double mean, double spread, double base_mean, double base_spread, bool higher_is_better,
+                           std::size_t seeds);
+// The model's verdict over its tasks: "seesaw", "all tasks up", "within noise", ...
+std::string verdict(const std::vector<Change>& tasks);
+const char* to_string(Change c);
+
 }  // namespace mtrank::eval
