@@ -9,7 +9,7 @@
 // socket holds no thread; each request has one deadline for its headers and
 // body; bodies are limited on the bytes actually read (chunked included) and
 // compressed bodies are refused; header size and count are bounded; the
-// number of connections is bounded; probes never wait for the scoring pool.
+// number of connections is bounded; probes never wait for scoring.
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
@@ -28,14 +28,15 @@ struct ServerOptions {
   std::string models_root;     // POST /v1/reload loads only directories inside it; "" = model_dir's parent
   std::string host = "127.0.0.1";
   int port = 8080;             // 0 = any free port (printed at start)
-  int threads = 2;             // scoring workers: rank requests in parallel (1..kMaxServerThreads)
-  int io_threads = 1;          // network threads: accept, read, write, probes (an idle connection costs none)
+  int threads = 2;             // rank requests scored in parallel (1..kMaxServerThreads)
+  int io_threads = 1;          // threads always left for accept, read, write and probes (an idle connection
+                               // costs none); the server runs threads + io_threads threads
   int score_threads = 1;       // chunks of one request in parallel (docs/benchmarks.md)
   std::size_t max_body_bytes = 8u << 20;     // on the bytes read, after chunked decoding
   std::size_t max_header_bytes = 16u << 10;  // request line + header fields
   int max_header_fields = 100;
   int max_connections = 512;   // beyond: probes still answered on a few extra slots, other requests get 503
-  int max_queue = 256;         // rank requests waiting for a worker; beyond: 503
+  int max_queue = 256;         // rank requests waiting for a scoring slot; beyond: 503
   double request_timeout_s = 10;    // one deadline for reading a request (headers + body), and one for its response
   double keep_alive_timeout_s = 5;  // an idle connection (no byte of a next request) is closed after this
   std::string admin_token;     // "" = admin endpoints (reload) are off
