@@ -131,11 +131,12 @@ int main(int argc, char** argv) {
   serve->add_option("--port", sv.port, "Port, 0 to 65535 (0 = any free port, printed at start); a port in use is an error")
       ->capture_default_str();
   serve->add_option("--threads", sv.threads,
-                    "Scoring worker threads: rank requests in parallel (1 to " +
+                    "Rank requests scored in parallel, each on the thread that read it (1 to " +
                         std::to_string(mtrank::serve::kMaxServerThreads) + ")")
       ->capture_default_str();
   serve->add_option("--io-threads", sv.io_threads,
-                    "Network threads: accept, read and write connections, answer probes (an idle connection holds none)")
+                    "Threads always left for accepting, reading and writing connections and for probes, on top of --threads "
+                    "(an idle connection holds none)")
       ->capture_default_str();
   serve->add_option("--score", sv.ranker.score,
                     "Ranking score from task predictions: 'sum:click=1,like=0.5' or 'product:click=1,watch_time=0.3' "
@@ -155,7 +156,7 @@ int main(int argc, char** argv) {
   serve->add_option("--max-connections", sv.max_connections,
                     "Open connections served; beyond, a few more may still GET /healthz or /readyz, others get 503")
       ->capture_default_str();
-  serve->add_option("--max-queue", sv.max_queue, "Rank requests waiting for a worker; beyond: 503")->capture_default_str();
+  serve->add_option("--max-queue", sv.max_queue, "Rank requests waiting for a scoring slot; beyond: 503")->capture_default_str();
   serve->add_option("--request-timeout", sv.request_timeout_s,
                     "Seconds to read one whole request (headers and body, however slowly it trickles), and to write "
                     "its response; then the connection is closed")
