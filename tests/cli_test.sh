@@ -89,7 +89,10 @@ expect_error 3 "bad.csv:2: column 6 ('price'): 'abc' is not a finite number" -- 
 : > empty.csv
 expect_error 3 "empty.csv: file is empty" -- "$MTRANK" eval --model qs/model --data empty.csv
 cp -r qs/model broken && head -c 100 qs/model/weights.pt > broken/weights.pt
+expect_error 4 "weights.pt: does not match manifest.json" -- "$MTRANK" eval --model broken --data qs/test.csv
+rm broken/manifest.json  # a model written before manifests: LibTorch's reader finds it
 expect_error 4 "weights.pt: corrupt" -- "$MTRANK" eval --model broken --data qs/test.csv
+grep -q "Exception raised from" err.txt && fail "a LibTorch stack trace reached the user"
 expect_error 4 "not a directory" -- "$MTRANK" predict --model nowhere --data qs/test.csv --out p.csv
 [ ! -e p.csv ] || fail "a failed predict left an output file"
 

@@ -253,6 +253,13 @@ TEST(ModelDir, TruncatedWeightsAreRefused) {
   try {
     train::load_model_dir(dir.file("m"));
     FAIL() << "expected ModelError";
+  } catch (const ModelError& e) {  // issue 14.5: the manifest catches it before LibTorch reads a byte
+    EXPECT_NE(std::string(e.what()).find("weights.pt: does not match manifest.json"), std::string::npos) << e.what();
+  }
+  std::filesystem::remove(dir.file("m/manifest.json"));  // a model from before the manifest
+  try {
+    train::load_model_dir(dir.file("m"));
+    FAIL() << "expected ModelError";
   } catch (const ModelError& e) {
     EXPECT_NE(std::string(e.what()).find("weights.pt: corrupt"), std::string::npos) << e.what();
   }
@@ -309,6 +316,7 @@ TEST(ModelDir, NonFiniteWeightsAreNeverWrittenOrLoaded) {
   torch::serialize::OutputArchive archive;
   net->save(archive);
   archive.save_to(dir.file("good/weights.pt"));
+  std::filesystem::remove(dir.file("good/manifest.json"));  // past the manifest check
   EXPECT_THROW(train::load_model_dir(dir.file("good")), ModelError);
 }
 
@@ -349,6 +357,8 @@ TEST(ModelDir, WeightsOfAnotherConfigAreRefusedAtLoad) {
   Config other = c;
   other.model.expert_hidden = {48};
   dir.write("m/config.toml", to_toml(other));
+  EXPECT_THROW(train::load_model_dir(dir.file("m")), ModelError);  // the manifest: config.toml changed
+  std::filesystem::remove(dir.file("m/manifest.json"));            // past it, the shapes are checked
   try {
     train::load_model_dir(dir.file("m"));
     FAIL() << "expected ModelError";
@@ -374,4 +384,33 @@ TEST(ModelSize, EstimateIsAnUpperBoundForEveryModelType) {
     EXPECT_LE(actual, e.embedding + e.dense) << type;
     EXPECT_GE(actual * 4, e.embedding + e.dense) << type;  // and not wildly above
   }
+}
+
+TEST(ModelDir, FilesFromTwoSavesNeverLoadTogether) {
+  // Issue 14.5: a reload racing a new save served old preprocessing with new
+  // weights. Every file is checked against the manifest written with it.
+  TempDir dir;
+  Config c = tiny_config();
+  data::Preprocessor pre(c), other(c);
+  pre.fit(dir.write("d.csv", "a,y\nx,1\nz,0\n"));
+  other.fit(dir.write("e.csv", "a,y\nx,1\nz,0\nw,1\nv,0\n"));
+  auto net = model::create_model(c.model, train::input_shape(pre));
+  const nlohmann::json meta{{"format", "mtrank-model"}, {"version", 1}};
+  train::save_model_dir(dir.file("a"), c, pre, *net, meta);
+  auto net2 = model::create_model(c.model, train::input_shape(other));
+  train::save_model_dir(dir.file("b"), c, other, *net2, meta);
+  EXPECT_NO_THROW(train::load_model_dir(dir.file("a")));
+  std::filesystem::copy_file(dir.file("b/preprocess.json"), dir.file("a/preprocess.json"),
+                             std::filesystem::copy_options::overwrite_existing);
+  try {
+    train::load_model_dir(dir.file("a"));
+    FAIL() << "a mixed directory loaded";
+  } catch (const ModelError& e) {
+    EXPECT_NE(std::string(e.what()).find("preprocess.json: does not match manifest.json"), std::string::npos) << e.what();
+  }
+  // meta.json with wrong types: exit 4 with the file named, not a bare JSON error.
+  dir.write("b/meta.json", "{\"format\": 7}");
+  EXPECT_THROW(train::load_model_dir(dir.file("b")), ModelError);
+  dir.write("b/meta.json", "[1, 2]");
+  EXPECT_THROW(train::load_model_dir(dir.file("b")), ModelError);
 }

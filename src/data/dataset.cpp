@@ -73,38 +73,7 @@ namespace {
 constexpr char kMagic[8] = {'M', 'T', 'R', 'K', 'D', 'A', 'T', 'A'};
 constexpr std::uint32_t kCacheVersion = 3;
 
-// Word-wise multiply-xorshift: detects corruption at memory speed (not cryptographic).
-class Checksum {
- public:
-  // The same bytes give the same value however they are split into calls (little-endian words).
-  void add(const void* data, std::size_t n) {
-    const auto* p = static_cast<const unsigned char*>(data);
-    for (; n > 0 && fill_ != 0; ++p, --n) push(*p);  // finish a partial word
-    for (; n >= 8; p += 8, n -= 8) {
-      std::memcpy(&word_, p, 8);
-      flush();
-    }
-    for (; n > 0; ++p, --n) push(*p);
-  }
-  std::uint64_t value() {
-    if (fill_) flush();
-    return mix64(h_);
-  }
-
- private:
-  void push(unsigned char byte) {
-    word_ |= static_cast<std::uint64_t>(byte) << (8 * fill_);
-    if (++fill_ == 8) flush();
-  }
-  void flush() {
-    h_ = (h_ ^ word_) * 0x9e3779b97f4a7c15ULL;
-    h_ ^= h_ >> 29;
-    word_ = 0;
-    fill_ = 0;
-  }
-  std::uint64_t h_ = 0x6d7472616e6b2121ULL, word_ = 0;
-  int fill_ = 0;
-};
+using Checksum = ByteHasher;
 
 class CacheWriter {
  public:

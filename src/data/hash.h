@@ -2,6 +2,7 @@
 // Stable 64-bit string hashing for hash buckets and crosses. Must never change:
 // saved models rely on the same value mapping to the same bucket forever.
 #include <cstdint>
+#include <cstring>
 #include <string_view>
 
 namespace mtrank::data {
@@ -26,5 +27,45 @@ inline std::uint64_t hash_string(std::string_view s, std::uint64_t seed) {
 
 // Combines hashes for cross features: order matters (a x b != b x a is fine: columns are fixed).
 inline std::uint64_t hash_combine(std::uint64_t a, std::uint64_t b) { return mix64(a ^ (b + 0x9e3779b97f4a7c15ULL + (a << 6) + (a >> 2))); }
+
+// A 64-bit checksum of a byte stream: word-wise multiply-xorshift, at memory
+// speed, to detect corrupt files (not cryptographic). The same bytes give the
+// same value however they are split into add() calls (little-endian words).
+class ByteHasher {
+ public:
+  void add(const void* data, std::size_t n) {
+    const auto* p = static_cast<const unsigned char*>(data);
+    for (; n > 0 && fill_ != 0; ++p, --n) push(*p);  // finish a partial word
+    for (; n >= 8; p += 8, n -= 8) {
+      std::memcpy(&word_, p, 8);
+      flush();
+    }
+    for (; n > 0; ++p, --n) push(*p);
+  }
+  std::uint64_t value() {
+    if (fill_) flush();
+    return mix64(h_);
+  }
+
+ private:
+  void push(unsigned char byte) {
+    word_ |= static_cast<std::uint64_t>(byte) << (8 * fill_);
+    if (++fill_ == 8) flush();
+  }
+  void flush() {
+    h_ = (h_ ^ word_) * 0x9e3779b97f4a7c15ULL;
+    h_ ^= h_ >> 29;
+    word_ = 0;
+    fill_ = 0;
+  }
+  std::uint64_t h_ = 0x6d7472616e6b2121ULL, word_ = 0;
+  int fill_ = 0;
+};
+
+inline std::uint64_t hash_bytes(std::string_view bytes) {
+  ByteHasher h;
+  h.add(bytes.data(), bytes.size());
+  return h.value();
+}
 
 }  // namespace mtrank::data

@@ -1,17 +1,21 @@
 #include "train/model_dir.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 
+#include <cstdio>
 #include <filesystem>
+#include <map>
 #include <fstream>
 #include <sstream>
 
 #include "common/atomic_file.h"
 #include "common/error.h"
+#include "data/hash.h"
 #include "train/trainer.h"
 
 namespace mtrank::train {
@@ -23,12 +27,34 @@ model::InputShape input_shape(const data::Preprocessor& pre) {
 }
 
 namespace {
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw ModelError(path.string() + ": missing or unreadable (is this an mtrank model directory?)");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+constexpr const char* kModelFiles[] = {"config.toml", "preprocess.json", "weights.pt"};  // and meta.json
+
+// Reads `name` inside the directory open as `dir_fd`: every file of one load
+// comes from the same directory, even if the path is renamed meanwhile.
+std::string read_at(int dir_fd, const std::string& dir, const std::string& name) {
+  const int fd = ::openat(dir_fd, name.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    throw ModelError(dir + "/" + name + ": missing or unreadable (is this an mtrank model directory?)");
+  std::string out;
+  char buf[1 << 16];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      ::close(fd);
+      throw ModelError(dir + "/" + name + ": cannot read: " + std::strerror(errno));
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  return out;
+}
+
+std::string hex64(std::uint64_t v) {
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(v));
+  return hex;
 }
 
 // Removes what an earlier crashed save left beside `target`: DIR.tmp-PID and
@@ -94,10 +120,17 @@ void save_model_dir(const std::string& dir, const Config& config, const data::Pr
     } catch (const c10::Error& e) {
       throw ModelError(dir + ": cannot serialize the weights: " + e.what_without_backtrace());
     }
-    write_file_durable((tmp / "weights.pt").string(), weights.str());
-    write_file_durable((tmp / "config.toml").string(), to_toml(config));
-    write_file_durable((tmp / "preprocess.json").string(), pre.to_json().dump());
-    write_file_durable((tmp / "meta.json").string(), meta.dump(2) + "\n");
+    const std::map<std::string, std::string> files{{"weights.pt", weights.str()},
+                                                   {"config.toml", to_toml(config)},
+                                                   {"preprocess.json", pre.to_json().dump()},
+                                                   {"meta.json", meta.dump(2) + "\n"}};
+    // The manifest lets a loader prove that every file is from this one save.
+    nlohmann::json manifest{{"format", "mtrank-manifest"}, {"version", 1}, {"files", nlohmann::json::object()}};
+    for (const auto& [name, bytes] : files) {
+      write_file_durable((tmp / name).string(), bytes);
+      manifest["files"][name] = {{"bytes", bytes.size()}, {"checksum", hex64(data::hash_bytes(bytes))}};
+    }
+    write_file_durable((tmp / "manifest.json").string(), manifest.dump(2) + "\n");
     sync_directory(tmp.string());
     // Swap in: move any old model aside first, so a crash leaves one complete model.
     const fs::path old = target.string() + ".old-" + std::to_string(::getpid());
@@ -122,22 +155,62 @@ void save_model_dir(const std::string& dir, const Config& config, const data::Pr
 LoadedModel load_model_dir(const std::string& dir) {
   const fs::path root(dir);
   if (!fs::is_directory(root)) throw ModelError(dir + ": not a directory (expected a model directory from 'mtrank train')");
+  // One directory handle and every file read into memory before anything is
+  // parsed: a reload racing a new save can never mix two models' files.
+  const int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir_fd < 0) throw ModelError(dir + ": cannot open: " + std::strerror(errno));
+  std::map<std::string, std::string> files;
+  std::string manifest_text;
+  bool has_manifest = false;
   LoadedModel m;
+  const std::string meta_path = (root / "meta.json").string();
   try {
-    m.meta = nlohmann::json::parse(read_text(root / "meta.json"));
-  } catch (const nlohmann::json::exception& e) {
-    throw ModelError((root / "meta.json").string() + ": corrupt: " + e.what());
+    files["meta.json"] = read_at(dir_fd, dir, "meta.json");  // first: says whether this is a model at all
+    try {
+      m.meta = nlohmann::json::parse(files["meta.json"]);
+    } catch (const nlohmann::json::exception& e) {
+      throw ModelError(meta_path + ": corrupt: " + e.what());
+    }
+    if (!m.meta.is_object() || !m.meta.contains("format") || m.meta["format"] != "mtrank-model")
+      throw ModelError(meta_path + ": not an mtrank model (format field missing)");
+    if (m.meta.contains("model_version") && !m.meta["model_version"].is_string())
+      throw ModelError(meta_path + ": 'model_version' must be a string");
+    for (const char* name : kModelFiles) files[name] = read_at(dir_fd, dir, name);
+    if (::faccessat(dir_fd, "manifest.json", F_OK, 0) == 0) {
+      manifest_text = read_at(dir_fd, dir, "manifest.json");
+      has_manifest = true;
+    }
+  } catch (...) {
+    ::close(dir_fd);
+    throw;
   }
-  if (m.meta.value("format", "") != "mtrank-model")
-    throw ModelError((root / "meta.json").string() + ": not an mtrank model (format field missing)");
+  ::close(dir_fd);
+  if (has_manifest) {  // models written before the manifest existed load without it
+    const std::string path = (root / "manifest.json").string();
+    try {
+      const nlohmann::json manifest = nlohmann::json::parse(manifest_text);
+      if (!manifest.is_object() || manifest.value("format", nlohmann::json()) != "mtrank-manifest")
+        throw ModelError(path + ": not an mtrank manifest");
+      for (const auto& [name, bytes] : files) {
+        const nlohmann::json& entry = manifest.at("files").at(name);
+        if (entry.at("bytes").get<std::uint64_t>() != bytes.size() ||
+            entry.at("checksum").get<std::string>() != hex64(data::hash_bytes(bytes)))
+          throw ModelError((root / name).string() +
+                           ": does not match manifest.json (changed or damaged since the model was written, or "
+                           "the directory was being replaced); train again or reload later");
+      }
+    } catch (const nlohmann::json::exception& e) {
+      throw ModelError(path + ": corrupt: " + e.what());
+    }
+  }
   try {
-    m.config = parse_config(read_text(root / "config.toml"), (root / "config.toml").string());
+    m.config = parse_config(files["config.toml"], (root / "config.toml").string());
   } catch (const ConfigError& e) {
     throw ModelError(std::string("corrupt model config: ") + e.what());
   }
   m.preprocessor = std::make_unique<data::Preprocessor>(m.config);
   try {
-    m.preprocessor->load_json(nlohmann::json::parse(read_text(root / "preprocess.json")));
+    m.preprocessor->load_json(nlohmann::json::parse(files["preprocess.json"]));
   } catch (const nlohmann::json::exception& e) {
     throw ModelError((root / "preprocess.json").string() + ": corrupt: " + e.what());
   } catch (const ModelError& e) {
@@ -145,7 +218,6 @@ LoadedModel load_model_dir(const std::string& dir) {
   }
   m.net = model::create_model(m.config.model, input_shape(*m.preprocessor));
   const std::string weights = (root / "weights.pt").string();
-  if (!fs::exists(weights)) throw ModelError(weights + ": missing");
   try {
     // LibTorch resizes tensors to what the archive holds instead of checking,
     // so weights of another config "loaded" and failed later with shape errors.
@@ -153,7 +225,8 @@ LoadedModel load_model_dir(const std::string& dir) {
     for (const auto& p : m.net->named_parameters()) expected.emplace_back(p.key(), p.value().sizes().vec());
     for (const auto& b : m.net->named_buffers()) expected.emplace_back(b.key(), b.value().sizes().vec());
     torch::serialize::InputArchive archive;
-    archive.load_from(weights);
+    std::istringstream weight_bytes(files["weights.pt"]);
+    archive.load_from(weight_bytes);
     m.net->load(archive);
     std::size_t i = 0;
     auto check = [&](const std::string& name, const torch::Tensor& t) {
