@@ -139,4 +139,9 @@ expect_error 2 "key 'features[4].quantiles': must be at most 65536" -- "$MTRANK"
 sed 's/^hash_buckets = 64/hash_buckets = 4294967296/; s/^embedding_dim = 8/embedding_dim = 4096/' qs/quickstart.toml > qs/huge.toml
 expect_error 2 "this model needs about" -- "$MTRANK" train --config qs/huge.toml --out m9 --quiet
 grep -qF "the largest part is model.embedding_dim (4096)" err.txt || { cat err.txt; fail "memory estimate names the key"; }
+# A FIFO as --train (read twice) is refused instead of hanging.
+mkfifo fifo.csv
+set +e; timeout 20 "$MTRANK" train --config qs/quickstart.toml --train fifo.csv --out m10 >out.txt 2>err.txt; rc=$?; set -e
+[ "$rc" -eq 3 ] || { cat err.txt; fail "FIFO --train: exit $rc"; }
+grep -qF "training data must be a regular file" err.txt || { cat err.txt; fail "FIFO message"; }
 echo "cli tests passed"

@@ -4,6 +4,7 @@
 #include "config/config.h"
 #include "test_util.h"
 
+#include <chrono>
 #include <filesystem>
 
 using mtrank::Config;
@@ -248,4 +249,24 @@ TEST(Config, ErrorsInABaseFileNameThatFileAndLine) {
   e = error({dir.file("model.toml"), dir.file("overlay.toml")});
   EXPECT_NE(e.find(dir.file("overlay.toml") + ":2: key 'model.num_experts': must be an integer"), std::string::npos)
       << e;
+}
+
+TEST(Config, ExtendsDiamondsLoadEachFileOnce) {
+  // Issue 14 (low): five-way diamonds 8 deep took 32 s (every path reloaded its bases).
+  mtrank::testing::TempDir dir;
+  dir.write("l0_0.toml", std::string(kMinimal));
+  for (int level = 1; level <= 8; ++level)
+    for (int k = 0; k < 5; ++k) {
+      std::string ext = "extends = [";
+      for (int j = 0; j < 5; ++j)
+        ext += std::string(j ? ", " : "") + "\"l" + std::to_string(level - 1) + "_" + std::to_string(level == 1 ? 0 : j) + ".toml\"";
+      dir.write("l" + std::to_string(level) + "_" + std::to_string(k) + ".toml",
+                ext + "]\n[train]\nepochs = " + std::to_string(level) + "\n");
+    }
+  const auto t0 = std::chrono::steady_clock::now();
+  Config c = mtrank::load_config(dir.file("l8_0.toml"));
+  EXPECT_EQ(c.train.epochs, 8);
+  EXPECT_EQ(c.features.size(), 3u);
+  // Not a timing threshold on speed, a bound on blow-up: 5^8 loads took 32 s.
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 20.0);
 }

@@ -408,6 +408,12 @@ TEST(ModelDir, FilesFromTwoSavesNeverLoadTogether) {
   } catch (const ModelError& e) {
     EXPECT_NE(std::string(e.what()).find("preprocess.json: does not match manifest.json"), std::string::npos) << e.what();
   }
+  // The training run's cache_dir is not used by eval/predict of a loaded model.
+  Config cached = c;
+  cached.data.cache_dir = dir.file("somewhere-else");
+  train::save_model_dir(dir.file("c"), cached, pre, *net, meta);
+  EXPECT_EQ(train::load_model_dir(dir.file("c")).config.data.cache_dir, "");
+  EXPECT_EQ(train::load_model_dir(dir.file("c")).preprocessor->config().data.cache_dir, "");
   // meta.json with wrong types: exit 4 with the file named, not a bare JSON error.
   dir.write("b/meta.json", "{\"format\": 7}");
   EXPECT_THROW(train::load_model_dir(dir.file("b")), ModelError);

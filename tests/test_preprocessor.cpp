@@ -510,3 +510,21 @@ TEST(Vocabulary, BytesThatAreNotUtf8RoundTripThroughTheModelFile) {
   EXPECT_FALSE(data::valid_utf8("\xe2\x82"));      // truncated
   EXPECT_EQ(data::from_hex(data::to_hex(latin1)), latin1);
 }
+
+TEST_F(PreprocessorTest, PredictNeverSkipsARow) {
+  // Issue 14 (low): predict with on_bad_row = "skip" misaligned output rows with input rows.
+  Config c = config;
+  c.data.on_bad_row = BadRowPolicy::kSkip;
+  Preprocessor p(c);
+  p.fit(train_path);
+  const std::string path = dir.write("p.csv", "country,app,tags,age\nus,maps,a,1\nus,maps,a,x\n");
+  EXPECT_EQ(data::featurize_file(p, path, false).rows(), 1);  // eval and train may skip
+  try {
+    data::featurize_file(p, path, false, nullptr, false, /*allow_skip=*/false);
+    FAIL();
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("p.csv:3: column 4 ('age'): 'x' is not a finite number (predict never skips"),
+              std::string::npos)
+        << e.what();
+  }
+}

@@ -93,6 +93,13 @@ int run_train(const TrainOptions& o) {
   if (o.threads >= 0) config.train.threads = o.threads;
   if (config.data.train.empty())
     throw ConfigError(config.source + ": no training data: set data.train or pass --train FILE");
+  {
+    // The training file is read twice (fit, then featurize): a FIFO or <(...) hung or read as empty.
+    std::error_code ec;
+    if (fs::exists(config.data.train, ec) && !fs::is_regular_file(config.data.train, ec))
+      throw DataError(config.data.train + ": training data must be a regular file (it is read twice: to fit the "
+                                          "preprocessing, then to featurize); save the stream to a file first");
+  }
   // Every output is checked before any work: a bad --out or --metrics-out
   // used to fail only after a whole epoch, or after training.
   train::check_model_output_dir(o.out);
@@ -261,7 +268,7 @@ int run_predict(const PredictOptions& o) {
   configure_threads(o.threads);
   train::LoadedModel m = train::load_model_dir(o.model);
   data::IngestStats stats;
-  data::FeaturizedData d = data::featurize_file(*m.preprocessor, o.data, false, &stats, true);
+  data::FeaturizedData d = data::featurize_file(*m.preprocessor, o.data, false, &stats, true, /*allow_skip=*/false);
   train::Predictions p = train::predict(*m.net, m.config, d);
   refuse_non_finite(p, o.model);
   AtomicFile out(o.out);
@@ -272,8 +279,7 @@ int run_predict(const PredictOptions& o) {
   for (std::int64_t r = 0; r < p.rows; ++r)
     for (int t = 0; t < p.tasks; ++t) std::fprintf(f, "%.7g%c", p.values[r * p.tasks + t], t + 1 == p.tasks ? '\n' : ',');
   out.commit();
-  std::fprintf(stderr, "wrote %lld predictions to %s%s\n", static_cast<long long>(p.rows), o.out.c_str(),
-               stats.skipped ? " (bad input rows were skipped: output rows do not line up with input rows)" : "");
+  std::fprintf(stderr, "wrote %lld predictions to %s\n", static_cast<long long>(p.rows), o.out.c_str());
   return 0;
 }
 

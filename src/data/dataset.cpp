@@ -200,7 +200,7 @@ FeaturizedData FeaturizedData::load(const std::string& path, std::int64_t embedd
 // ---------------------------------------------------------------- ingestion
 
 FeaturizedData featurize_file(const Preprocessor& pre, const std::string& path, bool require_labels,
-                              IngestStats* stats, bool show_progress) {
+                              IngestStats* stats, bool show_progress, bool allow_skip) {
   const DataConfig& dc = pre.config().data;
   RecordReader reader(path, ReaderOptions{dc.delimiter});
   const ColumnBinding binding = pre.bind(reader.header(), path, require_labels);
@@ -218,6 +218,9 @@ FeaturizedData featurize_file(const Preprocessor& pre, const std::string& path, 
     } catch (const RowError& e) {
       std::string where = path + ":" + std::to_string(reader.line());
       if (e.column >= 0) where += ": column " + std::to_string(e.column + 1) + " ('" + reader.header()[e.column] + "')";
+      if (!allow_skip)
+        throw DataError(where + ": " + e.message +
+                        " (predict never skips a row, so that output row i is input row i: fix or remove the row)");
       if (dc.on_bad_row == BadRowPolicy::kError)
         throw DataError(where + ": " + e.message + " (or set data.on_bad_row = \"skip\" to drop bad rows, for every task)");
       if (++skipped > dc.max_bad_rows)

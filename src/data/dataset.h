@@ -68,8 +68,10 @@ struct IngestStats {
 
 // Reads and featurizes a whole file (streaming). Labels are optional when
 // `require_labels` is false. Bad rows follow config.data.on_bad_row.
+// With `allow_skip` false, a bad row is an error whatever data.on_bad_row says
+// (predict: its output rows must line up with the input rows).
 FeaturizedData featurize_file(const Preprocessor& pre, const std::string& path, bool require_labels,
-                              IngestStats* stats = nullptr, bool show_progress = false);
+                              IngestStats* stats = nullptr, bool show_progress = false, bool allow_skip = true);
 
 // Fits `pre` on the training file, or loads the fit from config.data.cache_dir
 // when the file and config are unchanged. Returns true if it came from the cache.

@@ -208,6 +208,9 @@ LoadedModel load_model_dir(const std::string& dir) {
   } catch (const ConfigError& e) {
     throw ModelError(std::string("corrupt model config: ") + e.what());
   }
+  // The training run's cache folder is not this process's: a model from
+  // another machine made eval create files at that absolute path.
+  m.config.data.cache_dir.clear();
   m.preprocessor = std::make_unique<data::Preprocessor>(m.config);
   try {
     m.preprocessor->load_json(nlohmann::json::parse(files["preprocess.json"]));
