@@ -120,7 +120,9 @@ int main(int argc, char** argv) {
   compare->footer(
       "Example: mtrank compare examples/census/{single_task,shared_bottom,mmoe,cgc}.toml --seeds 1,2,3\n"
       "Each cell: mean test metric over seeds (max - min) and the relative gain over the baseline.\n"
-      "'seesaw' marks a model that improves some tasks and loses others (Tang et al. 2020).");
+      "A task is 'up' or 'down' only when the difference of the means exceeds the larger of the two\n"
+      "models' seed spreads (max - min), else '~' (within noise); with one seed no task is called either way.\n"
+      "'seesaw' marks a model that is up on some tasks and down on others (Tang et al. 2020).");
 
   mtrank::serve::ServerOptions sv;
   std::string admin_token_file;
