@@ -57,6 +57,17 @@ grep -q "^single_task .* baseline" cmp.txt || { cat cmp.txt; fail "compare basel
 grep -qE "^cgc .*(all tasks up|all tasks down|seesaw|within noise)" cmp.txt || { cat cmp.txt; fail "compare verdict"; }
 grep -q "exceeds the larger seed spread" cmp.txt || fail "compare does not say how noise is decided"
 [ -s cmp/compare.json ] && [ -s cmp/cgc/seed2.json ] || fail "compare outputs"
+python3 - <<'PY' || fail "expert names by kind (issue 13.15)"
+import json
+c = json.load(open("cmp/cgc/seed1.json"))
+assert c["expert_names"] == ["click:own0", "like:own0", "watch_time:own0", "shared0"], c.get("expert_names")
+assert len(c["expert_utilization"][0]) == 4
+assert c["expert_utilization"][0][1] == 0 and c["expert_utilization"][0][2] == 0  # click's gate cannot see like's expert
+q = json.load(open("qs/metrics.json"))
+assert q["expert_names"] == ["e0", "e1", "e2", "e3"], q.get("expert_names")
+PY
+"$MTRANK" eval --model cmp/cgc/seed1-model --data qs/test.csv > cgc_eval.txt 2>/dev/null || fail "eval cgc"
+grep -q "click:own0 *like:own0 *watch_time:own0 *shared0" cgc_eval.txt || { cat cgc_eval.txt; fail "cgc utilization table names experts by kind"; }
 "$MTRANK" compare qs/single_task.toml qs/cgc.toml --seeds 1,2 --out-dir cmp > cmp2.txt 2>cmp2.err
 ! grep -q "training" cmp2.err || fail "compare retrained instead of reusing results"
 cmp -s cmp.txt cmp2.txt || fail "compare gave a different table from the same results"

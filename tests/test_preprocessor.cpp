@@ -358,7 +358,7 @@ TEST(Labels, PositiveComparisonOnCounts) {
     FAIL() << "a non-number under a comparison must be refused";
   } catch (const DataError& e) {
     EXPECT_NE(std::string(e.what()).find("b.csv:2: column 2 ('y'): label 'many' of task 't' is not a finite number "
-                                         "(positive = \"> 0\" compares numbers)"),
+                                         "in the 32-bit float range (positive = \"> 0\" compares numbers)"),
               std::string::npos)
         << e.what();
   }
@@ -527,4 +527,26 @@ TEST_F(PreprocessorTest, PredictNeverSkipsARow) {
               std::string::npos)
         << e.what();
   }
+}
+
+TEST(FuzzFindings, LabelBeyondFloatRangeAndEmptyFeatureName) {
+  // fuzz/findings/csv-label-beyond-float.csv: 1e39 became an infinite label.
+  TempDir dir;
+  const std::string path = dir.write("l.csv", "x,y\n1,0\n2,1\n");
+  Preprocessor pre(label_config("", "transform = \"standardize\"\n[[tasks]]\nname = \"r\"\ntype = \"regression\"\ncolumn = \"z\""));
+  const std::string bad = dir.write("b.csv", "x,y,z\n1,0,1\n2,1,1e39\n");
+  pre.fit(dir.write("ok.csv", "x,y,z\n1,0,1\n2,1,3\n"));
+  try {
+    data::featurize_file(pre, bad, true);
+    FAIL();
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("b.csv:3: column 3 ('z'): label '1e39' of task 'r' is not a finite number in "
+                                         "the 32-bit float range"),
+              std::string::npos)
+        << e.what();
+  }
+  // fuzz/findings/config-empty-feature-name.toml: names = [""] trained, then its stored config did not load.
+  EXPECT_THROW(parse_config("[[features]]\nnames = [\"\"]\ntype = \"categorical\"\n[[tasks]]\nname = \"t\"\ncolumn = \"y\"\n",
+                            "empty.toml"),
+               ConfigError);
 }

@@ -36,22 +36,29 @@ namespace {
 
 void write_json_atomic(const std::string& path, const json& j) { write_file_atomic(path, j.dump(2) + "\n"); }
 
-std::string format_utilization(const std::vector<TaskConfig>& tasks, const std::vector<std::vector<double>>& u) {
+std::string format_utilization(const Config& config, const std::vector<std::vector<double>>& u) {
   if (u.empty()) return "";
-  std::string out = "expert utilization (mean gate weight per task and expert):\n";
+  const std::vector<std::string> labels = model::expert_labels(config.model, config.tasks);
+  const bool by_kind = config.model.type == "cgc" || config.model.type == "ple";
+  std::string out = by_kind ? "expert utilization (mean gate weight per task and expert: TASK:ownK are a task's own "
+                              "experts, sharedK the shared ones, 0 where a gate cannot see; PLE: the last level):\n"
+                            : "expert utilization (mean gate weight per task and expert):\n";
+  int width = 6;
+  for (const std::string& l : labels) width = std::max(width, static_cast<int>(std::min<std::size_t>(l.size(), 24)));
   char buf[64];
   std::snprintf(buf, sizeof buf, "%-16s", "task");
   out += buf;
   for (std::size_t e = 0; e < u[0].size(); ++e) {
-    std::snprintf(buf, sizeof buf, " %6s", ("e" + std::to_string(e)).c_str());
+    std::snprintf(buf, sizeof buf, " %*s", width,
+                  (e < labels.size() ? labels[e] : "e" + std::to_string(e)).substr(0, 24).c_str());
     out += buf;
   }
   out += "\n";
   for (std::size_t t = 0; t < u.size(); ++t) {
-    std::snprintf(buf, sizeof buf, "%-16s", tasks[t].name.c_str());
+    std::snprintf(buf, sizeof buf, "%-16s", config.tasks[t].name.c_str());
     out += buf;
     for (double w : u[t]) {
-      std::snprintf(buf, sizeof buf, " %6.3f", w);
+      std::snprintf(buf, sizeof buf, " %*.3f", width, w);
       out += buf;
     }
     out += "\n";
@@ -59,9 +66,12 @@ std::string format_utilization(const std::vector<TaskConfig>& tasks, const std::
   return out;
 }
 
-json split_json(const std::vector<eval::TaskMetrics>& m, const train::Predictions& p) {
+json split_json(const Config& config, const std::vector<eval::TaskMetrics>& m, const train::Predictions& p) {
   json j{{"tasks", eval::to_json(m)}};
-  if (!p.expert_utilization.empty()) j["expert_utilization"] = p.expert_utilization;
+  if (!p.expert_utilization.empty()) {
+    j["expert_utilization"] = p.expert_utilization;
+    j["expert_names"] = model::expert_labels(config.model, config.tasks);
+  }
   return j;
 }
 
@@ -198,12 +208,12 @@ int run_train(const TrainOptions& o) {
     train::Predictions p;
     auto m = train::evaluate(*net, config, *d, &p);
     train::check_finite_predictions(p, std::string(name) + " split");  // never write a model that predicts NaN
-    splits[name] = split_json(m, p);
+    splits[name] = split_json(config, m, p);
     if (o.tables) {
       std::printf("\n%s metrics (%s):\n%s", name,
                   name == std::string("val") ? config.data.val.c_str() : config.data.test.c_str(),
                   eval::format_table(m).c_str());
-      if (std::string(name) == "test") std::printf("%s", format_utilization(config.tasks, p.expert_utilization).c_str());
+      if (std::string(name) == "test") std::printf("%s", format_utilization(config, p.expert_utilization).c_str());
     }
     headline = name;
   }
@@ -212,8 +222,10 @@ int run_train(const TrainOptions& o) {
   if (headline) {
     metrics["tasks"] = splits[headline]["tasks"];
     metrics["metrics_split"] = headline;
-    if (splits[headline].contains("expert_utilization"))
+    if (splits[headline].contains("expert_utilization")) {
       metrics["expert_utilization"] = splits[headline]["expert_utilization"];
+      metrics["expert_names"] = splits[headline]["expert_names"];
+    }
   }
 
   // The model's version: what it was trained from (fingerprint) and when.
@@ -253,9 +265,9 @@ int run_eval(const EvalOptions& o) {
   auto metrics = train::evaluate(*m.net, m.config, d, &p);
   refuse_non_finite(p, o.model);
   std::printf("%s", eval::format_table(metrics).c_str());
-  std::printf("%s", format_utilization(m.config.tasks, p.expert_utilization).c_str());
+  std::printf("%s", format_utilization(m.config, p.expert_utilization).c_str());
   if (!o.metrics_out.empty()) {
-    json j = split_json(metrics, p);
+    json j = split_json(m.config, metrics, p);
     j["rows"] = d.rows();
     j["skipped_rows"] = stats.skipped;
     write_json_atomic(o.metrics_out, j);

@@ -229,6 +229,8 @@ void parse_features(TableReader& root, Config& cfg) {
     std::string single = t.string("name", "");
     if (!single.empty()) feature_names.insert(feature_names.begin(), single);
     if (feature_names.empty()) t.fail(nullptr, "name", "each [[features]] entry needs 'name' or 'names'");
+    for (const std::string& n : feature_names)  // names = [""] trained, then its stored config did not load (fuzzing)
+      if (n.empty()) t.fail(t.get(t.has("names") ? "names" : "name"), t.has("names") ? "names" : "name", "a feature name cannot be empty");
     if (f.type == FeatureType::kNumeric) {
       f.transform = pick<NumericTransform>(t.choice("transform", "quantile", {"quantile", "standardize", "none"}),
                                            {{"quantile", NumericTransform::kQuantile},

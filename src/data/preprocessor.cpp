@@ -436,8 +436,10 @@ void Preprocessor::transform(const ColumnBinding& b, const std::vector<std::stri
           mask = 1.0f;
         } else {
           double v;
-          if (!parse_finite(raw, v)) {
-            std::string why = "label '" + printable(raw) + "' of task '" + task.name + "' is not a finite number";
+          if (!parse_finite(raw, v) || std::fabs(v) > static_cast<double>(std::numeric_limits<float>::max())) {
+            // Labels are 32-bit floats: 1e39 became +inf (found by fuzz/fuzz_csv.cpp).
+            std::string why = "label '" + printable(raw) + "' of task '" + task.name +
+                              "' is not a finite number in the 32-bit float range";
             if (task.type == TaskType::kBinary)
               why += task.positive_op.empty()
                          ? ": a binary task reads 0/1, or set the task's 'positive' to the values that mean "

@@ -182,6 +182,18 @@ std::shared_ptr<RankingModel> create_model(const ModelConfig& config, const Inpu
   return it->second(config, shape);
 }
 
+std::vector<std::string> expert_labels(const ModelConfig& config, const std::vector<TaskConfig>& tasks) {
+  std::vector<std::string> out;
+  if (config.type == "cgc" || config.type == "ple") {  // the order of ExtractionLayer's experts
+    for (const TaskConfig& t : tasks)
+      for (std::int64_t i = 0; i < config.specific_experts; ++i) out.push_back(t.name + ":own" + std::to_string(i));
+    for (std::int64_t i = 0; i < config.shared_experts; ++i) out.push_back("shared" + std::to_string(i));
+  } else {
+    for (std::int64_t i = 0; i < config.num_experts; ++i) out.push_back("e" + std::to_string(i));
+  }
+  return out;
+}
+
 ParameterEstimate estimate_parameters(const ModelConfig& config, const InputShape& shape) {
   ParameterEstimate e;
   const double T = std::max(shape.num_tasks, 1);

@@ -134,6 +134,11 @@ using ModelFactory = std::function<std::shared_ptr<RankingModel>(const ModelConf
 const std::map<std::string, ModelFactory>& model_registry();
 std::shared_ptr<RankingModel> create_model(const ModelConfig& config, const InputShape& shape);
 
+// Names of the columns of expert utilization, one per expert: "e0", "e1", ...
+// for OMoE/MMoE; for CGC/PLE (last level) each task's own experts, named by
+// kind and owner ("click:own0", ...), then the shared ones ("shared0", ...).
+std::vector<std::string> expert_labels(const ModelConfig& config, const std::vector<TaskConfig>& tasks);
+
 // An upper-bound estimate of the parameter count, from the config alone (no
 // allocation): the embedding table(s) plus every expert, gate, bottom and
 // tower layer as if each read the whole input. Lets training refuse a config
