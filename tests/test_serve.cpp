@@ -373,4 +373,8 @@ TEST(ScoreFormula, ParsesAndRejects) {
   EXPECT_THROW(serve::ScoreFormula::parse("max:click", tasks), ConfigError);
   EXPECT_THROW(serve::ScoreFormula::parse("sum:ctr=1", tasks), ConfigError);
   EXPECT_THROW(serve::ScoreFormula::parse("sum:click=abc", tasks), ConfigError);
+  // Issue 14 (low): "sum:" was accepted and scored everything 0.
+  EXPECT_THROW(serve::ScoreFormula::parse("sum:", tasks), ConfigError);
+  EXPECT_THROW(serve::ScoreFormula::parse("product:click=0", tasks), ConfigError);
+  EXPECT_DOUBLE_EQ(serve::ScoreFormula::parse("sum", tasks).combine(v), 0.5 + 0.2f);
 }

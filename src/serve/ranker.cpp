@@ -50,6 +50,10 @@ ScoreFormula ScoreFormula::parse(const std::string& text, const std::vector<Task
     }
     f.weights[static_cast<std::size_t>(it - tasks.begin())] = w;
   }
+  // "sum:" (or only zero weights) scored every candidate 0: an ordering by nothing.
+  if (std::all_of(f.weights.begin(), f.weights.end(), [](double w) { return w == 0; }))
+    throw ConfigError("score formula '" + text + "' gives every task weight 0, so every candidate would score the same; "
+                      "name at least one task with a weight, e.g. '" + kind + ":" + tasks.front().name + "=1'");
   return f;
 }
 
