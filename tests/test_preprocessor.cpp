@@ -550,3 +550,31 @@ TEST(FuzzFindings, LabelBeyondFloatRangeAndEmptyFeatureName) {
                             "empty.toml"),
                ConfigError);
 }
+
+TEST(NumericFit, OrderedCategoriesAsNumbers) {
+  // Issue 13.13: bands such as "1 - 10%", "11 - 23%" as numbers, by order or by map.
+  TempDir dir;
+  const std::string path = dir.write("b.csv", "x,y\n1 - 10%,0\n11 - 23%,1\n24 - 50%,1\n,0\n");
+  Preprocessor order(label_config("", "transform = \"none\"\nvalue_order = [\"1 - 10%\", \"11 - 23%\", \"24 - 50%\"]"));
+  order.fit(path);
+  FeaturizedData d = data::featurize_file(order, path, true);
+  EXPECT_EQ(d.dense, (std::vector<float>{0, 1, 2, 1}));  // the missing value takes the mean
+  Preprocessor map(label_config("", "transform = \"none\"\nvalue_map = { \"1 - 10%\" = 5.5, \"11 - 23%\" = 17, \"24 - 50%\" = 37 }"));
+  map.fit(path);
+  d = data::featurize_file(map, path, true);
+  EXPECT_FLOAT_EQ(d.dense[0], 5.5f);
+  EXPECT_FLOAT_EQ(d.dense[2], 37.0f);
+  // The stored config keeps the map; an unlisted value is a bad row naming it.
+  Config back = parse_config(to_toml(order.config()), "stored.toml");
+  EXPECT_EQ(back.features[0].value_map, order.config().features[0].value_map);
+  try {
+    data::featurize_file(order, dir.write("u.csv", "x,y\n51 - 100%,1\n"), true);
+    FAIL();
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("'51 - 100%' is not one of the feature's value_map / value_order values"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_THROW(label_config("", "value_order = [\"a\", \"a\"]"), ConfigError);
+  EXPECT_THROW(label_config("", "value_map = { a = \"one\" }"), ConfigError);
+}

@@ -237,6 +237,30 @@ void parse_features(TableReader& root, Config& cfg) {
                                             {"standardize", NumericTransform::kStandardize},
                                             {"none", NumericTransform::kNone}});
       f.log1p = t.boolean("log1p", false);
+      if (const toml::node* order = t.get("value_order")) {
+        if (t.has("value_map"))
+          t.fail(order, "value_order", "give 'value_order' or 'value_map', not both");
+        const std::vector<std::string> values = t.strings("value_order", {});
+        for (std::size_t k = 0; k < values.size(); ++k) f.value_map.emplace_back(values[k], static_cast<double>(k));
+        if (values.empty()) t.fail(order, "value_order", "needs at least one value");
+      }
+      if (const toml::table* map = t.subtable("value_map")) {
+        for (const auto& [k, v] : *map) {
+          const std::string key(k.str());
+          const double x = v.is_integer() ? static_cast<double>(v.as_integer()->get())
+                           : v.is_floating_point() ? v.as_floating_point()->get()
+                                                   : std::numeric_limits<double>::quiet_NaN();
+          if (!std::isfinite(x))
+            t.fail(&v, "value_map", "value '" + key + "' must map to a finite number");
+          f.value_map.emplace_back(key, x);
+        }
+        if (f.value_map.empty()) t.fail(t.get("value_map"), "value_map", "needs at least one value");
+      }
+      // Sorted by value, as a stored TOML table is: the config round-trips exactly.
+      std::sort(f.value_map.begin(), f.value_map.end());
+      for (std::size_t a = 1; a < f.value_map.size(); ++a)
+        if (f.value_map[a].first == f.value_map[a - 1].first)
+          t.fail(t.get("value_order"), "value_order", "value '" + f.value_map[a].first + "' is listed twice");
       f.quantiles = t.integer("quantiles", 100, 2, 1 << 16);
       f.missing = pick<MissingPolicy>(t.choice("missing", "mean", {"mean", "zero", "error"}),
                                       {{"mean", MissingPolicy::kMean},
@@ -597,6 +621,11 @@ std::string to_toml(const Config& c) {
                             : f.transform == NumericTransform::kStandardize ? "standardize"
                                                                             : "none");
       t.insert("log1p", f.log1p);
+      if (!f.value_map.empty()) {
+        toml::table map;
+        for (const auto& [value, number] : f.value_map) map.insert(value, number);
+        t.insert("value_map", std::move(map));
+      }
       t.insert("quantiles", f.quantiles);
       t.insert("missing", f.missing == MissingPolicy::kMean ? "mean" : f.missing == MissingPolicy::kZero ? "zero" : "error");
     } else {

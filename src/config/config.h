@@ -27,6 +27,10 @@ struct FeatureConfig {
   // numeric
   NumericTransform transform = NumericTransform::kQuantile;
   bool log1p = false;
+  // Ordered categories read as numbers ("1 - 10%" -> 1, "11 - 23%" -> 2):
+  // `value_map` gives each value its number, `value_order` numbers values 0,
+  // 1, 2, ... in order. Stored as the map. A value not in it is a bad row.
+  std::vector<std::pair<std::string, double>> value_map;
   std::int64_t quantiles = 100;
   MissingPolicy missing = MissingPolicy::kMean;
   // cross: the categorical columns whose values are crossed

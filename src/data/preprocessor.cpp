@@ -306,7 +306,14 @@ std::int64_t Preprocessor::category_id(const CategoricalField& f, std::string_vi
 // float range are refused: the model sees 32-bit floats, and their squares
 // would overflow the fitted moments (two values of 1e308 gave mean: null).
 bool Preprocessor::numeric_input(const FeatureConfig& f, std::string_view raw, double& x, std::string& why) {
-  if (!parse_finite(raw, x)) {
+  if (!f.value_map.empty()) {  // ordered categories: a short list, scanned
+    const auto it = std::find_if(f.value_map.begin(), f.value_map.end(), [&](const auto& e) { return e.first == raw; });
+    if (it == f.value_map.end()) {
+      why = "'" + printable(raw) + "' is not one of the feature's value_map / value_order values";
+      return false;
+    }
+    x = it->second;
+  } else if (!parse_finite(raw, x)) {
     why = "'" + printable(raw) + "' is not a finite number";
     return false;
   }
