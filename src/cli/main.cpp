@@ -80,7 +80,8 @@ int main(int argc, char** argv) {
   train->footer(
       "Example (census, from the repository root):\n"
       "  mtrank train --config examples/census/mmoe.toml --out model --metrics-out metrics.json\n"
-      "Writes MODEL_DIR with config.toml, preprocess.json, weights.pt and meta.json; an existing\n"
+      "Writes MODEL_DIR with config.toml, preprocess.json, weights.pt, meta.json and manifest.json\n"
+      "(sizes and checksums, checked at every load); an existing\n"
       "model there is replaced only once the new one is complete. With data.cache_dir set, repeated\n"
       "runs skip text parsing. Exit codes: 2 bad config, 3 bad data, 4 bad model, 1 other errors.");
 

@@ -5,8 +5,11 @@
 //   preprocess.json  fitted vocabularies, quantile boundaries, moments
 //   weights.pt       model parameters (LibTorch archive)
 //   meta.json        format version, tasks, training summary and metrics
-// It is written to a temporary directory and renamed into place, so a crash
-// never leaves a half-written model.
+//   manifest.json    size and checksum of each file above, written with them
+// It is written to a temporary directory (every file fsynced) and renamed
+// into place, so a crash never leaves a half-written model; it is loaded
+// through one directory handle and checked against the manifest, so a load
+// never mixes the files of two saves.
 #include <memory>
 #include <string>
 
