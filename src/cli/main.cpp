@@ -83,7 +83,8 @@ int main(int argc, char** argv) {
       "Writes MODEL_DIR with config.toml, preprocess.json, weights.pt, meta.json and manifest.json\n"
       "(sizes and checksums, checked at every load); an existing\n"
       "model there is replaced only once the new one is complete. With data.cache_dir set, repeated\n"
-      "runs skip text parsing. Exit codes: 2 bad config, 3 bad data, 4 bad model, 1 other errors.");
+      "runs skip text parsing. Exit codes: 2 bad config, 3 bad data, 4 bad model, 1 other errors\n"
+      "(training that diverged, named by epoch and step, is one of them).");
 
   mtrank::cli::EvalOptions ev;
   auto* evalc = app.add_subcommand("eval", "Evaluate a trained model on a labelled file.");
@@ -241,6 +242,9 @@ int main(int argc, char** argv) {
   } catch (const mtrank::ModelError& e) {
     std::fprintf(stderr, "model error: %s\n", e.what());
     return 4;
+  } catch (const mtrank::TrainingError& e) {  // divergence, NaN predictions: exit 1, in mtrank's words
+    std::fprintf(stderr, "training error: %s\n", e.what());
+    return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;
