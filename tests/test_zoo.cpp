@@ -417,3 +417,24 @@ TEST_F(ZooTraining, WarmStartKeepsSharedRowsAndGrowsVocabularies) {
   train::train_model(*net, c, newer_data, nullptr, {});
   EXPECT_GT(train::evaluate(*net, c, newer_data)[0].auc, 0.6);
 }
+
+TEST_F(ZooTraining, ResumeWithAnotherThreadCountIsRecorded) {
+  // Issue 14 (low): --resume with a different --threads was accepted silently
+  // and the metrics reported only the new count.
+  Config c = config("mmoe");
+  c.train.epochs = 2;
+  const std::string ckpt = dir_->file("threads.ckpt");
+  Run part = prepare(c);
+  train::TrainOptions first;
+  first.checkpoint_path = ckpt;
+  first.threads = 1;
+  first.on_epoch_end = [](const train::EpochLog& e) { return e.epoch < 1; };
+  train::train_model(*part.net, c, part.train, nullptr, first);
+  Run resumed = prepare(c);
+  train::TrainOptions again = first;
+  again.resume = true;
+  again.threads = 2;
+  again.on_epoch_end = nullptr;
+  const train::TrainReport report = train::train_model(*resumed.net, c, resumed.train, nullptr, again);
+  EXPECT_EQ(report.threads_at_start, 1);
+}

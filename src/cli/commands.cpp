@@ -167,6 +167,7 @@ int run_train(const TrainOptions& o) {
   topts.show_progress = progress;
   topts.checkpoint_path = o.out + ".checkpoint";
   topts.resume = o.resume;
+  topts.threads = threads;
   {
     // Everything that defines the run except the thread count.
     Config identity = config;
@@ -184,6 +185,8 @@ int run_train(const TrainOptions& o) {
   metrics["parameters"] = params;
   metrics["threads"] = threads;
   metrics["seed"] = config.train.seed;
+  if (report.threads_at_start > 0 && report.threads_at_start != threads)
+    metrics["threads_at_start"] = report.threads_at_start;  // resumed with another thread count
   metrics["epochs"] = static_cast<int>(report.epochs.size());
   metrics["best_epoch"] = report.best_epoch;
   metrics["early_stopped"] = report.early_stopped;

@@ -171,11 +171,17 @@ class Trainer {
 
   TrainReport run(const data::FeaturizedData& train, const data::FeaturizedData* val, const TrainOptions& o) {
     TrainReport report;
+    report.threads_at_start = o.threads;
     if (o.resume && !o.checkpoint_path.empty()) {
       if (!std::filesystem::exists(o.checkpoint_path))
         throw ModelError(o.checkpoint_path + ": no checkpoint to resume from (train without --resume first)");
       load_checkpoint(o.checkpoint_path, o.fingerprint, report);
       report.resumed = true;
+      if (report.threads_at_start > 0 && report.threads_at_start != o.threads)
+        std::fprintf(stderr,
+                     "warning: resuming with %d threads; the run started with %d. Results match an uninterrupted run "
+                     "only to floating-point rounding (sums reduce in another order); the metrics record both\n",
+                     o.threads, report.threads_at_start);
       if (o.show_progress)
         std::fprintf(stderr, "resumed from %s after epoch %d\n", o.checkpoint_path.c_str(), epochs_done_);
     }
@@ -381,6 +387,7 @@ class Trainer {
       history.insert(history.end(), {static_cast<double>(e.epoch), e.train_loss, e.val_loss, e.seconds, e.rows_per_s,
                                      e.learning_rate});
     a.write("history", torch::tensor(history, torch::kFloat64), true);
+    a.write("threads", torch::tensor({static_cast<std::int64_t>(report.threads_at_start)}), true);
     // To memory, then through the atomic writer: LibTorch's file writer
     // aborts the process on a full disk and leaves a partial file.
     std::ostringstream bytes;
@@ -428,6 +435,8 @@ class Trainer {
       a.read("shuffle_rng", shuffle, true);
       a.read("torch_rng", torch_rng, true);
       a.read("history", history, true);
+      torch::Tensor threads;
+      report.threads_at_start = a.try_read("threads", threads, true) ? static_cast<int>(threads[0].item<std::int64_t>()) : 0;
       epochs_done_ = static_cast<int>(counters[0].item<std::int64_t>());
       best_epoch_ = static_cast<int>(counters[1].item<std::int64_t>());
       since_best_ = static_cast<int>(counters[2].item<std::int64_t>());

@@ -39,6 +39,7 @@ struct TrainReport {
   bool early_stopped = false, resumed = false;
   double seconds = 0, train_rows_per_s = 0;
   std::vector<double> task_log_variances;  // uncertainty weighting only
+  int threads_at_start = 0;                 // threads of the first run (differs from options.threads after a resume)
 };
 
 struct TrainOptions {
@@ -50,6 +51,10 @@ struct TrainOptions {
   // Identifies the model and data a checkpoint belongs to (config, fitted
   // preprocessing); a checkpoint with another fingerprint is refused.
   std::string fingerprint;
+  // Threads this run trains with, recorded in the checkpoint: a resume with
+  // another count is reported (TrainReport::threads_at_start), since the sums
+  // then reduce in another order and results match only to rounding.
+  int threads = 0;
   // Called after each epoch, after the checkpoint is written; returning false
   // stops training there (the checkpoint then resumes from that epoch).
   std::function<bool(const EpochLog&)> on_epoch_end;
