@@ -21,40 +21,7 @@ SERVER=""
 ATTACK=""
 trap '[ -n "$ATTACK" ] && kill $ATTACK 2>/dev/null; [ -n "$SERVER" ] && kill -9 $SERVER 2>/dev/null; rm -rf "$WORK"' EXIT
 
-# 32 request bodies of 200 consecutive census test rows (the model's input columns).
-python3 - "$MODEL" "$WORK" <<'PY'
-import csv, gzip, json, random, sys, tomllib
-model, work = sys.argv[1], sys.argv[2]
-cfg = tomllib.load(open(f"{model}/config.toml", "rb"))
-cols = []
-for f in cfg["features"]:
-    for c in (f.get("columns") if f["type"] == "cross" else [f["name"]]):
-        if c not in cols: cols.append(c)
-rows = list(csv.DictReader(gzip.open("../shared/datasets/census-test.csv.gz", "rt")))
-random.seed(1)
-for i in range(32):
-    s = random.randrange(len(rows) - 200)
-    body = {"candidates": [{c: r[c] for c in cols} for r in rows[s:s + 200]], "top_k": 50}
-    open(f"{work}/body{i}.json", "w").write(json.dumps(body))
-PY
-cat > "$WORK/post.lua" <<LUA
-bodies = {}
-for i = 0, 31 do
-  local f = io.open("$WORK/body" .. i .. ".json", "r")
-  bodies[i] = f:read("*a")
-  f:close()
-end
-counter = 0
-request = function()
-  counter = counter + 1
-  return wrk.format("POST", "/v1/rank", {["Content-Type"] = "application/json"}, bodies[counter % 32])
-end
-done = function(summary, latency, requests)
-  io.write(string.format("p99.9 latency: %.2fms; errors: connect %d, read %d, write %d, status %d, timeout %d\n",
-    latency:percentile(99.9) / 1000, summary.errors.connect, summary.errors.read, summary.errors.write,
-    summary.errors.status, summary.errors.timeout))
-end
-LUA
+bench/wrk_rank_requests.sh "$MODEL" 200 "$WORK"
 cat > "$WORK/attack.py" <<'PY'
 # Idle and trickling connections, reopened when the server closes them, for `seconds`.
 import asyncio, sys, time
