@@ -266,19 +266,25 @@ TEST(ModelDir, TruncatedWeightsAreRefused) {
 }
 
 namespace {
-Config tiny_config() {
-  return parse_config("[[features]]\nname=\"a\"\ntype=\"categorical\"\n[[tasks]]\nname=\"y\"\ncolumn=\"y\"\n", "c.toml");
-}
+// A fitted, untrained one-feature model and what saving it needs: enough for
+// model-directory tests. Tests bind its parts: auto& [dir, c, pre, net, meta] = tiny;
+struct TinyModel {
+  TempDir dir;
+  Config c = parse_config("[[features]]\nname=\"a\"\ntype=\"categorical\"\n[[tasks]]\nname=\"y\"\ncolumn=\"y\"\n", "c.toml");
+  data::Preprocessor pre{c};
+  std::shared_ptr<model::RankingModel> net;
+  nlohmann::json meta{{"format", "mtrank-model"}, {"version", 1}};
+  TinyModel() {
+    pre.fit(dir.write("d.csv", "a,y\nx,1\nz,0\n"));
+    net = model::create_model(c.model, train::input_shape(pre));
+  }
+};
 }  // namespace
 
 TEST(ModelDir, ReplacesOnlyAModelDirectory) {
   // Issue 14.4: --out PATH deleted a folder of user files, or a file, and exited 0.
-  TempDir dir;
-  Config c = tiny_config();
-  data::Preprocessor pre(c);
-  pre.fit(dir.write("d.csv", "a,y\nx,1\nz,0\n"));
-  auto net = model::create_model(c.model, train::input_shape(pre));
-  const nlohmann::json meta{{"format", "mtrank-model"}, {"version", 1}};
+  TinyModel tiny;
+  auto& [dir, c, pre, net, meta] = tiny;
   std::filesystem::create_directories(dir.file("user"));
   dir.write("user/notes.txt", "precious");
   dir.write("file", "precious");
@@ -299,12 +305,8 @@ TEST(ModelDir, ReplacesOnlyAModelDirectory) {
 }
 
 TEST(ModelDir, NonFiniteWeightsAreNeverWrittenOrLoaded) {
-  TempDir dir;
-  Config c = tiny_config();
-  data::Preprocessor pre(c);
-  pre.fit(dir.write("d.csv", "a,y\nx,1\nz,0\n"));
-  auto net = model::create_model(c.model, train::input_shape(pre));
-  const nlohmann::json meta{{"format", "mtrank-model"}, {"version", 1}};
+  TinyModel tiny;
+  auto& [dir, c, pre, net, meta] = tiny;
   train::save_model_dir(dir.file("good"), c, pre, *net, meta);
   {
     torch::NoGradGuard no_grad;
@@ -348,12 +350,9 @@ TEST(Training, DivergenceStopsNamingEpochAndStep) {
 TEST(ModelDir, WeightsOfAnotherConfigAreRefusedAtLoad) {
   // Issue 14.14: LibTorch resized the tensors, the load "succeeded", and scoring
   // failed later with a shape error (exit 1; a backtrace in a 422 body).
-  TempDir dir;
-  Config c = tiny_config();
-  data::Preprocessor pre(c);
-  pre.fit(dir.write("d.csv", "a,y\nx,1\nz,0\n"));
-  auto net = model::create_model(c.model, train::input_shape(pre));
-  train::save_model_dir(dir.file("m"), c, pre, *net, {{"format", "mtrank-model"}, {"version", 1}});
+  TinyModel tiny;
+  auto& [dir, c, pre, net, meta] = tiny;
+  train::save_model_dir(dir.file("m"), c, pre, *net, meta);
   Config other = c;
   other.model.expert_hidden = {48};
   dir.write("m/config.toml", to_toml(other));
@@ -389,13 +388,10 @@ TEST(ModelSize, EstimateIsAnUpperBoundForEveryModelType) {
 TEST(ModelDir, FilesFromTwoSavesNeverLoadTogether) {
   // Issue 14.5: a reload racing a new save served old preprocessing with new
   // weights. Every file is checked against the manifest written with it.
-  TempDir dir;
-  Config c = tiny_config();
-  data::Preprocessor pre(c), other(c);
-  pre.fit(dir.write("d.csv", "a,y\nx,1\nz,0\n"));
+  TinyModel tiny;
+  auto& [dir, c, pre, net, meta] = tiny;
+  data::Preprocessor other(c);
   other.fit(dir.write("e.csv", "a,y\nx,1\nz,0\nw,1\nv,0\n"));
-  auto net = model::create_model(c.model, train::input_shape(pre));
-  const nlohmann::json meta{{"format", "mtrank-model"}, {"version", 1}};
   train::save_model_dir(dir.file("a"), c, pre, *net, meta);
   auto net2 = model::create_model(c.model, train::input_shape(other));
   train::save_model_dir(dir.file("b"), c, other, *net2, meta);
