@@ -120,10 +120,11 @@ void save_model_dir(const std::string& dir, const Config& config, const data::Pr
     } catch (const c10::Error& e) {
       throw ModelError(dir + ": cannot serialize the weights: " + e.what_without_backtrace());
     }
-    const std::map<std::string, std::string> files{{"weights.pt", weights.str()},
-                                                   {"config.toml", to_toml(config)},
-                                                   {"preprocess.json", pre.to_json().dump()},
-                                                   {"meta.json", meta.dump(2) + "\n"}};
+    std::map<std::string, std::string> files;  // emplaced, not an initializer list: the weights are not copied again
+    files.emplace("weights.pt", weights.str());
+    files.emplace("config.toml", to_toml(config));
+    files.emplace("preprocess.json", pre.to_json().dump());
+    files.emplace("meta.json", meta.dump(2) + "\n");
     // The manifest lets a loader prove that every file is from this one save.
     nlohmann::json manifest{{"format", "mtrank-manifest"}, {"version", 1}, {"files", nlohmann::json::object()}};
     for (const auto& [name, bytes] : files) {
@@ -228,8 +229,8 @@ LoadedModel load_model_dir(const std::string& dir) {
     for (const auto& p : m.net->named_parameters()) expected.emplace_back(p.key(), p.value().sizes().vec());
     for (const auto& b : m.net->named_buffers()) expected.emplace_back(b.key(), b.value().sizes().vec());
     torch::serialize::InputArchive archive;
-    std::istringstream weight_bytes(files["weights.pt"]);
-    archive.load_from(weight_bytes);
+    const std::string& weight_bytes = files["weights.pt"];  // already in memory: no stream copy
+    archive.load_from(weight_bytes.data(), weight_bytes.size());
     m.net->load(archive);
     std::size_t i = 0;
     auto check = [&](const std::string& name, const torch::Tensor& t) {
