@@ -73,8 +73,6 @@ namespace {
 constexpr char kMagic[8] = {'M', 'T', 'R', 'K', 'D', 'A', 'T', 'A'};
 constexpr std::uint32_t kCacheVersion = 3;
 
-using Checksum = ByteHasher;
-
 class CacheWriter {
  public:
   explicit CacheWriter(std::FILE* f) : f_(f) {}
@@ -95,7 +93,7 @@ class CacheWriter {
 
  private:
   std::FILE* f_;
-  Checksum sum_;
+  ByteHasher sum_;
 };
 
 class CacheReader {
@@ -127,7 +125,7 @@ class CacheReader {
  private:
   std::FILE* f_;
   std::uint64_t remaining_;
-  Checksum sum_;
+  ByteHasher sum_;
 };
 }  // namespace
 
