@@ -300,6 +300,9 @@ TEST_F(Serving, TopKAndProductFormula) {
   serve::RankResult top = r.rank_json(request(30, nullptr, 5));
   ASSERT_EQ(top.results.size(), 5u);
   for (int i = 0; i < 5; ++i) EXPECT_EQ(top.results[i].index, all.results[i].index);
+  // The next request without top_k gets every candidate. (Regression: the parsed
+  // request is reused per thread, and the last top_k stuck to it.)
+  EXPECT_EQ(r.rank_json(request(30, nullptr)).results.size(), 30u);
   const auto& c = top.results[0];
   EXPECT_NEAR(c.score, c.tasks[0] * std::pow(std::max(c.tasks[1], 1e-12f), 0.5), 1e-5);
 }
@@ -326,6 +329,15 @@ TEST_F(Serving, BadRequestsNameTheField) {
   EXPECT_NE(error(R"({"candidates": [], "top_k": 0})").find("top_k: must be a positive integer"), std::string::npos);
   EXPECT_NE(error(R"({"candidates": [], "topk": 3})").find("topk: unknown field"), std::string::npos);
   EXPECT_NE(error(R"({"context": 5, "candidates": []})").find("context: must be an object"), std::string::npos);
+  // Duplicate keys are refused at both levels rather than read first-wins or last-wins.
+  EXPECT_NE(error(R"({"candidates": [], "candidates": [{"price": 1}]})").find("candidates: given twice"), std::string::npos);
+  EXPECT_NE(error(R"({"top_k": 1, "candidates": [], "top_k": 2})").find("top_k: given twice"), std::string::npos);
+  EXPECT_NE(error(R"({"candidates": [{"price": 1}, {"price": 1, "price": 2}]})").find("candidates[1].price: given twice"),
+            std::string::npos);
+  EXPECT_NE(error(R"({"context": {"price": 1, "price": 1}, "candidates": []})").find("context.price: given twice"),
+            std::string::npos);
+  // The same key in different objects, and in context and a candidate, is fine.
+  EXPECT_EQ(r.rank_json(R"({"context": {"price": 1}, "candidates": [{"price": 2}, {"price": 3}]})").results.size(), 2u);
   serve::RankerOptions small;
   small.max_candidates = 2;
   EXPECT_THROW(ranker(small).rank_json(R"({"candidates": [{}, {}, {}]})"), serve::RequestError);
@@ -352,14 +364,19 @@ TEST_F(Serving, BadRequestsNameTheField) {
     at::set_num_threads(1);
     EXPECT_NE(message.find("candidates[10].price: 'x' is not a finite number"), std::string::npos) << message;
   }
-  // Repeated keys: the last value wins. (Regression: number texts were views into
-  // a vector that reallocated when a candidate had more numbers than columns.)
+  // Repeated keys are refused even in long runs of them. (Regression: number texts
+  // were views into a vector that reallocated when a request had more numbers
+  // than columns; now many candidates give many numbers, all of which must stay valid.)
   std::string repeated = R"({"candidates": [{)";
   for (int i = 0; i < 200; ++i) repeated += R"("price": )" + std::to_string(i) + ".5, ";
-  repeated += R"("price": 3}, {"price": 3}]})";
-  serve::RankResult rr = r.rank_json(repeated);
-  ASSERT_EQ(rr.results.size(), 2u);
-  EXPECT_EQ(rr.results[0].tasks, rr.results[1].tasks);
+  repeated += R"("price": 3}]})";
+  EXPECT_NE(error(repeated).find("candidates[0].price: given twice"), std::string::npos);
+  std::string many = R"({"candidates": [)";
+  for (int i = 0; i < 300; ++i) many += std::string(i ? ", " : "") + R"({"price": 3.25})";
+  many += "]}";
+  serve::RankResult rr = r.rank_json(many);
+  ASSERT_EQ(rr.results.size(), 300u);
+  for (const auto& c : rr.results) EXPECT_EQ(c.tasks, rr.results[0].tasks);
 }
 
 TEST(ScoreFormula, ParsesAndRejects) {

@@ -59,6 +59,13 @@ void RequestParser::parse(const std::string& body, ParsedRequest& r) const {
   if (root.get_object().get(top)) throw RequestError("the request body must be a JSON object");
   const std::size_t ncols = columns_.size();
   thread_local std::vector<std::size_t> key_order;  // column of the key at each position, last object seen
+  // A key given twice in one object is refused (RFC 8259 leaves its meaning to
+  // the parser, so a proxy and this server could read different values).
+  // seen[k] == stamp marks column k as given in the current object: one store
+  // per key, no clearing between objects.
+  thread_local std::vector<std::uint32_t> seen;
+  thread_local std::uint32_t stamp = 0;
+  if (seen.size() != ncols) seen.assign(ncols, 0);
   auto fill = [&](simdjson::dom::element e, std::string_view* values, char* set, const auto& where) {
     simdjson::dom::object obj;
     if (e.get_object().get(obj)) throw RequestError(where() + ": must be an object of feature values");
@@ -66,6 +73,10 @@ void RequestParser::parse(const std::string& body, ParsedRequest& r) const {
     // order is: the column the key at position p named in the previous object is
     // tried first, one short compare instead of hashing the key (hash lookups
     // were ~15% of a 200-candidate request).
+    if (++stamp == 0) {  // wrapped: forget every old mark
+      std::fill(seen.begin(), seen.end(), 0);
+      stamp = 1;
+    }
     std::size_t position = 0;
     for (auto field : obj) {
       std::size_t k;
@@ -87,6 +98,9 @@ void RequestParser::parse(const std::string& body, ParsedRequest& r) const {
         k = it->second;
         if (remembered) key_order[position - 1] = k;
       }
+      if (seen[k] == stamp)
+        throw RequestError(where() + "." + std::string(field.key) + ": given twice in one object (give each feature once)");
+      seen[k] = stamp;
       char buf[32];
       char* end = buf;
       switch (field.value.type()) {
@@ -119,9 +133,13 @@ void RequestParser::parse(const std::string& body, ParsedRequest& r) const {
     }
   };
   simdjson::dom::element context, candidates, top_k;
-  for (auto field : top)
-    if (field.key != "context" && field.key != "candidates" && field.key != "top_k")
+  int given[3] = {0, 0, 0};  // context, candidates, top_k
+  for (auto field : top) {
+    const int which = field.key == "context" ? 0 : field.key == "candidates" ? 1 : field.key == "top_k" ? 2 : -1;
+    if (which < 0)
       throw RequestError(std::string(field.key) + ": unknown field (a request has context, candidates and top_k)");
+    if (++given[which] > 1) throw RequestError(std::string(field.key) + ": given twice (give each field once)");
+  }
   simdjson::dom::array cands;
   if (top["candidates"].get(candidates)) throw RequestError("candidates: missing (a list of candidate objects)");
   if (candidates.get_array().get(cands)) throw RequestError("candidates: must be a list of candidate objects");
@@ -130,6 +148,7 @@ void RequestParser::parse(const std::string& body, ParsedRequest& r) const {
     throw RequestError("candidates: " + std::to_string(r.candidates) + " candidates, more than the limit of " +
                        std::to_string(max_candidates_));
   r.numbers.clear();
+  r.top_k = -1;  // r is reused per thread: a top_k must not outlive its request
   r.context.assign(ncols, {});
   r.context_set.assign(ncols, 0);
   if (!top["context"].get(context)) fill(context, r.context.data(), r.context_set.data(), [] { return std::string("context"); });
