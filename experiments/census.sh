@@ -13,11 +13,11 @@ for m in single_task shared_bottom omoe mmoe cgc ple wide_deep best best_ple sin
   CONFIGS+=("examples/census/$m.toml")
 done
 echo "## group 1: income, marital"
-"$MTRANK" compare "${CONFIGS[@]}" --seeds 1,2,3 --threads "$THREADS" --out-dir "$OUT/group1" --markdown
+"$MTRANK" compare "${CONFIGS[@]}" --seeds 1,2,3 --threads "$THREADS" --out-dir "$OUT/group1" --markdown --gbdt
 echo
 echo "## group 2: education, marital"
 "$MTRANK" compare "${CONFIGS[@]}" --overlay examples/census/group2.toml --seeds 1,2,3 --threads "$THREADS" \
-  --out-dir "$OUT/group2" --markdown
+  --out-dir "$OUT/group2" --markdown --gbdt
 echo
 # The honest baseline: a single-task model of the same recipe and budget as
 # `best` (docs/experiments.md, section 4). Results are reused from above.

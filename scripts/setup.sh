@@ -11,6 +11,7 @@ PACKAGES=(
   libsimdjson-dev         # request parsing on the serving hot path
   libboost-dev curl       # the HTTP server: header-only Boost.Beast + Asio (async, so idle or slow
                           # clients hold no thread; docs/reliability.md); curl for its end-to-end test
+  libxgboost-dev          # the gradient-boosted trees baseline of `compare --gbdt` (C API)
   libgtest-dev libgmock-dev libbenchmark-dev
 )
 

@@ -71,6 +71,20 @@ grep -q "click:own0 *like:own0 *watch_time:own0 *shared0" cgc_eval.txt || { cat 
 "$MTRANK" compare qs/single_task.toml qs/cgc.toml --seeds 1,2 --out-dir cmp > cmp2.txt 2>cmp2.err
 ! grep -q "training" cmp2.err || fail "compare retrained instead of reusing results"
 cmp -s cmp.txt cmp2.txt || fail "compare gave a different table from the same results"
+# --gbdt: an xgboost row beside the models (trained models reused), one booster per task, reused on a re-run.
+"$MTRANK" compare qs/single_task.toml qs/cgc.toml --seeds 1,2 --out-dir cmp --threads 2 --gbdt > cmp3.txt 2>cmp3.err || { cat cmp3.err; fail "compare --gbdt"; }
+grep -qE "^xgboost .*(all tasks up|all tasks down|seesaw|within noise|some)" cmp3.txt || { cat cmp3.txt; fail "compare --gbdt row"; }
+[ "$(grep -c "training xgboost" cmp3.err)" = 2 ] && ! grep -q "training single_task\|training cgc" cmp3.err || { cat cmp3.err; fail "compare --gbdt trained the wrong things"; }
+python3 - <<'PY' || fail "compare --gbdt metrics"
+import json
+x = json.load(open("cmp/xgboost/seed1.json"))
+assert set(x["trees"]) == {"click", "like", "watch_time"}, x["trees"]
+assert x["categorical_features"] > 0 and x["tasks"]["click"]["auc"] > 0.6, x
+assert "rmse" in x["tasks"]["watch_time"]
+assert "xgboost" in json.load(open("cmp/compare.json"))["verdicts"]
+PY
+"$MTRANK" compare qs/single_task.toml qs/cgc.toml --seeds 1,2 --out-dir cmp --threads 2 --gbdt > cmp4.txt 2>cmp4.err
+! grep -q "training" cmp4.err && cmp -s cmp3.txt cmp4.txt || fail "compare --gbdt did not reuse its trees"
 
 # GAUC when a group column is configured (an overlay on the quickstart config).
 printf '[data]\ngroup_column = "user_id"\n[train]\nepochs = 1\n' > qs/group.toml

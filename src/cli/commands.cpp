@@ -21,6 +21,7 @@
 #include "data/hash.h"
 #include "data/preprocessor.h"
 #include "data/synth.h"
+#include "eval/gbdt_baseline.h"
 #include "eval/metrics.h"
 #include "serve/ranker.h"
 #include "train/model_dir.h"
@@ -298,6 +299,91 @@ int run_predict(const PredictOptions& o) {
   return 0;
 }
 
+namespace {
+
+// The xgboost baseline of `compare --gbdt`: one metrics JSON per seed, in the
+// keys compare reads from a model's ("tasks", "train_rows_per_s"), reused
+// from `dir` while the first config and the trees' settings are unchanged.
+std::vector<json> gbdt_runs(const CompareOptions& o, const fs::path& dir) {
+  std::vector<std::string> files{o.configs.front()};
+  files.insert(files.end(), o.overlays.begin(), o.overlays.end());
+  Config config = load_config(files);
+  for (auto [path, value] : {std::pair{&config.data.train, o.train}, {&config.data.val, o.val},
+                             {&config.data.test, o.test}})
+    if (!value.empty()) *path = value;
+  if (config.data.val.empty())
+    throw ConfigError(config.source + ": --gbdt tunes the trees on the validation split: set data.val or pass --val");
+  const eval::GbdtOptions defaults;
+  std::string settings = "xgboost " + eval::xgboost_version() + ", depths";
+  for (int d : defaults.max_depths) settings += " " + std::to_string(d);
+  settings += ", eta " + std::to_string(defaults.eta) + ", rounds " + std::to_string(defaults.max_rounds) +
+              ", early stop " + std::to_string(defaults.early_stopping_rounds) + ", subsample " +
+              std::to_string(defaults.subsample) + ", colsample " + std::to_string(defaults.colsample_bytree) + "\n";
+  Config identity_config = config;
+  identity_config.train.threads = 0;
+  identity_config.train.seed = 0;
+  identity_config.model = ModelConfig{};  // the trees read the features, data and tasks, not the model
+  const std::string identity = "# trees baseline: " + settings + to_toml(identity_config);
+  const fs::path identity_file = dir / "config.toml";
+  if (fs::exists(identity_file)) {
+    std::ifstream in(identity_file);
+    std::stringstream old;
+    old << in.rdbuf();
+    if (old.str() != identity) {
+      std::fprintf(stderr, "compare: the data or tasks of %s changed since the trees in %s were trained; training again\n",
+                   o.configs.front().c_str(), dir.c_str());
+      fs::remove_all(dir);
+    }
+  }
+  fs::create_directories(dir);
+  write_file_atomic(identity_file.string(), identity);
+  std::vector<json> runs;
+  std::optional<data::Preprocessor> pre;
+  data::FeaturizedData train, val, test;
+  for (std::int64_t seed : o.seeds) {
+    const fs::path metrics_file = dir / ("seed" + std::to_string(seed) + ".json");
+    if (!fs::exists(metrics_file)) {
+      if (!pre) {  // the data is read once for every seed
+        pre.emplace(config);
+        data::fit_preprocessing(*pre, config.data.train);
+        train = data::load_featurized(*pre, config.data.train, true);
+        val = data::load_featurized(*pre, config.data.val, true);
+        if (!config.data.test.empty()) test = data::load_featurized(*pre, config.data.test, true);
+      }
+      std::fprintf(stderr, "compare: training xgboost per task, seed %lld\n", static_cast<long long>(seed));
+      eval::GbdtOptions options = defaults;
+      options.seed = static_cast<std::uint64_t>(seed);
+      options.threads = o.threads;
+      const bool on_test = !config.data.test.empty();
+      const data::FeaturizedData& scored = on_test ? test : val;
+      const eval::GbdtResult r = eval::fit_gbdt(*pre, config.tasks, train, val, scored, options);
+      const auto m = eval::evaluate_tasks(config.tasks, r.predictions, scored.labels, scored.mask, scored.groups);
+      json run{{"model", "xgboost"},
+               {"xgboost_version", eval::xgboost_version()},
+               {"seed", seed},
+               {"threads", o.threads},
+               {"train_rows", train.rows()},
+               {"train_seconds", r.seconds},
+               // Training rows over the whole fit's seconds, tuning of every task included.
+               {"train_rows_per_s", r.seconds > 0 ? train.rows() / r.seconds : 0.0},
+               {"features", r.features},
+               {"categorical_features", r.categorical_features},
+               {"tasks", eval::to_json(m)},
+               {"metrics_split", on_test ? "test" : "val"},
+               {"trees", json::object()}};
+      for (const eval::GbdtTaskFit& f : r.fits)
+        run["trees"][f.task] = {{"max_depth", f.max_depth}, {"rounds", f.rounds}, {"val_loss", f.val_loss},
+                                {"train_rows", f.train_rows}};
+      write_json_atomic(metrics_file.string(), run);
+    }
+    std::ifstream in(metrics_file);
+    runs.push_back(json::parse(in));
+  }
+  return runs;
+}
+
+}  // namespace
+
 int run_compare(const CompareOptions& o) {
   struct Result {
     std::string name;
@@ -357,6 +443,12 @@ int run_compare(const CompareOptions& o) {
       r.runs.push_back(json::parse(in));
     }
     results.push_back(std::move(r));
+  }
+  if (o.gbdt) {
+    for (const Result& other : results)
+      if (other.name == "xgboost")
+        throw ConfigError("a config is named 'xgboost', the name of the --gbdt row; rename it");
+    results.push_back({"xgboost", gbdt_runs(o, fs::path(o.out_dir) / "xgboost")});
   }
   // Tasks and their metric: AUC for binary (higher is better), RMSE for regression (lower is better).
   const json& first = results.front().runs.front()["tasks"];

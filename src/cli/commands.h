@@ -46,6 +46,7 @@ struct CompareOptions {
   std::string train, val, test;
   int threads = 0;
   bool markdown = false;
+  bool gbdt = false;  // also an xgboost row: one booster per task on the first config's features
 };
 // Trains each config for each seed (reusing results already in out_dir) and
 // prints each task's test metric per model next to the single-task baseline.

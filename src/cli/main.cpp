@@ -119,6 +119,9 @@ int main(int argc, char** argv) {
   compare->add_option("--test", cmp.test, "Test data (overrides data.test)");
   compare->add_option("--threads", cmp.threads, "Threads (0 = all cores)");
   compare->add_flag("--markdown", cmp.markdown, "Print a Markdown table");
+  compare->add_flag("--gbdt", cmp.gbdt,
+                    "Add a gradient-boosted trees row (xgboost): one booster per task on the first config's "
+                    "features, categorical columns as categories, depth and rounds tuned on the validation split");
   compare->footer(
       "Example: mtrank compare examples/census/{single_task,shared_bottom,mmoe,cgc}.toml --seeds 1,2,3\n"
       "Each cell: mean test metric over seeds (max - min) and the relative gain over the baseline.\n"
