@@ -301,16 +301,40 @@ int run_predict(const PredictOptions& o) {
 
 namespace {
 
-// The xgboost baseline of `compare --gbdt`: one metrics JSON per seed, in the
-// keys compare reads from a model's ("tasks", "train_rows_per_s"), reused
-// from `dir` while the first config and the trees' settings are unchanged.
-std::vector<json> gbdt_runs(const CompareOptions& o, const fs::path& dir) {
-  std::vector<std::string> files{o.configs.front()};
+// A compare config with the overlays and the --train/--val/--test overrides applied.
+Config resolve_compare_config(const CompareOptions& o, const std::string& cfg) {
+  std::vector<std::string> files{cfg};
   files.insert(files.end(), o.overlays.begin(), o.overlays.end());
   Config config = load_config(files);
   for (auto [path, value] : {std::pair{&config.data.train, o.train}, {&config.data.val, o.val},
                              {&config.data.test, o.test}})
     if (!value.empty()) *path = value;
+  return config;
+}
+
+// Results in `dir` are reused only while they came from the same `identity`
+// (its config.toml): otherwise the folder is emptied, saying that `what` changed.
+void keep_results_while_identical(const fs::path& dir, const std::string& identity, const std::string& what) {
+  const fs::path identity_file = dir / "config.toml";
+  if (fs::exists(identity_file)) {
+    std::ifstream in(identity_file);
+    std::stringstream old;
+    old << in.rdbuf();
+    if (old.str() != identity) {
+      std::fprintf(stderr, "compare: %s changed since the results in %s were trained; training again\n", what.c_str(),
+                   dir.c_str());
+      fs::remove_all(dir);
+    }
+  }
+  fs::create_directories(dir);
+  write_file_atomic(identity_file.string(), identity);
+}
+
+// The xgboost baseline of `compare --gbdt`: one metrics JSON per seed, in the
+// keys compare reads from a model's ("tasks", "train_rows_per_s"), reused
+// from `dir` while the first config and the trees' settings are unchanged.
+std::vector<json> gbdt_runs(const CompareOptions& o, const fs::path& dir) {
+  Config config = resolve_compare_config(o, o.configs.front());
   if (config.data.val.empty())
     throw ConfigError(config.source + ": --gbdt tunes the trees on the validation split: set data.val or pass --val");
   const eval::GbdtOptions defaults;
@@ -323,20 +347,8 @@ std::vector<json> gbdt_runs(const CompareOptions& o, const fs::path& dir) {
   identity_config.train.threads = 0;
   identity_config.train.seed = 0;
   identity_config.model = ModelConfig{};  // the trees read the features, data and tasks, not the model
-  const std::string identity = "# trees baseline: " + settings + to_toml(identity_config);
-  const fs::path identity_file = dir / "config.toml";
-  if (fs::exists(identity_file)) {
-    std::ifstream in(identity_file);
-    std::stringstream old;
-    old << in.rdbuf();
-    if (old.str() != identity) {
-      std::fprintf(stderr, "compare: the data or tasks of %s changed since the trees in %s were trained; training again\n",
-                   o.configs.front().c_str(), dir.c_str());
-      fs::remove_all(dir);
-    }
-  }
-  fs::create_directories(dir);
-  write_file_atomic(identity_file.string(), identity);
+  keep_results_while_identical(dir, "# trees baseline: " + settings + to_toml(identity_config),
+                               "the data or tasks of " + o.configs.front());
   std::vector<json> runs;
   std::optional<data::Preprocessor> pre;
   data::FeaturizedData train, val, test;
@@ -398,28 +410,10 @@ int run_compare(const CompareOptions& o) {
         throw ConfigError(cfg + ": two configs are named '" + r.name + "'; rename one (a model is named after its file)");
     const fs::path dir = fs::path(o.out_dir) / r.name;
     // Results are reused only if they came from the same config (after overlays and overrides).
-    std::vector<std::string> files{cfg};
-    files.insert(files.end(), o.overlays.begin(), o.overlays.end());
-    Config resolved = load_config(files);
-    for (auto [path, value] : {std::pair{&resolved.data.train, o.train}, {&resolved.data.val, o.val},
-                               {&resolved.data.test, o.test}})
-      if (!value.empty()) *path = value;
+    Config resolved = resolve_compare_config(o, cfg);
     resolved.train.threads = 0;
     resolved.train.seed = 0;
-    const std::string identity = to_toml(resolved);
-    const fs::path identity_file = dir / "config.toml";
-    if (fs::exists(identity_file)) {
-      std::ifstream in(identity_file);
-      std::stringstream old;
-      old << in.rdbuf();
-      if (old.str() != identity) {
-        std::fprintf(stderr, "compare: %s changed since its results in %s were trained; training again\n", cfg.c_str(),
-                     dir.c_str());
-        fs::remove_all(dir);
-      }
-    }
-    fs::create_directories(dir);
-    write_file_atomic(identity_file.string(), identity);
+    keep_results_while_identical(dir, to_toml(resolved), cfg);
     for (std::int64_t seed : o.seeds) {
       const fs::path metrics = dir / ("seed" + std::to_string(seed) + ".json");
       if (!fs::exists(metrics)) {
