@@ -3,6 +3,7 @@
 # made from real census rows, 2 server threads, hot reloads in the middle.
 #   bench/serve_load.sh MODEL_DIR [SECONDS=20] [CONNECTIONS=8] [CANDIDATES=200]
 # Needs ../shared/datasets and Debian's wrk (installed here if missing). Bounded in time.
+# MTRANK=path/to/mtrank runs another build (e.g. an older commit, side by side).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL=$1
@@ -16,7 +17,7 @@ trap '[ -n "$SERVER" ] && kill -9 $SERVER 2>/dev/null; rm -rf "$WORK"' EXIT
 
 bench/wrk_rank_requests.sh "$MODEL" "$N" "$WORK"
 echo token > "$WORK/token"
-build/mtrank serve --model "$MODEL" --port 0 --threads 2 --admin-token-file "$WORK/token" > "$WORK/out" 2> "$WORK/err" &
+"${MTRANK:-build/mtrank}" serve --model "$MODEL" --port 0 --threads 2 --admin-token-file "$WORK/token" > "$WORK/out" 2> "$WORK/err" &
 SERVER=$!
 for _ in $(seq 100); do grep -q listening "$WORK/out" 2>/dev/null && break; sleep 0.1; done
 URL=$(grep -o "http://127.0.0.1:[0-9]*" "$WORK/out")
