@@ -12,7 +12,7 @@ trap 'rm -rf "$OUT"' EXIT
 printf "%-8s %-5s %12s %10s %10s %10s %8s\n" threads seed train_rows/s auc_income auc_marital peak_MiB epochs
 for threads in 1 2; do
   for seed in $SEEDS; do
-    /usr/bin/time -f "%M" -o "$OUT/rss" build/mtrank train --config "$CONFIG" --quiet \
+    /usr/bin/time -f "%M" -o "$OUT/rss" "${MTRANK:-build/mtrank}" train --config "$CONFIG" --quiet \
       --train $D/census-train.csv.gz --val $D/census-val.csv.gz --test $D/census-test.csv.gz \
       --out "$OUT/model" --metrics-out "$OUT/m.json" --threads "$threads" --seed "$seed" >/dev/null 2>&1
     python3 - "$OUT/m.json" "$OUT/rss" "$threads" "$seed" <<'PY'
