@@ -95,6 +95,18 @@ t = json.load(open("grp.json"))["tasks"]
 assert 0.5 < t["click"]["gauc"] < 1 and t["click"]["gauc_groups"] > 50, t["click"]
 assert "gauc" not in t["watch_time"]
 PY
+# Configured ranking metrics per user (the group column), by name; an unknown name is a config error.
+sed 's/^column = "click"$/column = "click"\nmetrics = ["ndcg@5", "recall@10", "mrr"]/' qs/quickstart.toml > qs/ranked.toml
+"$MTRANK" train --config qs/ranked.toml --config qs/group.toml --out rnk --metrics-out rnk.json --quiet > rnk.txt 2>&1 || { cat rnk.txt; fail "train with ranking metrics"; }
+python3 - <<'PY' || fail "ranking metrics in metrics"
+import json
+t = json.load(open("rnk.json"))["tasks"]
+assert 0 < t["click"]["ndcg@5"] <= 1 and 0 < t["click"]["recall@10"] <= 1 and 0 < t["click"]["mrr"] <= 1, t["click"]
+assert "mrr" not in t["like"]
+PY
+grep -q "ndcg@5 0\.[0-9]* recall@10" rnk.txt || { cat rnk.txt; fail "ranking metrics in the table"; }
+sed 's/^column = "click"$/column = "click"\nmetrics = ["ndgc@5"]/' qs/quickstart.toml > qs/badmetric.toml
+expect_error 2 "key 'tasks[0].metrics': unknown metric 'ndgc@5'; known: auc" -- "$MTRANK" train --config qs/badmetric.toml --out bad
 
 # --resume continues from the checkpoint; a finished run leaves none behind.
 [ ! -e qs/model.checkpoint ] || fail "finished run left a checkpoint"

@@ -129,6 +129,7 @@ column = "secs"
 weight = 0.5
 weight_gamma = 0.9
 where = { column = "clicked", equals = ["1", "yes"] }
+metrics = ["ndcg@10", "mrr"]
 [model]
 type = "ple"
 levels = 3
@@ -148,6 +149,7 @@ score = "product:click=1,watch=0.5"
   EXPECT_EQ(mtrank::to_toml(back), text);
   EXPECT_EQ(back.train.seed, 1234u);
   EXPECT_EQ(back.model.levels, 3);
+  EXPECT_EQ(back.tasks.back().metrics, (std::vector<std::string>{"ndcg@10", "mrr"}));
   EXPECT_EQ(back.tasks[1].where_equals, (std::vector<std::string>{"1", "yes"}));
   EXPECT_EQ(back.features[3].columns, (std::vector<std::string>{"a", "b"}));
   EXPECT_DOUBLE_EQ(back.tasks[1].weight_gamma, 0.9);

@@ -4,8 +4,11 @@
 
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include "data/record_reader.h"
 #include "data/synth.h"
+#include "common/error.h"
 #include "eval/metrics.h"
 #include "test_util.h"
 
@@ -131,6 +134,41 @@ TEST(Metrics, GroupAucWeightsGroupsByRowsAndSkipsOneClassGroups) {
   auto m = eval::evaluate_tasks(tasks, scores, labels, std::vector<float>(7, 1.0f), groups);
   EXPECT_DOUBLE_EQ(m[0].gauc, 0.6);
   EXPECT_NEAR(m[0].calibration, (3.4 / 7) / (4.0 / 7), 1e-6);
+}
+
+TEST(Metrics, ConfiguredMetricsAreComputedPerTaskAndWritten) {
+  // The group test's rows: group 1 ranks its positive first, group 2 second, group 3 first.
+  const std::vector<float> scores = {0.9f, 0.1f, 0.2f, 0.3f, 0.8f, 0.5f, 0.6f};
+  const std::vector<float> labels = {1, 0, 0, 1, 0, 1, 1};
+  const std::vector<std::uint64_t> groups = {1, 1, 1, 2, 2, 3, 3};
+  std::vector<TaskConfig> tasks(1);
+  tasks[0].name = "click";
+  tasks[0].metrics = {"mrr", "recall@1"};
+  auto m = eval::evaluate_tasks(tasks, scores, labels, std::vector<float>(7, 1.0f), groups);
+  ASSERT_EQ(m[0].extra.size(), 2u);
+  EXPECT_EQ(m[0].extra[0].first, "mrr");
+  EXPECT_DOUBLE_EQ(m[0].extra[0].second, (1 + 0.5 + 1) / 3);
+  EXPECT_DOUBLE_EQ(m[0].extra[1].second, (1 + 0 + 0.5) / 3);  // group 3: one of its two positives in the top 1
+  const nlohmann::json j = eval::to_json(m);
+  EXPECT_DOUBLE_EQ(j["click"]["mrr"].get<double>(), (1 + 0.5 + 1) / 3);
+  EXPECT_TRUE(j["click"].contains("recall@1"));
+  EXPECT_NE(eval::format_table(m).find("mrr 0.8333"), std::string::npos);
+}
+
+TEST(Metrics, UnknownConfiguredMetricIsAConfigErrorNamingTheKey) {
+  Config c;
+  c.source = "m.toml";
+  c.tasks.resize(2);
+  c.tasks[1].metrics = {"ndcg@10", "ncdg@10"};
+  try {
+    eval::check_task_metrics(c);
+    FAIL() << "no error";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("m.toml: key 'tasks[1].metrics': unknown metric 'ncdg@10'"), std::string::npos)
+        << e.what();
+  }
+  c.tasks[1].metrics = {"ndcg@10", "recall@20", "mrr"};
+  EXPECT_NO_THROW(eval::check_task_metrics(c));
 }
 
 TEST(Compare, DifferencesWithinTheSeedSpreadAreNotASeesaw) {

@@ -22,6 +22,7 @@
 #include "data/preprocessor.h"
 #include "data/synth.h"
 #include "eval/gbdt_baseline.h"
+#include "eval/metric_registry.h"
 #include "eval/metrics.h"
 #include "serve/ranker.h"
 #include "train/model_dir.h"
@@ -115,6 +116,7 @@ int run_train(const TrainOptions& o) {
   // used to fail only after a whole epoch, or after training.
   train::check_model_output_dir(o.out);
   check_output_file(o.metrics_out, "--metrics-out");
+  eval::check_task_metrics(config);
   try {  // found now, not when the trained model is first served
     serve::ScoreFormula::parse(config.serve.score, config.tasks);
   } catch (const ConfigError& e) {
@@ -263,6 +265,7 @@ int run_eval(const EvalOptions& o) {
   check_output_file(o.metrics_out, "--metrics-out");
   configure_threads(o.threads);
   train::LoadedModel m = train::load_model_dir(o.model);
+  eval::check_task_metrics(m.config);
   data::IngestStats stats;
   data::FeaturizedData d = data::load_featurized(*m.preprocessor, o.data, true, &stats, true);
   train::Predictions p;
@@ -309,6 +312,7 @@ Config resolve_compare_config(const CompareOptions& o, const std::string& cfg) {
   for (auto [path, value] : {std::pair{&config.data.train, o.train}, {&config.data.val, o.val},
                              {&config.data.test, o.test}})
     if (!value.empty()) *path = value;
+  eval::check_task_metrics(config);
   return config;
 }
 
@@ -485,8 +489,9 @@ int run_compare(const CompareOptions& o) {
       std::string gain;
       if (base && &r != base) {
         const auto [b, base_spread] = stats(*base, task, metric);
-        const double rel = (metric == "auc" ? mean - b : b - mean) / b * 100;  // positive = better
-        const eval::Change c = eval::compare_to_baseline(mean, spread, b, base_spread, metric == "auc", o.seeds.size());
+        const bool higher_is_better = eval::make_metric(metric)->higher_is_better();
+        const double rel = (higher_is_better ? mean - b : b - mean) / b * 100;  // positive = better
+        const eval::Change c = eval::compare_to_baseline(mean, spread, b, base_spread, higher_is_better, o.seeds.size());
         changes.push_back(c);
         char g[48];
         std::snprintf(g, sizeof g, " %+.2f%%%s", rel,

@@ -349,8 +349,7 @@ void parse_tasks(TableReader& root, Config& cfg) {
       task.where_equals = w.strings("equals", {});
       if (task.where_equals.empty()) w.fail(nullptr, "equals", "is required: the values that put a row in the sample space");
     }
-    // A label that is also an input makes the task trivially predictable (AUC
-    // 1.0 on test): refuse it before any work is done.
+    task.metrics = t.strings("metrics", {});  // names are checked against the metric registry before any work
     // A label that is also an input makes the task trivially predictable (AUC
     // 1.0 on test): refuse it before any work is done.
     std::size_t entry = 0;
@@ -651,6 +650,7 @@ std::string to_toml(const Config& c) {
     if (!k.positive.empty()) t.insert("positive", strings(k.positive));
     if (!k.where_column.empty())
       t.insert("where", toml::table{{"column", k.where_column}, {"equals", strings(k.where_equals)}});
+    if (!k.metrics.empty()) t.insert("metrics", strings(k.metrics));
     tasks.push_back(std::move(t));
   }
   const ModelConfig& m = c.model;

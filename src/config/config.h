@@ -56,6 +56,9 @@ struct TaskConfig {
   std::string where_column;
   std::vector<std::string> where_equals;
   LabelMissing missing = LabelMissing::kSkip;
+  // Evaluation metrics beyond the task type's defaults, by name
+  // (eval/metric_registry.h), e.g. "ndcg@10", "recall@20", "mrr".
+  std::vector<std::string> metrics;
 };
 
 struct DataConfig {

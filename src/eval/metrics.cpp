@@ -5,8 +5,12 @@
 #include <cstdio>
 #include <limits>
 #include <numeric>
+#include <stdexcept>
 
 #include <nlohmann/json.hpp>
+
+#include "common/error.h"
+#include "eval/metric_registry.h"
 
 namespace mtrank::eval {
 
@@ -110,20 +114,24 @@ std::vector<TaskMetrics> evaluate_tasks(const std::vector<TaskConfig>& tasks, co
     m.name = tasks[t].name;
     m.type = tasks[t].type;
     m.count = static_cast<std::int64_t>(p.size());
+    const TaskRows task_rows{p, y, g};
+    auto value = [&](const std::string& name) { return make_metric(name)->compute(task_rows); };
     if (m.type == TaskType::kBinary) {
-      m.auc = roc_auc(p, y);
-      m.logloss = logloss(p, y);
+      m.auc = value("auc");
+      m.logloss = value("logloss");
       m.loss = m.logloss;
       const double n = std::max<double>(1, static_cast<double>(p.size()));
       m.positive_rate = std::accumulate(y.begin(), y.end(), 0.0) / n;
       m.mean_prediction = std::accumulate(p.begin(), p.end(), 0.0) / n;
-      m.calibration = m.positive_rate > 0 ? m.mean_prediction / m.positive_rate : std::numeric_limits<double>::quiet_NaN();
+      m.calibration = value("calibration");
+      // GAUC's group count comes with it, so it is called directly (the registry's "gauc" is the same function).
       m.gauc = g.empty() ? std::numeric_limits<double>::quiet_NaN() : group_auc(p, y, g, &m.gauc_groups);
     } else {
-      m.mse = mean_squared_error(p, y);
-      m.rmse = std::sqrt(m.mse);
+      m.mse = value("mse");
+      m.rmse = value("rmse");
       m.loss = m.mse;
     }
+    for (const std::string& name : tasks[t].metrics) m.extra.emplace_back(name, value(name));
     out.push_back(m);
   }
   return out;
@@ -148,6 +156,7 @@ nlohmann::json to_json(const std::vector<TaskMetrics>& metrics) {
       j["mse"] = num(m.mse);
       j["rmse"] = num(m.rmse);
     }
+    for (const auto& [name, v] : m.extra) j[name] = num(v);
     tasks[m.name] = j;
   }
   return tasks;
@@ -175,7 +184,28 @@ std::string format_table(const std::vector<TaskMetrics>& metrics) {
     }
     out += "\n";
   }
+  for (const TaskMetrics& m : metrics) {
+    if (m.extra.empty()) continue;
+    std::snprintf(line, sizeof line, "%-16s", m.name.c_str());
+    out += line;
+    for (const auto& [name, v] : m.extra) {
+      std::snprintf(line, sizeof line, " %s %.4f", name.c_str(), v);
+      out += line;
+    }
+    out += "\n";
+  }
   return out;
+}
+
+void check_task_metrics(const Config& config) {
+  for (std::size_t t = 0; t < config.tasks.size(); ++t)
+    for (const std::string& name : config.tasks[t].metrics) {
+      try {
+        make_metric(name);
+      } catch (const std::invalid_argument& e) {
+        throw ConfigError(config.source + ": key 'tasks[" + std::to_string(t) + "].metrics': " + e.what());
+      }
+    }
 }
 
 Change compare_to_baseline(double mean, double spread, double base_mean, double base_spread, bool higher_is_better,

@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json_fwd.hpp>
@@ -28,7 +29,13 @@ struct TaskMetrics {
   std::int64_t gauc_groups = 0;  // groups with both classes (the ones GAUC averages over)
   double mse = 0, rmse = 0;                                              // regression
   double loss = 0;  // the training loss of the task on this data (logloss or mse)
+  // The task's configured metrics (TaskConfig::metrics), by name, in its order.
+  std::vector<std::pair<std::string, double>> extra;
 };
+
+// Throws ConfigError naming the config and the task's `metrics` key if a name
+// is not a registered metric (eval/metric_registry.h): called before any work.
+void check_task_metrics(const Config& config);
 
 // Group AUC: AUC within each group (user) that has both classes, averaged
 // weighted by the group's row count. NaN if no group has both classes.
@@ -36,7 +43,8 @@ double group_auc(const std::vector<float>& scores, const std::vector<float>& lab
                  const std::vector<std::uint64_t>& groups, std::int64_t* groups_used = nullptr);
 
 // preds/labels/mask are row-major [rows x tasks]; preds are probabilities for binary tasks.
-// groups: per row group ids for GAUC, or empty.
+// groups: per row group ids for GAUC and the ranking metrics, or empty. Every
+// metric is computed through the registry (eval/metric_registry.h).
 std::vector<TaskMetrics> evaluate_tasks(const std::vector<TaskConfig>& tasks, const std::vector<float>& preds,
                                         const std::vector<float>& labels, const std::vector<float>& mask,
                                         const std::vector<std::uint64_t>& groups = {});
