@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+#include <nlohmann/json.hpp>
 
 #include "common/error.h"
 #include "config/config.h"
@@ -14,6 +15,7 @@
 #include "data/preprocessor.h"
 #include "data/synth.h"
 #include "model/mmoe.h"
+#include "model/objective.h"
 #include "test_util.h"
 #include "torch_test_util.h"
 #include "train/model_dir.h"
@@ -125,6 +127,59 @@ TEST(MultitaskLoss, IgnoresRowsOutsideTheSampleSpace) {
   // Changing a masked label changes nothing.
   labels[1][1] = 1e6;
   EXPECT_NEAR(train::multitask_loss(logits, labels, mask, tasks).item<double>(), total, 1e-3);
+}
+
+TEST(MultitaskLoss, ScheduleAndUncertaintyWeightingByHand) {
+  // The trainer's step calls multitask_loss with the epoch and its learned log-variances.
+  std::vector<TaskConfig> tasks(2);
+  tasks[0].weight = 2;
+  tasks[0].weight_gamma = 0.5;
+  tasks[1].type = TaskType::kRegression;
+  torch::Tensor logits = torch::tensor({{0.0f, 1.0f}, {1.0f, 3.0f}});
+  torch::Tensor labels = torch::tensor({{1.0f, 2.0f}, {0.0f, 1.0f}});
+  torch::Tensor mask = torch::ones({2, 2});
+  std::vector<double> l;
+  train::multitask_loss(logits, labels, mask, tasks, &l);
+  // Epoch index 2: w_0 = 2 * 0.5^2 = 0.5, w_1 = 1.
+  EXPECT_NEAR(train::multitask_loss(logits, labels, mask, tasks, nullptr, 2).item<double>(), 0.5 * l[0] + l[1], 1e-5);
+  const torch::Tensor s = torch::tensor({0.3f, -0.2f});
+  EXPECT_NEAR(train::multitask_loss(logits, labels, mask, tasks, nullptr, 0, s).item<double>(),
+              2 * (std::exp(-0.3) * l[0] + 0.3) + (std::exp(0.2) * l[1] - 0.2), 1e-5);
+}
+
+TEST(Objective, MaskedLossSumsOverPartsGiveTheWholeMean) {
+  // Sums and counts of two halves added, then divided: the mean over all rows
+  // (what summing across processes needs; a mean of per-part means is not it).
+  torch::manual_seed(3);
+  torch::Tensor z = torch::randn({10}), y = (torch::rand({10}) > 0.5).to(torch::kFloat), m = torch::ones({10});
+  m[7] = 0;
+  m[8] = 0;
+  for (const auto& [name, objective] : model::objective_registry()) {
+    const model::MaskedLoss whole = objective->loss(z, y, m);
+    const model::MaskedLoss a = objective->loss(z.slice(0, 0, 3), y.slice(0, 0, 3), m.slice(0, 0, 3));
+    const model::MaskedLoss b = objective->loss(z.slice(0, 3), y.slice(0, 3), m.slice(0, 3));
+    EXPECT_NEAR(((a.sum + b.sum) / (a.count + b.count)).item<double>(), whole.mean().item<double>(), 1e-6) << name;
+    EXPECT_EQ(whole.count.item<double>(), 8) << name;
+  }
+}
+
+TEST(Objective, EvaluationReportsEveryDefaultMetricOfTheTaskType) {
+  for (TaskType type : {TaskType::kBinary, TaskType::kRegression}) {
+    std::vector<TaskConfig> tasks(1);
+    tasks[0].name = "t";
+    tasks[0].type = type;
+    const auto m = eval::evaluate_tasks(tasks, {0.2f, 0.7f, 0.4f}, {0, 1, 1}, {1, 1, 1});
+    const nlohmann::json j = eval::to_json(m)["t"];
+    for (const std::string& name : model::objective_for(type).default_metrics())
+      EXPECT_TRUE(j.contains(name)) << to_string(type) << " lacks " << name;
+  }
+  // The value transform is the one predictions and serving use.
+  const torch::Tensor z = torch::tensor({{0.0f, 2.0f}});
+  std::vector<TaskConfig> tasks(2);
+  tasks[1].type = TaskType::kRegression;
+  const torch::Tensor v = model::task_values(z, tasks);
+  EXPECT_FLOAT_EQ(v[0][0].item<float>(), 0.5f);
+  EXPECT_FLOAT_EQ(v[0][1].item<float>(), 2.0f);
 }
 
 // End to end on the synthetic impression log: featurize, train, check it learned,

@@ -15,9 +15,10 @@ namespace {
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 double calibration(const TaskRows& r) {
-  const double labels = std::accumulate(r.labels.begin(), r.labels.end(), 0.0);
-  const double scores = std::accumulate(r.scores.begin(), r.scores.end(), 0.0);
-  return labels > 0 ? scores / labels : kNaN;  // mean prediction / mean label
+  const double n = std::max<double>(1, static_cast<double>(r.labels.size()));
+  const double mean_label = std::accumulate(r.labels.begin(), r.labels.end(), 0.0) / n;
+  const double mean_score = std::accumulate(r.scores.begin(), r.scores.end(), 0.0) / n;
+  return mean_label > 0 ? mean_score / mean_label : kNaN;
 }
 
 // Calls visit(begin, end) for each ranked list: `order` holds row indices,

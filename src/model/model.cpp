@@ -7,6 +7,7 @@
 
 #include "common/error.h"
 #include "model/mmoe.h"
+#include "model/objective.h"
 #include "model/ple.h"
 #include "model/shared_bottom.h"
 
@@ -130,7 +131,7 @@ torch::Tensor task_values(const torch::Tensor& logits, const std::vector<TaskCon
   std::vector<torch::Tensor> columns;
   for (std::size_t t = 0; t < tasks.size(); ++t) {
     torch::Tensor z = logits.select(1, static_cast<std::int64_t>(t));
-    columns.push_back(tasks[t].type == TaskType::kBinary ? torch::sigmoid(z) : z);
+    columns.push_back(objective_for(tasks[t].type).value(z));
   }
   return torch::stack(columns, 1).contiguous();
 }

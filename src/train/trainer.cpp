@@ -16,6 +16,7 @@
 #include "common/error.h"
 #include "common/progress.h"
 #include "model/batch.h"
+#include "model/objective.h"
 #include "train/ftrl.h"
 #include "train/row_optimizer.h"
 
@@ -26,24 +27,27 @@ std::vector<torch::Tensor> task_losses(const torch::Tensor& logits, const torch:
   std::vector<torch::Tensor> out;
   for (std::size_t t = 0; t < tasks.size(); ++t) {
     const auto k = static_cast<std::int64_t>(t);
-    torch::Tensor m = mask.select(1, k);
-    torch::Tensor z = logits.select(1, k), y = labels.select(1, k);
-    torch::Tensor elementwise = tasks[t].type == TaskType::kBinary
-                                    ? torch::binary_cross_entropy_with_logits(z, y, {}, {}, at::Reduction::None)
-                                    : (z - y).square();
-    out.push_back((elementwise * m).sum() / m.sum().clamp_min(1.0));
+    out.push_back(model::objective_for(tasks[t].type).loss(logits.select(1, k), labels.select(1, k), mask.select(1, k)).mean());
   }
   return out;
 }
 
 torch::Tensor multitask_loss(const torch::Tensor& logits, const torch::Tensor& labels, const torch::Tensor& mask,
-                             const std::vector<TaskConfig>& tasks, std::vector<double>* per_task) {
+                             const std::vector<TaskConfig>& tasks, std::vector<double>* per_task, int epoch_index,
+                             const torch::Tensor& log_variances) {
   std::vector<torch::Tensor> losses = task_losses(logits, labels, mask, tasks);
   torch::Tensor total = torch::zeros({}, logits.options());
   if (per_task) per_task->clear();
   for (std::size_t t = 0; t < tasks.size(); ++t) {
     if (per_task) per_task->push_back(losses[t].item<double>());
-    total = total + tasks[t].weight * losses[t];
+    const double w = task_weight(tasks[t], epoch_index);
+    if (log_variances.defined()) {
+      // Uncertainty weighting (Kendall et al. 2018): exp(-s_k) L_k + s_k, s_k = log sigma_k^2 learned.
+      const auto k = static_cast<std::int64_t>(t);
+      total = total + w * (torch::exp(-log_variances[k]) * losses[t] + log_variances[k]);
+    } else {
+      total = total + w * losses[t];
+    }
   }
   return total;
 }
@@ -289,17 +293,8 @@ class Trainer {
     const int epoch_index = epoch - 1;
     model::TouchedRows touched;
     model::ModelOutput out = net_.forward(batch, &touched);
-    std::vector<torch::Tensor> losses = task_losses(out.logits, batch.labels, batch.mask, config_.tasks);
-    torch::Tensor loss = torch::zeros({});
-    for (std::size_t t = 0; t < losses.size(); ++t) {
-      const double w = task_weight(config_.tasks[t], epoch_index);
-      if (log_vars_.defined()) {
-        // Uncertainty weighting (Kendall et al. 2018): exp(-s_k) L_k + s_k, s_k = log sigma_k^2 learned.
-        loss = loss + w * (torch::exp(-log_vars_[t]) * losses[t] + log_vars_[t]);
-      } else {
-        loss = loss + w * losses[t];
-      }
-    }
+    // The loss the tests check (multitask_loss) is this loss.
+    torch::Tensor loss = multitask_loss(out.logits, batch.labels, batch.mask, config_.tasks, nullptr, epoch_index, log_vars_);
     const double value = loss.item<double>();
     if (!std::isfinite(value)) {
       char msg[512];

@@ -19,10 +19,13 @@ namespace mtrank::train {
 // those rows (PLE's delta-masked loss): one loss tensor per task.
 std::vector<torch::Tensor> task_losses(const torch::Tensor& logits, const torch::Tensor& labels,
                                        const torch::Tensor& mask, const std::vector<TaskConfig>& tasks);
-// Fixed weights: sum_k w_k * L_k. The trainer adds PLE's per-epoch schedule
-// and uncertainty weighting on top of task_losses.
+// The training loss: sum_k w_k(t) * L_k with PLE's schedule w_k(t) for
+// epoch t (task_weight), or with learned log-variances s_k (uncertainty
+// weighting) sum_k w_k(t) * (exp(-s_k) L_k + s_k). The trainer's step calls
+// exactly this.
 torch::Tensor multitask_loss(const torch::Tensor& logits, const torch::Tensor& labels, const torch::Tensor& mask,
-                             const std::vector<TaskConfig>& tasks, std::vector<double>* per_task = nullptr);
+                             const std::vector<TaskConfig>& tasks, std::vector<double>* per_task = nullptr,
+                             int epoch_index = 0, const torch::Tensor& log_variances = {});
 
 // w_k(t) = w_k0 * gamma_k^t for epoch t = 0, 1, ... (PLE).
 double task_weight(const TaskConfig& task, int epoch_index);
