@@ -17,7 +17,8 @@
 #include "common/system.h"
 #include "data/record_reader.h"
 #include "serve/ranker.h"
-#include "train/model_dir.h"
+#include "model/model.h"
+#include "model/model_dir.h"
 
 int main(int argc, char** argv) {
   if (argc < 3) {
@@ -30,7 +31,7 @@ int main(int argc, char** argv) {
   const int requests = argc > 5 ? std::stoi(argv[5]) : 400;
   const std::size_t context_columns = argc > 6 ? std::stoul(argv[6]) : 0;
   mtrank::configure_threads(threads);
-  mtrank::serve::Ranker ranker(mtrank::train::load_model_dir(argv[1]), options, "bench");
+  mtrank::serve::Ranker ranker(mtrank::model::load_model_dir(argv[1]), options, "bench");
 
   // Candidate objects from the file's rows: the model's input columns, raw values.
   std::vector<nlohmann::json> rows;

@@ -19,7 +19,8 @@
 #include "common/system.h"
 #include "data/dataset.h"
 #include "model/batch.h"
-#include "train/model_dir.h"
+#include "model/model.h"
+#include "model/model_dir.h"
 
 namespace {
 double now_ms() {
@@ -60,7 +61,7 @@ int main(int argc, char** argv) {
   }
   mtrank::configure_threads(argc > 3 ? std::stoi(argv[3]) : 1);
   torch::InferenceMode guard;
-  mtrank::train::LoadedModel m = mtrank::train::load_model_dir(argv[1]);
+  mtrank::model::LoadedModel m = mtrank::model::load_model_dir(argv[1]);
   const auto& cfg = m.config.model;
   if (cfg.type != "mmoe" || cfg.expert_hidden.size() != 1 || cfg.tower_hidden.size() != 1 || m.preprocessor->num_bags())
     throw std::runtime_error("needs an MMoE with one expert layer, one tower layer, no multi-hot features");

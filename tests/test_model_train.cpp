@@ -18,7 +18,7 @@
 #include "model/objective.h"
 #include "test_util.h"
 #include "torch_test_util.h"
-#include "train/model_dir.h"
+#include "model/model_dir.h"
 #include "train/row_optimizer.h"
 #include "train/trainer.h"
 
@@ -238,7 +238,7 @@ TEST_F(EndToEnd, LearnsWellAboveChanceAndRoundTrips) {
   pre.fit(dir_->file("train.csv"));
   data::FeaturizedData train = data::featurize_file(pre, dir_->file("train.csv"), true);
   data::FeaturizedData test = data::featurize_file(pre, dir_->file("test.csv"), true);
-  auto net = model::create_model(c.model, train::input_shape(pre));
+  auto net = model::create_model(c.model, model::input_shape(pre));
   train::TrainReport report = train::train_model(*net, c, train, nullptr, {});
   EXPECT_EQ(report.epochs.size(), 3u);
   EXPECT_LT(report.epochs.back().train_loss, report.epochs.front().train_loss);
@@ -252,9 +252,9 @@ TEST_F(EndToEnd, LearnsWellAboveChanceAndRoundTrips) {
   ASSERT_EQ(before.expert_utilization.size(), 2u);
 
   const std::string model_dir = dir_->file("model");
-  train::save_model_dir(model_dir, c, pre, *net, {{"format", "mtrank-model"}, {"version", 1}});
+  model::save_model_dir(model_dir, c, pre, *net, {{"format", "mtrank-model"}, {"version", 1}});
   EXPECT_FALSE(std::filesystem::exists(model_dir + ".tmp-" + std::to_string(::getpid())));
-  train::LoadedModel loaded = train::load_model_dir(model_dir);
+  model::LoadedModel loaded = model::load_model_dir(model_dir);
   data::FeaturizedData test2 = data::featurize_file(*loaded.preprocessor, dir_->file("test.csv"), true);
   EXPECT_EQ(test2.categorical, test.categorical);
   train::Predictions after = train::predict(*loaded.net, loaded.config, test2);
@@ -271,7 +271,7 @@ TEST_F(EndToEnd, SameSeedSameModel) {
     data::Preprocessor pre(c);
     pre.fit(dir_->file("train.csv"));
     data::FeaturizedData train = data::featurize_file(pre, dir_->file("train.csv"), true);
-    auto net = model::create_model(c.model, train::input_shape(pre));
+    auto net = model::create_model(c.model, model::input_shape(pre));
     train::train_model(*net, c, train, nullptr, {});
     out = train::predict(*net, c, train.slice(0, 500)).values;
   }
@@ -282,7 +282,7 @@ TEST(ModelDir, CorruptOrMissingFilesGiveClearErrors) {
   TempDir dir;
   auto error = [](const std::string& path) {
     try {
-      train::load_model_dir(path);
+      model::load_model_dir(path);
     } catch (const ModelError& e) {
       return std::string(e.what());
     }
@@ -301,19 +301,19 @@ TEST(ModelDir, TruncatedWeightsAreRefused) {
   const std::string csv = dir.write("d.csv", "a,y\nx,1\nz,0\n");
   data::Preprocessor pre(c);
   pre.fit(csv);
-  auto net = model::create_model(c.model, train::input_shape(pre));
-  train::save_model_dir(dir.file("m"), c, pre, *net, {{"format", "mtrank-model"}, {"version", 1}});
+  auto net = model::create_model(c.model, model::input_shape(pre));
+  model::save_model_dir(dir.file("m"), c, pre, *net, {{"format", "mtrank-model"}, {"version", 1}});
   const std::string weights = dir.file("m/weights.pt");
   std::filesystem::resize_file(weights, std::filesystem::file_size(weights) / 2);
   try {
-    train::load_model_dir(dir.file("m"));
+    model::load_model_dir(dir.file("m"));
     FAIL() << "expected ModelError";
   } catch (const ModelError& e) {  // issue 14.5: the manifest catches it before LibTorch reads a byte
     EXPECT_NE(std::string(e.what()).find("weights.pt: does not match manifest.json"), std::string::npos) << e.what();
   }
   std::filesystem::remove(dir.file("m/manifest.json"));  // a model from before the manifest
   try {
-    train::load_model_dir(dir.file("m"));
+    model::load_model_dir(dir.file("m"));
     FAIL() << "expected ModelError";
   } catch (const ModelError& e) {
     EXPECT_NE(std::string(e.what()).find("weights.pt: corrupt"), std::string::npos) << e.what();
@@ -331,7 +331,7 @@ struct TinyModel {
   nlohmann::json meta{{"format", "mtrank-model"}, {"version", 1}};
   TinyModel() {
     pre.fit(dir.write("d.csv", "a,y\nx,1\nz,0\n"));
-    net = model::create_model(c.model, train::input_shape(pre));
+    net = model::create_model(c.model, model::input_shape(pre));
   }
 };
 }  // namespace
@@ -344,37 +344,37 @@ TEST(ModelDir, ReplacesOnlyAModelDirectory) {
   dir.write("user/notes.txt", "precious");
   dir.write("file", "precious");
   for (const char* target : {"user", "file"}) {
-    EXPECT_THROW(train::save_model_dir(dir.file(target), c, pre, *net, meta), ConfigError) << target;
+    EXPECT_THROW(model::save_model_dir(dir.file(target), c, pre, *net, meta), ConfigError) << target;
   }
   EXPECT_TRUE(std::filesystem::exists(dir.file("user/notes.txt")));
   EXPECT_TRUE(std::filesystem::is_regular_file(dir.file("file")));
   // A model directory is replaced; stale litter of a crashed earlier save (a dead pid) is cleaned.
-  train::save_model_dir(dir.file("m"), c, pre, *net, meta);
+  model::save_model_dir(dir.file("m"), c, pre, *net, meta);
   std::filesystem::create_directories(dir.file("m.tmp-999999999"));
   std::filesystem::create_directories(dir.file("m.old-999999999"));
-  train::save_model_dir(dir.file("m"), c, pre, *net, meta);
-  EXPECT_TRUE(train::is_model_dir(dir.file("m")));
+  model::save_model_dir(dir.file("m"), c, pre, *net, meta);
+  EXPECT_TRUE(model::is_model_dir(dir.file("m")));
   EXPECT_FALSE(std::filesystem::exists(dir.file("m.tmp-999999999")));
   EXPECT_FALSE(std::filesystem::exists(dir.file("m.old-999999999")));
-  EXPECT_THROW(train::check_model_output_dir(dir.file("no/such/m")), ConfigError);
+  EXPECT_THROW(model::check_model_output_dir(dir.file("no/such/m")), ConfigError);
 }
 
 TEST(ModelDir, NonFiniteWeightsAreNeverWrittenOrLoaded) {
   TinyModel tiny;
   auto& [dir, c, pre, net, meta] = tiny;
-  train::save_model_dir(dir.file("good"), c, pre, *net, meta);
+  model::save_model_dir(dir.file("good"), c, pre, *net, meta);
   {
     torch::NoGradGuard no_grad;
     net->parameters()[0].view(-1)[0] = std::numeric_limits<float>::quiet_NaN();
   }
-  EXPECT_THROW(train::save_model_dir(dir.file("bad"), c, pre, *net, meta), TrainingError);
+  EXPECT_THROW(model::save_model_dir(dir.file("bad"), c, pre, *net, meta), TrainingError);
   EXPECT_FALSE(std::filesystem::exists(dir.file("bad")));
   // Weights made NaN behind mtrank's back are refused at load.
   torch::serialize::OutputArchive archive;
   net->save(archive);
   archive.save_to(dir.file("good/weights.pt"));
   std::filesystem::remove(dir.file("good/manifest.json"));  // past the manifest check
-  EXPECT_THROW(train::load_model_dir(dir.file("good")), ModelError);
+  EXPECT_THROW(model::load_model_dir(dir.file("good")), ModelError);
 }
 
 TEST(Training, DivergenceStopsNamingEpochAndStep) {
@@ -390,7 +390,7 @@ TEST(Training, DivergenceStopsNamingEpochAndStep) {
   data::Preprocessor pre(c);
   pre.fit(path);
   data::FeaturizedData d = data::featurize_file(pre, path, true);
-  auto net = model::create_model(c.model, train::input_shape(pre));
+  auto net = model::create_model(c.model, model::input_shape(pre));
   try {
     train::train_model(*net, c, d, &d, {});
     FAIL() << "expected TrainingError";
@@ -407,14 +407,14 @@ TEST(ModelDir, WeightsOfAnotherConfigAreRefusedAtLoad) {
   // failed later with a shape error (exit 1; a backtrace in a 422 body).
   TinyModel tiny;
   auto& [dir, c, pre, net, meta] = tiny;
-  train::save_model_dir(dir.file("m"), c, pre, *net, meta);
+  model::save_model_dir(dir.file("m"), c, pre, *net, meta);
   Config other = c;
   other.model.expert_hidden = {48};
   dir.write("m/config.toml", to_toml(other));
-  EXPECT_THROW(train::load_model_dir(dir.file("m")), ModelError);  // the manifest: config.toml changed
+  EXPECT_THROW(model::load_model_dir(dir.file("m")), ModelError);  // the manifest: config.toml changed
   std::filesystem::remove(dir.file("m/manifest.json"));            // past it, the shapes are checked
   try {
-    train::load_model_dir(dir.file("m"));
+    model::load_model_dir(dir.file("m"));
     FAIL() << "expected ModelError";
   } catch (const ModelError& e) {
     const std::string m = e.what();
@@ -447,14 +447,14 @@ TEST(ModelDir, FilesFromTwoSavesNeverLoadTogether) {
   auto& [dir, c, pre, net, meta] = tiny;
   data::Preprocessor other(c);
   other.fit(dir.write("e.csv", "a,y\nx,1\nz,0\nw,1\nv,0\n"));
-  train::save_model_dir(dir.file("a"), c, pre, *net, meta);
-  auto net2 = model::create_model(c.model, train::input_shape(other));
-  train::save_model_dir(dir.file("b"), c, other, *net2, meta);
-  EXPECT_NO_THROW(train::load_model_dir(dir.file("a")));
+  model::save_model_dir(dir.file("a"), c, pre, *net, meta);
+  auto net2 = model::create_model(c.model, model::input_shape(other));
+  model::save_model_dir(dir.file("b"), c, other, *net2, meta);
+  EXPECT_NO_THROW(model::load_model_dir(dir.file("a")));
   std::filesystem::copy_file(dir.file("b/preprocess.json"), dir.file("a/preprocess.json"),
                              std::filesystem::copy_options::overwrite_existing);
   try {
-    train::load_model_dir(dir.file("a"));
+    model::load_model_dir(dir.file("a"));
     FAIL() << "a mixed directory loaded";
   } catch (const ModelError& e) {
     EXPECT_NE(std::string(e.what()).find("preprocess.json: does not match manifest.json"), std::string::npos) << e.what();
@@ -462,12 +462,12 @@ TEST(ModelDir, FilesFromTwoSavesNeverLoadTogether) {
   // The training run's cache_dir is not used by eval/predict of a loaded model.
   Config cached = c;
   cached.data.cache_dir = dir.file("somewhere-else");
-  train::save_model_dir(dir.file("c"), cached, pre, *net, meta);
-  EXPECT_EQ(train::load_model_dir(dir.file("c")).config.data.cache_dir, "");
-  EXPECT_EQ(train::load_model_dir(dir.file("c")).preprocessor->config().data.cache_dir, "");
+  model::save_model_dir(dir.file("c"), cached, pre, *net, meta);
+  EXPECT_EQ(model::load_model_dir(dir.file("c")).config.data.cache_dir, "");
+  EXPECT_EQ(model::load_model_dir(dir.file("c")).preprocessor->config().data.cache_dir, "");
   // meta.json with wrong types: exit 4 with the file named, not a bare JSON error.
   dir.write("b/meta.json", "{\"format\": 7}");
-  EXPECT_THROW(train::load_model_dir(dir.file("b")), ModelError);
+  EXPECT_THROW(model::load_model_dir(dir.file("b")), ModelError);
   dir.write("b/meta.json", "[1, 2]");
-  EXPECT_THROW(train::load_model_dir(dir.file("b")), ModelError);
+  EXPECT_THROW(model::load_model_dir(dir.file("b")), ModelError);
 }

@@ -18,7 +18,7 @@
 #include "model/model.h"
 #include "serve/ranker.h"
 #include "test_util.h"
-#include "train/model_dir.h"
+#include "model/model_dir.h"
 #include "train/trainer.h"
 
 using namespace mtrank;
@@ -71,15 +71,15 @@ class Serving : public ::testing::Test {
     data::Preprocessor pre(c);
     pre.fit(dir_->file("train.csv"));
     data::FeaturizedData train = data::featurize_file(pre, dir_->file("train.csv"), true);
-    auto net = model::create_model(c.model, train::input_shape(pre));
+    auto net = model::create_model(c.model, model::input_shape(pre));
     train::train_model(*net, c, train, nullptr, {});
-    train::save_model_dir(dir_->file(name), c, pre, *net,
+    model::save_model_dir(dir_->file(name), c, pre, *net,
                           {{"format", "mtrank-model"}, {"version", 1}, {"model_version", "test-1"}});
   }
   static void TearDownTestSuite() { delete dir_; }
 
   static serve::Ranker ranker(serve::RankerOptions options = {}) {
-    return serve::Ranker(train::load_model_dir(dir_->file("model")), options, "census-test");
+    return serve::Ranker(model::load_model_dir(dir_->file("model")), options, "census-test");
   }
 
   // The first n test rows as candidates (labels left out), with `hour` moved to
@@ -120,7 +120,7 @@ TEST_F(Serving, ScoresEqualOfflinePredictionsAndAreOrdered) {
   serve::RankResult result = r.rank_json(body);
   ASSERT_EQ(result.results.size(), 50u);
   // Offline: the same effective rows through featurize_file + predict.
-  train::LoadedModel m = train::load_model_dir(dir_->file("model"));
+  model::LoadedModel m = model::load_model_dir(dir_->file("model"));
   data::FeaturizedData d = data::featurize_file(*m.preprocessor, dir_->write("rows.csv", csv), false);
   train::Predictions p = train::predict(*m.net, m.config, d);
   for (const auto& c : result.results)
@@ -143,7 +143,7 @@ TEST_F(Serving, ScoresEqualOfflinePredictionsAndAreOrdered) {
     EXPECT_FLOAT_EQ(c["tasks"]["watch_time"].get<float>(), result.results[i].tasks[1]);
   }
   // Names are escaped; an empty result is an empty list.
-  serve::Ranker odd(train::load_model_dir(dir_->file("model")), {}, "we\"ird\\name");
+  serve::Ranker odd(model::load_model_dir(dir_->file("model")), {}, "we\"ird\\name");
   json e = json::parse(odd.to_json(serve::RankResult{}));
   EXPECT_EQ(e["model"]["name"], "we\"ird\\name");
   EXPECT_TRUE(e["results"].is_array() && e["results"].empty());
@@ -164,7 +164,7 @@ bias = true)");  // the original's next line, type = "categorical", now types `d
   ASSERT_NE(config.find(cross), std::string::npos);
   config.replace(config.find(cross), cross.size(), R"(columns = ["item_category", "hour"])");  // no cross over a bias column
   train_model_dir(config, "model-bias");
-  serve::Ranker r(train::load_model_dir(dir_->file("model-bias")), {}, "bias");
+  serve::Ranker r(model::load_model_dir(dir_->file("model-bias")), {}, "bias");
   std::string csv;
   json body = json::parse(request(40, &csv));
   const serve::RankResult logged = r.rank_json(body.dump());
@@ -188,7 +188,7 @@ bias = true)");  // the original's next line, type = "categorical", now types `d
     for (std::size_t k = 0; k < f.size(); ++k) blanked += (k ? "," : "") + f[k];
     blanked += "\n";
   }
-  train::LoadedModel m = train::load_model_dir(dir_->file("model-bias"));
+  model::LoadedModel m = model::load_model_dir(dir_->file("model-bias"));
   data::FeaturizedData d = data::featurize_file(*m.preprocessor, dir_->write("blanked.csv", blanked), false);
   train::Predictions p = train::predict(*m.net, m.config, d);
   for (const auto& c : logged.results)
@@ -205,7 +205,7 @@ TEST_F(Serving, AbsentFeaturesUseTheConfiguredMissingValue) {
   // With data.missing_values = ["NA"], an absent numeric feature must read as
   // "NA" (missing), not as "" (which would be a bad number).
   train_model_dir(std::string("[data]\nmissing_values = [\"NA\"]\n") + kConfig, "model-na");
-  serve::Ranker r(train::load_model_dir(dir_->file("model-na")), {}, "na");
+  serve::Ranker r(model::load_model_dir(dir_->file("model-na")), {}, "na");
   json body = json::parse(request(5, nullptr));
   json explicit_body = body;
   for (auto& c : body["candidates"]) {
@@ -231,12 +231,12 @@ TEST_F(Serving, AbsentFeaturesUseTheConfiguredMissingValue) {
 TEST_F(Serving, ScoreFormulaFromTheModelConfigUnlessOverridden) {
   train_model_dir(std::string(kConfig) + "[serve]\nscore = \"product:click=1,watch_time=0.5\"\n", "model-formula");
   const std::string body = request(20, nullptr);
-  serve::Ranker from_config(train::load_model_dir(dir_->file("model-formula")), {}, "f");
+  serve::Ranker from_config(model::load_model_dir(dir_->file("model-formula")), {}, "f");
   for (const auto& c : from_config.rank_json(body).results)
     EXPECT_NEAR(c.score, c.tasks[0] * std::pow(std::max(c.tasks[1], 1e-12f), 0.5), 1e-5);
   serve::RankerOptions options;
   options.score = "sum:click=2";
-  serve::Ranker overridden(train::load_model_dir(dir_->file("model-formula")), options, "f");
+  serve::Ranker overridden(model::load_model_dir(dir_->file("model-formula")), options, "f");
   for (const auto& c : overridden.rank_json(body).results) EXPECT_NEAR(c.score, 2 * c.tasks[0], 1e-6);
 }
 

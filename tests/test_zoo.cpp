@@ -17,7 +17,7 @@
 #include "test_util.h"
 #include "torch_test_util.h"
 #include "train/ftrl.h"
-#include "train/model_dir.h"
+#include "model/model_dir.h"
 #include "train/row_optimizer.h"
 #include "train/trainer.h"
 #include "train/warm_start.h"
@@ -268,7 +268,7 @@ epochs = 2
     r.pre->fit(dir_->file("train.csv"));
     r.train = data::featurize_file(*r.pre, dir_->file("train.csv"), true);
     r.test = data::featurize_file(*r.pre, dir_->file("test.csv"), true);
-    r.net = model::create_model(c.model, train::input_shape(*r.pre));
+    r.net = model::create_model(c.model, model::input_shape(*r.pre));
     return r;
   }
   static TempDir* dir_;
@@ -368,8 +368,8 @@ TEST_F(ZooTraining, WarmStartKeepsSharedRowsAndGrowsVocabularies) {
   Run old = prepare(c);
   train::train_model(*old.net, c, old.train, nullptr, {});
   const std::string old_dir = dir_->file("old-model");
-  train::save_model_dir(old_dir, c, *old.pre, *old.net, {{"format", "mtrank-model"}, {"version", 1}});
-  train::LoadedModel previous = train::load_model_dir(old_dir);
+  model::save_model_dir(old_dir, c, *old.pre, *old.net, {{"format", "mtrank-model"}, {"version", 1}});
+  model::LoadedModel previous = model::load_model_dir(old_dir);
 
   // Newer data: the test rows, every 10th with an item the old model never saw.
   const std::string newer = dir_->file("newer.csv");
@@ -393,7 +393,7 @@ TEST_F(ZooTraining, WarmStartKeepsSharedRowsAndGrowsVocabularies) {
     EXPECT_EQ(new_items->vocab.lookup(old_items->vocab.values()[i]), static_cast<std::int64_t>(i) + 1);
   EXPECT_GT(new_items->vocab.lookup("brand_new"), old_items->vocab.size() - 1);
 
-  auto net = model::create_model(c.model, train::input_shape(pre));
+  auto net = model::create_model(c.model, model::input_shape(pre));
   train::WarmStartReport w = train::warm_start(*net, pre, previous);
   EXPECT_GT(w.rows_copied, 0);
   EXPECT_GT(w.rows_new, 0);

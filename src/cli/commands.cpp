@@ -25,7 +25,7 @@
 #include "eval/metric_registry.h"
 #include "eval/metrics.h"
 #include "serve/ranker.h"
-#include "train/model_dir.h"
+#include "model/model_dir.h"
 #include "train/trainer.h"
 #include "train/warm_start.h"
 
@@ -114,7 +114,7 @@ int run_train(const TrainOptions& o) {
   }
   // Every output is checked before any work: a bad --out or --metrics-out
   // used to fail only after a whole epoch, or after training.
-  train::check_model_output_dir(o.out);
+  model::check_model_output_dir(o.out);
   check_output_file(o.metrics_out, "--metrics-out");
   eval::check_task_metrics(config);
   try {  // found now, not when the trained model is first served
@@ -127,8 +127,8 @@ int run_train(const TrainOptions& o) {
   torch::manual_seed(config.train.seed);
 
   Progress fit_timer("fit preprocessing", 0, "rows", false);
-  std::optional<train::LoadedModel> previous;
-  if (!o.warm_start.empty()) previous = train::load_model_dir(o.warm_start);
+  std::optional<model::LoadedModel> previous;
+  if (!o.warm_start.empty()) previous = model::load_model_dir(o.warm_start);
   data::Preprocessor pre(config);
   bool fit_cached = false;
   if (previous) pre.fit(config.data.train, previous->preprocessor.get());  // vocabularies grow from the old model's
@@ -151,8 +151,8 @@ int run_train(const TrainOptions& o) {
   if (!config.data.val.empty()) val_data = data::load_featurized(pre, config.data.val, true, nullptr, progress);
   if (!config.data.test.empty()) test_data = data::load_featurized(pre, config.data.test, true, nullptr, progress);
 
-  check_model_fits_in_memory(config, train::input_shape(pre));
-  auto net = model::create_model(config.model, train::input_shape(pre));
+  check_model_fits_in_memory(config, model::input_shape(pre));
+  auto net = model::create_model(config.model, model::input_shape(pre));
   if (previous) {
     const train::WarmStartReport w = train::warm_start(*net, pre, *previous);
     std::fprintf(stderr,
@@ -241,7 +241,7 @@ int run_train(const TrainOptions& o) {
   json meta{{"format", "mtrank-model"}, {"version", 1}, {"model", config.model.type}, {"tasks", json::array()},
             {"model_version", topts.fingerprint + "-" + created}, {"training", metrics}};
   for (const auto& t : config.tasks) meta["tasks"].push_back({{"name", t.name}, {"type", to_string(t.type)}});
-  train::save_model_dir(o.out, config, pre, *net, meta);
+  model::save_model_dir(o.out, config, pre, *net, meta);
   // The finished model supersedes the checkpoint.
   std::error_code ec;
   fs::remove(topts.checkpoint_path, ec);
@@ -264,7 +264,7 @@ void refuse_non_finite(const train::Predictions& p, const std::string& model_dir
 int run_eval(const EvalOptions& o) {
   check_output_file(o.metrics_out, "--metrics-out");
   configure_threads(o.threads);
-  train::LoadedModel m = train::load_model_dir(o.model);
+  model::LoadedModel m = model::load_model_dir(o.model);
   eval::check_task_metrics(m.config);
   data::IngestStats stats;
   data::FeaturizedData d = data::load_featurized(*m.preprocessor, o.data, true, &stats, true);
@@ -285,7 +285,7 @@ int run_eval(const EvalOptions& o) {
 int run_predict(const PredictOptions& o) {
   check_output_file(o.out, "--out");
   configure_threads(o.threads);
-  train::LoadedModel m = train::load_model_dir(o.model);
+  model::LoadedModel m = model::load_model_dir(o.model);
   data::IngestStats stats;
   data::FeaturizedData d = data::featurize_file(*m.preprocessor, o.data, false, &stats, true, /*allow_skip=*/false);
   train::Predictions p = train::predict(*m.net, m.config, d);

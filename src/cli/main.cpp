@@ -13,6 +13,11 @@
 #include "data/synth.h"
 #include "serve/server.h"
 
+// Serving and argument parsing stay free of LibTorch's headers (docs/architecture.md).
+#ifdef C10_MACROS_MACROS_H_
+#error "torch headers reached main.cpp: include them only in the model, train and scoring sources"
+#endif
+
 int main(int argc, char** argv) {
   mtrank::ensure_fast_blas(argc, argv);
   CLI::App app{

@@ -6,6 +6,7 @@
 #include <ATen/Parallel.h>
 
 #include "common/error.h"
+#include "data/preprocessor.h"
 #include "model/mmoe.h"
 #include "model/objective.h"
 #include "model/ple.h"
@@ -181,6 +182,17 @@ std::shared_ptr<RankingModel> create_model(const ModelConfig& config, const Inpu
   auto it = registry.find(config.type);
   if (it == registry.end()) throw ConfigError("model.type: unknown model '" + config.type + "'");
   return it->second(config, shape);
+}
+
+InputShape input_shape(const data::Preprocessor& pre) {
+  return {pre.embedding_rows(), pre.num_categorical(), pre.num_bags(), pre.num_dense(), pre.num_tasks()};
+}
+
+bool parameters_finite(RankingModel& net) {
+  torch::NoGradGuard no_grad;
+  for (const auto& p : net.parameters())
+    if (!torch::isfinite(p).all().item<bool>()) return false;
+  return true;
 }
 
 std::vector<std::string> expert_labels(const ModelConfig& config, const std::vector<TaskConfig>& tasks) {

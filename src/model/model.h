@@ -134,6 +134,11 @@ using ModelFactory = std::function<std::shared_ptr<RankingModel>(const ModelConf
 const std::map<std::string, ModelFactory>& model_registry();
 std::shared_ptr<RankingModel> create_model(const ModelConfig& config, const InputShape& shape);
 
+// The input sizes a fitted preprocessor produces.
+InputShape input_shape(const data::Preprocessor& pre);
+// False if any weight is NaN or infinite.
+bool parameters_finite(RankingModel& net);
+
 // Names of the columns of expert utilization, one per expert: "e0", "e1", ...
 // for OMoE/MMoE; for CGC/PLE (last level) each task's own experts, named by
 // kind and owner ("click:own0", ...), then the shared ones ("shared0", ...).

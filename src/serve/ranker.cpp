@@ -10,6 +10,7 @@
 #include <torch/torch.h>
 
 #include "common/error.h"
+#include "model/model.h"
 
 namespace mtrank::serve {
 
@@ -67,7 +68,7 @@ double ScoreFormula::combine(const float* v) const {
   return s;
 }
 
-Ranker::Ranker(train::LoadedModel model, RankerOptions options, std::string name)
+Ranker::Ranker(model::LoadedModel model, RankerOptions options, std::string name)
     : model_(std::move(model)), options_(options), name_(std::move(name)),
       parser_(model_.config, options_.ignore_unknown_features, options_.max_candidates) {
   // --score wins over the model config's [serve] score.

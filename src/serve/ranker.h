@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "serve/request.h"
-#include "train/model_dir.h"
+#include "model/model_dir.h"
 
 namespace mtrank::serve {
 
@@ -47,7 +47,7 @@ struct RankResult {
 
 class Ranker {
  public:
-  Ranker(train::LoadedModel model, RankerOptions options, std::string name);
+  Ranker(model::LoadedModel model, RankerOptions options, std::string name);
   Ranker(const Ranker&) = delete;
   Ranker& operator=(const Ranker&) = delete;
   Ranker(Ranker&&) = default;
@@ -63,7 +63,7 @@ class Ranker {
   const std::vector<std::string>& input_columns() const { return parser_.columns(); }
 
  private:
-  train::LoadedModel model_;
+  model::LoadedModel model_;
   RankerOptions options_;
   ScoreFormula formula_;
   std::string name_, version_;

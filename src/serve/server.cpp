@@ -43,7 +43,12 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
-#include "train/model_dir.h"
+#include "model/model_dir.h"
+
+// Serving and argument parsing stay free of LibTorch's headers (docs/architecture.md).
+#ifdef C10_MACROS_MACROS_H_
+#error "torch headers reached server.cpp: include them only in the model, train and scoring sources"
+#endif
 
 namespace mtrank::serve {
 
@@ -183,7 +188,7 @@ class Metrics {
 
 // Loads a model directory into a Ranker and checks it can score before it is used.
 std::shared_ptr<const Ranker> load_checked(const std::string& dir, const RankerOptions& options) {
-  auto ranker = std::make_shared<const Ranker>(train::load_model_dir(dir), options,
+  auto ranker = std::make_shared<const Ranker>(model::load_model_dir(dir), options,
                                                fs::path(dir).filename().string());
   // A candidate with every feature missing exercises the whole path: featurize, score, combine.
   // Only a model with a numeric feature that refuses missing values may refuse it.

@@ -64,13 +64,6 @@ void check_finite_predictions(const Predictions& p, const std::string& what) {
                           "; a model that predicts NaN or infinity is not written");
 }
 
-bool parameters_finite(model::RankingModel& net) {
-  torch::NoGradGuard no_grad;
-  for (const auto& p : net.parameters())
-    if (!torch::isfinite(p).all().item<bool>()) return false;
-  return true;
-}
-
 Predictions predict(model::RankingModel& net, const Config& config, const data::FeaturizedData& data) {
   torch::InferenceMode guard;
   net.eval();

@@ -77,8 +77,6 @@ Predictions predict(model::RankingModel& net, const Config& config, const data::
 
 // Throws TrainingError naming `what` and the first row if any prediction is NaN or infinite.
 void check_finite_predictions(const Predictions& p, const std::string& what);
-// False if any weight is NaN or infinite.
-bool parameters_finite(model::RankingModel& net);
 
 std::vector<eval::TaskMetrics> evaluate(model::RankingModel& net, const Config& config,
                                         const data::FeaturizedData& data, Predictions* predictions = nullptr);

@@ -21,7 +21,7 @@ bool same_hashing(const FeatureConfig& a, const FeatureConfig& b, const Config& 
 }
 }  // namespace
 
-WarmStartReport warm_start(model::RankingModel& net, const data::Preprocessor& pre, const LoadedModel& old) {
+WarmStartReport warm_start(model::RankingModel& net, const data::Preprocessor& pre, const model::LoadedModel& old) {
   torch::NoGradGuard no_grad;
   WarmStartReport report;
   // Row map from the old fused table to the new one, field by field (matched by name).

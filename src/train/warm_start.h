@@ -10,7 +10,7 @@
 
 #include "data/preprocessor.h"
 #include "model/model.h"
-#include "train/model_dir.h"
+#include "model/model_dir.h"
 
 namespace mtrank::train {
 
@@ -21,6 +21,6 @@ struct WarmStartReport {
   std::int64_t params_skipped = 0; // dense tensors whose shape changed (e.g. new features)
 };
 
-WarmStartReport warm_start(model::RankingModel& net, const data::Preprocessor& pre, const LoadedModel& old);
+WarmStartReport warm_start(model::RankingModel& net, const data::Preprocessor& pre, const model::LoadedModel& old);
 
 }  // namespace mtrank::train

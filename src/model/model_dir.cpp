@@ -1,4 +1,4 @@
-#include "train/model_dir.h"
+#include "model/model_dir.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -16,15 +16,11 @@
 #include "common/atomic_file.h"
 #include "common/error.h"
 #include "data/hash.h"
-#include "train/trainer.h"
+#include "model/model.h"
 
-namespace mtrank::train {
+namespace mtrank::model {
 
 namespace fs = std::filesystem;
-
-model::InputShape input_shape(const data::Preprocessor& pre) {
-  return {pre.embedding_rows(), pre.num_categorical(), pre.num_bags(), pre.num_dense(), pre.num_tasks()};
-}
 
 namespace {
 constexpr const char* kModelFiles[] = {"config.toml", "preprocess.json", "weights.pt"};  // and meta.json
@@ -102,7 +98,7 @@ void check_model_output_dir(const std::string& dir) {
 }
 
 void save_model_dir(const std::string& dir, const Config& config, const data::Preprocessor& pre,
-                    model::RankingModel& net, const nlohmann::json& meta) {
+                    RankingModel& net, const nlohmann::json& meta) {
   check_model_output_dir(dir);  // again at the moment of replacing: never delete user files
   if (!parameters_finite(net)) throw TrainingError(dir + ": the model's weights hold NaN or infinity; not written");
   const fs::path target = fs::absolute(dir);
@@ -220,7 +216,7 @@ LoadedModel load_model_dir(const std::string& dir) {
   } catch (const ModelError& e) {
     throw ModelError((root / "preprocess.json").string() + ": " + e.what());
   }
-  m.net = model::create_model(m.config.model, input_shape(*m.preprocessor));
+  m.net = create_model(m.config.model, input_shape(*m.preprocessor));
   const std::string weights = (root / "weights.pt").string();
   try {
     // LibTorch resizes tensors to what the archive holds instead of checking,
@@ -251,4 +247,4 @@ LoadedModel load_model_dir(const std::string& dir) {
   return m;
 }
 
-}  // namespace mtrank::train
+}  // namespace mtrank::model

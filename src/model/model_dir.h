@@ -17,16 +17,17 @@
 
 #include "config/config.h"
 #include "data/preprocessor.h"
-#include "model/model.h"
 
-namespace mtrank::train {
+// No torch here: serving and the command line read model directories
+// without LibTorch's headers (the network is an opaque pointer).
+namespace mtrank::model {
 
-model::InputShape input_shape(const data::Preprocessor& pre);
+class RankingModel;
 
 struct LoadedModel {
   Config config;
   std::unique_ptr<data::Preprocessor> preprocessor;
-  std::shared_ptr<model::RankingModel> net;
+  std::shared_ptr<RankingModel> net;
   nlohmann::json meta;
 };
 
@@ -39,7 +40,7 @@ void check_model_output_dir(const std::string& dir);
 // Refuses (TrainingError) weights that are not finite; writes every file
 // durably, then swaps the directory in with renames.
 void save_model_dir(const std::string& dir, const Config& config, const data::Preprocessor& pre,
-                    model::RankingModel& net, const nlohmann::json& meta);
+                    RankingModel& net, const nlohmann::json& meta);
 LoadedModel load_model_dir(const std::string& dir);  // throws ModelError naming the file
 
-}  // namespace mtrank::train
+}  // namespace mtrank::model
