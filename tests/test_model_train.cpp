@@ -19,6 +19,7 @@
 #include "test_util.h"
 #include "torch_test_util.h"
 #include "model/model_dir.h"
+#include "train/communicator.h"
 #include "train/row_optimizer.h"
 #include "train/trainer.h"
 
@@ -276,6 +277,91 @@ TEST_F(EndToEnd, SameSeedSameModel) {
     out = train::predict(*net, c, train.slice(0, 500)).values;
   }
   EXPECT_EQ(runs[0], runs[1]);
+}
+
+namespace {
+// A second process of a two-process run whose partner saw the same batches:
+// the average of two equal gradients is the gradient itself, so training
+// must equal a single process's, while this rank (not the primary) writes no
+// checkpoint.
+struct SecondOfTwoRanks : train::Communicator {
+  int rank() const override { return 1; }
+  int world_size() const override { return 2; }
+  void average_gradients(std::vector<torch::Tensor>& dense, model::TouchedRows& touched) override {
+    ++calls;
+    dense_tensors = dense.size();
+    touched_tables = touched.rows.size();
+  }
+  void sum(std::vector<double>&) override {}
+  int calls = 0;
+  std::size_t dense_tensors = 0, touched_tables = 0;
+};
+std::vector<torch::Tensor> parameters_of(model::RankingModel& net) {
+  std::vector<torch::Tensor> out;
+  for (const auto& p : net.parameters()) out.push_back(p.detach().clone());
+  return out;
+}
+}  // namespace
+
+TEST(Trainer, PhasesOneByOneEqualAStep) {
+  Config c;
+  c.model = small_model();
+  c.tasks.resize(2);
+  c.train.clip_grad_norm = 0.5;  // the clipping phase does something
+  at::set_num_threads(1);
+  RandomBatch rb(32);
+  torch::manual_seed(4);
+  auto a = model::create_model(c.model, small_shape());
+  torch::manual_seed(4);
+  auto b = model::create_model(c.model, small_shape());
+  train::Trainer ta(*a, c), tb(*b, c);
+  const auto initial = parameters_of(*a);
+  for (int i = 0; i < 3; ++i) {
+    const double loss = ta.step(rb.batch, 1, i + 1);
+    train::StepState st = tb.forward_loss(rb.batch, 0);
+    EXPECT_EQ(st.value, loss);
+    tb.backward(st);
+    tb.synchronize_gradients(st);
+    tb.clip_gradients(st);
+    tb.apply(st);
+  }
+  const auto pa = parameters_of(*a), pb = parameters_of(*b);
+  ASSERT_EQ(pa.size(), pb.size());
+  for (std::size_t i = 0; i < pa.size(); ++i) EXPECT_TRUE(torch::equal(pa[i], pb[i])) << i;
+  int changed = 0;
+  for (std::size_t i = 0; i < pa.size(); ++i) changed += !torch::equal(pa[i], initial[i]);
+  EXPECT_EQ(changed, static_cast<int>(pa.size()));  // every parameter trained (the table row-wise)
+}
+
+TEST(Trainer, OnlyThePrimaryWritesCheckpointsAndSynchronizationSitsInTheStep) {
+  TempDir dir;
+  Config c;
+  c.model = small_model();
+  c.tasks.resize(2);
+  c.train.epochs = 2;
+  c.train.batch_size = 16;
+  at::set_num_threads(1);
+  RandomBatch rb(64);
+  std::vector<torch::Tensor> weights[2];
+  for (int run = 0; run < 2; ++run) {
+    torch::manual_seed(9);
+    auto net = model::create_model(c.model, small_shape());
+    SecondOfTwoRanks second;
+    train::Trainer t(*net, c, run == 1 ? &second : nullptr);
+    train::TrainOptions o;
+    o.checkpoint_path = dir.file("run" + std::to_string(run) + ".checkpoint");
+    t.run(rb.d, nullptr, o);
+    EXPECT_EQ(std::filesystem::exists(o.checkpoint_path), run == 0) << run;
+    if (run == 1) {
+      EXPECT_EQ(second.calls, 2 * 4);  // every step of 2 epochs of 64 rows in batches of 16
+      EXPECT_GT(second.dense_tensors, 0u);
+      EXPECT_EQ(second.touched_tables, 1u);
+    }
+    weights[run] = parameters_of(*net);
+  }
+  for (std::size_t i = 0; i < weights[0].size(); ++i) EXPECT_TRUE(torch::equal(weights[0][i], weights[1][i])) << i;
+  EXPECT_EQ(train::make_communicator("local")->world_size(), 1);
+  EXPECT_THROW(train::make_communicator("gloo2"), std::invalid_argument);
 }
 
 TEST(ModelDir, CorruptOrMissingFilesGiveClearErrors) {

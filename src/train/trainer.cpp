@@ -17,6 +17,7 @@
 #include "common/progress.h"
 #include "model/batch.h"
 #include "model/objective.h"
+#include "train/communicator.h"
 #include "train/ftrl.h"
 #include "train/row_optimizer.h"
 
@@ -132,10 +133,13 @@ std::string tensor_bytes(const torch::Tensor& t) {
   return std::string(reinterpret_cast<const char*>(c.data_ptr<std::uint8_t>()), static_cast<std::size_t>(c.numel()));
 }
 
+}  // namespace
+
 // Everything a run needs to continue exactly where it stopped.
-class Trainer {
+class Trainer::Impl {
  public:
-  Trainer(model::RankingModel& net, const Config& config) : net_(net), config_(config), tc_(config.train) {
+  Impl(model::RankingModel& net, const Config& config, Communicator& communicator)
+      : net_(net), config_(config), tc_(config.train), communicator_(communicator) {
     std::vector<torch::Tensor> wide_dense = net.wide_dense_parameters();
     auto is_wide = [&](const torch::Tensor& p) {
       return std::any_of(wide_dense.begin(), wide_dense.end(),
@@ -169,17 +173,19 @@ class Trainer {
   TrainReport run(const data::FeaturizedData& train, const data::FeaturizedData* val, const TrainOptions& o) {
     TrainReport report;
     report.threads_at_start = o.threads;
+    const bool primary = communicator_.is_primary();  // the one process that shows progress and writes checkpoints
+    const bool show_progress = o.show_progress && primary;
     if (o.resume && !o.checkpoint_path.empty()) {
       if (!std::filesystem::exists(o.checkpoint_path))
         throw ModelError(o.checkpoint_path + ": no checkpoint to resume from (train without --resume first)");
       load_checkpoint(o.checkpoint_path, o.fingerprint, report);
       report.resumed = true;
-      if (report.threads_at_start > 0 && report.threads_at_start != o.threads)
+      if (primary && report.threads_at_start > 0 && report.threads_at_start != o.threads)
         std::fprintf(stderr,
                      "warning: resuming with %d threads; the run started with %d. Results match an uninterrupted run "
                      "only to floating-point rounding (sums reduce in another order); the metrics record both\n",
                      o.threads, report.threads_at_start);
-      if (o.show_progress)
+      if (show_progress)
         std::fprintf(stderr, "resumed from %s after epoch %d\n", o.checkpoint_path.c_str(), epochs_done_);
     }
     std::vector<std::int64_t> order(static_cast<std::size_t>(train.rows()));
@@ -190,7 +196,7 @@ class Trainer {
       std::iota(order.begin(), order.end(), 0);
       std::shuffle(order.begin(), order.end(), rng_);
       Progress progress("epoch " + std::to_string(epoch) + "/" + std::to_string(tc_.epochs),
-                        static_cast<std::uint64_t>(train.rows()), "rows", o.show_progress);
+                        static_cast<std::uint64_t>(train.rows()), "rows", show_progress);
       double loss_sum = 0, lr = tc_.learning_rate;
       std::int64_t batches = 0;
       for (std::int64_t begin = 0; begin < train.rows(); begin += tc_.batch_size) {
@@ -237,13 +243,13 @@ class Trainer {
       } else if (val && tc_.patience > 0 && ++since_best_ >= tc_.patience) {
         stopped_ = stopped = true;
         report.early_stopped = true;
-        if (o.show_progress)
+        if (show_progress)
           std::fprintf(stderr, "early stopping: no validation improvement for %lld epochs; keeping epoch %d\n",
                        static_cast<long long>(tc_.patience), best_epoch_);
       }
       epochs_done_ = epoch;
       report.epochs.push_back(log);
-      if (!o.checkpoint_path.empty()) save_checkpoint(o.checkpoint_path, o.fingerprint, report);
+      if (primary && !o.checkpoint_path.empty()) save_checkpoint(o.checkpoint_path, o.fingerprint, report);
       if (o.on_epoch_end && !o.on_epoch_end(log)) break;
     }
     report.early_stopped = report.early_stopped || stopped_;
@@ -261,7 +267,9 @@ class Trainer {
     return report;
   }
 
- private:
+  // (Every member is public: only Trainer, which forwards its phases here, sees this class.)
+  double clip_norm() const { return tc_.clip_grad_norm; }
+
   static std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::string& kind,
                                                                   std::vector<torch::Tensor> params, double lr,
                                                                   double weight_decay) {
@@ -281,14 +289,43 @@ class Trainer {
       if (scheduled_rows_[i]) rows_[i].set_learning_rate(lr);
   }
 
+  StepState forward_loss(const model::Batch& batch, int epoch_index) {
+    StepState st;
+    model::ModelOutput out = net_.forward(batch, &st.touched);
+    // The loss the tests check (multitask_loss) is this loss.
+    st.loss = multitask_loss(out.logits, batch.labels, batch.mask, config_.tasks, nullptr, epoch_index, log_vars_);
+    st.value = st.loss.item<double>();
+    return st;
+  }
+
+  void backward(StepState& st) {
+    deep_->zero_grad();
+    if (wide_) wide_->zero_grad();
+    if (loss_) loss_->zero_grad();
+    st.loss.backward();
+  }
+
+  void synchronize_gradients(StepState& st) {
+    if (communicator_.world_size() == 1) return;
+    std::vector<torch::Tensor> grads;
+    for (const auto& p : net_.parameters())
+      if (p.grad().defined()) grads.push_back(p.mutable_grad());
+    if (log_vars_.defined() && log_vars_.grad().defined()) grads.push_back(log_vars_.mutable_grad());
+    communicator_.average_gradients(grads, st.touched);
+  }
+
+  void apply(StepState& st) {
+    deep_->step();
+    if (wide_) wide_->step();
+    if (loss_) loss_->step();
+    for (std::size_t i = 0; i < rows_.size(); ++i)
+      if (st.touched.rows[i].grad().defined()) rows_[i].step(st.touched.ids, st.touched.rows[i].grad());
+  }
+
   // One optimizer step; `epoch` (1-based) and `step_in_epoch` name it in errors.
   double step(const model::Batch& batch, int epoch, std::int64_t step_in_epoch) {
-    const int epoch_index = epoch - 1;
-    model::TouchedRows touched;
-    model::ModelOutput out = net_.forward(batch, &touched);
-    // The loss the tests check (multitask_loss) is this loss.
-    torch::Tensor loss = multitask_loss(out.logits, batch.labels, batch.mask, config_.tasks, nullptr, epoch_index, log_vars_);
-    const double value = loss.item<double>();
+    StepState st = forward_loss(batch, epoch - 1);
+    const double value = st.value;
     if (!std::isfinite(value)) {
       char msg[512];
       std::snprintf(msg, sizeof msg,
@@ -298,16 +335,10 @@ class Trainer {
                     epoch, static_cast<long long>(step_in_epoch), value, tc_.learning_rate);
       throw TrainingError(msg);
     }
-    deep_->zero_grad();
-    if (wide_) wide_->zero_grad();
-    if (loss_) loss_->zero_grad();
-    loss.backward();
-    if (tc_.clip_grad_norm > 0) clip(touched);
-    deep_->step();
-    if (wide_) wide_->step();
-    if (loss_) loss_->step();
-    for (std::size_t i = 0; i < rows_.size(); ++i)
-      if (touched.rows[i].grad().defined()) rows_[i].step(touched.ids, touched.rows[i].grad());
+    backward(st);
+    synchronize_gradients(st);
+    if (tc_.clip_grad_norm > 0) clip(st.touched);
+    apply(st);
     return value;
   }
 
@@ -461,6 +492,7 @@ class Trainer {
   model::RankingModel& net_;
   const Config& config_;
   const TrainConfig& tc_;
+  Communicator& communicator_;
   std::unique_ptr<torch::optim::Optimizer> deep_, wide_, loss_;
   std::vector<torch::Tensor> deep_params_;
   std::vector<RowOptimizer> rows_;
@@ -474,7 +506,30 @@ class Trainer {
   bool stopped_ = false;
 };
 
+namespace {
+LocalCommunicator& local_communicator() {
+  static LocalCommunicator local;  // stateless
+  return local;
+}
 }  // namespace
+
+Trainer::Trainer(model::RankingModel& net, const Config& config, Communicator* communicator)
+    : impl_(std::make_unique<Impl>(net, config, communicator ? *communicator : local_communicator())) {}
+Trainer::~Trainer() = default;
+StepState Trainer::forward_loss(const model::Batch& batch, int epoch_index) { return impl_->forward_loss(batch, epoch_index); }
+void Trainer::backward(StepState& step) { impl_->backward(step); }
+void Trainer::synchronize_gradients(StepState& step) { impl_->synchronize_gradients(step); }
+void Trainer::clip_gradients(StepState& step) {
+  if (impl_->clip_norm() > 0) impl_->clip(step.touched);
+}
+void Trainer::apply(StepState& step) { impl_->apply(step); }
+double Trainer::step(const model::Batch& batch, int epoch, std::int64_t step_in_epoch) {
+  return impl_->step(batch, epoch, step_in_epoch);
+}
+void Trainer::set_learning_rate(double lr) { impl_->set_learning_rate(lr); }
+TrainReport Trainer::run(const data::FeaturizedData& train, const data::FeaturizedData* val, const TrainOptions& options) {
+  return impl_->run(train, val, options);
+}
 
 TrainReport train_model(model::RankingModel& net, const Config& config, const data::FeaturizedData& train,
                         const data::FeaturizedData* val, const TrainOptions& options) {

@@ -3,6 +3,7 @@
 // loss; evaluation each epoch; early stopping on the validation loss;
 // checkpoints each epoch that a later run can resume from exactly.
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -61,6 +62,45 @@ struct TrainOptions {
   // Called after each epoch, after the checkpoint is written; returning false
   // stops training there (the checkpoint then resumes from that epoch).
   std::function<bool(const EpochLog&)> on_epoch_end;
+};
+
+class Communicator;
+
+// One optimizer step's state between its phases.
+struct StepState {
+  model::TouchedRows touched;  // embedding rows the batch read, with their gradients after backward
+  torch::Tensor loss;          // the multitask loss (multitask_loss)
+  double value = 0;            // its value
+};
+
+// Training in phases, so each can be tested and a data-parallel run can
+// synchronize between them: forward_loss -> backward -> synchronize_gradients
+// (the communicator) -> clip_gradients -> apply. step() runs them in order;
+// run() runs epochs of steps with evaluation, early stopping and checkpoints.
+// Only the primary process (communicator rank 0) writes checkpoints and shows
+// progress.
+class Trainer {
+ public:
+  // `communicator` null: a single process (LocalCommunicator). Both must outlive the trainer.
+  Trainer(model::RankingModel& net, const Config& config, Communicator* communicator = nullptr);
+  ~Trainer();
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
+
+  // Forward pass and loss of one batch; epoch_index (0-based) sets PLE's weights.
+  StepState forward_loss(const model::Batch& batch, int epoch_index);
+  void backward(StepState& step);              // clears the gradients, then backpropagates
+  void synchronize_gradients(StepState& step);  // averages gradients over processes (Communicator)
+  void clip_gradients(StepState& step);        // train.clip_grad_norm over the deep part, if set
+  void apply(StepState& step);                 // every optimizer steps
+  // All phases; throws TrainingError naming epoch (1-based) and step if the loss is not finite.
+  double step(const model::Batch& batch, int epoch, std::int64_t step_in_epoch);
+  void set_learning_rate(double lr);
+  TrainReport run(const data::FeaturizedData& train, const data::FeaturizedData* val, const TrainOptions& options);
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
 };
 
 TrainReport train_model(model::RankingModel& net, const Config& config, const data::FeaturizedData& train,
