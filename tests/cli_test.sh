@@ -26,6 +26,11 @@ assert set(t) == {"click", "like", "watch_time"}, t
 assert 0.55 < t["click"]["auc"] <= 1 and t["click"]["count"] == 2000, t["click"]
 assert "rmse" in t["watch_time"] and "mse" in t["watch_time"]
 assert m["train_rows_per_s"] > 0 and m["epochs"] >= 1
+# Every epoch's learning rate and validation metrics per task (the run record, issue 8).
+h = m["history"]
+assert len(h) == m["epochs"] and all(e["learning_rate"] > 0 for e in h), h[0]
+assert set(h[0]["val"]) == {"click", "like", "watch_time"} and 0.5 < h[-1]["val"]["click"]["auc"] <= 1, h[-1]
+assert abs(sum(e["val"]["click"]["count"] for e in h) / len(h) - m["splits"]["val"]["tasks"]["click"]["count"]) < 1e-9
 PY
 
 # eval on the test split reproduces the training run's test metrics.

@@ -26,6 +26,7 @@
 #include "eval/metrics.h"
 #include "serve/ranker.h"
 #include "model/model_dir.h"
+#include "train/run.h"
 #include "train/trainer.h"
 #include "train/warm_start.h"
 
@@ -68,32 +69,6 @@ std::string format_utilization(const Config& config, const std::vector<std::vect
   return out;
 }
 
-json split_json(const Config& config, const std::vector<eval::TaskMetrics>& m, const train::Predictions& p) {
-  json j{{"tasks", eval::to_json(m)}};
-  if (!p.expert_utilization.empty()) {
-    j["expert_utilization"] = p.expert_utilization;
-    j["expert_names"] = model::expert_labels(config.model, config.tasks);
-  }
-  return j;
-}
-
-// Weights plus two optimizer moments (Adam) per parameter, in 4-byte floats,
-// against the machine's memory: refused before anything is allocated.
-void check_model_fits_in_memory(const Config& config, const model::InputShape& shape) {
-  const model::ParameterEstimate e = model::estimate_parameters(config.model, shape);
-  const double bytes = (e.embedding + e.dense) * 4.0 * 3.0;
-  const double memory = static_cast<double>(::sysconf(_SC_PHYS_PAGES)) * static_cast<double>(::sysconf(_SC_PAGE_SIZE));
-  if (memory <= 0 || bytes < 0.8 * memory) return;
-  const std::string keys = e.embedding >= e.dense
-                               ? "model.embedding_dim (" + std::to_string(config.model.embedding_dim) + ") times " +
-                                     std::to_string(shape.embedding_rows) +
-                                     " embedding rows: lower embedding_dim, a feature's hash_buckets, or raise min_count"
-                               : "the layer sizes: lower model.expert_hidden, tower_hidden, bottom_hidden or the "
-                                 "number of experts";
-  throw ConfigError(config.source + ": this model needs about " + human_count(bytes) + "B to train (weights and " +
-                    "optimizer state), more than this machine's " + human_count(memory) + "B; the largest part is " + keys);
-}
-
 }  // namespace
 
 int run_train(const TrainOptions& o) {
@@ -103,18 +78,8 @@ int run_train(const TrainOptions& o) {
   if (!o.test.empty()) config.data.test = o.test;
   if (o.seed >= 0) config.train.seed = static_cast<std::uint64_t>(o.seed);
   if (o.threads >= 0) config.train.threads = o.threads;
-  if (config.data.train.empty())
-    throw ConfigError(config.source + ": no training data: set data.train or pass --train FILE");
-  {
-    // The training file is read twice (fit, then featurize): a FIFO or <(...) hung or read as empty.
-    std::error_code ec;
-    if (fs::exists(config.data.train, ec) && !fs::is_regular_file(config.data.train, ec))
-      throw DataError(config.data.train + ": training data must be a regular file (it is read twice: to fit the "
-                                          "preprocessing, then to featurize); save the stream to a file first");
-  }
-  // Every output is checked before any work: a bad --out or --metrics-out
-  // used to fail only after a whole epoch, or after training.
-  model::check_model_output_dir(o.out);
+  // Every output is checked before any work: a bad --metrics-out used to
+  // fail only after training (the model directory is checked by the run).
   check_output_file(o.metrics_out, "--metrics-out");
   eval::check_task_metrics(config);
   try {  // found now, not when the trained model is first served
@@ -122,132 +87,22 @@ int run_train(const TrainOptions& o) {
   } catch (const ConfigError& e) {
     throw ConfigError(config.source + ": key 'serve.score': " + e.what());
   }
-  const bool progress = !o.quiet;
-  const int threads = configure_threads(static_cast<int>(config.train.threads));
-  torch::manual_seed(config.train.seed);
-
-  Progress fit_timer("fit preprocessing", 0, "rows", false);
-  std::optional<model::LoadedModel> previous;
-  if (!o.warm_start.empty()) previous = model::load_model_dir(o.warm_start);
-  data::Preprocessor pre(config);
-  bool fit_cached = false;
-  if (previous) pre.fit(config.data.train, previous->preprocessor.get());  // vocabularies grow from the old model's
-  else fit_cached = data::fit_preprocessing(pre, config.data.train);
-  const double fit_seconds = fit_timer.elapsed_seconds();
-  if (progress)
-    std::fprintf(stderr, "%s preprocessing of %s in %s: %d categorical, %d multi-hot, %d numeric features, "
-                         "%lld embedding rows\n",
-                 fit_cached ? "loaded cached" : "fitted", config.data.train.c_str(), human_seconds(fit_seconds).c_str(),
-                 pre.num_categorical(), pre.num_bags(),
-                 pre.num_dense(), static_cast<long long>(pre.embedding_rows()));
-
-  data::IngestStats train_stats;
-  data::FeaturizedData train_data = data::load_featurized(pre, config.data.train, true, &train_stats, progress);
-  {
-    const std::string label_report = data::check_label_counts(config, config.data.train, train_data);
-    if (progress) std::fprintf(stderr, "%s", label_report.c_str());
-  }
-  data::FeaturizedData val_data, test_data;
-  if (!config.data.val.empty()) val_data = data::load_featurized(pre, config.data.val, true, nullptr, progress);
-  if (!config.data.test.empty()) test_data = data::load_featurized(pre, config.data.test, true, nullptr, progress);
-
-  check_model_fits_in_memory(config, model::input_shape(pre));
-  auto net = model::create_model(config.model, model::input_shape(pre));
-  if (previous) {
-    const train::WarmStartReport w = train::warm_start(*net, pre, *previous);
-    std::fprintf(stderr,
-                 "warm start from %s: %lld table rows kept, %lld new rows, %lld dense tensors kept, %lld re-initialized\n",
-                 o.warm_start.c_str(), static_cast<long long>(w.rows_copied), static_cast<long long>(w.rows_new),
-                 static_cast<long long>(w.params_copied), static_cast<long long>(w.params_skipped));
-  }
-  std::int64_t params = 0;
-  for (const auto& p : net->parameters()) params += p.numel();
-  if (progress)
-    std::fprintf(stderr, "model %s: %s parameters, %d threads, %lld training rows\n", config.model.type.c_str(),
-                 human_count(static_cast<double>(params)).c_str(), threads, static_cast<long long>(train_data.rows()));
-
-  train::TrainOptions topts;
-  topts.show_progress = progress;
-  topts.checkpoint_path = o.out + ".checkpoint";
-  topts.resume = o.resume;
-  topts.threads = threads;
-  {
-    // Everything that defines the run except the thread count.
-    Config identity = config;
-    identity.train.threads = 0;
-    char hex[17];
-    std::snprintf(hex, sizeof hex, "%016llx",
-                  static_cast<unsigned long long>(data::hash_string(to_toml(identity) + pre.to_json().dump(), 7)));
-    topts.fingerprint = hex;
-  }
-  train::TrainReport report =
-      train::train_model(*net, config, train_data, config.data.val.empty() ? nullptr : &val_data, topts);
-
-  json metrics;
-  metrics["model"] = config.model.type;
-  metrics["parameters"] = params;
-  metrics["threads"] = threads;
-  metrics["seed"] = config.train.seed;
-  if (report.threads_at_start > 0 && report.threads_at_start != threads)
-    metrics["threads_at_start"] = report.threads_at_start;  // resumed with another thread count
-  metrics["epochs"] = static_cast<int>(report.epochs.size());
-  metrics["best_epoch"] = report.best_epoch;
-  metrics["early_stopped"] = report.early_stopped;
-  metrics["train_rows"] = train_data.rows();
-  metrics["train_seconds"] = report.seconds;
-  metrics["train_rows_per_s"] = report.train_rows_per_s;
-  metrics["fit_seconds"] = fit_seconds;
-  metrics["ingest_rows_per_s"] =
-      train_stats.from_cache || train_stats.seconds <= 0 ? json(nullptr) : json(train_stats.rows / train_stats.seconds);
-  metrics["ingest_from_cache"] = train_stats.from_cache;
-  metrics["history"] = json::array();
-  for (const auto& e : report.epochs)
-    metrics["history"].push_back({{"epoch", e.epoch}, {"train_loss", e.train_loss}, {"val_loss", e.val_loss},
-                                  {"seconds", e.seconds}, {"rows_per_s", e.rows_per_s}});
-
-  json splits = json::object();
-  const std::pair<const char*, const data::FeaturizedData*> evals[] = {
-      {"val", config.data.val.empty() ? nullptr : &val_data}, {"test", config.data.test.empty() ? nullptr : &test_data}};
-  const char* headline = nullptr;
-  for (const auto& [name, d] : evals) {
-    if (!d) continue;
-    train::Predictions p;
-    auto m = train::evaluate(*net, config, *d, &p);
-    train::check_finite_predictions(p, std::string(name) + " split");  // never write a model that predicts NaN
-    splits[name] = split_json(config, m, p);
-    if (o.tables) {
-      std::printf("\n%s metrics (%s):\n%s", name,
-                  name == std::string("val") ? config.data.val.c_str() : config.data.test.c_str(),
-                  eval::format_table(m).c_str());
-      if (std::string(name) == "test") std::printf("%s", format_utilization(config, p.expert_utilization).c_str());
+  train::RunRequest request;
+  request.config = std::move(config);
+  request.out = o.out;
+  request.resume = o.resume;
+  request.warm_start = o.warm_start;
+  request.show_progress = !o.quiet;
+  const train::RunRecord run = train::run_training(request);
+  if (o.tables)
+    for (const train::SplitRecord& split : run.splits) {
+      std::printf("\n%s metrics (%s):\n%s", split.name.c_str(), split.path.c_str(), eval::format_table(split.tasks).c_str());
+      if (split.name == "test") std::printf("%s", format_utilization(run.config, split.expert_utilization).c_str());
     }
-    headline = name;
-  }
-  metrics["splits"] = splits;
-  // "tasks" holds the test metrics when there is a test file, else validation.
-  if (headline) {
-    metrics["tasks"] = splits[headline]["tasks"];
-    metrics["metrics_split"] = headline;
-    if (splits[headline].contains("expert_utilization")) {
-      metrics["expert_utilization"] = splits[headline]["expert_utilization"];
-      metrics["expert_names"] = splits[headline]["expert_names"];
-    }
-  }
-
-  // The model's version: what it was trained from (fingerprint) and when.
-  char created[32];
-  const std::time_t now = std::time(nullptr);
-  std::strftime(created, sizeof created, "%Y%m%dT%H%M%SZ", std::gmtime(&now));
-  json meta{{"format", "mtrank-model"}, {"version", 1}, {"model", config.model.type}, {"tasks", json::array()},
-            {"model_version", topts.fingerprint + "-" + created}, {"training", metrics}};
-  for (const auto& t : config.tasks) meta["tasks"].push_back({{"name", t.name}, {"type", to_string(t.type)}});
-  model::save_model_dir(o.out, config, pre, *net, meta);
-  // The finished model supersedes the checkpoint.
-  std::error_code ec;
-  fs::remove(topts.checkpoint_path, ec);
-  if (!o.metrics_out.empty()) write_json_atomic(o.metrics_out, metrics);
-  std::fprintf(o.quiet ? stderr : stdout, "%smodel written to %s (%d epochs, best %d, %s rows/s)\n", o.quiet ? "" : "\n", o.out.c_str(),
-              static_cast<int>(report.epochs.size()), report.best_epoch, human_count(report.train_rows_per_s).c_str());
+  if (!o.metrics_out.empty()) write_json_atomic(o.metrics_out, train::to_metrics_json(run));
+  std::fprintf(o.quiet ? stderr : stdout, "%smodel written to %s (%d epochs, best %d, %s rows/s)\n", o.quiet ? "" : "\n",
+               o.out.c_str(), static_cast<int>(run.report.epochs.size()), run.report.best_epoch,
+               human_count(run.report.train_rows_per_s).c_str());
   return 0;
 }
 
@@ -268,13 +123,16 @@ int run_eval(const EvalOptions& o) {
   eval::check_task_metrics(m.config);
   data::IngestStats stats;
   data::FeaturizedData d = data::load_featurized(*m.preprocessor, o.data, true, &stats, true);
-  train::Predictions p;
-  auto metrics = train::evaluate(*m.net, m.config, d, &p);
-  refuse_non_finite(p, o.model);
-  std::printf("%s", eval::format_table(metrics).c_str());
-  std::printf("%s", format_utilization(m.config, p.expert_utilization).c_str());
+  train::SplitRecord split;
+  try {
+    split = train::evaluate_split(*m.net, m.config, d, "data", o.data);
+  } catch (const TrainingError& e) {  // weights and statistics were checked at load: a model defect
+    throw ModelError(e.what());
+  }
+  std::printf("%s", eval::format_table(split.tasks).c_str());
+  std::printf("%s", format_utilization(m.config, split.expert_utilization).c_str());
   if (!o.metrics_out.empty()) {
-    json j = split_json(m.config, metrics, p);
+    json j = train::to_json(split);
     j["rows"] = d.rows();
     j["skipped_rows"] = stats.skipped;
     write_json_atomic(o.metrics_out, j);
@@ -423,19 +281,13 @@ int run_compare(const CompareOptions& o) {
       if (!fs::exists(metrics)) {
         fs::create_directories(dir);
         std::fprintf(stderr, "compare: training %s, seed %lld\n", r.name.c_str(), static_cast<long long>(seed));
-        TrainOptions t;
-        t.configs = {cfg};
-        t.configs.insert(t.configs.end(), o.overlays.begin(), o.overlays.end());
-        t.out = (dir / ("seed" + std::to_string(seed) + "-model")).string();
-        t.metrics_out = metrics.string();
-        t.train = o.train;
-        t.val = o.val;
-        t.test = o.test;
-        t.seed = seed;
-        t.threads = o.threads;
-        t.quiet = true;
-        t.tables = false;
-        run_train(t);
+        train::RunRequest request;
+        request.config = resolve_compare_config(o, cfg);
+        request.config.train.seed = static_cast<std::uint64_t>(seed);
+        request.config.train.threads = o.threads;
+        request.out = (dir / ("seed" + std::to_string(seed) + "-model")).string();
+        request.show_progress = false;
+        write_json_atomic(metrics.string(), train::to_metrics_json(train::run_training(request)));
       }
       std::ifstream in(metrics);
       r.runs.push_back(json::parse(in));

@@ -1,0 +1,214 @@
+#include "train/run.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <optional>
+
+#include "common/error.h"
+#include "common/progress.h"
+#include "common/system.h"
+#include "data/hash.h"
+#include "data/preprocessor.h"
+#include "model/model.h"
+#include "model/model_dir.h"
+#include "train/warm_start.h"
+
+namespace mtrank::train {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+// Weights plus two optimizer moments (Adam) per parameter, in 4-byte floats,
+// against the machine's memory: refused before anything is allocated.
+void check_model_fits_in_memory(const Config& config, const model::InputShape& shape) {
+  const model::ParameterEstimate e = model::estimate_parameters(config.model, shape);
+  const double bytes = (e.embedding + e.dense) * 4.0 * 3.0;
+  const double memory = static_cast<double>(::sysconf(_SC_PHYS_PAGES)) * static_cast<double>(::sysconf(_SC_PAGE_SIZE));
+  if (memory <= 0 || bytes < 0.8 * memory) return;
+  const std::string keys = e.embedding >= e.dense
+                               ? "model.embedding_dim (" + std::to_string(config.model.embedding_dim) + ") times " +
+                                     std::to_string(shape.embedding_rows) +
+                                     " embedding rows: lower embedding_dim, a feature's hash_buckets, or raise min_count"
+                               : "the layer sizes: lower model.expert_hidden, tower_hidden, bottom_hidden or the "
+                                 "number of experts";
+  throw ConfigError(config.source + ": this model needs about " + human_count(bytes) + "B to train (weights and " +
+                    "optimizer state), more than this machine's " + human_count(memory) + "B; the largest part is " + keys);
+}
+
+
+void check_training_file(const Config& config) {
+  if (config.data.train.empty())
+    throw ConfigError(config.source + ": no training data: set data.train or pass --train FILE");
+  // The training file is read twice (fit, then featurize): a FIFO or <(...) hung or read as empty.
+  std::error_code ec;
+  if (fs::exists(config.data.train, ec) && !fs::is_regular_file(config.data.train, ec))
+    throw DataError(config.data.train + ": training data must be a regular file (it is read twice: to fit the "
+                                        "preprocessing, then to featurize); save the stream to a file first");
+}
+
+// Everything that defines the run except the thread count: config and fitted preprocessing.
+std::string run_fingerprint(const Config& config, const data::Preprocessor& pre) {
+  Config identity = config;
+  identity.train.threads = 0;
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx",
+                static_cast<unsigned long long>(data::hash_string(to_toml(identity) + pre.to_json().dump(), 7)));
+  return hex;
+}
+
+}  // namespace
+
+SplitRecord evaluate_split(model::RankingModel& net, const Config& config, const data::FeaturizedData& data,
+                           const std::string& name, const std::string& path) {
+  Predictions p;
+  SplitRecord split;
+  split.name = name;
+  split.path = path;
+  split.tasks = evaluate(net, config, data, &p);
+  check_finite_predictions(p, path);  // "FILE: the model predicts nan for row R ..."
+  split.expert_utilization = p.expert_utilization;
+  if (!p.expert_utilization.empty()) split.expert_names = model::expert_labels(config.model, config.tasks);
+  return split;
+}
+
+json to_json(const SplitRecord& split) {
+  json j{{"tasks", eval::to_json(split.tasks)}};
+  if (!split.expert_utilization.empty()) {
+    j["expert_utilization"] = split.expert_utilization;
+    j["expert_names"] = split.expert_names;
+  }
+  return j;
+}
+
+RunRecord run_training(const RunRequest& request) {
+  RunRecord run;
+  run.config = request.config;
+  const Config& config = run.config;
+  check_training_file(config);
+  // Checked before any work: a bad --out used to fail only after a whole epoch.
+  model::check_model_output_dir(request.out);
+  const bool progress = request.show_progress;
+  run.threads = configure_threads(static_cast<int>(config.train.threads));
+  torch::manual_seed(config.train.seed);
+
+  Progress fit_timer("fit preprocessing", 0, "rows", false);
+  std::optional<model::LoadedModel> previous;
+  if (!request.warm_start.empty()) previous = model::load_model_dir(request.warm_start);
+  data::Preprocessor pre(config);
+  if (previous) pre.fit(config.data.train, previous->preprocessor.get());  // vocabularies grow from the old model's
+  else run.fit_from_cache = data::fit_preprocessing(pre, config.data.train);
+  run.fit_seconds = fit_timer.elapsed_seconds();
+  if (progress)
+    std::fprintf(stderr, "%s preprocessing of %s in %s: %d categorical, %d multi-hot, %d numeric features, "
+                         "%lld embedding rows\n",
+                 run.fit_from_cache ? "loaded cached" : "fitted", config.data.train.c_str(),
+                 human_seconds(run.fit_seconds).c_str(), pre.num_categorical(), pre.num_bags(), pre.num_dense(),
+                 static_cast<long long>(pre.embedding_rows()));
+
+  data::FeaturizedData train_data = data::load_featurized(pre, config.data.train, true, &run.train_ingest, progress);
+  run.train_rows = train_data.rows();
+  {
+    const std::string label_report = data::check_label_counts(config, config.data.train, train_data);
+    if (progress) std::fprintf(stderr, "%s", label_report.c_str());
+  }
+  data::FeaturizedData val_data, test_data;
+  if (!config.data.val.empty()) val_data = data::load_featurized(pre, config.data.val, true, nullptr, progress);
+  if (!config.data.test.empty()) test_data = data::load_featurized(pre, config.data.test, true, nullptr, progress);
+
+  check_model_fits_in_memory(config, model::input_shape(pre));
+  auto net = model::create_model(config.model, model::input_shape(pre));
+  if (previous) {
+    const WarmStartReport w = warm_start(*net, pre, *previous);
+    std::fprintf(stderr,
+                 "warm start from %s: %lld table rows kept, %lld new rows, %lld dense tensors kept, %lld re-initialized\n",
+                 request.warm_start.c_str(), static_cast<long long>(w.rows_copied), static_cast<long long>(w.rows_new),
+                 static_cast<long long>(w.params_copied), static_cast<long long>(w.params_skipped));
+  }
+  for (const auto& p : net->parameters()) run.parameters += p.numel();
+  if (progress)
+    std::fprintf(stderr, "model %s: %s parameters, %d threads, %lld training rows\n", config.model.type.c_str(),
+                 human_count(static_cast<double>(run.parameters)).c_str(), run.threads,
+                 static_cast<long long>(train_data.rows()));
+
+  TrainOptions topts;
+  topts.show_progress = progress;
+  topts.checkpoint_path = request.out + ".checkpoint";
+  topts.resume = request.resume;
+  topts.threads = run.threads;
+  topts.fingerprint = run.fingerprint = run_fingerprint(config, pre);
+  run.report = train_model(*net, config, train_data, config.data.val.empty() ? nullptr : &val_data, topts);
+
+  const std::pair<const char*, const data::FeaturizedData*> evals[] = {
+      {"val", config.data.val.empty() ? nullptr : &val_data}, {"test", config.data.test.empty() ? nullptr : &test_data}};
+  for (const auto& [name, d] : evals) {
+    if (!d) continue;
+    // Never write a model that predicts NaN: evaluate_split refuses it.
+    run.splits.push_back(
+        evaluate_split(*net, config, *d, name, name == std::string("val") ? config.data.val : config.data.test));
+    run.headline_split = static_cast<int>(run.splits.size()) - 1;  // test if there is one, else val
+  }
+
+  // The model's version: what it was trained from (fingerprint) and when.
+  char created[32];
+  const std::time_t now = std::time(nullptr);
+  std::strftime(created, sizeof created, "%Y%m%dT%H%M%SZ", std::gmtime(&now));
+  run.model_version = run.fingerprint + "-" + created;
+  json meta{{"format", "mtrank-model"}, {"version", 1}, {"model", config.model.type}, {"tasks", json::array()},
+            {"model_version", run.model_version}, {"training", to_metrics_json(run)}};
+  for (const auto& t : config.tasks) meta["tasks"].push_back({{"name", t.name}, {"type", to_string(t.type)}});
+  model::save_model_dir(request.out, config, pre, *net, meta);
+  // The finished model supersedes the checkpoint.
+  std::error_code ec;
+  fs::remove(topts.checkpoint_path, ec);
+  return run;
+}
+
+json to_metrics_json(const RunRecord& run) {
+  const TrainReport& report = run.report;
+  json metrics;
+  metrics["model"] = run.config.model.type;
+  metrics["parameters"] = run.parameters;
+  metrics["threads"] = run.threads;
+  metrics["seed"] = run.config.train.seed;
+  if (report.threads_at_start > 0 && report.threads_at_start != run.threads)
+    metrics["threads_at_start"] = report.threads_at_start;  // resumed with another thread count
+  metrics["epochs"] = static_cast<int>(report.epochs.size());
+  metrics["best_epoch"] = report.best_epoch;
+  metrics["early_stopped"] = report.early_stopped;
+  metrics["train_rows"] = run.train_rows;
+  metrics["train_seconds"] = report.seconds;
+  metrics["train_rows_per_s"] = report.train_rows_per_s;
+  metrics["fit_seconds"] = run.fit_seconds;
+  const data::IngestStats& ingest = run.train_ingest;
+  metrics["ingest_rows_per_s"] = ingest.from_cache || ingest.seconds <= 0 ? json(nullptr) : json(ingest.rows / ingest.seconds);
+  metrics["ingest_from_cache"] = ingest.from_cache;
+  metrics["history"] = json::array();
+  for (const auto& e : report.epochs) {
+    json h{{"epoch", e.epoch},   {"train_loss", e.train_loss}, {"val_loss", e.val_loss},
+           {"seconds", e.seconds}, {"rows_per_s", e.rows_per_s}, {"learning_rate", e.learning_rate}};
+    if (!e.val.empty()) h["val"] = eval::to_json(e.val);  // this epoch's validation metrics per task
+    metrics["history"].push_back(std::move(h));
+  }
+  json splits = json::object();
+  for (const SplitRecord& split : run.splits) splits[split.name] = to_json(split);
+  metrics["splits"] = splits;
+  // "tasks" holds the test metrics when there is a test file, else validation.
+  if (run.headline_split >= 0) {
+    const SplitRecord& headline = run.splits[static_cast<std::size_t>(run.headline_split)];
+    const json& h = splits[headline.name];
+    metrics["tasks"] = h["tasks"];
+    metrics["metrics_split"] = headline.name;
+    if (h.contains("expert_utilization")) {
+      metrics["expert_utilization"] = h["expert_utilization"];
+      metrics["expert_names"] = h["expert_names"];
+    }
+  }
+  return metrics;
+}
+
+}  // namespace mtrank::train

@@ -1,0 +1,71 @@
+#pragma once
+// The training run as a library call: from a resolved config to a trained,
+// evaluated and saved model, returning a typed record of everything that
+// happened. `mtrank train` and `mtrank compare` call it; one function writes
+// the record as the metrics JSON (and the model's meta.json "training").
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "config/config.h"
+#include "data/dataset.h"
+#include "eval/metrics.h"
+#include "train/trainer.h"
+
+namespace mtrank::train {
+
+struct RunRequest {
+  Config config;              // resolved: overlays and command-line overrides applied
+  std::string out;            // model directory to write (replaced only if it is one)
+  bool resume = false;        // continue from out + ".checkpoint"
+  std::string warm_start;     // initialize from this model directory ("" = none)
+  bool show_progress = true;  // progress bars and progress lines on stderr
+};
+
+// Metrics of one evaluated split.
+struct SplitRecord {
+  std::string name;  // "val" or "test"
+  std::string path;
+  std::vector<eval::TaskMetrics> tasks;
+  std::vector<std::vector<double>> expert_utilization;  // [tasks][experts], empty without gates
+  std::vector<std::string> expert_names;
+};
+
+struct RunRecord {
+  Config config;
+  std::int64_t parameters = 0;
+  int threads = 0;
+  std::int64_t train_rows = 0;
+  double fit_seconds = 0;
+  bool fit_from_cache = false;
+  data::IngestStats train_ingest;
+  TrainReport report;               // every epoch: train and validation loss, learning rate, validation metrics
+  std::vector<SplitRecord> splits;  // evaluated after training, with the kept (best) weights
+  int headline_split = -1;          // index into splits of the headline metrics (test if given, else val)
+  std::string fingerprint;          // config and fitted preprocessing, for checkpoints and the model version
+  std::string model_version;        // fingerprint-UTC time
+};
+
+// Evaluates `data` (read from `path`, called `name`) with the model; throws
+// TrainingError naming the file and row if any prediction is not finite.
+SplitRecord evaluate_split(model::RankingModel& net, const Config& config, const data::FeaturizedData& data,
+                           const std::string& name, const std::string& path);
+// {"tasks": ..., "expert_utilization": ..., "expert_names": ...}
+nlohmann::json to_json(const SplitRecord& split);
+
+// Validates, fits the preprocessing, featurizes, trains, evaluates and
+// saves the model to request.out. Throws ConfigError, DataError, ModelError
+// or TrainingError with a message for the user.
+RunRecord run_training(const RunRequest& request);
+
+// The metrics JSON of a run: model, parameters, threads, seed, epochs,
+// best_epoch, early_stopped, train_rows, train_seconds, train_rows_per_s,
+// fit_seconds, ingest_rows_per_s, ingest_from_cache, history (per epoch:
+// epoch, train_loss, val_loss, learning_rate, seconds, rows_per_s, and
+// "val" task metrics when there is validation data), splits, tasks,
+// metrics_split, expert_utilization, expert_names.
+nlohmann::json to_metrics_json(const RunRecord& record);
+
+}  // namespace mtrank::train
