@@ -50,7 +50,7 @@ struct ServerOptions {
 // std::runtime_error when a thread cannot start.
 int run_server(const ServerOptions& options);
 
-// Pieces of the server with their own tests (tests/test_http_limits.cpp).
+// Pieces of the server with their own tests (tests/serve/test_http_limits.cpp).
 namespace detail {
 // {"error": message} as JSON; bytes that are not UTF-8 (a value cut inside a
 // character) become U+FFFD instead of an exception.
