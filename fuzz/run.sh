@@ -30,7 +30,7 @@ if [ -n "${FUZZ_RUNS:-}" ]; then STOP="-runs=$FUZZ_RUNS"; else STOP="-max_total_
 case "$TARGET" in
   request)
     mkdir -p "$OUT/corpus"
-    SOURCES="src/config/config.cpp src/data/preprocessor.cpp src/data/dataset.cpp src/data/record_reader.cpp
+    SOURCES="src/config/config.cpp src/config/model_families.cpp src/data/preprocessor.cpp src/data/dataset.cpp src/data/record_reader.cpp
              src/common/progress.cpp src/common/atomic_file.cpp src/serve/request.cpp fuzz/fuzz_request.cpp"
     clang++-14 $FLAGS $INCLUDE $SOURCES -o "$OUT/fuzz_request" -ltomlplusplus -lsimdjson -lz
     # Seeds: valid requests of every shape the API takes.
@@ -43,7 +43,7 @@ case "$TARGET" in
     exit 0
     ;;
   csv)
-    SOURCES="src/config/config.cpp src/data/preprocessor.cpp src/data/dataset.cpp src/data/record_reader.cpp
+    SOURCES="src/config/config.cpp src/config/model_families.cpp src/data/preprocessor.cpp src/data/dataset.cpp src/data/record_reader.cpp
              src/common/progress.cpp src/common/atomic_file.cpp fuzz/fuzz_csv.cpp"
     # Skipped-row warnings go to the program's stderr: -close_fd_mask=2 drops
     # them, while libFuzzer and the sanitizers keep reporting on a copy of stderr.
@@ -61,7 +61,7 @@ case "$TARGET" in
     LIBS="-ltomlplusplus -lz"
     ;;
   config)
-    SOURCES="src/config/config.cpp fuzz/fuzz_config.cpp"
+    SOURCES="src/config/config.cpp src/config/model_families.cpp fuzz/fuzz_config.cpp"
     EXTRA="-dict=fuzz/config.dict"
     LIBS="-ltomlplusplus"
     ;;

@@ -14,6 +14,7 @@
 #include <toml++/toml.h>
 
 #include "common/error.h"
+#include "config/model_families.h"
 
 namespace mtrank {
 namespace {
@@ -87,11 +88,14 @@ class TableReader {
   }
 
   std::string choice(const std::string& key, const std::string& fallback, std::initializer_list<const char*> allowed) {
+    return choice(key, fallback, std::vector<std::string>(allowed.begin(), allowed.end()));
+  }
+  std::string choice(const std::string& key, const std::string& fallback, const std::vector<std::string>& allowed) {
     std::string v = string(key, fallback);
-    for (const char* a : allowed)
+    for (const std::string& a : allowed)
       if (v == a) return v;
     std::string list;
-    for (const char* a : allowed) list += std::string(list.empty() ? "" : ", ") + "\"" + a + "\"";
+    for (const std::string& a : allowed) list += std::string(list.empty() ? "" : ", ") + "\"" + a + "\"";
     fail(get(key), key, "\"" + v + "\" is not one of " + list);
   }
 
@@ -502,20 +506,15 @@ Config parse_table(const toml::table& root_table, const std::string& source_name
   if (const toml::table* model = root.subtable("model")) {
     TableReader t(*model, "model", source);
     ModelConfig& m = cfg.model;
-    m.type = t.choice("type", "mmoe", {"single_task", "shared_bottom", "omoe", "mmoe", "cgc", "ple", "wide_deep"});
-    const bool bottom_model = m.type == "single_task" || m.type == "shared_bottom" || m.type == "wide_deep";
-    if (bottom_model) m.bottom_hidden = {64};
+    m.type = t.choice("type", m.type, model_family_names());
+    const ModelFamily& family = *find_model_family(m.type);
+    family.defaults(m);  // e.g. bottom_hidden = [64] for bottom models, levels = 2 for ple
     m.embedding_dim = t.integer("embedding_dim", m.embedding_dim, 1, 1 << 12);
     m.bottom_hidden = t.integers("bottom_hidden", m.bottom_hidden, 1, 1 << 16);
-    if (bottom_model && m.bottom_hidden.empty())
-      t.fail(t.get("bottom_hidden"), "bottom_hidden", "needs at least one layer for " + m.type);
     m.num_experts = t.integer("num_experts", m.num_experts, 1, 1024);
     m.specific_experts = t.integer("specific_experts", m.specific_experts, 0, 1024);
     m.shared_experts = t.integer("shared_experts", m.shared_experts, 0, 1024);
-    if ((m.type == "cgc" || m.type == "ple") && m.specific_experts + m.shared_experts == 0)
-      t.fail(t.get("specific_experts"), "specific_experts", "cgc/ple need at least one expert");
-    m.levels = t.integer("levels", m.type == "ple" ? 2 : 1, 1, 64);
-    if (m.type == "cgc" && m.levels != 1) t.fail(t.get("levels"), "levels", "cgc has one level; use type = \"ple\"");
+    m.levels = t.integer("levels", m.levels, 1, 64);
     m.expert_hidden = t.integers("expert_hidden", m.expert_hidden, 1, 1 << 16);
     if (m.expert_hidden.empty()) t.fail(t.get("expert_hidden"), "expert_hidden", "needs at least one layer");
     m.tower_hidden = t.integers("tower_hidden", m.tower_hidden, 1, 1 << 16);
@@ -523,8 +522,8 @@ Config parse_table(const toml::table& root_table, const std::string& source_name
     if (m.dropout >= 1.0) t.fail(t.get("dropout"), "dropout", "must be below 1");
     m.gate_dropout = t.number("gate_dropout", m.gate_dropout, 0.0);
     if (m.gate_dropout >= 1.0) t.fail(t.get("gate_dropout"), "gate_dropout", "must be below 1");
-    m.wide = t.boolean("wide", m.type == "wide_deep");
-    if (m.type == "wide_deep" && !m.wide) t.fail(t.get("wide"), "wide", "wide_deep always has its wide part");
+    m.wide = t.boolean("wide", m.wide);
+    family.check(m, [&](const char* key, const std::string& message) { t.fail(t.get(key), key, message); });
   }
   if (const toml::table* train = root.subtable("train")) {
     TableReader t(*train, "train", source);

@@ -1,7 +1,11 @@
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <sstream>
+
 #include "common/error.h"
 #include "config/config.h"
+#include "config/model_families.h"
 #include "test_util.h"
 
 #include <chrono>
@@ -10,6 +14,8 @@
 using mtrank::Config;
 using mtrank::ConfigError;
 using mtrank::parse_config;
+using mtrank::ModelFamily;
+using mtrank::model_families;
 
 namespace {
 const char* kMinimal = R"(
@@ -271,4 +277,38 @@ TEST(Config, ExtendsDiamondsLoadEachFileOnce) {
   EXPECT_EQ(c.features.size(), 3u);
   // Not a timing threshold on speed, a bound on blow-up: 5^8 loads took 32 s.
   EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 20.0);
+}
+
+TEST(ModelFamilies, DocsListEveryFamilyWithItsDocLine) {
+  std::ifstream in(std::string(MTRANK_SOURCE_DIR) + "/docs/config.md");
+  ASSERT_TRUE(in) << "docs/config.md not found under " << MTRANK_SOURCE_DIR;
+  std::stringstream text;
+  text << in.rdbuf();
+  for (const ModelFamily& f : model_families())
+    EXPECT_NE(text.str().find("- `" + f.name + "`: " + f.doc + "\n"), std::string::npos)
+        << "docs/config.md lacks the line: - `" << f.name << "`: " << f.doc;
+}
+
+TEST(ModelFamilies, FamilyDefaultsAndChecksApply) {
+  auto model = [](const std::string& body) {
+    return parse_config(std::string(kMinimal) + "[model]\n" + body, "fam.toml").model;
+  };
+  EXPECT_EQ(model("type = \"ple\"\n").levels, 2);
+  EXPECT_EQ(model("type = \"cgc\"\n").levels, 1);
+  EXPECT_EQ(model("type = \"shared_bottom\"\n").bottom_hidden, std::vector<std::int64_t>{64});
+  EXPECT_TRUE(model("type = \"mmoe\"\n").bottom_hidden.empty());
+  EXPECT_TRUE(model("type = \"wide_deep\"\n").wide);
+  auto error = [&](const std::string& body) {
+    try {
+      model(body);
+    } catch (const ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(error("type = \"cgc\"\nlevels = 2\n").find("key 'model.levels': cgc has one level"), std::string::npos);
+  EXPECT_NE(error("type = \"wide_deep\"\nwide = false\n").find("wide_deep always has its wide part"), std::string::npos);
+  EXPECT_NE(error("type = \"ple\"\nspecific_experts = 0\nshared_experts = 0\n").find("need at least one expert"),
+            std::string::npos);
+  EXPECT_NE(error("type = \"esmmm\"\n").find("is not one of \"single_task\", \"shared_bottom\""), std::string::npos);
 }

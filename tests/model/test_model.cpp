@@ -12,6 +12,7 @@
 
 #include "common/error.h"
 #include "config/config.h"
+#include "config/model_families.h"
 #include "data/dataset.h"
 #include "data/preprocessor.h"
 #include "data/synth.h"
@@ -118,7 +119,7 @@ TEST(Objective, EvaluationReportsEveryDefaultMetricOfTheTaskType) {
 TEST(ModelSize, EstimateIsAnUpperBoundForEveryModelType) {
   // The memory check (issue 14.13) must never refuse a model by underestimating it.
   model::InputShape shape{500, 3, 1, 2, 2};
-  for (const char* type : {"single_task", "shared_bottom", "omoe", "mmoe", "cgc", "ple", "wide_deep"}) {
+  for (const std::string& type : model_family_names()) {
     Config c = parse_config(std::string("[[features]]\nname=\"a\"\ntype=\"categorical\"\n[[tasks]]\nname=\"y\"\n"
                                         "column=\"y\"\n[model]\ntype=\"") + type + "\"\nexpert_hidden=[16,8]\n",
                             "size.toml");

@@ -9,6 +9,7 @@
 
 #include "common/error.h"
 #include "config/config.h"
+#include "config/model_families.h"
 #include "data/dataset.h"
 #include "data/preprocessor.h"
 #include "data/synth.h"
@@ -26,21 +27,21 @@ using namespace mtrank;
 using namespace mtrank::testing;
 
 namespace {
-const char* kAllModels[] = {"single_task", "shared_bottom", "omoe", "mmoe", "cgc", "ple", "wide_deep"};
+// Every model family the config accepts (config/model_families.h).
+const std::vector<std::string> kAllModels = model_family_names();
 
 ModelConfig zoo_config(const std::string& type) {
   ModelConfig m = small_model();
   m.type = type;
-  if (type == "single_task" || type == "shared_bottom" || type == "wide_deep") m.bottom_hidden = {12};
+  find_model_family(type)->defaults(m);  // as a config naming only the type gets them
+  if (!m.bottom_hidden.empty()) m.bottom_hidden = {12};
   m.specific_experts = 2;
   m.shared_experts = 1;
-  m.levels = type == "ple" ? 2 : 1;
-  m.wide = type == "wide_deep";
   return m;
 }
 }  // namespace
 
-class EveryModel : public ::testing::TestWithParam<const char*> {};
+class EveryModel : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(EveryModel, ShapesGradientsAndGates) {
   torch::manual_seed(0);
@@ -276,7 +277,7 @@ epochs = 2
 TempDir* ZooTraining::dir_ = nullptr;
 
 TEST_F(ZooTraining, EveryModelLearnsWellAboveChance) {
-  for (const char* type : kAllModels) {
+  for (const std::string& type : kAllModels) {
     Config c = config(type);
     Run r = prepare(c);
     train::train_model(*r.net, c, r.train, nullptr, {});
@@ -437,4 +438,12 @@ TEST_F(ZooTraining, ResumeWithAnotherThreadCountIsRecorded) {
   again.on_epoch_end = nullptr;
   const train::TrainReport report = train::train_model(*resumed.net, c, resumed.train, nullptr, again);
   EXPECT_EQ(report.threads_at_start, 1);
+}
+
+TEST(ModelFamilies, EveryFamilyHasAConstructorAndEveryConstructorAFamily) {
+  std::vector<std::string> constructors;
+  for (const auto& [name, factory] : model::model_registry()) constructors.push_back(name);
+  std::vector<std::string> families = model_family_names();
+  std::sort(families.begin(), families.end());
+  EXPECT_EQ(constructors, families);  // model_registry is a std::map: sorted
 }
