@@ -39,6 +39,13 @@ std::vector<ModelFamily> make_families() {
          bottom_check(m, report);
          if (!m.wide) report("wide", "wide_deep always has its wide part");
        }},
+      {"esmm",
+       "CTR and CVR towers over shared embeddings, pCTCVR = pCTR x pCVR trained on all impressions (Ma et al. 2018); "
+       "tasks: click, click and conversion, optionally conversion",
+       none,
+       [](const ModelConfig& m, const Report& report) {
+         if (m.wide) report("wide", "esmm has no wide part: it would break pCTCVR = pCTR x pCVR");
+       }},
   };
 }
 

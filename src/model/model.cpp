@@ -7,6 +7,7 @@
 
 #include "common/error.h"
 #include "data/preprocessor.h"
+#include "model/esmm.h"
 #include "model/mmoe.h"
 #include "model/objective.h"
 #include "model/ple.h"
@@ -173,6 +174,7 @@ const std::map<std::string, ModelFactory>& model_registry() {
       {"mmoe", make_mmoe},
       {"cgc", make_ple},
       {"ple", make_ple},
+      {"esmm", make_esmm},
   };
   return registry;
 }

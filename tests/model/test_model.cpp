@@ -17,6 +17,7 @@
 #include "data/preprocessor.h"
 #include "data/synth.h"
 #include "eval/metrics.h"
+#include "model/esmm.h"
 #include "model/mmoe.h"
 #include "model/model.h"
 #include "model/objective.h"
@@ -130,4 +131,49 @@ TEST(ModelSize, EstimateIsAnUpperBoundForEveryModelType) {
     EXPECT_LE(actual, e.embedding + e.dense) << type;
     EXPECT_GE(actual * 4, e.embedding + e.dense) << type;  // and not wildly above
   }
+}
+
+TEST(Esmm, CtcvrIsTheProductOfCtrAndCvrInEveryOutput) {
+  // Task values (what predict and serving return): pCTCVR = pCTR x pCVR exactly.
+  torch::manual_seed(2);
+  ModelConfig m = small_model();
+  m.type = "esmm";
+  model::InputShape shape = small_shape();
+  shape.num_tasks = 3;
+  auto net = model::create_model(m, shape);
+  RandomBatch rb(64);
+  std::vector<TaskConfig> tasks(3);
+  const torch::Tensor v = model::task_values(net->forward(rb.batch, nullptr).logits, tasks);
+  EXPECT_TRUE(torch::allclose(v.select(1, 1), v.select(1, 0) * v.select(1, 2), 1e-5, 1e-7));
+  // The logit of a product of probabilities, from its log, by hand.
+  const torch::Tensor a = torch::tensor({-3.0f, 0.0f, 2.0f, 8.0f}), b = torch::tensor({1.0f, -2.0f, 0.5f, 9.0f});
+  const torch::Tensor p = torch::sigmoid(a) * torch::sigmoid(b);
+  EXPECT_TRUE(torch::allclose(model::logit_from_log_probability(torch::log_sigmoid(a) + torch::log_sigmoid(b)),
+                              torch::log(p / (1 - p)), 1e-4, 1e-4));
+  // Training reaches both towers through the click-and-conversion loss alone.
+  tasks[0].weight = 0;
+  tasks[2].weight = 0;
+  model::TouchedRows touched;
+  train::multitask_loss(net->forward(rb.batch, &touched).logits, rb.batch.labels.repeat({1, 2}).slice(1, 0, 3),
+                        torch::ones({64, 3}), tasks)
+      .backward();
+  for (const auto& param : net->named_parameters())
+    if (param.value().requires_grad() && param.key().find("towers") != std::string::npos)
+      EXPECT_GT(param.value().grad().abs().sum().item<double>(), 0) << param.key();
+}
+
+TEST(Esmm, RefusesTaskCountsItCannotMapAndAWidePart) {
+  ModelConfig m = small_model();
+  m.type = "esmm";
+  model::InputShape shape = small_shape();
+  shape.num_tasks = 1;
+  try {
+    model::create_model(m, shape);
+    FAIL() << "one task accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("needs 2 or 3 tasks"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(parse_config("[[features]]\nname=\"a\"\ntype=\"categorical\"\n[[tasks]]\nname=\"y\"\ncolumn=\"y\"\n"
+                            "[model]\ntype=\"esmm\"\nwide=true\n", "e.toml"),
+               ConfigError);
 }

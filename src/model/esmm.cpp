@@ -1,0 +1,35 @@
+#include "model/esmm.h"
+
+#include "common/error.h"
+
+namespace mtrank::model {
+
+Esmm::Esmm(const ModelConfig& config, const InputShape& shape) : RankingModel(config, shape), dropout_(config.dropout) {
+  if (shape.num_tasks != 2 && shape.num_tasks != 3)
+    throw ConfigError("model.type = \"esmm\" needs 2 or 3 tasks, in this order: click (all impressions), click and "
+                      "conversion (all impressions), and optionally conversion (where click = 1, weight 0); this "
+                      "config has " + std::to_string(shape.num_tasks));
+  towers_ = register_module("towers", Towers(2, input_dim(), config.tower_hidden));
+}
+
+torch::Tensor logit_from_log_probability(const torch::Tensor& log_p) {
+  const torch::Tensor lp = log_p.clamp_max(-1e-6);
+  return lp - torch::log(-torch::expm1(lp));  // log p - log(1 - p)
+}
+
+ModelOutput Esmm::forward_deep(const torch::Tensor& x) {
+  torch::Tensor h = x;  // [1, B, in]: the shared embeddings and dense features
+  if (dropout_ > 0) h = torch::dropout(h, dropout_, is_training());
+  const torch::Tensor z = towers_->forward(h.expand({2, h.size(1), h.size(2)}));  // [B, 2]: CTR and CVR logits
+  const torch::Tensor ctr = z.select(1, 0), cvr = z.select(1, 1);
+  const torch::Tensor ctcvr = logit_from_log_probability(torch::log_sigmoid(ctr) + torch::log_sigmoid(cvr));
+  std::vector<torch::Tensor> columns{ctr, ctcvr};
+  if (shape_.num_tasks == 3) columns.push_back(cvr);
+  return {torch::stack(columns, 1), {}};
+}
+
+std::shared_ptr<RankingModel> make_esmm(const ModelConfig& config, const InputShape& shape) {
+  return std::make_shared<Esmm>(config, shape);
+}
+
+}  // namespace mtrank::model
