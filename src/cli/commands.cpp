@@ -37,6 +37,15 @@ using nlohmann::json;
 
 namespace {
 
+// [serve] score is found now, not when the trained model is first served.
+void check_score_formula(const Config& config) {
+  try {
+    serve::ScoreFormula::parse(config.serve.score, config.tasks);
+  } catch (const ConfigError& e) {
+    throw ConfigError(config.source + ": key 'serve.score': " + e.what());
+  }
+}
+
 void write_json_atomic(const std::string& path, const json& j) { write_file_atomic(path, j.dump(2) + "\n"); }
 
 std::string format_utilization(const Config& config, const std::vector<std::vector<double>>& u) {
@@ -82,11 +91,7 @@ int run_train(const TrainOptions& o) {
   // fail only after training (the model directory is checked by the run).
   check_output_file(o.metrics_out, "--metrics-out");
   eval::check_task_metrics(config);
-  try {  // found now, not when the trained model is first served
-    serve::ScoreFormula::parse(config.serve.score, config.tasks);
-  } catch (const ConfigError& e) {
-    throw ConfigError(config.source + ": key 'serve.score': " + e.what());
-  }
+  check_score_formula(config);
   train::RunRequest request;
   request.config = std::move(config);
   request.out = o.out;
@@ -171,6 +176,7 @@ Config resolve_compare_config(const CompareOptions& o, const std::string& cfg) {
                              {&config.data.test, o.test}})
     if (!value.empty()) *path = value;
   eval::check_task_metrics(config);
+  check_score_formula(config);
   return config;
 }
 
@@ -303,7 +309,8 @@ int run_compare(const CompareOptions& o) {
   // Tasks and their metric: AUC for binary (higher is better), RMSE for regression (lower is better).
   const json& first = results.front().runs.front()["tasks"];
   std::vector<std::pair<std::string, std::string>> tasks;
-  for (const auto& [name, m] : first.items()) tasks.emplace_back(name, m.contains("auc") ? "auc" : "rmse");
+  for (const auto& [name, m] : first.items())
+    tasks.emplace_back(name, m.value("type", "binary") == "regression" ? "rmse" : "auc");
   auto stats = [&](const Result& r, const std::string& task, const std::string& metric) {
     std::vector<double> v;
     for (const json& run : r.runs) {

@@ -523,7 +523,7 @@ Config parse_table(const toml::table& root_table, const std::string& source_name
     m.gate_dropout = t.number("gate_dropout", m.gate_dropout, 0.0);
     if (m.gate_dropout >= 1.0) t.fail(t.get("gate_dropout"), "gate_dropout", "must be below 1");
     m.wide = t.boolean("wide", m.wide);
-    family.check(m, [&](const char* key, const std::string& message) { t.fail(t.get(key), key, message); });
+    family.check(m, cfg.tasks, [&](const char* key, const std::string& message) { t.fail(t.get(key), key, message); });
   }
   if (const toml::table* train = root.subtable("train")) {
     TableReader t(*train, "train", source);

@@ -18,8 +18,10 @@ struct ModelFamily {
   std::string doc;  // one line, as docs/config.md lists the family
   // Applied before the [model] keys are read: what this family changes of ModelConfig's defaults.
   std::function<void(ModelConfig&)> defaults;
-  // After the keys are read; report(key, message) throws a ConfigError at that key's line.
-  std::function<void(const ModelConfig&, const std::function<void(const char* key, const std::string& message)>& report)>
+  // After the keys are read, with the config's tasks; report(key, message)
+  // throws a ConfigError at that [model] key's line.
+  std::function<void(const ModelConfig&, const std::vector<TaskConfig>& tasks,
+                     const std::function<void(const char* key, const std::string& message)>& report)>
       check;
 };
 

@@ -46,6 +46,9 @@ void for_each_list(const TaskRows& r, Visit visit) {
 // Mean over lists with a relevant row of per_list(first, last).
 template <class PerList>
 double mean_over_lists(const TaskRows& r, PerList per_list) {
+  // A NaN score has no rank (and would break the sort's ordering): undefined, like roc_auc.
+  for (float s : r.scores)
+    if (std::isnan(s)) return kNaN;
   double sum = 0;
   std::int64_t lists = 0;
   for_each_list(r, [&](const std::size_t* first, const std::size_t* last) {

@@ -54,7 +54,9 @@ std::unique_ptr<Metric> make_metric(const std::string& name);
 // Ranking metrics group rows by TaskRows::groups (all rows are one list when
 // there are no groups); within a list, rows are ranked by score, best first,
 // and a tie puts the less relevant row first (so a constant score earns no
-// credit). A row is relevant when its label is > 0; NDCG's gain is 2^label - 1.
+// credit). A row is relevant when its label is > 0; NDCG's gain is 2^label - 1
+// (graded labels such as ratings; a label above 1023 overflows the gain, so
+// rank by a binary task or a small grade, not by seconds). Any NaN score: NaN.
 // Lists without a relevant row are left out of the mean; NaN if none is left.
 double ndcg_at(const TaskRows& rows, int k);
 double recall_at(const TaskRows& rows, int k);

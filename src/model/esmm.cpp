@@ -12,9 +12,8 @@ Esmm::Esmm(const ModelConfig& config, const InputShape& shape) : RankingModel(co
   towers_ = register_module("towers", Towers(2, input_dim(), config.tower_hidden));
 }
 
-torch::Tensor logit_from_log_probability(const torch::Tensor& log_p) {
-  const torch::Tensor lp = log_p.clamp_max(-1e-6);
-  return lp - torch::log(-torch::expm1(lp));  // log p - log(1 - p)
+torch::Tensor product_logit(const torch::Tensor& a, const torch::Tensor& b) {
+  return -torch::logsumexp(torch::stack({-a, -b, -a - b}, 0), 0);
 }
 
 ModelOutput Esmm::forward_deep(const torch::Tensor& x) {
@@ -22,7 +21,7 @@ ModelOutput Esmm::forward_deep(const torch::Tensor& x) {
   if (dropout_ > 0) h = torch::dropout(h, dropout_, is_training());
   const torch::Tensor z = towers_->forward(h.expand({2, h.size(1), h.size(2)}));  // [B, 2]: CTR and CVR logits
   const torch::Tensor ctr = z.select(1, 0), cvr = z.select(1, 1);
-  const torch::Tensor ctcvr = logit_from_log_probability(torch::log_sigmoid(ctr) + torch::log_sigmoid(cvr));
+  const torch::Tensor ctcvr = product_logit(ctr, cvr);
   std::vector<torch::Tensor> columns{ctr, ctcvr};
   if (shape_.num_tasks == 3) columns.push_back(cvr);
   return {torch::stack(columns, 1), {}};

@@ -29,8 +29,10 @@ class Esmm : public RankingModel {
   double dropout_;
 };
 
-// log(p / (1 - p)) from log p, for p = pCTR x pCVR: stable while p < 1 - 1e-6.
-torch::Tensor logit_from_log_probability(const torch::Tensor& log_p);
+// logit(sigmoid(a) x sigmoid(b)) = -logsumexp(-a, -b, -a - b), exactly: with
+// p = 1 / ((1 + e^-a)(1 + e^-b)), p / (1 - p) = 1 / (e^-a + e^-b + e^-a-b).
+// Stable for any a, b, with gradients to both everywhere.
+torch::Tensor product_logit(const torch::Tensor& a, const torch::Tensor& b);
 
 std::shared_ptr<RankingModel> make_esmm(const ModelConfig& config, const InputShape& shape);
 

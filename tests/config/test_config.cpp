@@ -310,5 +310,7 @@ TEST(ModelFamilies, FamilyDefaultsAndChecksApply) {
   EXPECT_NE(error("type = \"wide_deep\"\nwide = false\n").find("wide_deep always has its wide part"), std::string::npos);
   EXPECT_NE(error("type = \"ple\"\nspecific_experts = 0\nshared_experts = 0\n").find("need at least one expert"),
             std::string::npos);
+  // kMinimal has one binary task: ESMM needs 2 or 3.
+  EXPECT_NE(error("type = \"esmm\"\n").find("key 'model.type': esmm needs 2 or 3 binary tasks"), std::string::npos);
   EXPECT_NE(error("type = \"esmmm\"\n").find("is not one of \"single_task\", \"shared_bottom\""), std::string::npos);
 }

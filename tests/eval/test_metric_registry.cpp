@@ -46,6 +46,9 @@ TEST(MetricRegistry, GroupsAreListsAndListsWithoutARelevantRowAreLeftOut) {
   EXPECT_DOUBLE_EQ(metric("mrr", s, y, g), (1.0 + 0.5) / 2);
   EXPECT_DOUBLE_EQ(metric("recall@1", s, y, g), 0.5);
   EXPECT_NEAR(metric("ndcg@2", s, y, g), (1.0 + 1 / std::log2(3.0)) / 2, 1e-12);
+  // A NaN score has no rank: undefined (and never an out-of-order sort).
+  EXPECT_TRUE(std::isnan(metric("ndcg@2", {std::nanf(""), 0.1f, 0.3f}, {1, 0, 1})));
+  EXPECT_TRUE(std::isnan(metric("mrr", {0.2f, std::nanf("")}, {1, 0}, {1, 1})));
   // No list with a relevant row: undefined.
   EXPECT_TRUE(std::isnan(metric("mrr", {0.1f, 0.2f}, {0, 0})));
 }

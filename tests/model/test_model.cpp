@@ -121,8 +121,10 @@ TEST(ModelSize, EstimateIsAnUpperBoundForEveryModelType) {
   // The memory check (issue 14.13) must never refuse a model by underestimating it.
   model::InputShape shape{500, 3, 1, 2, 2};
   for (const std::string& type : model_family_names()) {
+    // Two tasks, as the shape says (ESMM needs at least two).
     Config c = parse_config(std::string("[[features]]\nname=\"a\"\ntype=\"categorical\"\n[[tasks]]\nname=\"y\"\n"
-                                        "column=\"y\"\n[model]\ntype=\"") + type + "\"\nexpert_hidden=[16,8]\n",
+                                        "column=\"y\"\n[[tasks]]\nname=\"z\"\ncolumn=\"z\"\n[model]\ntype=\"") +
+                                type + "\"\nexpert_hidden=[16,8]\n",
                             "size.toml");
     auto net = model::create_model(c.model, shape);
     double actual = 0;
@@ -148,8 +150,14 @@ TEST(Esmm, CtcvrIsTheProductOfCtrAndCvrInEveryOutput) {
   // The logit of a product of probabilities, from its log, by hand.
   const torch::Tensor a = torch::tensor({-3.0f, 0.0f, 2.0f, 8.0f}), b = torch::tensor({1.0f, -2.0f, 0.5f, 9.0f});
   const torch::Tensor p = torch::sigmoid(a) * torch::sigmoid(b);
-  EXPECT_TRUE(torch::allclose(model::logit_from_log_probability(torch::log_sigmoid(a) + torch::log_sigmoid(b)),
-                              torch::log(p / (1 - p)), 1e-4, 1e-4));
+  EXPECT_TRUE(torch::allclose(model::product_logit(a, b), torch::log(p / (1 - p)), 1e-4, 1e-4));
+  // Large logits: finite, and the gradient reaches both (a clamp would cut it).
+  const torch::Tensor big_a = torch::tensor({30.0f}, torch::requires_grad()), big_b = torch::tensor({40.0f}, torch::requires_grad());
+  const torch::Tensor z = model::product_logit(big_a, big_b);
+  z.backward();
+  EXPECT_TRUE(torch::isfinite(z).all().item<bool>());
+  EXPECT_GT(big_a.grad().item<float>(), 0);
+  EXPECT_GT(big_b.grad().item<float>(), 0);
   // Training reaches both towers through the click-and-conversion loss alone.
   tasks[0].weight = 0;
   tasks[2].weight = 0;
@@ -157,9 +165,16 @@ TEST(Esmm, CtcvrIsTheProductOfCtrAndCvrInEveryOutput) {
   train::multitask_loss(net->forward(rb.batch, &touched).logits, rb.batch.labels.repeat({1, 2}).slice(1, 0, 3),
                         torch::ones({64, 3}), tasks)
       .backward();
+  // The towers are one grouped MLP ([2, in, out] weights): tower 0 (CTR) and tower 1 (CVR) each get gradient.
+  int checked = 0;
   for (const auto& param : net->named_parameters())
-    if (param.value().requires_grad() && param.key().find("towers") != std::string::npos)
-      EXPECT_GT(param.value().grad().abs().sum().item<double>(), 0) << param.key();
+    if (param.value().requires_grad() && param.key().find("towers") != std::string::npos) {
+      ASSERT_EQ(param.value().size(0), 2) << param.key();
+      EXPECT_GT(param.value().grad().select(0, 0).abs().sum().item<double>(), 0) << param.key() << " CTR tower";
+      EXPECT_GT(param.value().grad().select(0, 1).abs().sum().item<double>(), 0) << param.key() << " CVR tower";
+      ++checked;
+    }
+  EXPECT_GT(checked, 0);
 }
 
 TEST(Esmm, RefusesTaskCountsItCannotMapAndAWidePart) {
