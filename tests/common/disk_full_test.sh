@@ -10,19 +10,24 @@ WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 cd "$WORK"
 fail() { echo "FAIL: $*" >&2; exit 1; }
+# on_full_disk N MATCH command...: runs the command with the disk full under
+# paths containing MATCH; it must fail and say "(disk full)" (stderr in errN.txt).
+on_full_disk() {
+  local n=$1 match=$2; shift 2
+  set +e
+  MTRANK_TEST_FULL_PATH="$match" LD_PRELOAD="$PRELOAD" "$@" >"out$n.txt" 2>"err$n.txt"
+  local rc=$?
+  set -e
+  [ "$rc" -ne 0 ] || fail "case $n: exited 0 on a full disk: $*"
+  grep -q "write failed: No space left on device (disk full)" "err$n.txt" || { cat "err$n.txt"; fail "case $n: no disk full message"; }
+}
 
 "$MTRANK" quickstart --dir qs --rows 3000 --threads 1 >/dev/null 2>&1 || fail quickstart
 printf 'extends = "quickstart.toml"\n[train]\nepochs = 2\n' > qs/short.toml
 ( cd qs/model && sha256sum * ) > before.sha
 
 # 1. The disk fills under the model being written (its temporary directory).
-set +e
-MTRANK_TEST_FULL_PATH="model.tmp-" LD_PRELOAD="$PRELOAD" \
-  "$MTRANK" train --config qs/short.toml --out qs/model --quiet >out1.txt 2>err1.txt
-rc=$?
-set -e
-[ "$rc" -ne 0 ] || fail "train on a full disk exited 0"
-grep -q "write failed: No space left on device (disk full)" err1.txt || { cat err1.txt; fail "no disk full message"; }
+on_full_disk 1 "model.tmp-" "$MTRANK" train --config qs/short.toml --out qs/model --quiet
 grep -q "qs/model.tmp-[0-9]*/" err1.txt || { cat err1.txt; fail "the message does not name the file"; }
 ls -d qs/model.tmp-* qs/model.old-* 2>/dev/null && fail "litter left beside the model"
 ( cd qs/model && sha256sum -c --quiet ../../before.sha ) || fail "the previous model changed"
@@ -34,23 +39,12 @@ ls -d qs/model.tmp-* qs/model.old-* 2>/dev/null && fail "litter left beside the 
 ( cd qs/model && sha256sum * ) > before.sha
 
 # 2. The disk fills under the checkpoint of the first epoch.
-set +e
-MTRANK_TEST_FULL_PATH="model.checkpoint" LD_PRELOAD="$PRELOAD" \
-  "$MTRANK" train --config qs/short.toml --out qs/model --quiet >out2.txt 2>err2.txt
-rc=$?
-set -e
-[ "$rc" -ne 0 ] || fail "train with a full disk under the checkpoint exited 0"
+on_full_disk 2 "model.checkpoint" "$MTRANK" train --config qs/short.toml --out qs/model --quiet
 grep -q "model.checkpoint.*(disk full)" err2.txt || { cat err2.txt; fail "no disk full message for the checkpoint"; }
 ls qs/ | grep -q "checkpoint" && { ls qs; fail "a partial checkpoint was left"; }
 ( cd qs/model && sha256sum -c --quiet ../../before.sha ) || fail "the previous model changed (checkpoint case)"
 
 # 3. The metrics file: written through a temporary file, which is removed.
-set +e
-MTRANK_TEST_FULL_PATH="metrics-full" LD_PRELOAD="$PRELOAD" \
-  "$MTRANK" eval --model qs/model --data qs/test.csv --metrics-out metrics-full.json >out3.txt 2>err3.txt
-rc=$?
-set -e
-[ "$rc" -ne 0 ] || fail "eval with a full disk under --metrics-out exited 0"
-grep -q "(disk full)" err3.txt || { cat err3.txt; fail "no disk full message for the metrics file"; }
+on_full_disk 3 "metrics-full" "$MTRANK" eval --model qs/model --data qs/test.csv --metrics-out metrics-full.json
 ls | grep -q "metrics-full" && fail "a partial metrics file was left"
 echo "disk full: clear errors, nothing half-written, the old model intact"
