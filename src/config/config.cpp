@@ -452,8 +452,12 @@ const LoadedFile& load_with_bases(const std::string& path, int depth, LoadMemo& 
     else throw ConfigError(where + ": key 'extends' must be a string or an array of strings");
     for (const std::string& b : bases) {
       const std::filesystem::path base_path = std::filesystem::path(path).parent_path() / b;
-      if (!std::filesystem::exists(base_path))
-        throw ConfigError(where + ": 'extends' file " + base_path.string() + " does not exist");
+      // The error_code form: a name the file system refuses (longer than NAME_MAX)
+      // threw filesystem_error, not a config error (found by fuzzing).
+      std::error_code ec;
+      if (!std::filesystem::exists(base_path, ec))
+        throw ConfigError(where + ": 'extends' file " + base_path.string() +
+                          (ec ? ": " + ec.message() : std::string(" does not exist")));
       const LoadedFile& base = load_with_bases(base_path.string(), depth + 1, memo);
       merge_into(out.table, base.table);
       for (const auto& [k, v] : base.origins) out.origins[k] = v;

@@ -314,3 +314,16 @@ TEST(ModelFamilies, FamilyDefaultsAndChecksApply) {
   EXPECT_NE(error("type = \"esmm\"\n").find("key 'model.type': esmm needs 2 or 3 binary tasks"), std::string::npos);
   EXPECT_NE(error("type = \"esmmm\"\n").find("is not one of \"single_task\", \"shared_bottom\""), std::string::npos);
 }
+
+TEST(Config, ExtendsNameTheFileSystemRefusesIsAConfigError) {
+  // Found by fuzzing: a path component longer than NAME_MAX threw std::filesystem::filesystem_error.
+  mtrank::testing::TempDir dir;
+  const std::string path = dir.write("long.toml", "extends = \"" + std::string(300, 'N') + ".toml\"\n");
+  try {
+    mtrank::load_config(path);
+    FAIL() << "no error";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("'extends' file"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("File name too long"), std::string::npos) << e.what();
+  }
+}
