@@ -1,9 +1,6 @@
 #include "cli/commands.h"
 
-#include <unistd.h>
-
 #include <cstdio>
-#include <ctime>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -18,7 +15,6 @@
 #include "common/system.h"
 #include "config/config.h"
 #include "data/dataset.h"
-#include "data/hash.h"
 #include "data/preprocessor.h"
 #include "data/synth.h"
 #include "eval/gbdt_baseline.h"
@@ -28,7 +24,6 @@
 #include "model/model_dir.h"
 #include "train/run.h"
 #include "train/trainer.h"
-#include "train/warm_start.h"
 
 namespace mtrank::cli {
 
@@ -90,7 +85,6 @@ int run_train(const TrainOptions& o) {
   // Every output is checked before any work: a bad --metrics-out used to
   // fail only after training (the model directory is checked by the run).
   check_output_file(o.metrics_out, "--metrics-out");
-  eval::check_task_metrics(config);
   check_score_formula(config);
   train::RunRequest request;
   request.config = std::move(config);

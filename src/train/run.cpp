@@ -90,6 +90,7 @@ RunRecord run_training(const RunRequest& request) {
   run.config = request.config;
   const Config& config = run.config;
   check_training_file(config);
+  eval::check_task_metrics(config);  // a misspelt metric is refused now, not after training
   // Checked before any work: a bad --out used to fail only after a whole epoch.
   model::check_model_output_dir(request.out);
   const bool progress = request.show_progress;
