@@ -268,7 +268,9 @@ class Trainer::Impl {
   }
 
   // (Every member is public: only Trainer, which forwards its phases here, sees this class.)
-  double clip_norm() const { return tc_.clip_grad_norm; }
+  void clip_gradients(StepState& st) {
+    if (tc_.clip_grad_norm > 0) clip(st.touched);
+  }
 
   static std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::string& kind,
                                                                   std::vector<torch::Tensor> params, double lr,
@@ -337,7 +339,7 @@ class Trainer::Impl {
     }
     backward(st);
     synchronize_gradients(st);
-    if (tc_.clip_grad_norm > 0) clip(st.touched);
+    clip_gradients(st);
     apply(st);
     return value;
   }
@@ -519,9 +521,7 @@ Trainer::~Trainer() = default;
 StepState Trainer::forward_loss(const model::Batch& batch, int epoch_index) { return impl_->forward_loss(batch, epoch_index); }
 void Trainer::backward(StepState& step) { impl_->backward(step); }
 void Trainer::synchronize_gradients(StepState& step) { impl_->synchronize_gradients(step); }
-void Trainer::clip_gradients(StepState& step) {
-  if (impl_->clip_norm() > 0) impl_->clip(step.touched);
-}
+void Trainer::clip_gradients(StepState& step) { impl_->clip_gradients(step); }
 void Trainer::apply(StepState& step) { impl_->apply(step); }
 double Trainer::step(const model::Batch& batch, int epoch, std::int64_t step_in_epoch) {
   return impl_->step(batch, epoch, step_in_epoch);
