@@ -20,6 +20,7 @@
 #include "eval/gbdt_baseline.h"
 #include "eval/metric_registry.h"
 #include "eval/metrics.h"
+#include "eval/seesaw.h"
 #include "serve/ranker.h"
 #include "model/model_dir.h"
 #include "train/run.h"
@@ -300,72 +301,37 @@ int run_compare(const CompareOptions& o) {
         throw ConfigError("a config is named 'xgboost', the name of the --gbdt row; rename it");
     results.push_back({"xgboost", gbdt_runs(o, fs::path(o.out_dir) / "xgboost")});
   }
-  // Tasks and their metric: AUC for binary (higher is better), RMSE for regression (lower is better).
-  const json& first = results.front().runs.front()["tasks"];
-  std::vector<std::pair<std::string, std::string>> tasks;
-  for (const auto& [name, m] : first.items())
-    tasks.emplace_back(name, m.value("type", "binary") == "regression" ? "rmse" : "auc");
-  auto stats = [&](const Result& r, const std::string& task, const std::string& metric) {
-    std::vector<double> v;
-    for (const json& run : r.runs) {
-      // A metric is null when undefined (e.g. a test split with one class): it becomes NaN, not an error.
-      const json* m = run.contains("tasks") && run["tasks"].contains(task) ? &run["tasks"][task] : nullptr;
-      v.push_back(m && m->contains(metric) && (*m)[metric].is_number() ? (*m)[metric].get<double>()
-                                                                      : std::numeric_limits<double>::quiet_NaN());
-    }
-    double mean = 0;
-    for (double x : v) mean += x / static_cast<double>(v.size());
-    const auto [lo, hi] = std::minmax_element(v.begin(), v.end());
-    return std::make_pair(mean, *hi - *lo);
-  };
-  const Result* base = nullptr;
-  for (const Result& r : results)
-    if (r.name == o.baseline) base = &r;
-  json summary = json::object();
+  std::vector<eval::ModelRuns> models;
+  for (Result& r : results) models.push_back({r.name, std::move(r.runs)});
+  const eval::SeesawTable seesaw = eval::seesaw_table(models, o.baseline);
+  const bool base = seesaw.baseline >= 0;
   std::vector<std::vector<std::string>> table;
   std::vector<std::string> header{"model"};
-  for (const auto& [task, metric] : tasks) header.push_back(task + " " + metric + " (spread)" + (base ? " gain" : ""));
+  for (std::size_t t = 0; t < seesaw.tasks.size(); ++t)
+    header.push_back(seesaw.tasks[t] + " " + seesaw.metrics[t] + " (spread)" + (base ? " gain" : ""));
   if (base) header.push_back("verdict");
   header.push_back("train rows/s");
   table.push_back(header);
-  // A task is up or down only when the difference exceeds the seed noise
-  // (eval::compare_to_baseline); within it, never a seesaw (issue 13.4).
   const bool one_seed = o.seeds.size() < 2;
-  for (const Result& r : results) {
-    std::vector<std::string> row{r.name};
-    std::vector<eval::Change> changes;
-    for (const auto& [task, metric] : tasks) {
-      const auto [mean, spread] = stats(r, task, metric);
-      json& entry = summary["models"][r.name][task];
-      entry[metric] = mean;
-      entry["spread"] = spread;
+  for (std::size_t i = 0; i < seesaw.rows.size(); ++i) {
+    const eval::SeesawRow& r = seesaw.rows[i];
+    std::vector<std::string> row{r.model};
+    for (const eval::SeesawCell& c : r.cells) {
       std::string gain;
-      if (base && &r != base) {
-        const auto [b, base_spread] = stats(*base, task, metric);
-        const bool higher_is_better = eval::make_metric(metric)->higher_is_better();
-        const double rel = (higher_is_better ? mean - b : b - mean) / b * 100;  // positive = better
-        const eval::Change c = eval::compare_to_baseline(mean, spread, b, base_spread, higher_is_better, o.seeds.size());
-        changes.push_back(c);
+      if (base && static_cast<int>(i) != seesaw.baseline) {
         char g[48];
-        std::snprintf(g, sizeof g, " %+.2f%%%s", rel,
-                      c == eval::Change::kUp ? " up" : c == eval::Change::kDown ? " down" : c == eval::Change::kWithinNoise ? " ~" : "");
+        std::snprintf(g, sizeof g, " %+.2f%%%s", c.gain_percent,
+                      c.change == eval::Change::kUp ? " up" : c.change == eval::Change::kDown ? " down"
+                                                        : c.change == eval::Change::kWithinNoise ? " ~" : "");
         gain = g;
-        entry["gain_percent"] = rel;
-        entry["change"] = eval::to_string(c);
       }
       char cell[128];
-      std::snprintf(cell, sizeof cell, "%.4f (%.4f)%s", mean, spread, gain.c_str());
+      std::snprintf(cell, sizeof cell, "%.4f (%.4f)%s", c.mean, c.spread, gain.c_str());
       row.push_back(cell);
     }
-    if (base) {
-      const std::string v = &r == base ? "baseline" : eval::verdict(changes);
-      row.push_back(v);
-      summary["verdicts"][r.name] = v;
-    }
-    double rows = 0;
-    for (const json& run : r.runs) rows += run["train_rows_per_s"].get<double>() / static_cast<double>(r.runs.size());
+    if (base) row.push_back(r.verdict);
     char rate[32];
-    std::snprintf(rate, sizeof rate, "%.0f", rows);
+    std::snprintf(rate, sizeof rate, "%.0f", r.train_rows_per_s);
     row.push_back(rate);
     table.push_back(row);
   }
@@ -391,9 +357,7 @@ int run_compare(const CompareOptions& o) {
     std::printf("%s\n", one_seed ? "(one seed: the seed noise is unknown, so no task is called up or down)"
                                   : "(up/down: the difference of the means exceeds the larger seed spread of the two "
                                     "models; ~: within noise)");
-  summary["noise_rule"] = "a task is up or down when the difference of the means over seeds exceeds the larger "
-                          "of the two models' spreads (max - min over seeds), else within noise";
-  write_json_atomic((fs::path(o.out_dir) / "compare.json").string(), summary);
+  write_json_atomic((fs::path(o.out_dir) / "compare.json").string(), eval::to_json(seesaw));
   return 0;
 }
 
