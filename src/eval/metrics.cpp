@@ -126,6 +126,7 @@ std::vector<TaskMetrics> evaluate_tasks(const std::vector<TaskConfig>& tasks, co
       m.calibration = value("calibration");
       // GAUC's group count comes with it, so it is called directly (the registry's "gauc" is the same function).
       m.gauc = g.empty() ? std::numeric_limits<double>::quiet_NaN() : group_auc(p, y, g, &m.gauc_groups);
+      m.reliability = reliability_curve(p, y);
     } else {
       m.mse = value("mse");
       m.rmse = value("rmse");
@@ -157,9 +158,98 @@ nlohmann::json to_json(const std::vector<TaskMetrics>& metrics) {
       j["rmse"] = num(m.rmse);
     }
     for (const auto& [name, v] : m.extra) j[name] = num(v);
+    if (!m.reliability.empty()) {
+      nlohmann::json pred = nlohmann::json::array(), rate = nlohmann::json::array(), rows = nlohmann::json::array();
+      for (const ReliabilityBin& b : m.reliability) {
+        pred.push_back(b.mean_prediction);
+        rate.push_back(b.positive_rate);
+        rows.push_back(b.rows);
+      }
+      j["reliability"] = {{"mean_prediction", pred}, {"positive_rate", rate}, {"rows", rows}};
+    }
     tasks[m.name] = j;
   }
   return tasks;
+}
+
+std::vector<ReliabilityBin> reliability_curve(const std::vector<float>& probs, const std::vector<float>& labels,
+                                              int bins) {
+  const std::size_t n = probs.size();
+  std::vector<ReliabilityBin> out;
+  if (n == 0 || bins < 1) return out;
+  for (float p : probs)
+    if (!std::isfinite(p)) return out;
+  std::vector<std::size_t> order(n);
+  std::iota(order.begin(), order.end(), std::size_t{0});
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return probs[a] < probs[b]; });
+  const std::size_t count = std::min(n, static_cast<std::size_t>(bins));
+  for (std::size_t b = 0; b < count; ++b) {
+    const std::size_t begin = b * n / count, end = (b + 1) * n / count;
+    ReliabilityBin bin;
+    for (std::size_t i = begin; i < end; ++i) {
+      bin.mean_prediction += probs[order[i]];
+      bin.positive_rate += labels[order[i]] > 0.5f ? 1.0 : 0.0;
+    }
+    bin.rows = static_cast<std::int64_t>(end - begin);
+    bin.mean_prediction /= static_cast<double>(bin.rows);
+    bin.positive_rate /= static_cast<double>(bin.rows);
+    out.push_back(bin);
+  }
+  return out;
+}
+
+std::vector<TaskMetrics> task_metrics_from_json(const nlohmann::json& tasks) {
+  if (!tasks.is_object()) throw std::invalid_argument("task metrics: not a JSON object of tasks");
+  std::vector<TaskMetrics> out;
+  for (const auto& [name, j] : tasks.items()) {
+    auto fail = [&name = name](const std::string& key, const char* want) {
+      return std::invalid_argument("task '" + name + "': key '" + key + "' is not " + want);
+    };
+    if (!j.is_object()) throw fail("", "an object");
+    auto number = [&](const std::string& key, double fallback) {
+      const auto it = j.find(key);
+      if (it == j.end()) return fallback;
+      if (it->is_null()) return std::numeric_limits<double>::quiet_NaN();
+      if (!it->is_number()) throw fail(key, "a number");
+      return it->get<double>();
+    };
+    TaskMetrics m;
+    m.name = name;
+    const auto type = j.find("type");
+    if (type == j.end() || !type->is_string() || (*type != "binary" && *type != "regression"))
+      throw fail("type", "\"binary\" or \"regression\"");
+    m.type = *type == "binary" ? TaskType::kBinary : TaskType::kRegression;
+    m.count = static_cast<std::int64_t>(number("count", 0));
+    m.auc = number("auc", 0);
+    m.logloss = number("logloss", 0);
+    m.positive_rate = number("positive_rate", 0);
+    m.mean_prediction = number("mean_prediction", 0);
+    m.calibration = number("calibration", 0);
+    m.gauc = number("gauc", std::numeric_limits<double>::quiet_NaN());
+    m.gauc_groups = static_cast<std::int64_t>(number("gauc_groups", 0));
+    m.mse = number("mse", 0);
+    m.rmse = number("rmse", 0);
+    m.loss = m.type == TaskType::kBinary ? m.logloss : m.mse;
+    static const char* const kFixed[] = {"type",          "count", "auc", "logloss", "positive_rate", "mean_prediction",
+                                         "calibration",   "gauc",  "gauc_groups", "mse", "rmse", "reliability"};
+    for (const auto& [key, v] : j.items()) {
+      if (std::find(std::begin(kFixed), std::end(kFixed), key) != std::end(kFixed)) continue;
+      m.extra.emplace_back(key, number(key, 0));
+    }
+    if (const auto r = j.find("reliability"); r != j.end()) {
+      const auto pred = r->find("mean_prediction"), rate = r->find("positive_rate"), rows = r->find("rows");
+      if (!r->is_object() || pred == r->end() || rate == r->end() || rows == r->end() || !pred->is_array() ||
+          !rate->is_array() || !rows->is_array() || pred->size() != rate->size() || pred->size() != rows->size())
+        throw fail("reliability", "{mean_prediction, positive_rate, rows} of equal-length arrays");
+      for (std::size_t b = 0; b < pred->size(); ++b) {
+        if (!(*pred)[b].is_number() || !(*rate)[b].is_number() || !(*rows)[b].is_number_integer())
+          throw fail("reliability", "numbers (and integer row counts)");
+        m.reliability.push_back({(*pred)[b].get<double>(), (*rate)[b].get<double>(), (*rows)[b].get<std::int64_t>()});
+      }
+    }
+    out.push_back(std::move(m));
+  }
+  return out;
 }
 
 std::string format_table(const std::vector<TaskMetrics>& metrics) {

@@ -19,6 +19,20 @@ double roc_auc(const std::vector<float>& scores, const std::vector<float>& label
 double logloss(const std::vector<float>& probs, const std::vector<float>& labels);
 double mean_squared_error(const std::vector<float>& preds, const std::vector<float>& labels);
 
+// One bin of a reliability (calibration) diagram: rows grouped by their
+// predicted probability, their mean prediction against their positive rate.
+struct ReliabilityBin {
+  double mean_prediction = 0, positive_rate = 0;
+  std::int64_t rows = 0;
+};
+// Equal-count bins: the rows sorted by probability, cut into `bins`
+// consecutive groups of (nearly) equal size, so that every point of the
+// diagram rests on as many rows and a skewed task (a few percent positives)
+// still gets bins where its predictions are. Fewer bins than rows if there
+// are fewer rows; empty without rows or if a probability is not finite.
+std::vector<ReliabilityBin> reliability_curve(const std::vector<float>& probs, const std::vector<float>& labels,
+                                              int bins = 10);
+
 struct TaskMetrics {
   std::string name;
   TaskType type = TaskType::kBinary;
@@ -31,6 +45,7 @@ struct TaskMetrics {
   double loss = 0;  // the training loss of the task on this data (logloss or mse)
   // The task's configured metrics (TaskConfig::metrics), by name, in its order.
   std::vector<std::pair<std::string, double>> extra;
+  std::vector<ReliabilityBin> reliability;  // binary: 10 equal-count bins (reliability_curve)
 };
 
 // Throws ConfigError naming the config and the task's `metrics` key if a name
@@ -49,7 +64,13 @@ std::vector<TaskMetrics> evaluate_tasks(const std::vector<TaskConfig>& tasks, co
                                         const std::vector<float>& labels, const std::vector<float>& mask,
                                         const std::vector<std::uint64_t>& groups = {});
 
+// {task: {"type", "count", metrics..., "reliability": {"mean_prediction": [..], "positive_rate": [..], "rows": [..]}}};
+// a metric that is not finite is null.
 nlohmann::json to_json(const std::vector<TaskMetrics>& metrics);
+// The inverse of to_json (null reads back as NaN; `extra` comes back in the
+// JSON's key order). Throws std::invalid_argument naming the task and key of
+// a value of the wrong kind.
+std::vector<TaskMetrics> task_metrics_from_json(const nlohmann::json& tasks);
 // A fixed-width table for the terminal.
 std::string format_table(const std::vector<TaskMetrics>& metrics);
 

@@ -192,6 +192,11 @@ json to_metrics_json(const RunRecord& run) {
   for (const auto& e : report.epochs) {
     json h{{"epoch", e.epoch},   {"train_loss", e.train_loss}, {"val_loss", e.val_loss},
            {"seconds", e.seconds}, {"rows_per_s", e.rows_per_s}, {"learning_rate", e.learning_rate}};
+    if (e.train_task_loss.size() == run.config.tasks.size()) {
+      json per_task = json::object();
+      for (std::size_t t = 0; t < e.train_task_loss.size(); ++t) per_task[run.config.tasks[t].name] = e.train_task_loss[t];
+      h["train_task_loss"] = per_task;  // each task's masked mean loss, averaged over the epoch's batches
+    }
     if (!e.val.empty()) h["val"] = eval::to_json(e.val);  // this epoch's validation metrics per task
     metrics["history"].push_back(std::move(h));
   }

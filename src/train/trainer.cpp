@@ -12,6 +12,8 @@
 
 #include <unistd.h>
 
+#include <nlohmann/json.hpp>
+
 #include "common/atomic_file.h"
 #include "common/error.h"
 #include "common/progress.h"
@@ -199,6 +201,7 @@ class Trainer::Impl {
                         static_cast<std::uint64_t>(train.rows()), "rows", show_progress);
       double loss_sum = 0, lr = tc_.learning_rate;
       std::int64_t batches = 0;
+      task_loss_sums_.assign(config_.tasks.size(), 0.0);
       for (std::int64_t begin = 0; begin < train.rows(); begin += tc_.batch_size) {
         const std::int64_t n = std::min(tc_.batch_size, train.rows() - begin);
         lr = scheduled_lr(tc_, global_step_, epoch - 1);
@@ -217,6 +220,7 @@ class Trainer::Impl {
       log.epoch = epoch;
       log.seconds = progress.elapsed_seconds();
       log.train_loss = loss_sum / static_cast<double>(std::max<std::int64_t>(batches, 1));
+      for (double sum : task_loss_sums_) log.train_task_loss.push_back(sum / static_cast<double>(std::max<std::int64_t>(batches, 1)));
       log.rows_per_s = static_cast<double>(train.rows()) / std::max(log.seconds, 1e-9);
       log.learning_rate = lr;
       char extra[96];
@@ -295,7 +299,7 @@ class Trainer::Impl {
     StepState st;
     model::ModelOutput out = net_.forward(batch, &st.touched);
     // The loss the tests check (multitask_loss) is this loss.
-    st.loss = multitask_loss(out.logits, batch.labels, batch.mask, config_.tasks, nullptr, epoch_index, log_vars_);
+    st.loss = multitask_loss(out.logits, batch.labels, batch.mask, config_.tasks, &st.task_losses, epoch_index, log_vars_);
     st.value = st.loss.item<double>();
     return st;
   }
@@ -328,6 +332,8 @@ class Trainer::Impl {
   double step(const model::Batch& batch, int epoch, std::int64_t step_in_epoch) {
     StepState st = forward_loss(batch, epoch - 1);
     const double value = st.value;
+    task_loss_sums_.resize(st.task_losses.size(), 0.0);
+    for (std::size_t t = 0; t < st.task_losses.size(); ++t) task_loss_sums_[t] += st.task_losses[t];
     if (!std::isfinite(value)) {
       char msg[512];
       std::snprintf(msg, sizeof msg,
@@ -408,6 +414,13 @@ class Trainer::Impl {
       history.insert(history.end(), {static_cast<double>(e.epoch), e.train_loss, e.val_loss, e.seconds, e.rows_per_s,
                                      e.learning_rate});
     a.write("history", torch::tensor(history, torch::kFloat64), true);
+    // What the 6 numbers leave out, so that a resumed run's metrics equal an
+    // uninterrupted run's: each epoch's per-task train losses and validation
+    // metrics, as JSON (doubles round-trip exactly).
+    nlohmann::json epochs = nlohmann::json::array();
+    for (const auto& e : report.epochs)
+      epochs.push_back({{"train_task_loss", e.train_task_loss}, {"val", eval::to_json(e.val)}});
+    a.write("history_details", bytes_tensor(epochs.dump()), true);
     a.write("threads", torch::tensor({static_cast<std::int64_t>(report.threads_at_start)}), true);
     // To memory, then through the atomic writer: LibTorch's file writer
     // aborts the process on a full disk and leaves a partial file.
@@ -486,6 +499,20 @@ class Trainer::Impl {
         e.learning_rate = h[i + 5];
         report.epochs.push_back(e);
       }
+      torch::Tensor details;
+      if (a.try_read("history_details", details, true)) {  // absent in checkpoints of earlier versions
+        const nlohmann::json epochs = nlohmann::json::parse(tensor_bytes(details), nullptr, false);
+        if (!epochs.is_array() || epochs.size() != report.epochs.size())
+          throw ModelError(path + ": corrupt checkpoint: its per-epoch history does not match its epoch count");
+        try {
+          for (std::size_t i = 0; i < epochs.size(); ++i) {
+            report.epochs[i].train_task_loss = epochs[i].at("train_task_loss").get<std::vector<double>>();
+            report.epochs[i].val = eval::task_metrics_from_json(epochs[i].at("val"));
+          }
+        } catch (const std::exception& e) {
+          throw ModelError(path + ": corrupt checkpoint: epoch history: " + e.what());
+        }
+      }
     } catch (const c10::Error& e) {
       throw ModelError(path + ": corrupt checkpoint or one from another config: " + e.what_without_backtrace());
     }
@@ -505,6 +532,7 @@ class Trainer::Impl {
   double best_score_ = std::numeric_limits<double>::infinity();
   int best_epoch_ = 0, since_best_ = 0, epochs_done_ = 0;
   std::int64_t global_step_ = 0;
+  std::vector<double> task_loss_sums_;  // this epoch's per-task batch losses, summed by step()
   bool stopped_ = false;
 };
 

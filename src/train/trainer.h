@@ -34,6 +34,7 @@ double task_weight(const TaskConfig& task, int epoch_index);
 struct EpochLog {
   int epoch = 0;
   double train_loss = 0, val_loss = 0, seconds = 0, rows_per_s = 0, learning_rate = 0;
+  std::vector<double> train_task_loss;  // per task: its masked mean loss, averaged over the epoch's batches
   std::vector<eval::TaskMetrics> val;
 };
 
@@ -71,6 +72,7 @@ struct StepState {
   model::TouchedRows touched;  // embedding rows the batch read, with their gradients after backward
   torch::Tensor loss;          // the multitask loss (multitask_loss)
   double value = 0;            // its value
+  std::vector<double> task_losses;  // each task's masked mean loss in the batch (unweighted)
 };
 
 // Training in phases, so each can be tested and a data-parallel run can

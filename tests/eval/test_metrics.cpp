@@ -127,3 +127,51 @@ TEST(Compare, DifferencesWithinTheSeedSpreadAreNotASeesaw) {
   EXPECT_EQ(eval::verdict({Change::kUp, Change::kUp}), "all tasks up");
   EXPECT_EQ(eval::verdict({Change::kUnknown, Change::kUp}), "noise unknown");
 }
+
+TEST(Metrics, ReliabilityCurveHasEqualCountBinsInPredictionOrder) {
+  // 5 rows, 2 bins: rows 0-1 and 2-4 of the sorted order (b * n / bins).
+  const std::vector<float> p{0.9f, 0.1f, 0.5f, 0.2f, 0.7f}, y{1, 0, 1, 1, 0};
+  const auto bins = eval::reliability_curve(p, y, 2);
+  ASSERT_EQ(bins.size(), 2u);
+  EXPECT_EQ(bins[0].rows, 2);  // 0.1 (0), 0.2 (1)
+  EXPECT_NEAR(bins[0].mean_prediction, 0.15, 1e-7);
+  EXPECT_DOUBLE_EQ(bins[0].positive_rate, 0.5);
+  EXPECT_EQ(bins[1].rows, 3);  // 0.5 (1), 0.7 (0), 0.9 (1)
+  EXPECT_NEAR(bins[1].mean_prediction, 0.7, 1e-7);
+  EXPECT_NEAR(bins[1].positive_rate, 2.0 / 3, 1e-12);
+  EXPECT_EQ(eval::reliability_curve(p, y, 10).size(), 5u);  // no more bins than rows
+  EXPECT_TRUE(eval::reliability_curve({}, {}, 10).empty());
+  EXPECT_TRUE(eval::reliability_curve({0.5f, std::nanf("")}, {1, 0}, 10).empty());
+}
+
+TEST(Metrics, TaskMetricsRoundTripThroughJson) {
+  TaskConfig click, time;
+  click.name = "click";
+  click.metrics = {"ndcg@2"};
+  time.name = "watch_time";
+  time.type = TaskType::kRegression;
+  const std::vector<float> preds{0.9f, 3.0f, 0.2f, 1.0f, 0.6f, 2.0f, 0.4f, 5.0f};
+  const std::vector<float> labels{1, 2.5f, 0, 1.5f, 1, 2, 0, 4};
+  const std::vector<float> mask(8, 1.0f);
+  const auto metrics = eval::evaluate_tasks({click, time}, preds, labels, mask);
+  ASSERT_EQ(metrics[0].reliability.size(), 4u);
+  EXPECT_TRUE(metrics[1].reliability.empty());  // regression: no reliability diagram
+  const nlohmann::json j = eval::to_json(metrics);
+  EXPECT_EQ(j["click"]["reliability"]["rows"], nlohmann::json({1, 1, 1, 1}));
+  const auto back = eval::task_metrics_from_json(j);
+  EXPECT_EQ(eval::to_json(back).dump(), j.dump());
+  ASSERT_EQ(back[0].extra.size(), 1u);
+  EXPECT_EQ(back[0].extra[0].first, "ndcg@2");
+  EXPECT_TRUE(std::isnan(back[0].gauc));  // absent: no groups
+  nlohmann::json bad = j;
+  bad["click"]["auc"] = "high";
+  try {
+    eval::task_metrics_from_json(bad);
+    FAIL() << "no error";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_STREQ(e.what(), "task 'click': key 'auc' is not a number");
+  }
+  bad = j;
+  bad["click"]["reliability"]["rows"] = {1, 1};
+  EXPECT_THROW(eval::task_metrics_from_json(bad), std::invalid_argument);
+}

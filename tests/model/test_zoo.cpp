@@ -303,7 +303,7 @@ TEST_F(ZooTraining, ResumeEqualsUninterrupted) {
     c.model.dropout = 0.1;
     const std::string ckpt = dir_->file(std::string(type) + ".ckpt");
     Run full = prepare(c);
-    train::train_model(*full.net, c, full.train, &full.test, {});
+    const train::TrainReport uninterrupted = train::train_model(*full.net, c, full.train, &full.test, {});
     Run part = prepare(c);
     train::TrainOptions stop_early;
     stop_early.checkpoint_path = ckpt;
@@ -318,6 +318,19 @@ TEST_F(ZooTraining, ResumeEqualsUninterrupted) {
     EXPECT_EQ(report.epochs.size(), 3u);
     EXPECT_EQ(train::predict(*resumed.net, c, resumed.test).values, train::predict(*full.net, c, full.test).values)
         << type;
+    // The history too, epoch 1 (from the checkpoint) included: losses per
+    // task, learning rate and validation metrics, exactly.
+    ASSERT_EQ(uninterrupted.epochs.size(), 3u);
+    for (std::size_t e = 0; e < 3; ++e) {
+      const train::EpochLog &a = report.epochs[e], &b = uninterrupted.epochs[e];
+      EXPECT_EQ(a.train_loss, b.train_loss) << type << " epoch " << e + 1;
+      EXPECT_EQ(a.val_loss, b.val_loss) << type << " epoch " << e + 1;
+      EXPECT_EQ(a.learning_rate, b.learning_rate) << type << " epoch " << e + 1;
+      EXPECT_EQ(a.train_task_loss, b.train_task_loss) << type << " epoch " << e + 1;
+      ASSERT_EQ(a.train_task_loss.size(), c.tasks.size());
+      EXPECT_EQ(eval::to_json(a.val).dump(), eval::to_json(b.val).dump()) << type << " epoch " << e + 1;
+      EXPECT_FALSE(a.val.empty());
+    }
   }
 }
 
