@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything mtrank needs from Debian 12 packages. Idempotent: safe to run again.
+#   scripts/setup.sh          what building and running mtrank needs
+#   scripts/setup.sh --tests  also what the test suite alone needs (scripts/test.sh passes it)
 set -euo pipefail
 
 PACKAGES=(
@@ -14,6 +16,11 @@ PACKAGES=(
   libxgboost-dev          # the gradient-boosted trees baseline of `compare --gbdt` (C API)
   libgtest-dev libgmock-dev libbenchmark-dev
 )
+
+# Only for tests: a headless browser that renders `mtrank report` pages (and
+# a font for its text), and python3 for the end-to-end scripts' JSON and DOM checks.
+TEST_PACKAGES=(chromium fonts-dejavu-core python3)
+if [ "${1:-}" = "--tests" ]; then PACKAGES+=("${TEST_PACKAGES[@]}"); fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -23,6 +23,7 @@
 #include "eval/seesaw.h"
 #include "serve/ranker.h"
 #include "model/model_dir.h"
+#include "report/report.h"
 #include "train/run.h"
 #include "train/trainer.h"
 
@@ -32,6 +33,12 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
+
+// MODEL_DIR -> MODEL_DIR-report.html, the report the "what next" lines suggest.
+std::string report_path_for(std::string model_dir) {
+  while (model_dir.size() > 1 && model_dir.back() == '/') model_dir.pop_back();
+  return model_dir + "-report.html";
+}
 
 // [serve] score is found now, not when the trained model is first served.
 void check_score_formula(const Config& config) {
@@ -103,6 +110,14 @@ int run_train(const TrainOptions& o) {
   std::fprintf(o.quiet ? stderr : stdout, "%smodel written to %s (%d epochs, best %d, %s rows/s)\n", o.quiet ? "" : "\n",
                o.out.c_str(), static_cast<int>(run.report.epochs.size()), run.report.best_epoch,
                human_count(run.report.train_rows_per_s).c_str());
+  if (o.what_next && !o.quiet) {
+    const std::string report = report_path_for(o.out);
+    std::printf("\nWhat next:\n"
+                "  build/mtrank report %s --out %s   (learning curves, metrics, calibration, experts)\n"
+                "  build/mtrank eval --model %s --data FILE\n"
+                "  build/mtrank serve --model %s\n",
+                o.out.c_str(), report.c_str(), o.out.c_str(), o.out.c_str());
+  }
   return 0;
 }
 
@@ -361,6 +376,22 @@ int run_compare(const CompareOptions& o) {
   return 0;
 }
 
+int run_report(const ReportOptions& o) {
+  check_output_file(o.out, "--out");
+  const std::vector<report::Run> runs = report::load_runs(o.runs);
+  report::ReportOptions options;
+  options.title = o.title;
+  options.baseline = o.baseline;
+  write_file_atomic(o.out, report::render_report(runs, options));
+  std::size_t models = 0;
+  std::vector<std::string> seen;
+  for (const report::Run& r : runs)
+    if (std::find(seen.begin(), seen.end(), r.label) == seen.end()) seen.push_back(r.label), ++models;
+  std::printf("wrote %s: %zu run%s of %zu model%s (open it in a browser; it needs no network)\n", o.out.c_str(),
+              runs.size(), runs.size() == 1 ? "" : "s", models, models == 1 ? "" : "s");
+  return 0;
+}
+
 const char* const kQuickstartConfig = R"toml(# mtrank quickstart: an MMoE over a synthetic impression log.
 # Every key is documented in docs/config.md.
 [data]
@@ -463,17 +494,20 @@ int run_quickstart(const QuickstartOptions& o) {
   t.test = (dir / "test.csv").string();
   t.metrics_out = (dir / "metrics.json").string();
   t.threads = o.threads;
+  t.what_next = false;  // the quickstart's own list follows
   const int rc = run_train(t);
   if (rc != 0) return rc;
   std::printf(
       "\nWhat next:\n"
+      "  build/mtrank report %s --out %s   (learning curves, metrics, calibration, experts)\n"
       "  build/mtrank eval --model %s --data %s\n"
       "  build/mtrank predict --model %s --data %s --out %s\n"
       "  build/mtrank serve --model %s   (then POST candidates to http://127.0.0.1:8080/v1/rank; README)\n"
       "  edit %s (docs/config.md lists every key) and run\n"
       "  build/mtrank train --config %s --out %s\n"
       "  real data: build/mtrank train --config examples/census/mmoe.toml --out census-model (see README)\n",
-      t.out.c_str(), t.test.c_str(), t.out.c_str(), t.test.c_str(), (dir / "predictions.csv").c_str(), t.out.c_str(),
+      t.out.c_str(), report_path_for(t.out).c_str(), t.out.c_str(), t.test.c_str(), t.out.c_str(), t.test.c_str(),
+      (dir / "predictions.csv").c_str(), t.out.c_str(),
       config_path.c_str(), config_path.c_str(), t.out.c_str());
   return 0;
 }

@@ -15,6 +15,7 @@ struct TrainOptions {
   bool tables = true;          // print the metric tables (compare turns them off)
   bool resume = false;        // continue from MODEL_DIR's checkpoint
   std::string warm_start;     // initialize from this model directory
+  bool what_next = true;      // end with the "what next" commands (report, eval, serve)
 };
 int run_train(const TrainOptions& o);
 
@@ -51,6 +52,15 @@ struct CompareOptions {
 // Trains each config for each seed (reusing results already in out_dir) and
 // prints each task's test metric per model next to the single-task baseline.
 int run_compare(const CompareOptions& o);
+
+struct ReportOptions {
+  std::vector<std::string> runs;  // RUN_OR_MODEL arguments (report/report.h: load_runs)
+  std::string out = "report.html";
+  std::string title = "mtrank report";
+  std::string baseline = "single_task";
+};
+// Writes one self-contained HTML report of the runs (atomically) and names it.
+int run_report(const ReportOptions& o);
 
 struct DoctorOptions {
   int size = 1024;

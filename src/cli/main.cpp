@@ -200,6 +200,26 @@ int main(int argc, char** argv) {
       "A POST without Content-Length or chunked encoding has an empty body. SIGTERM finishes requests in flight, then\n"
       "exits 0. Exit codes: 2 bad option or address (port in use), 4 bad model, 1 other errors (a thread cannot start).");
 
+  mtrank::cli::ReportOptions rp;
+  auto* report = app.add_subcommand(
+      "report", "Write one self-contained HTML report (learning curves, metrics, calibration, experts, seesaw).");
+  report->add_option("runs", rp.runs,
+                     "Runs: metrics JSON files (train --metrics-out), model directories, or compare --out-dir "
+                     "folders; LABEL=PATH names a run's model")
+      ->required();
+  report->add_option("--out", rp.out, "HTML file to write")->capture_default_str();
+  report->add_option("--title", rp.title, "Page title")->capture_default_str();
+  report->add_option("--baseline", rp.baseline, "The label the seesaw table compares every model with")
+      ->capture_default_str();
+  report->footer(
+      "Runs that share a label are seeds of one model: tables show their mean and spread, and plots\n"
+      "draw one line per seed. Without LABEL= a run is labelled by its model family; in a compare folder\n"
+      "by its model's folder name. With two or more models the report has the seesaw table against\n"
+      "--baseline. The page is inline SVG and CSS: no network, no JavaScript. Examples:\n"
+      "  mtrank report model --out report.html\n"
+      "  mtrank report mtrank-compare --out compare.html\n"
+      "  mtrank report single_task=st.json mmoe=a.json mmoe=b.json --out report.html");
+
   mtrank::cli::DoctorOptions dr;
   auto* doctor = app.add_subcommand("doctor", "Check the BLAS in use and measure sgemm GFLOP/s on 1 and all threads.");
   doctor->add_option("--size", dr.size, "Matrix size n for the n x n x n sgemm")->capture_default_str();
@@ -222,6 +242,7 @@ int main(int argc, char** argv) {
     if (*evalc) return mtrank::cli::run_eval(ev);
     if (*predict) return mtrank::cli::run_predict(pr);
     if (*doctor) return mtrank::cli::run_doctor(dr);
+    if (*report) return mtrank::cli::run_report(rp);
     if (*compare) return mtrank::cli::run_compare(cmp);
     if (*serve) {
       sv.ranker.ignore_unknown_features = unknown_features == "ignore";

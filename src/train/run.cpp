@@ -188,6 +188,8 @@ json to_metrics_json(const RunRecord& run) {
   const data::IngestStats& ingest = run.train_ingest;
   metrics["ingest_rows_per_s"] = ingest.from_cache || ingest.seconds <= 0 ? json(nullptr) : json(ingest.rows / ingest.seconds);
   metrics["ingest_from_cache"] = ingest.from_cache;
+  metrics["task_names"] = json::array();  // config order: the rows of expert_utilization
+  for (const TaskConfig& t : run.config.tasks) metrics["task_names"].push_back(t.name);
   metrics["history"] = json::array();
   for (const auto& e : report.epochs) {
     json h{{"epoch", e.epoch},   {"train_loss", e.train_loss}, {"val_loss", e.val_loss},

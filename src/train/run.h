@@ -62,10 +62,11 @@ RunRecord run_training(const RunRequest& request);
 
 // The metrics JSON of a run: model, parameters, threads, seed, epochs,
 // best_epoch, early_stopped, train_rows, train_seconds, train_rows_per_s,
-// fit_seconds, ingest_rows_per_s, ingest_from_cache, history (per epoch:
-// epoch, train_loss, val_loss, learning_rate, seconds, rows_per_s, and
-// "val" task metrics when there is validation data), splits, tasks,
-// metrics_split, expert_utilization, expert_names.
+// fit_seconds, ingest_rows_per_s, ingest_from_cache, task_names (config
+// order), history (per epoch: epoch, train_loss, val_loss, learning_rate,
+// seconds, rows_per_s, train_task_loss per task, and "val" task metrics when
+// there is validation data), splits, tasks (with reliability bins for binary
+// tasks), metrics_split, expert_utilization, expert_names.
 nlohmann::json to_metrics_json(const RunRecord& record);
 
 }  // namespace mtrank::train

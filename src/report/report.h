@@ -1,0 +1,64 @@
+#pragma once
+// `mtrank report`: one self-contained HTML file (inline SVG, no network, no
+// JavaScript needed) drawn from run records: learning curves per task, the
+// metrics table, expert utilization as a heat map, a reliability diagram per
+// binary task and, for several models, the seesaw table against the
+// single-task run. No torch: it reads the metrics JSON that training writes.
+// A later issue adds its plots here as one more section function.
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "eval/metrics.h"
+
+namespace mtrank::report {
+
+struct EpochRecord {
+  double epoch = 0, train_loss = 0, val_loss = 0, learning_rate = 0;  // NaN where the record lacks one
+  std::vector<std::pair<std::string, double>> train_task_loss;  // by task name
+  std::vector<eval::TaskMetrics> val;                           // empty without validation data
+};
+
+// One training run, read from its metrics JSON.
+struct Run {
+  std::string label;   // the model it is a seed of (runs with one label are averaged over seeds)
+  std::string source;  // the file it was read from
+  std::string model;   // the model family
+  std::int64_t seed = 0, parameters = 0;
+  int best_epoch = 0;
+  bool early_stopped = false;
+  double train_rows_per_s = 0;
+  std::string metrics_split;               // "test" or "val": the split of `tasks`
+  std::vector<std::string> task_names;     // config order (the rows of expert_utilization)
+  std::vector<eval::TaskMetrics> tasks;    // metrics on metrics_split
+  std::vector<EpochRecord> history;
+  std::vector<std::vector<double>> expert_utilization;  // [tasks][experts]; empty without gates
+  std::vector<std::string> expert_names;
+  nlohmann::json record;  // as read (the seesaw table reads it)
+};
+
+// Reads one metrics JSON record (`mtrank train --metrics-out`, compare's
+// seedN.json, or a model directory's meta.json "training"). Throws DataError
+// naming `source` and the key that is missing or of the wrong kind.
+Run parse_run(const nlohmann::json& record, const std::string& label, const std::string& source);
+
+// The command line's RUN_OR_MODEL arguments: each is PATH or LABEL=PATH, where
+// PATH is a metrics JSON file, a model directory, or a `compare --out-dir`
+// folder (compare.json beside one folder per model holding seedN.json; each
+// folder's name is its label). Without a label a run is labelled by its model
+// family. Throws DataError naming the path: missing, unreadable, not JSON,
+// not a run record, or two runs with one label and one seed.
+std::vector<Run> load_runs(const std::vector<std::string>& arguments);
+
+struct ReportOptions {
+  std::string title = "mtrank report";
+  std::string baseline = "single_task";  // the label every other model is compared with
+};
+
+// The whole page, well-formed XHTML. Each plot is a <figure data-plot="KIND">
+// (learning-curve, calibration, expert-utilization) and the seesaw table a
+// <table data-plot="seesaw">, so tests and scripts can find them.
+std::string render_report(const std::vector<Run>& runs, const ReportOptions& options);
+
+}  // namespace mtrank::report
