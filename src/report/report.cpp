@@ -310,9 +310,10 @@ std::string learning_curves(const Group& g, const std::vector<std::string>& task
     for (std::size_t i = 0; i < g.runs.size(); ++i) {
       const Run& r = *g.runs[i];
       if (const eval::TaskMetrics* m = find_task(r.tasks, task)) regression = m->type == TaskType::kRegression;
-      Series train{seed_name(r, g) + "train", {}, {}, palette(2 * i), false, false};
-      Series val{seed_name(r, g) + "validation", {}, {}, palette(2 * i + 1), true, false};
-      Series quality{seed_name(r, g) + "validation", {}, {}, palette(2 * i + 1), false, true};
+      // One color per seed: train solid, validation dashed.
+      Series train{seed_name(r, g) + "train", {}, {}, palette(i), false, false};
+      Series val{seed_name(r, g) + "validation", {}, {}, palette(i), true, false};
+      Series quality{seed_name(r, g) + "validation", {}, {}, palette(i), false, true};
       for (const EpochRecord& e : r.history) {
         double tl = kNaN;
         for (const auto& [name, v] : e.train_task_loss)
@@ -519,7 +520,9 @@ std::vector<Run> load_runs(const std::vector<std::string>& arguments) {
 }
 
 std::string render_report(const std::vector<Run>& runs, const ReportOptions& options) {
-  const std::vector<Group> groups = group_by_label(runs);
+  std::vector<Group> groups = group_by_label(runs);
+  // The baseline first: the seesaw table reads down from it.
+  std::stable_partition(groups.begin(), groups.end(), [&](const Group& g) { return g.label == options.baseline; });
   std::string s;
   s += "<!DOCTYPE html>\n<html xmlns=\"http://www.w3.org/1999/xhtml\" lang=\"en\">\n<head>\n<meta charset=\"utf-8\"/>\n";
   s += "<title>" + escape(options.title) + "</title>\n<style>" + kStyle + "</style>\n</head>\n<body>\n";
