@@ -72,7 +72,7 @@ int main(int argc, char** argv) {
   config.train.batch_size = batch;
   config.train.epochs = 1;
   config.train.eval_batch_size = batch;
-  const mtrank::model::InputShape shape{kFields * kVocab, kFields, 0, kDense, kTasks};
+  const mtrank::model::InputShape shape{kFields * kVocab, kFields, 0, kDense, kTasks, {}};
   auto net = mtrank::model::create_model(config.model, shape);
   std::int64_t params = 0;
   for (const auto& p : net->parameters()) params += p.numel();

@@ -11,7 +11,7 @@
 
 namespace mtrank::testing {
 
-inline model::InputShape small_shape() { return {50, 3, 1, 2, 2}; }
+inline model::InputShape small_shape() { return {50, 3, 1, 2, 2, {}}; }
 
 // A random batch for the small shape: 3 categorical fields, 1 bag field, 2 dense, 2 tasks.
 struct RandomBatch {

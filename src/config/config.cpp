@@ -287,6 +287,9 @@ void parse_features(TableReader& root, Config& cfg) {
       }
     }
     f.bias = t.boolean("bias", false);
+    f.group = t.string("group", "");
+    if (f.group == "bias")
+      t.fail(t.get("group"), "group", "\"bias\" is the group of the bias features: set bias = true instead");
     if (f.bias && f.type == FeatureType::kCross)
       t.fail(t.get("bias"), "bias",
              "a cross feature cannot be a bias feature: bias features are single columns (categorical, multi_hot or "
@@ -640,6 +643,7 @@ std::string to_toml(const Config& c) {
       if (f.type == FeatureType::kCross) t.insert("columns", strings(f.columns));
     }
     t.insert("bias", f.bias);
+    if (!f.group.empty()) t.insert("group", f.group);  // absent when unset: older configs keep their fingerprint
     features.push_back(std::move(t));
   }
   toml::array tasks;

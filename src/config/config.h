@@ -39,6 +39,10 @@ struct FeatureConfig {
   // training data, but always treated as missing when serving, where the
   // position is not known yet (YouTube's ranker). Not for cross features.
   bool bias = false;
+  // A name that model components select fields by (model/model.h InputField):
+  // "item", "user", "context", ... ("" = none). Bias features are in the
+  // group "bias" as well.
+  std::string group;
 };
 
 struct TaskConfig {

@@ -65,19 +65,65 @@ torch::Tensor FeatureInputImpl::forward(const Batch& batch, const SparseLookup& 
   return torch::cat(parts, 2);
 }
 
-WideImpl::WideImpl(const InputShape& shape) : shape_(shape) {
+const InputField* InputShape::field(const std::string& name) const {
+  for (const InputField& f : fields)
+    if (f.name == name) return &f;
+  return nullptr;
+}
+
+std::vector<const InputField*> InputShape::fields_in_group(const std::string& group) const {
+  std::vector<const InputField*> out;
+  for (const InputField& f : fields)
+    if (std::find(f.groups.begin(), f.groups.end(), group) != f.groups.end()) out.push_back(&f);
+  return out;
+}
+
+std::pair<std::int64_t, std::int64_t> feature_columns(const InputShape& shape, const InputField& field,
+                                                      std::int64_t embedding_dim) {
+  const std::int64_t D = embedding_dim;
+  switch (field.kind) {
+    case FieldKind::kCategorical: return {field.slot * D, (field.slot + 1) * D};
+    case FieldKind::kBag: return {(shape.num_categorical + field.slot) * D, (shape.num_categorical + field.slot + 1) * D};
+    case FieldKind::kDense: {
+      const std::int64_t begin = (shape.num_categorical + shape.num_bags) * D + field.slot;
+      return {begin, begin + 1};
+    }
+  }
+  return {0, 0};
+}
+
+torch::Tensor select_fields(const torch::Tensor& features, const InputShape& shape,
+                            const std::vector<const InputField*>& fields, std::int64_t embedding_dim) {
+  std::vector<torch::Tensor> parts;
+  for (const InputField* f : fields) {
+    const auto [begin, end] = feature_columns(shape, *f, embedding_dim);
+    parts.push_back(features.slice(-1, begin, end));
+  }
+  if (parts.empty()) {
+    std::vector<std::int64_t> sizes = features.sizes().vec();
+    sizes.back() = 0;
+    return torch::zeros(sizes, features.options());
+  }
+  return torch::cat(parts, -1);
+}
+
+WideHead::WideHead(const InputShape& shape) : shape_(shape) {
   // Linear weights start at zero, as a logistic regression does.
-  table_ = register_parameter("table", torch::zeros({std::max<std::int64_t>(shape.embedding_rows, 1), shape.num_tasks}),
-                              /*requires_grad=*/false);
+  table_ = {"wide",
+            register_parameter("table", torch::zeros({std::max<std::int64_t>(shape.embedding_rows, 1), shape.num_tasks}),
+                               /*requires_grad=*/false),
+            true};
   bias_ = register_parameter("bias", torch::zeros({shape.num_tasks}));
 }
 
-torch::Tensor WideImpl::forward(const Batch& batch, const SparseLookup& lookup, const torch::Tensor& rows) {
+torch::Tensor WideHead::forward(const HeadInput& in) {
+  const Batch& batch = in.batch;
+  const SparseLookup& lookup = in.lookup;
   const std::int64_t B = batch.size, T = shape_.num_tasks;
-  const torch::Tensor& source = lookup.training ? rows : table_;
+  const torch::Tensor& source = lookup.training ? in.table_rows : table_.table;
   torch::Tensor out = bias_.expand({B, T});
   if (shape_.num_categorical > 0)
-    out = out + (lookup.training ? source.index_select(0, lookup.categorical) : gather_rows(table_, lookup.categorical))
+    out = out + (lookup.training ? source.index_select(0, lookup.categorical) : gather_rows(table_.table, lookup.categorical))
                     .view({B, shape_.num_categorical, T})
                     .sum(1);
   if (shape_.num_bags > 0)
@@ -91,12 +137,16 @@ torch::Tensor WideImpl::forward(const Batch& batch, const SparseLookup& lookup, 
 RankingModel::RankingModel(const ModelConfig& config, const InputShape& shape, std::int64_t embedding_copies)
     : shape_(shape) {
   input_ = register_module("input", FeatureInput(shape, config.embedding_dim, embedding_copies));
-  if (config.wide) wide_ = register_module("wide", Wide(shape));
+  if (config.wide) add_head("wide", std::make_shared<WideHead>(shape));
+}
+
+void RankingModel::add_head(const std::string& name, std::shared_ptr<AdditiveHead> head) {
+  heads_.push_back(register_module(name, std::move(head)));
 }
 
 ModelOutput RankingModel::forward(const Batch& batch, TouchedRows* touched) {
   SparseLookup lookup;
-  torch::Tensor input_rows, wide_rows;
+  torch::Tensor input_rows;
   const torch::Tensor categorical = batch.categorical.reshape({-1});
   if (touched) {
     // One unique over every id of the batch; each sparse table gathers those rows as a leaf.
@@ -109,24 +159,34 @@ ModelOutput RankingModel::forward(const Batch& batch, TouchedRows* touched) {
     for (SparseTable& t : sparse_tables())
       touched->rows.push_back(t.table.index_select(0, unique).detach().requires_grad_(true));
     input_rows = touched->rows[0];
-    if (wide_) wide_rows = touched->rows[1];
   } else {
     lookup = {categorical, batch.bag_ids, false};
   }
-  ModelOutput out = forward_deep(input_->forward(batch, lookup, input_rows));
-  if (wide_) out.logits = out.logits + wide_->forward(batch, lookup, wide_rows);
+  const torch::Tensor features = input_->forward(batch, lookup, input_rows);
+  ModelOutput out = forward_deep(features);
+  std::size_t table = 1;  // TouchedRows::rows[0] is the embeddings
+  const torch::Tensor none;
+  for (const auto& head : heads_) {
+    const bool has_table = head->sparse_table() != nullptr;
+    const torch::Tensor& rows = touched && has_table ? touched->rows[table] : none;
+    if (has_table) ++table;
+    out.logits = out.logits + head->forward({batch, lookup, rows, features, shape_});
+  }
   return out;
 }
 
 std::vector<SparseTable> RankingModel::sparse_tables() {
   std::vector<SparseTable> tables{{"embeddings", input_->table(), false}};
-  if (wide_) tables.push_back({"wide", wide_->table(), true});
+  for (const auto& head : heads_)
+    if (const SparseTable* t = head->sparse_table()) tables.push_back(*t);
   return tables;
 }
 
 std::vector<torch::Tensor> RankingModel::wide_dense_parameters() {
-  if (!wide_) return {};
-  return {wide_->bias()};
+  std::vector<torch::Tensor> out;
+  for (const auto& head : heads_)
+    for (torch::Tensor& p : head->wide_optimizer_parameters()) out.push_back(p);
+  return out;
 }
 
 torch::Tensor task_values(const torch::Tensor& logits, const std::vector<TaskConfig>& tasks) {
@@ -187,7 +247,24 @@ std::shared_ptr<RankingModel> create_model(const ModelConfig& config, const Inpu
 }
 
 InputShape input_shape(const data::Preprocessor& pre) {
-  return {pre.embedding_rows(), pre.num_categorical(), pre.num_bags(), pre.num_dense(), pre.num_tasks()};
+  InputShape shape{pre.embedding_rows(), pre.num_categorical(), pre.num_bags(), pre.num_dense(), pre.num_tasks(), {}};
+  auto add = [&](const FeatureConfig& f, FieldKind kind, int slot, std::int64_t offset, std::int64_t size) {
+    InputField field{f.name, kind, slot, offset, size, {}};
+    if (!f.group.empty()) field.groups.push_back(f.group);
+    if (f.bias) field.groups.push_back("bias");
+    shape.fields.push_back(std::move(field));
+  };
+  for (std::size_t i = 0; i < pre.categorical_fields().size(); ++i) {
+    const auto& f = pre.categorical_fields()[i];
+    add(f.feature, FieldKind::kCategorical, static_cast<int>(i), f.offset, f.size);
+  }
+  for (std::size_t i = 0; i < pre.bag_fields().size(); ++i) {
+    const auto& f = pre.bag_fields()[i];
+    add(f.feature, FieldKind::kBag, static_cast<int>(i), f.offset, f.size);
+  }
+  for (std::size_t i = 0; i < pre.dense_fields().size(); ++i)
+    add(pre.dense_fields()[i].feature, FieldKind::kDense, static_cast<int>(i), 0, 0);
+  return shape;
 }
 
 bool parameters_finite(RankingModel& net) {

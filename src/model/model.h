@@ -17,11 +17,36 @@
 
 namespace mtrank::model {
 
-// Sizes of the featurized input, from the fitted preprocessor.
+// One named input field, as the fitted preprocessor laid it out: components
+// select fields by name or group instead of by position (a bias tower reads
+// "the bias fields").
+enum class FieldKind { kCategorical, kBag, kDense };
+struct InputField {
+  std::string name;
+  FieldKind kind = FieldKind::kCategorical;
+  int slot = 0;                          // column of Batch::categorical, bag number, or column of Batch::dense
+  std::int64_t offset = 0, size = 0;     // its rows in the fused embedding table (categorical and bags)
+  std::vector<std::string> groups;       // [[features]] group, and "bias" for bias features
+};
+
+// Sizes and fields of the featurized input, from the fitted preprocessor.
 struct InputShape {
   std::int64_t embedding_rows = 0;
   int num_categorical = 0, num_bags = 0, num_dense = 0, num_tasks = 0;
+  std::vector<InputField> fields;  // categorical (incl. crosses), then bags, then dense, each in slot order
+
+  const InputField* field(const std::string& name) const;  // nullptr if no field has the name
+  std::vector<const InputField*> fields_in_group(const std::string& group) const;
 };
+
+// The columns [begin, end) of `field` in FeatureInput's output, whose layout
+// is every categorical field's embedding, then every bag's, then the dense
+// features (embedding_dim wide for embeddings, 1 for a dense column).
+std::pair<std::int64_t, std::int64_t> feature_columns(const InputShape& shape, const InputField& field,
+                                                      std::int64_t embedding_dim);
+// The given fields' columns of FeatureInput's output [copies, B, in], concatenated in the given order.
+torch::Tensor select_fields(const torch::Tensor& features, const InputShape& shape,
+                            const std::vector<const InputField*>& fields, std::int64_t embedding_dim);
 
 // The rows of each sparse table that a training batch touched, as leaf tensors:
 // autograd fills rows[i].grad(), and a row-wise optimizer updates only those
@@ -77,29 +102,55 @@ class FeatureInputImpl : public torch::nn::Module {
 };
 TORCH_MODULE(FeatureInput);
 
-// Wide & Deep's wide part: a linear model over every sparse id (categorical,
-// cross and multi-hot), one weight per id and task, plus a bias per task.
-class WideImpl : public torch::nn::Module {
+
+// What an additive head reads.
+struct HeadInput {
+  const Batch& batch;
+  const SparseLookup& lookup;
+  const torch::Tensor& table_rows;  // training: the touched rows of the head's own table (undefined without one)
+  const torch::Tensor& features;    // FeatureInput's output [copies, B, in] (select_fields picks fields from it)
+  const InputShape& shape;
+};
+
+// A component whose output is added to every task's logit beside the model
+// family's deep part: Wide & Deep's wide part today, the position-bias tower
+// next. A head may own one table trained row by row (SparseTable), and may
+// hand dense parameters to the wide optimizer; its other parameters train
+// with the deep optimizer.
+class AdditiveHead : public torch::nn::Module {
  public:
-  WideImpl(const InputShape& shape);
-  torch::Tensor forward(const Batch& batch, const SparseLookup& lookup, const torch::Tensor& rows);  // [B, T]
-  torch::Tensor& table() { return table_; }
-  torch::Tensor& bias() { return bias_; }
+  virtual torch::Tensor forward(const HeadInput& input) = 0;  // [B, T]
+  virtual const SparseTable* sparse_table() { return nullptr; }
+  virtual std::vector<torch::Tensor> wide_optimizer_parameters() { return {}; }
+};
+
+// Wide & Deep's wide part as a head: a linear model over every sparse id
+// (categorical, cross and multi-hot), one weight per id and task, plus a bias
+// per task; FTRL (train.wide_optimizer) trains both.
+class WideHead : public AdditiveHead {
+ public:
+  explicit WideHead(const InputShape& shape);
+  torch::Tensor forward(const HeadInput& input) override;
+  const SparseTable* sparse_table() override { return &table_; }
+  std::vector<torch::Tensor> wide_optimizer_parameters() override { return {bias_}; }
 
  private:
-  torch::Tensor table_, bias_;
+  SparseTable table_;  // "table": [embedding_rows, T]
+  torch::Tensor bias_;  // [T]
   InputShape shape_;
 };
-TORCH_MODULE(Wide);
 
 class RankingModel : public torch::nn::Module {
  public:
   RankingModel(const ModelConfig& config, const InputShape& shape, std::int64_t embedding_copies = 1);
   // `touched` non-null: training mode lookup through gathered unique rows.
   ModelOutput forward(const Batch& batch, TouchedRows* touched);
+  // The embeddings, then each head's table, in the order of TouchedRows::rows.
   std::vector<SparseTable> sparse_tables();
-  // Dense parameters of the wide part (its bias), optimized with the wide optimizer.
+  // Dense parameters the heads give the wide optimizer (the wide part's bias).
   std::vector<torch::Tensor> wide_dense_parameters();
+  // Adds a head under `name` (its parameters are saved as "NAME.*"); model.wide adds "wide".
+  void add_head(const std::string& name, std::shared_ptr<AdditiveHead> head);
   FeatureInput& input() { return input_; }
   const InputShape& shape() const { return shape_; }
 
@@ -111,7 +162,7 @@ class RankingModel : public torch::nn::Module {
 
  private:
   FeatureInput input_{nullptr};
-  Wide wide_{nullptr};
+  std::vector<std::shared_ptr<AdditiveHead>> heads_;
 };
 
 // Logits [B, T] -> task values [B, T], contiguous: probabilities for binary

@@ -327,3 +327,20 @@ TEST(Config, ExtendsNameTheFileSystemRefusesIsAConfigError) {
     EXPECT_NE(std::string(e.what()).find("File name too long"), std::string::npos) << e.what();
   }
 }
+
+TEST(Config, AFeatureGroupRoundTripsAndBiasIsReserved) {
+  const std::string base =
+      "[data]\ntrain = \"t.csv\"\n[[features]]\nname = \"item\"\ntype = \"categorical\"\ngroup = \"item\"\n"
+      "[[tasks]]\nname = \"click\"\ntype = \"binary\"\ncolumn = \"click\"\n";
+  const Config c = parse_config(base, "g.toml");
+  EXPECT_EQ(c.features[0].group, "item");
+  EXPECT_EQ(parse_config(to_toml(c), "again.toml").features[0].group, "item");
+  try {
+    parse_config("[data]\ntrain = \"t.csv\"\n[[features]]\nname = \"p\"\ntype = \"categorical\"\ngroup = \"bias\"\n"
+                 "[[tasks]]\nname = \"click\"\ntype = \"binary\"\ncolumn = \"click\"\n",
+                 "b.toml");
+    FAIL() << "no error";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("set bias = true instead"), std::string::npos) << e.what();
+  }
+}

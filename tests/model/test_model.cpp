@@ -119,7 +119,7 @@ TEST(Objective, EvaluationReportsEveryDefaultMetricOfTheTaskType) {
 
 TEST(ModelSize, EstimateIsAnUpperBoundForEveryModelType) {
   // The memory check (issue 14.13) must never refuse a model by underestimating it.
-  model::InputShape shape{500, 3, 1, 2, 2};
+  model::InputShape shape{500, 3, 1, 2, 2, {}};
   for (const std::string& type : model_family_names()) {
     // Two tasks, as the shape says (ESMM needs at least two).
     Config c = parse_config(std::string("[[features]]\nname=\"a\"\ntype=\"categorical\"\n[[tasks]]\nname=\"y\"\n"
@@ -191,4 +191,142 @@ TEST(Esmm, RefusesTaskCountsItCannotMapAndAWidePart) {
   EXPECT_THROW(parse_config("[[features]]\nname=\"a\"\ntype=\"categorical\"\n[[tasks]]\nname=\"y\"\ncolumn=\"y\"\n"
                             "[model]\ntype=\"esmm\"\nwide=true\n", "e.toml"),
                ConfigError);
+}
+
+namespace {
+
+// A config with every kind of field, groups and a bias feature; fitted on a few rows.
+struct FieldsFixture {
+  TempDir dir;
+  Config config;
+  std::unique_ptr<data::Preprocessor> pre;
+  FieldsFixture() {
+    const std::string data = dir.write("d.csv",
+                                       "user,item,tags,position,price,click\n"
+                                       "u1,i1,a|b,1,3.5,1\nu2,i2,b,2,1.0,0\nu1,i3,a,3,2.0,0\nu3,i1,c|a,1,9.0,1\n");
+    config = parse_config(
+        "[data]\ntrain = \"" + data + "\"\nmissing_values = [\"\"]\n"
+        "[[features]]\nname = \"user\"\ntype = \"categorical\"\ngroup = \"user\"\n"
+        "[[features]]\nname = \"item\"\ntype = \"categorical\"\ngroup = \"item\"\n"
+        "[[features]]\nname = \"tags\"\ntype = \"multi_hot\"\ngroup = \"item\"\n"
+        "[[features]]\nname = \"position\"\ntype = \"categorical\"\nbias = true\n"
+        "[[features]]\nname = \"price\"\ntype = \"numeric\"\ngroup = \"item\"\n"
+        "[[tasks]]\nname = \"click\"\ntype = \"binary\"\ncolumn = \"click\"\n"
+        "[model]\ntype = \"mmoe\"\nembedding_dim = 3\nnum_experts = 2\nexpert_hidden = [4]\ntower_hidden = [2]\n",
+        "fields.toml");
+    pre = std::make_unique<data::Preprocessor>(config);
+    pre->fit(data);
+  }
+};
+
+// A bias tower in miniature: a linear layer over the bias fields only.
+class BiasFieldsHead : public model::AdditiveHead {
+ public:
+  BiasFieldsHead(const model::InputShape& shape, std::int64_t dim) : fields_(shape.fields_in_group("bias")), dim_(dim) {
+    linear_ = register_module("linear", torch::nn::Linear(static_cast<std::int64_t>(fields_.size()) * dim, shape.num_tasks));
+  }
+  torch::Tensor forward(const model::HeadInput& in) override {
+    return linear_->forward(model::select_fields(in.features, in.shape, fields_, dim_)[0]);
+  }
+
+ private:
+  std::vector<const model::InputField*> fields_;
+  std::int64_t dim_;
+  torch::nn::Linear linear_{nullptr};
+};
+
+}  // namespace
+
+TEST(InputFields, NamesKindsGroupsAndColumnsFollowThePreprocessor) {
+  FieldsFixture fx;
+  const model::InputShape shape = model::input_shape(*fx.pre);
+  ASSERT_EQ(shape.fields.size(), 5u);
+  // Categorical fields (in config order), then bags, then dense columns.
+  const model::InputField* user = shape.field("user");
+  const model::InputField* position = shape.field("position");
+  const model::InputField* tags = shape.field("tags");
+  const model::InputField* price = shape.field("price");
+  ASSERT_TRUE(user && position && tags && price);
+  EXPECT_EQ(shape.field("nope"), nullptr);
+  EXPECT_EQ(user->kind, model::FieldKind::kCategorical);
+  EXPECT_EQ(position->slot, 2);
+  EXPECT_EQ(tags->kind, model::FieldKind::kBag);
+  EXPECT_EQ(price->kind, model::FieldKind::kDense);
+  EXPECT_EQ(position->groups, (std::vector<std::string>{"bias"}));
+  std::vector<std::string> item;
+  for (const model::InputField* f : shape.fields_in_group("item")) item.push_back(f->name);
+  EXPECT_EQ(item, (std::vector<std::string>{"item", "tags", "price"}));
+  // Each field's rows in the fused table are the preprocessor's.
+  const auto* pre_tags = fx.pre->find_field("tags");
+  ASSERT_NE(pre_tags, nullptr);
+  EXPECT_EQ(tags->offset, pre_tags->offset);
+  EXPECT_EQ(tags->size, pre_tags->size);
+  // Columns of FeatureInput's output with D = 3: 3 categorical fields, 1 bag, 1 dense.
+  EXPECT_EQ(model::feature_columns(shape, *position, 3), (std::pair<std::int64_t, std::int64_t>{6, 9}));
+  EXPECT_EQ(model::feature_columns(shape, *tags, 3), (std::pair<std::int64_t, std::int64_t>{9, 12}));
+  EXPECT_EQ(model::feature_columns(shape, *price, 3), (std::pair<std::int64_t, std::int64_t>{12, 13}));
+
+  // A field's columns are its embedding rows: the position column of row r is table[position id of r].
+  torch::manual_seed(0);
+  auto net = model::create_model(fx.config.model, shape);
+  net->eval();
+  data::FeaturizedData d = data::featurize_file(*fx.pre, fx.config.data.train, true);
+  model::BatchBuilder builder;
+  model::Batch batch = builder.build_range(d, 0, d.rows());
+  const model::SparseLookup lookup{batch.categorical.reshape({-1}), batch.bag_ids, false};
+  torch::NoGradGuard no_grad;
+  const torch::Tensor features = net->input()->forward(batch, lookup, torch::Tensor());
+  const torch::Tensor picked = model::select_fields(features, shape, {position, price}, 3);
+  ASSERT_EQ(picked.sizes(), (std::vector<std::int64_t>{1, d.rows(), 4}));
+  const torch::Tensor ids = batch.categorical.select(1, position->slot);
+  EXPECT_TRUE(torch::equal(picked[0].slice(1, 0, 3), net->input()->table().index_select(0, ids)));
+  EXPECT_TRUE(torch::equal(picked[0].slice(1, 3, 4), batch.dense.slice(1, 0, 1)));
+}
+
+TEST(AdditiveHeads, AHeadAddsItsLogitsAndTrainsOnlyThroughItsFields) {
+  FieldsFixture fx;
+  const model::InputShape shape = model::input_shape(*fx.pre);
+  torch::manual_seed(0);
+  auto net = model::create_model(fx.config.model, shape);
+  data::FeaturizedData d = data::featurize_file(*fx.pre, fx.config.data.train, true);
+  model::BatchBuilder builder;
+  model::Batch batch = builder.build_range(d, 0, d.rows());
+  net->eval();
+  const torch::Tensor without = net->forward(batch, nullptr).logits.detach().clone();
+  auto head = std::make_shared<BiasFieldsHead>(net->shape(), 3);
+  net->add_head("bias_tower", head);
+  const torch::Tensor with = net->forward(batch, nullptr).logits.detach();
+  // Exactly additive: the model's logits plus the head's own output.
+  const model::SparseLookup lookup{batch.categorical.reshape({-1}), batch.bag_ids, false};
+  const torch::Tensor features = net->input()->forward(batch, lookup, torch::Tensor());
+  const torch::Tensor none;
+  const torch::Tensor own = head->forward({batch, lookup, none, features, net->shape()}).detach();
+  EXPECT_TRUE(torch::allclose(with, without + own, 1e-6, 1e-6));
+  // Its parameters are saved under its name and trained with the deep optimizer.
+  EXPECT_NE(net->named_parameters().find("bias_tower.linear.weight"), nullptr);
+  EXPECT_TRUE(net->wide_dense_parameters().empty());
+  // Backpropagating the head's output alone reaches the rows of the bias field and nothing else.
+  net->train();
+  model::TouchedRows touched;
+  net->forward(batch, &touched);  // gathers the touched rows
+  const torch::Tensor rows = touched.rows[0];
+  // Where the batch's ids point among the touched rows, as RankingModel::forward computes it.
+  const torch::Tensor inverse =
+      std::get<1>(at::_unique(torch::cat({batch.categorical.reshape({-1}), batch.bag_ids}), true, true));
+  const std::int64_t ncat = batch.categorical.numel();
+  const model::SparseLookup train_lookup{inverse.slice(0, 0, ncat), inverse.slice(0, ncat), true};
+  const torch::Tensor train_features = net->input()->forward(batch, train_lookup, rows);
+  head->forward({batch, train_lookup, none, train_features, net->shape()}).sum().backward();
+  const model::InputField* position = net->shape().field("position");
+  const torch::Tensor ids = touched.ids;
+  const torch::Tensor in_position = (ids >= position->offset) & (ids < position->offset + position->size);
+  const torch::Tensor grad_norm = rows.grad().abs().sum(1);
+  EXPECT_GT(grad_norm.masked_select(in_position).sum().item<double>(), 0);
+  EXPECT_EQ(grad_norm.masked_select(~in_position).sum().item<double>(), 0);
+
+  // One training step moves the head's weights (they are in the deep optimizer's parameters).
+  train::Trainer trainer(*net, fx.config);
+  const torch::Tensor before = head->named_parameters()["linear.weight"].detach().clone();
+  trainer.step(batch, 1, 1);
+  EXPECT_FALSE(torch::equal(before, head->named_parameters()["linear.weight"]));
 }
