@@ -238,9 +238,11 @@ std::string_view trim(std::string_view s) {
 // --max-queue more wait, beyond that the answer is 503.
 //
 // Scoring runs inline on the thread that read the request, not on a separate
-// worker pool: the io_context is run by --io-threads + --threads threads and
-// at most --threads of them score at a time, so --io-threads of them are
-// always free for accepting, reading, writing and the probes. A first version
+// worker pool: connections live on --io-threads + --threads threads (one
+// io_context each, a connection pinned to one) and at most --threads of them
+// score at a time, so --io-threads of them are always free for reading,
+// writing and the probes, and a new connection goes to one of those
+// (Server::pick_context); one more thread only accepts. A first version
 // handed every request to a worker pool and back (the design the issue
 // suggested). On this 2-vCPU VM the two cross-thread wake-ups cost about 180 us
 // of CPU per 200-candidate request: 1,300 requests/s against cpp-httplib's
@@ -251,7 +253,7 @@ class ScoringGate {
   struct Job {
     net::any_io_executor executor;  // the session's strand, where run must execute
     std::function<void()> run;
-    net::executor_work_guard<net::io_context::executor_type> work;  // io_context::run waits for queued jobs
+    net::any_io_executor work;  // the same, tracking work: its io_context::run waits for queued jobs
   };
   enum class Admission { kRunNow, kQueued, kFull };
   ScoringGate(int slots, std::size_t capacity) : free_(slots), capacity_(capacity) {}
@@ -294,7 +296,7 @@ class Server;
 // where noted.
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket socket, Server& server, bool probe_only);
+  Session(tcp::socket socket, Server& server, bool probe_only, std::size_t context);
   ~Session();
   void start();
   void shutdown();  // any thread: close if idle, else after the current response
@@ -319,6 +321,7 @@ class Session : public std::enable_shared_from_this<Session> {
   beast::tcp_stream stream_;
   Server& server_;
   const bool probe_only_;
+  const std::size_t context_;  // index of the io_context (and thread) this connection is pinned to
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   State state_ = State::kIdle;
@@ -330,8 +333,12 @@ class Session : public std::enable_shared_from_this<Session> {
 
 class Server {
  public:
-  Server(const ServerOptions& o, net::io_context& ioc, std::shared_ptr<const Ranker> live)
-      : o_(o), ioc_(ioc), acceptor_(net::make_strand(ioc)), accept_timer_(acceptor_.get_executor()), live_(std::move(live)), live_dir_(o.model_dir) {
+  // One io_context per thread (contexts), each run by exactly one thread;
+  // contexts[0] accepts, the others hold connections.
+  Server(const ServerOptions& o, std::vector<std::unique_ptr<net::io_context>>& contexts,
+         std::shared_ptr<const Ranker> live)
+      : o_(o), contexts_(contexts), load_(new ContextLoad[contexts.size()]), acceptor_(net::make_strand(*contexts[0])),
+        accept_timer_(acceptor_.get_executor()), live_(std::move(live)), live_dir_(o.model_dir) {
     std::error_code ec;
     const fs::path model = fs::weakly_canonical(fs::absolute(o.model_dir), ec);
     root_ = o.models_root.empty() ? model.parent_path() : fs::weakly_canonical(fs::absolute(o.models_root), ec);
@@ -343,7 +350,7 @@ class Server {
   int bind() {
     const std::string where = o_.host + ":" + std::to_string(o_.port);
     beast::error_code ec;
-    tcp::resolver resolver(ioc_);
+    tcp::resolver resolver(*contexts_[0]);
     auto results = resolver.resolve(o_.host, std::to_string(o_.port),
                                     tcp::resolver::numeric_service | tcp::resolver::passive, ec);
     if (ec || results.empty()) throw ConfigError("cannot listen on " + where + ": " + (ec ? ec.message() : "no address"));
@@ -380,7 +387,11 @@ class Server {
 
   ScoringGate& gate() { return gate_; }
   const ServerOptions& options() const { return o_; }
-  net::io_context& ioc() { return ioc_; }
+  // A connection's context: its count of open connections and of requests being scored.
+  struct ContextLoad {
+    std::atomic<int> connections{0}, scoring{0};
+  };
+  ContextLoad& load(std::size_t context) { return load_[context]; }
   Metrics& metrics() { return metrics_; }
   bool stopping() const { return stopping_.load(); }
   std::shared_ptr<const Ranker> current() const { return std::atomic_load(&live_); }
@@ -501,7 +512,8 @@ class Server {
 
  private:
   void accept() {
-    acceptor_.async_accept(net::make_strand(ioc_), [this](beast::error_code ec, tcp::socket socket) {
+    const std::size_t context = pick_context();
+    acceptor_.async_accept(net::make_strand(*contexts_[context]), [this, context](beast::error_code ec, tcp::socket socket) {
       if (!acceptor_.is_open()) return;
       if (ec) {
         // Out of file descriptors and the like: back off instead of spinning.
@@ -525,14 +537,35 @@ class Server {
         metrics_.dropped("over_limit");
         socket.close(ignored);
       } else {
-        std::make_shared<Session>(std::move(socket), *this, open >= o_.max_connections)->start();
+        std::make_shared<Session>(std::move(socket), *this, open >= o_.max_connections, context)->start();
       }
       accept();
     });
   }
 
+  // The context for the next connection, among contexts 1..N (context 0
+  // only accepts, so accepting never waits behind scoring): one that is not
+  // scoring (at most --threads of the --threads + --io-threads contexts are,
+  // so a probe on a new connection is never queued behind scoring), with the
+  // fewest connections; ties go round-robin.
+  std::size_t pick_context() {
+    const std::size_t n = contexts_.size() - 1;
+    auto cost = [&](std::size_t i) {
+      return static_cast<long>(load_[i].scoring.load()) * 1000000L + load_[i].connections.load();
+    };
+    std::size_t best = 1 + next_context_ % n;
+    for (std::size_t k = 1; k < n; ++k) {
+      const std::size_t i = 1 + (next_context_ + k) % n;
+      if (cost(i) < cost(best)) best = i;
+    }
+    next_context_ = best;  // the next search starts after it
+    return best;
+  }
+
   const ServerOptions& o_;
-  net::io_context& ioc_;
+  std::vector<std::unique_ptr<net::io_context>>& contexts_;
+  std::unique_ptr<ContextLoad[]> load_;
+  std::size_t next_context_ = 0;  // used on the acceptor's strand only
   tcp::acceptor acceptor_;
   net::steady_timer accept_timer_;
   Clock::time_point last_accept_error_{};
@@ -548,14 +581,16 @@ class Server {
   std::unordered_map<Session*, std::weak_ptr<Session>> sessions_;
 };
 
-Session::Session(tcp::socket socket, Server& server, bool probe_only)
-    : stream_(std::move(socket)), server_(server), probe_only_(probe_only),
+Session::Session(tcp::socket socket, Server& server, bool probe_only, std::size_t context)
+    : stream_(std::move(socket)), server_(server), probe_only_(probe_only), context_(context),
       buffer_(server.options().max_header_bytes + (64u << 10)) {
   server_.metrics().connections(server_.connections().fetch_add(1) + 1);
+  server_.load(context_).connections.fetch_add(1);
 }
 
 Session::~Session() {
   server_.remove(this);
+  server_.load(context_).connections.fetch_sub(1);
   server_.metrics().connections(server_.connections().fetch_sub(1) - 1);
 }
 
@@ -680,15 +715,19 @@ void Session::submit(std::function<void()> task) {
   state_ = State::kBusy;
   // Runs on this session's strand; frees the slot after the reply is started.
   auto run = [self = shared_from_this(), task = std::move(task)] {
+    Server::ContextLoad& load = self->server_.load(self->context_);
+    load.scoring.fetch_add(1);
     try {
       task();
     } catch (const std::exception& e) {
       std::fprintf(stderr, "internal error: %s\n", e.what());
       self->reply(500, detail::error_body("internal error"));
     }
+    load.scoring.fetch_sub(1);
     self->server_.gate().finish();
   };
-  ScoringGate::Job job{stream_.get_executor(), std::move(run), net::make_work_guard(server_.ioc())};
+  ScoringGate::Job job{stream_.get_executor(), std::move(run),
+                       net::prefer(stream_.get_executor(), net::execution::outstanding_work.tracked)};
   switch (server_.gate().admit(job)) {  // moves the job only when it queues it
     case ScoringGate::Admission::kRunNow: return job.run();
     case ScoringGate::Admission::kQueued: return;
@@ -830,9 +869,18 @@ int run_server(const ServerOptions& o) {
   sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  const int total_threads = o.io_threads + o.threads;  // see ScoringGate
-  net::io_context ioc(total_threads);
-  Server server(o, ioc, load_checked(o.model_dir, o.ranker));
+  // One io_context per thread, each connection pinned to one (Server::pick_context):
+  // a connection's reads, scoring and writes stay on one thread, with no
+  // hand-offs between threads (a shared io_context spent 11% of its time
+  // switching tasks between threads; docs/benchmarks.md).
+  // --io-threads + --threads connection threads (see ScoringGate), and one that only accepts.
+  const int total_threads = o.io_threads + o.threads + 1;
+  std::vector<std::unique_ptr<net::io_context>> contexts;
+  for (int i = 0; i < total_threads; ++i) contexts.push_back(std::make_unique<net::io_context>(1));
+  // Keeps every context running while it has no connection; released by stop.
+  std::vector<net::executor_work_guard<net::io_context::executor_type>> idle;
+  for (auto& c : contexts) idle.push_back(net::make_work_guard(*c));
+  Server server(o, contexts, load_checked(o.model_dir, o.ranker));
   const int port = server.bind();  // before any thread: a port in use fails here, with exit code 2
   raise_file_limit(o);
 
@@ -840,7 +888,7 @@ int run_server(const ServerOptions& o) {
   // those started are stopped and joined, and the error says which.
   server.start_accepting();
   std::vector<std::thread> io;
-  auto run_io = [&ioc] {
+  auto run_io = [](net::io_context& ioc) {
     for (;;) {
       try {
         ioc.run();
@@ -851,17 +899,17 @@ int run_server(const ServerOptions& o) {
     }
   };
   auto stop_io = [&] {
-    ioc.stop();
+    for (auto& c : contexts) c->stop();
     for (auto& t : io) t.join();
   };
   for (int i = 0; i < total_threads; ++i) {
     try {
-      io.emplace_back(run_io);
+      io.emplace_back(run_io, std::ref(*contexts[static_cast<std::size_t>(i)]));
     } catch (const std::system_error& e) {
       stop_io();
       throw std::runtime_error("cannot start server thread " + std::to_string(i + 1) + " of " +
                                std::to_string(total_threads) + " (--threads " + std::to_string(o.threads) +
-                               " + --io-threads " + std::to_string(o.io_threads) + "; " + e.what() +
+                               " + --io-threads " + std::to_string(o.io_threads) + " + 1 to accept; " + e.what() +
                                "): lower --threads or raise the process limit (ulimit -u)");
     }
   }
@@ -877,6 +925,7 @@ int run_server(const ServerOptions& o) {
         }
         std::fprintf(stderr, "signal %d: finishing requests in flight, then stopping\n", sig);
         server.stop();
+        for (auto& guard : idle) guard.reset();  // each context returns once its connections are done
         return;
       }
     });
