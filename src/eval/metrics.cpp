@@ -230,10 +230,16 @@ std::vector<TaskMetrics> task_metrics_from_json(const nlohmann::json& tasks) {
     m.mse = number("mse", 0);
     m.rmse = number("rmse", 0);
     m.loss = m.type == TaskType::kBinary ? m.logloss : m.mse;
-    static const char* const kFixed[] = {"type",          "count", "auc", "logloss", "positive_rate", "mean_prediction",
-                                         "calibration",   "gauc",  "gauc_groups", "mse", "rmse", "reliability"};
+    // The keys to_json writes for the task's type; any other is a configured
+    // metric (a binary task may ask for "rmse", a regression task for "auc").
+    static const std::vector<std::string> kBinary{"type",        "count", "auc",         "logloss",    "positive_rate",
+                                                  "mean_prediction", "calibration", "gauc", "gauc_groups", "reliability"};
+    static const std::vector<std::string> kRegression{"type", "count", "mse", "rmse"};
+    const std::vector<std::string>& fixed = m.type == TaskType::kBinary ? kBinary : kRegression;
     for (const auto& [key, v] : j.items()) {
-      if (std::find(std::begin(kFixed), std::end(kFixed), key) != std::end(kFixed)) continue;
+      // to_json writes the fixed gauc only when it is finite: a null one is a configured metric.
+      const bool configured_gauc = key == "gauc" && v.is_null();
+      if (!configured_gauc && std::find(fixed.begin(), fixed.end(), key) != fixed.end()) continue;
       m.extra.emplace_back(key, number(key, 0));
     }
     if (const auto r = j.find("reliability"); r != j.end()) {

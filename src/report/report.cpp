@@ -187,8 +187,9 @@ std::vector<Group> group_by_label(const std::vector<Run>& runs) {
   return groups;
 }
 
-std::string id_of(const std::string& text) {
-  std::string id;
+// An id for a group's section: its position makes it unique ("a_b" and "a-b" differ).
+std::string id_of(const std::string& text, std::size_t index) {
+  std::string id = std::to_string(index) + "-";
   for (char c : text) id += std::isalnum(static_cast<unsigned char>(c)) ? c : '-';
   return id;
 }
@@ -197,7 +198,7 @@ std::string runs_table(const std::vector<Run>& runs) {
   std::string s = "<table class=\"runs\">\n<tr><th>model</th><th>family</th><th>seed</th><th>parameters</th>"
                   "<th>epochs (kept)</th><th>train rows/s</th><th>metrics on</th><th>record</th></tr>\n";
   for (const Run& r : runs) {
-    s += "<tr>" + cell(r.label) + cell(r.model) + cell(std::to_string(r.seed), "num") +
+    s += "<tr>" + cell(r.label) + cell(r.model) + cell(r.seed >= 0 ? std::to_string(r.seed) : "-", "num") +
          cell(std::to_string(r.parameters), "num") +
          cell(std::to_string(r.history.size()) + " (" + std::to_string(r.best_epoch) + ")" +
                   (r.early_stopped ? ", stopped early" : ""),
@@ -297,7 +298,10 @@ std::string metrics_table(const Group& g) {
 }
 
 std::string seed_name(const Run& r, const Group& g) {
-  return g.runs.size() > 1 ? "seed " + std::to_string(r.seed) + " " : "";
+  if (g.runs.size() < 2) return "";
+  if (r.seed >= 0) return "seed " + std::to_string(r.seed) + " ";
+  const auto at = std::find(g.runs.begin(), g.runs.end(), &r) - g.runs.begin();
+  return "run " + std::to_string(at + 1) + " ";  // a record without a seed
 }
 
 std::string learning_curves(const Group& g, const std::vector<std::string>& tasks) {
@@ -361,8 +365,9 @@ std::string calibration_plots(const Group& g, const std::vector<std::string>& ta
       const eval::TaskMetrics* m = find_task(g.runs[i]->tasks, task);
       if (!m || m->type != TaskType::kBinary) continue;
       binary = true;
-      Series points{g.runs.size() > 1 ? "seed " + std::to_string(g.runs[i]->seed) : "bins of equal row count", {}, {},
-                    palette(i), false, true};
+      const std::string name = seed_name(*g.runs[i], g);
+      Series points{name.empty() ? "bins of equal row count" : name.substr(0, name.size() - 1), {}, {}, palette(i), false,
+                    true};
       for (const eval::ReliabilityBin& b : m->reliability) {
         points.x.push_back(b.mean_prediction);
         points.y.push_back(b.positive_rate);
@@ -450,7 +455,10 @@ Run parse_run(const json& record, const std::string& label, const std::string& s
   const auto model = record.find("model");
   if (model == record.end() || !model->is_string()) read.fail("model", "is missing or not a string");
   run.model = model->get<std::string>();
-  run.seed = static_cast<std::int64_t>(read.number(record, "seed", "seed", false));
+  if (const auto seed = record.find("seed"); seed != record.end() && !seed->is_null()) {
+    if (!seed->is_number_integer()) read.fail("seed", "is not an integer");
+    run.seed = seed->get<std::int64_t>();
+  }
   const double params = read.number(record, "parameters", "parameters", false);
   run.parameters = std::isfinite(params) ? static_cast<std::int64_t>(params) : 0;
   const double best = read.number(record, "best_epoch", "best_epoch", false);
@@ -511,7 +519,7 @@ std::vector<Run> load_runs(const std::vector<std::string>& arguments) {
   if (runs.empty()) throw DataError("no runs to report on: give metrics JSON files, model directories or compare folders");
   for (std::size_t i = 0; i < runs.size(); ++i)
     for (std::size_t j = 0; j < i; ++j)
-      if (runs[i].label == runs[j].label && runs[i].seed == runs[j].seed)
+      if (runs[i].label == runs[j].label && runs[i].seed >= 0 && runs[i].seed == runs[j].seed)
         throw DataError(runs[j].source + " and " + runs[i].source + ": two runs of '" + runs[i].label +
                         "' with seed " + std::to_string(runs[i].seed) +
                         " (runs with one label are seeds of one model); label them apart, e.g. " + runs[i].label +
@@ -533,11 +541,12 @@ std::string render_report(const std::vector<Run>& runs, const ReportOptions& opt
   s += "<nav><p>";
   if (groups.size() > 1) s += "<a href=\"#seesaw\">seesaw table</a> \u00b7 ";
   for (std::size_t i = 0; i < groups.size(); ++i)
-    s += std::string(i ? " \u00b7 " : "") + "<a href=\"#model-" + id_of(groups[i].label) + "\">" +
+    s += std::string(i ? " \u00b7 " : "") + "<a href=\"#model-" + id_of(groups[i].label, i) + "\">" +
          escape(groups[i].label) + "</a>";
   s += "</p></nav>\n<h2>Runs</h2>\n" + runs_table(runs);
   if (groups.size() > 1) s += seesaw_section(groups, options);
-  for (const Group& g : groups) {
+  for (std::size_t gi = 0; gi < groups.size(); ++gi) {
+    const Group& g = groups[gi];
     std::vector<std::string> tasks;
     for (const Run* r : g.runs)
       for (const auto& m : r->tasks)
@@ -548,7 +557,7 @@ std::string render_report(const std::vector<Run>& runs, const ReportOptions& opt
       auto rank = [&](const std::string& t) { return std::find(order.begin(), order.end(), t) - order.begin(); };
       return rank(a) < rank(b);
     });
-    s += "<section class=\"model\" id=\"model-" + id_of(g.label) + "\">\n<h2>" + escape(g.label) + " <small>(" +
+    s += "<section class=\"model\" id=\"model-" + id_of(g.label, gi) + "\">\n<h2>" + escape(g.label) + " <small>(" +
          escape(g.runs.front()->model) + ")</small></h2>\n";
     s += "<h3>Metrics</h3>\n" + metrics_table(g);
     s += "<h3>Learning curves</h3>\n" + learning_curves(g, tasks);

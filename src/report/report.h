@@ -25,7 +25,8 @@ struct Run {
   std::string label;   // the model it is a seed of (runs with one label are averaged over seeds)
   std::string source;  // the file it was read from
   std::string model;   // the model family
-  std::int64_t seed = 0, parameters = 0;
+  std::int64_t seed = -1;  // -1: the record has none
+  std::int64_t parameters = 0;
   int best_epoch = 0;
   bool early_stopped = false;
   double train_rows_per_s = 0;

@@ -38,7 +38,9 @@ std::string format_number(double value, int significant) {
 std::vector<double> nice_ticks(double lo, double hi, int target) {
   if (!std::isfinite(lo) || !std::isfinite(hi)) return {};
   if (hi < lo) std::swap(lo, hi);
-  if (hi == lo) return {lo};
+  // A range within rounding of one value (a loss flat at ln 2, to the last
+  // bits) has no ticks between its ends: the value itself.
+  if (hi - lo <= 1e-12 * std::max({std::fabs(lo), std::fabs(hi), 1e-300})) return {lo};
   const double raw = (hi - lo) / std::max(target, 1);
   const double power = std::pow(10.0, std::floor(std::log10(raw)));
   double step = power;
@@ -48,8 +50,13 @@ std::vector<double> nice_ticks(double lo, double hi, int target) {
       break;
     }
   std::vector<double> ticks;
-  for (double t = std::ceil(lo / step - 1e-9) * step; t <= hi + step * 1e-9; t += step)
+  const double first = std::ceil(lo / step - 1e-9);
+  // Indexed, not accumulated: t += step could stop moving; at most ~target + 2 ticks.
+  for (int k = 0; k < 4 * std::max(target, 1) + 4; ++k) {
+    const double t = (first + k) * step;
+    if (t > hi + step * 1e-9) break;
     ticks.push_back(std::fabs(t) < step * 1e-9 ? 0.0 : t);
+  }
   return ticks;
 }
 
@@ -79,10 +86,10 @@ struct Range {
     hi = std::max(hi, v);
   }
   bool empty() const { return lo > hi; }
-  // Widens a degenerate range so that a flat line sits mid-plot.
+  // Widens a degenerate range (one value, to rounding) so that a flat line sits mid-plot.
   void pad() {
     if (empty()) lo = 0, hi = 1;
-    if (hi == lo) {
+    if (hi - lo <= 1e-12 * std::max({std::fabs(lo), std::fabs(hi), 1e-300})) {
       const double d = lo == 0 ? 1 : std::fabs(lo) * 0.05;
       lo -= d;
       hi += d;

@@ -163,6 +163,14 @@ TEST(Metrics, TaskMetricsRoundTripThroughJson) {
   ASSERT_EQ(back[0].extra.size(), 1u);
   EXPECT_EQ(back[0].extra[0].first, "ndcg@2");
   EXPECT_TRUE(std::isnan(back[0].gauc));  // absent: no groups
+  // Configured metrics whose names are another type's fixed keys survive the
+  // round trip: a binary task's "rmse" (Brier), and "gauc" without groups (null).
+  TaskConfig brier = click;
+  brier.metrics = {"rmse", "gauc"};
+  const nlohmann::json k = eval::to_json(eval::evaluate_tasks({brier, time}, preds, labels, mask));
+  ASSERT_TRUE(k["click"].contains("rmse"));
+  ASSERT_TRUE(k["click"]["gauc"].is_null());
+  EXPECT_EQ(eval::to_json(eval::task_metrics_from_json(k)).dump(), k.dump());
   nlohmann::json bad = j;
   bad["click"]["auc"] = "high";
   try {

@@ -69,6 +69,8 @@ TEST(ReportSvg, TicksEscapesAndNumbers) {
   EXPECT_EQ(report::nice_ticks(1, 8, 5), (std::vector<double>{2, 4, 6, 8}));
   EXPECT_EQ(report::nice_ticks(3, 3, 5), (std::vector<double>{3}));
   EXPECT_TRUE(report::nice_ticks(0, std::nan(""), 5).empty());
+  // Two values an ulp apart (a loss flat at ln 2): one tick, not an endless loop.
+  EXPECT_EQ(report::nice_ticks(0.6931471805599453, 0.6931471805599454, 5).size(), 1u);
   EXPECT_EQ(report::escape("a<b>&\"c'"), "a&lt;b&gt;&amp;&quot;c&#39;");
   EXPECT_EQ(report::escape(std::string("x\x01y")), "x?y");  // not allowed in XML at all
   EXPECT_EQ(report::format_number(0.123456), "0.1235");
@@ -89,6 +91,10 @@ TEST(ReportSvg, LineChartMapsDataToThePlotArea) {
   EXPECT_NE(svg.find("points=\"62.0,138.0\""), std::string::npos);
   EXPECT_EQ(count(svg, "data-series=\"b\""), 1u);
   EXPECT_NE(svg.find("stroke-dasharray=\"5 3\""), std::string::npos);
+  // A series flat to the last bits is drawn mid-plot, not in an endless tick loop.
+  report::LineChart flat;
+  flat.series.push_back({"f", {1, 2}, {0.6931471805599453, 0.6931471805599454}, "#000000", false, false});
+  EXPECT_EQ(count(report::render_line_chart(flat), "<polyline"), 1u);
   // The reliability form: square axes from 0, and the diagonal.
   chart.identity = true;
   chart.series = {{"r", {0.05, 0.25}, {0.1, 0.3}, "#000000", false, true}};
