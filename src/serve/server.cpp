@@ -10,9 +10,12 @@
 // together (beast::tcp_stream::expires_after), the parser enforces the body
 // limit on the bytes it decodes (chunked too) and a header limit, and at most
 // --threads requests are scored at once, the others waiting in a bounded
-// queue (ScoringGate, which says why scoring runs inline). --io-threads
-// threads are always left for I/O, probes and metrics, so busy scoring
-// cannot block them.
+// queue (ScoringGate, which says why scoring runs inline). Each connection
+// is pinned to one of --io-threads + --threads threads; at most --threads of
+// them score at once, and a new connection goes to one that is not scoring,
+// so a probe on a new connection never waits for scoring. A keep-alive
+// connection shares its thread with the other connections on it: a request
+// on it can wait for the one job its thread is running.
 #define BOOST_BEAST_USE_STD_STRING_VIEW 1
 
 #include <pthread.h>
@@ -254,6 +257,9 @@ class ScoringGate {
     net::any_io_executor executor;  // the session's strand, where run must execute
     std::function<void()> run;
     net::any_io_executor work;  // the same, tracking work: its io_context::run waits for queued jobs
+    // Its thread's count of jobs holding a slot: raised when the job gets one
+    // (at once, or when a slot frees), lowered by run when it is done.
+    std::atomic<int>* busy = nullptr;
   };
   enum class Admission { kRunNow, kQueued, kFull };
   ScoringGate(int slots, std::size_t capacity) : free_(slots), capacity_(capacity) {}
@@ -262,6 +268,7 @@ class ScoringGate {
     std::lock_guard<std::mutex> lock(mutex_);
     if (free_ > 0) {
       --free_;
+      if (job.busy) job.busy->fetch_add(1);
       return Admission::kRunNow;
     }
     if (waiting_.size() >= capacity_) return Admission::kFull;
@@ -279,6 +286,7 @@ class ScoringGate {
       }
       next.emplace(std::move(waiting_.front()));
       waiting_.pop_front();
+      if (next->busy) next->busy->fetch_add(1);  // before the post: a new connection must not pick its thread
     }
     net::post(next->executor, [run = std::move(next->run), work = std::move(next->work)]() mutable { run(); });
   }
@@ -339,6 +347,7 @@ class Server {
          std::shared_ptr<const Ranker> live)
       : o_(o), contexts_(contexts), load_(new ContextLoad[contexts.size()]), acceptor_(net::make_strand(*contexts[0])),
         accept_timer_(acceptor_.get_executor()), live_(std::move(live)), live_dir_(o.model_dir) {
+    for (auto& c : contexts_) idle_.push_back(net::make_work_guard(*c));
     std::error_code ec;
     const fs::path model = fs::weakly_canonical(fs::absolute(o.model_dir), ec);
     root_ = o.models_root.empty() ? model.parent_path() : fs::weakly_canonical(fs::absolute(o.models_root), ec);
@@ -375,6 +384,9 @@ class Server {
       beast::error_code ec;
       acceptor_.close(ec);
       accept_timer_.cancel();
+      // On the acceptor's strand, after the close: no connection can be
+      // created after this, so each context returns once its own are done.
+      for (auto& guard : idle_) guard.reset();
     });
     std::vector<std::shared_ptr<Session>> open;
     {
@@ -512,8 +524,7 @@ class Server {
 
  private:
   void accept() {
-    const std::size_t context = pick_context();
-    acceptor_.async_accept(net::make_strand(*contexts_[context]), [this, context](beast::error_code ec, tcp::socket socket) {
+    acceptor_.async_accept([this](beast::error_code ec, tcp::socket accepted) {
       if (!acceptor_.is_open()) return;
       if (ec) {
         // Out of file descriptors and the like: back off instead of spinning.
@@ -530,7 +541,18 @@ class Server {
         });
         return;
       }
+      // The thread is chosen now that the connection is here (not when the
+      // accept was started), and the socket moves to it.
+      const std::size_t context = pick_context();
       beast::error_code ignored;
+      const auto protocol = acceptor_.local_endpoint(ignored).protocol();
+      tcp::socket socket(net::make_strand(*contexts_[context]));
+      const auto native = accepted.release(ignored);
+      if (!ignored) socket.assign(protocol, native, ignored);
+      if (ignored) {
+        accept();
+        return;
+      }
       socket.set_option(tcp::no_delay(true), ignored);
       const int open = connections_.load();
       if (stopping() || open >= o_.max_connections + kProbeSlots) {
@@ -565,6 +587,8 @@ class Server {
   const ServerOptions& o_;
   std::vector<std::unique_ptr<net::io_context>>& contexts_;
   std::unique_ptr<ContextLoad[]> load_;
+  // Keep every context running while it has no connection; released by stop.
+  std::vector<net::executor_work_guard<net::io_context::executor_type>> idle_;
   std::size_t next_context_ = 0;  // used on the acceptor's strand only
   tcp::acceptor acceptor_;
   net::steady_timer accept_timer_;
@@ -716,7 +740,6 @@ void Session::submit(std::function<void()> task) {
   // Runs on this session's strand; frees the slot after the reply is started.
   auto run = [self = shared_from_this(), task = std::move(task)] {
     Server::ContextLoad& load = self->server_.load(self->context_);
-    load.scoring.fetch_add(1);
     try {
       task();
     } catch (const std::exception& e) {
@@ -727,7 +750,8 @@ void Session::submit(std::function<void()> task) {
     self->server_.gate().finish();
   };
   ScoringGate::Job job{stream_.get_executor(), std::move(run),
-                       net::prefer(stream_.get_executor(), net::execution::outstanding_work.tracked)};
+                       net::prefer(stream_.get_executor(), net::execution::outstanding_work.tracked),
+                       &server_.load(context_).scoring};
   switch (server_.gate().admit(job)) {  // moves the job only when it queues it
     case ScoringGate::Admission::kRunNow: return job.run();
     case ScoringGate::Admission::kQueued: return;
@@ -877,9 +901,6 @@ int run_server(const ServerOptions& o) {
   const int total_threads = o.io_threads + o.threads + 1;
   std::vector<std::unique_ptr<net::io_context>> contexts;
   for (int i = 0; i < total_threads; ++i) contexts.push_back(std::make_unique<net::io_context>(1));
-  // Keeps every context running while it has no connection; released by stop.
-  std::vector<net::executor_work_guard<net::io_context::executor_type>> idle;
-  for (auto& c : contexts) idle.push_back(net::make_work_guard(*c));
   Server server(o, contexts, load_checked(o.model_dir, o.ranker));
   const int port = server.bind();  // before any thread: a port in use fails here, with exit code 2
   raise_file_limit(o);
@@ -925,7 +946,6 @@ int run_server(const ServerOptions& o) {
         }
         std::fprintf(stderr, "signal %d: finishing requests in flight, then stopping\n", sig);
         server.stop();
-        for (auto& guard : idle) guard.reset();  // each context returns once its connections are done
         return;
       }
     });
