@@ -237,7 +237,8 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
-// At most --threads rank requests (or reloads) are scored at once; up to
+// At most --threads rank requests are scored at once (reloads run on their
+// own thread, one at a time); up to
 // --max-queue more wait, beyond that the answer is 503.
 //
 // Scoring runs inline on the thread that read the request, not on a separate
@@ -342,7 +343,7 @@ class Session : public std::enable_shared_from_this<Session> {
 class Server {
  public:
   // One io_context per thread (contexts), each run by exactly one thread;
-  // contexts[0] accepts, the others hold connections.
+  // contexts[0] accepts, the last one runs reloads, the others hold connections.
   Server(const ServerOptions& o, std::vector<std::unique_ptr<net::io_context>>& contexts,
          std::shared_ptr<const Ranker> live)
       : o_(o), contexts_(contexts), load_(new ContextLoad[contexts.size()]), acceptor_(net::make_strand(*contexts[0])),
@@ -404,6 +405,7 @@ class Server {
     std::atomic<int> connections{0}, scoring{0};
   };
   ContextLoad& load(std::size_t context) { return load_[context]; }
+  net::any_io_executor reload_executor() { return contexts_.back()->get_executor(); }
   Metrics& metrics() { return metrics_; }
   bool stopping() const { return stopping_.load(); }
   std::shared_ptr<const Ranker> current() const { return std::atomic_load(&live_); }
@@ -566,12 +568,13 @@ class Server {
   }
 
   // The context for the next connection, among contexts 1..N (context 0
-  // only accepts, so accepting never waits behind scoring): one that is not
+  // only accepts, so accepting never waits behind scoring; N + 1 only
+  // reloads): one that is not
   // scoring (at most --threads of the --threads + --io-threads contexts are,
   // so a probe on a new connection is never queued behind scoring), with the
   // fewest connections; ties go round-robin.
   std::size_t pick_context() {
-    const std::size_t n = contexts_.size() - 1;
+    const std::size_t n = contexts_.size() - 2;
     auto cost = [&](std::size_t i) {
       return static_cast<long>(load_[i].scoring.load()) * 1000000L + load_[i].connections.load();
     };
@@ -795,10 +798,19 @@ void Session::on_request() {
       return reply(404, detail::error_body("admin endpoints are off: start the server with an admin token"));
     if (!detail::token_matches(req[http::field::authorization], o.admin_token))
       return reply(401, detail::error_body("Authorization: Bearer <admin token> required"));
-    return submit([this, body = std::move(req.body())] {
-      Server::Reply r = server_.reload_request(body);
-      reply(r.status, std::move(r.body));
-    });
+    // A load can take seconds: it runs on the reload thread (reloads are one
+    // at a time anyway), so the other connections pinned to this thread go
+    // on being served; the reply comes back to this connection's strand.
+    state_ = State::kBusy;
+    net::post(server_.reload_executor(),
+              [self = shared_from_this(), body = std::move(req.body()),
+               keep = net::prefer(stream_.get_executor(), net::execution::outstanding_work.tracked)]() mutable {
+                Server::Reply r = self->server_.reload_request(body);
+                net::post(self->stream_.get_executor(), [self, r = std::move(r), keep = std::move(keep)]() mutable {
+                  self->reply(r.status, std::move(r.body));
+                });
+              });
+    return;
   }
   reply(404, detail::error_body("no such endpoint: POST /v1/rank, POST /v1/reload, GET /healthz, /readyz, /metrics"));
 }
@@ -897,8 +909,9 @@ int run_server(const ServerOptions& o) {
   // a connection's reads, scoring and writes stay on one thread, with no
   // hand-offs between threads (a shared io_context spent 11% of its time
   // switching tasks between threads; docs/benchmarks.md).
-  // --io-threads + --threads connection threads (see ScoringGate), and one that only accepts.
-  const int total_threads = o.io_threads + o.threads + 1;
+  // --io-threads + --threads connection threads (see ScoringGate), one that
+  // only accepts and one that only reloads.
+  const int total_threads = o.io_threads + o.threads + 2;
   std::vector<std::unique_ptr<net::io_context>> contexts;
   for (int i = 0; i < total_threads; ++i) contexts.push_back(std::make_unique<net::io_context>(1));
   Server server(o, contexts, load_checked(o.model_dir, o.ranker));
@@ -930,7 +943,7 @@ int run_server(const ServerOptions& o) {
       stop_io();
       throw std::runtime_error("cannot start server thread " + std::to_string(i + 1) + " of " +
                                std::to_string(total_threads) + " (--threads " + std::to_string(o.threads) +
-                               " + --io-threads " + std::to_string(o.io_threads) + " + 1 to accept; " + e.what() +
+                               " + --io-threads " + std::to_string(o.io_threads) + " + 2 to accept and reload; " + e.what() +
                                "): lower --threads or raise the process limit (ulimit -u)");
     }
   }

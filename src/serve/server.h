@@ -30,7 +30,8 @@ struct ServerOptions {
   int port = 8080;             // 0 = any free port (printed at start)
   int threads = 2;             // rank requests scored in parallel (1..kMaxServerThreads)
   int io_threads = 1;          // threads always left for accept, read, write and probes (an idle connection
-                               // costs none); the server runs threads + io_threads threads, and one that accepts
+                               // costs none); the server runs threads + io_threads threads, one that accepts
+                               // and one that reloads
   int score_threads = 1;       // chunks of one request in parallel (docs/benchmarks.md)
   std::size_t max_body_bytes = 8u << 20;     // on the bytes read, after chunked decoding
   std::size_t max_header_bytes = 16u << 10;  // request line + header fields
