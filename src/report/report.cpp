@@ -390,6 +390,7 @@ std::string calibration_plots(const Group& g, const std::vector<std::string>& ta
 std::string expert_heat_map(const Group& g) {
   // The mean gate weight over the group's seeds (runs without gates are left out).
   std::vector<std::vector<double>> sum;
+  std::vector<std::vector<int>> seen;  // runs that gave each cell
   std::vector<std::string> rows, columns;
   int count = 0;
   for (const Run* r : g.runs) {
@@ -401,14 +402,18 @@ std::string expert_heat_map(const Group& g) {
     }
     if (r->expert_utilization.size() != sum.size() || r->expert_utilization.front().size() != sum.front().size())
       continue;  // another architecture under the same label: not averaged
+    if (seen.empty()) seen.assign(sum.size(), std::vector<int>(sum.front().size(), 0));
     for (std::size_t t = 0; t < sum.size(); ++t)
-      for (std::size_t e = 0; e < sum[t].size() && e < r->expert_utilization[t].size(); ++e)
+      for (std::size_t e = 0; e < sum[t].size() && e < r->expert_utilization[t].size(); ++e) {
         sum[t][e] += r->expert_utilization[t][e];
+        ++seen[t][e];
+      }
     ++count;
   }
   if (count == 0) return "";
-  for (auto& row : sum)
-    for (double& v : row) v /= count;
+  // A cell no run gave (a ragged row) is drawn as missing, not as 0.
+  for (std::size_t t = 0; t < sum.size(); ++t)
+    for (std::size_t e = 0; e < sum[t].size(); ++e) sum[t][e] = seen[t][e] ? sum[t][e] / seen[t][e] : kNaN;
   if (rows.size() != sum.size()) {
     rows.clear();
     for (std::size_t t = 0; t < sum.size(); ++t) rows.push_back("task " + std::to_string(t + 1));

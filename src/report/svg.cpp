@@ -2,15 +2,38 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <limits>
 
 namespace mtrank::report {
 
+namespace {
+
+// The length of the valid UTF-8 sequence at text[i] that XML 1.0 allows (no
+// surrogates, no U+FFFE or U+FFFF), or 0.
+std::size_t xml_utf8_length(std::string_view text, std::size_t i) {
+  const auto byte = [&](std::size_t k) { return static_cast<unsigned char>(text[k]); };
+  const unsigned char b = byte(i);
+  std::size_t n = b >= 0xF0 && b <= 0xF4 ? 4 : b >= 0xE0 ? 3 : b >= 0xC2 && b < 0xE0 ? 2 : 0;
+  if (b >= 0xF5 || n == 0 || i + n > text.size()) return 0;
+  std::uint32_t cp = b & (n == 2 ? 0x1F : n == 3 ? 0x0F : 0x07);
+  for (std::size_t k = 1; k < n; ++k) {
+    if ((byte(i + k) & 0xC0) != 0x80) return 0;
+    cp = (cp << 6) | (byte(i + k) & 0x3F);
+  }
+  const std::uint32_t min = n == 2 ? 0x80 : n == 3 ? 0x800 : 0x10000;
+  if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF) || cp == 0xFFFE || cp == 0xFFFF) return 0;
+  return n;
+}
+
+}  // namespace
+
 std::string escape(std::string_view text) {
   std::string out;
   out.reserve(text.size());
-  for (char c : text) {
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
     switch (c) {
       case '&': out += "&amp;"; break;
       case '<': out += "&lt;"; break;
@@ -18,9 +41,21 @@ std::string escape(std::string_view text) {
       case '"': out += "&quot;"; break;
       case '\'': out += "&#39;"; break;
       default:
-        // Control characters are not allowed in XML 1.0 at all.
-        if (static_cast<unsigned char>(c) < 0x20 && c != '\n' && c != '\t') out += "?";
-        else out += c;
+        if (static_cast<unsigned char>(c) >= 0x80) {
+          // A file name in Latin-1 is not UTF-8, and one bad byte makes the
+          // whole page unreadable as XML: U+FFFD stands in for it.
+          const std::size_t n = xml_utf8_length(text, i);
+          if (n == 0) {
+            out += "\xEF\xBF\xBD";
+          } else {
+            out.append(text.substr(i, n));
+            i += n - 1;
+          }
+        } else if (static_cast<unsigned char>(c) < 0x20 && c != '\n' && c != '\t') {
+          out += "?";  // control characters are not allowed in XML 1.0 at all
+        } else {
+          out += c;
+        }
     }
   }
   return out;

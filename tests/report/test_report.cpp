@@ -73,6 +73,12 @@ TEST(ReportSvg, TicksEscapesAndNumbers) {
   EXPECT_EQ(report::nice_ticks(0.6931471805599453, 0.6931471805599454, 5).size(), 1u);
   EXPECT_EQ(report::escape("a<b>&\"c'"), "a&lt;b&gt;&amp;&quot;c&#39;");
   EXPECT_EQ(report::escape(std::string("x\x01y")), "x?y");  // not allowed in XML at all
+  // UTF-8 passes; a Latin-1 byte, a truncated sequence, an overlong form or U+FFFF become U+FFFD.
+  EXPECT_EQ(report::escape("caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80"), "caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80");
+  EXPECT_EQ(report::escape("caf\xE9"), "caf\xEF\xBF\xBD");
+  EXPECT_EQ(report::escape("\xE2\x82"), "\xEF\xBF\xBD\xEF\xBF\xBD");
+  EXPECT_EQ(report::escape("\xC0\xAF"), "\xEF\xBF\xBD\xEF\xBF\xBD");
+  EXPECT_EQ(report::escape("\xEF\xBF\xBF"), "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");
   EXPECT_EQ(report::format_number(0.123456), "0.1235");
   EXPECT_EQ(report::format_number(std::nan("")), "-");
   EXPECT_EQ(report::format_number(2.5e-6), "2.500e-06");
