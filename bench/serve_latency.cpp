@@ -21,6 +21,8 @@
 #include "model/model_dir.h"
 
 int main(int argc, char** argv) {
+  // As mtrank itself does (cli/main.cpp): a misdetected OpenBLAS core (Prescott on some VMs) is 5x slower.
+  mtrank::ensure_fast_blas(argc, argv);
   if (argc < 3) {
     std::fprintf(stderr, "usage: %s MODEL_DIR DATA_FILE [threads=1] [chunk=64] [requests=400] [context=0]\n", argv[0]);
     return 2;

@@ -55,6 +55,8 @@ struct EagerMMoE : torch::nn::Module {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // As mtrank itself does (cli/main.cpp): a misdetected OpenBLAS core (Prescott on some VMs) is 5x slower.
+  mtrank::ensure_fast_blas(argc, argv);
   if (argc < 3) {
     std::fprintf(stderr, "usage: %s MODEL_DIR DATA_FILE [threads=1] [EXPORT_FILE]\n", argv[0]);
     return 2;

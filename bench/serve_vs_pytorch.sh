@@ -11,6 +11,11 @@ THREADS=${2:-1}
 PY=/usr/bin/python3  # Debian's python, where python3-torch lives
 "$PY" -c "import torch" 2>/dev/null || { apt-get update -qq && apt-get install -y -qq python3-torch >/dev/null; } ||
   { echo "needs Debian's python3-torch: run 'apt-get install python3-torch' as root" >&2; exit 1; }
+# The same BLAS kernel in both (Debian's OpenBLAS misdetects some CPUs as
+# Prescott; mtrank corrects that itself, Python's torch does not).
+if [ -z "${OPENBLAS_CORETYPE:-}" ]; then
+  export OPENBLAS_CORETYPE=$(build/mtrank doctor --seconds 0.1 | awk -F': *' '/^OpenBLAS core/{print $2}')
+fi
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 build/bench/bench_serve_vs_eager "$MODEL" ../shared/datasets/census-test.csv.gz "$THREADS" "$WORK/export.pt" \

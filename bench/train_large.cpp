@@ -38,6 +38,8 @@ double sgemm_gflops(int n) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // As mtrank itself does (cli/main.cpp): a misdetected OpenBLAS core (Prescott on some VMs) is 5x slower.
+  mtrank::ensure_fast_blas(argc, argv);
   const int threads = argc > 1 ? std::stoi(argv[1]) : 1;
   const std::int64_t batch = argc > 2 ? std::stoll(argv[2]) : 1024;
   const std::int64_t rows = argc > 3 ? std::stoll(argv[3]) : 65536;

@@ -21,11 +21,18 @@ PY=/usr/bin/python3  # Debian's python, where python3-torch lives
   { apt-get update -qq && apt-get install -y -qq python3-torch python3-pandas python3-sklearn python3-tqdm >/dev/null; } ||
   { echo "needs Debian's python3-torch python3-pandas python3-sklearn python3-tqdm (apt-get install as root)" >&2; exit 1; }
 MTRANK=${MTRANK:-build/mtrank}
+# The peer gets the BLAS kernel mtrank runs with: Debian's OpenBLAS misdetects
+# some CPUs as Prescott (5x slower sgemm), which mtrank corrects for itself
+# (ensure_fast_blas) and Python's torch does not.
+if [ -z "${OPENBLAS_CORETYPE:-}" ]; then
+  export OPENBLAS_CORETYPE=$("$MTRANK" doctor --seconds 0.1 | awk -F': *' '/^OpenBLAS core/{print $2}')
+fi
 D=../shared/datasets
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
 "$MTRANK" doctor --seconds 0.5 | grep -E "OpenBLAS core|cores|1 thread"
+echo "both run with OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE"
 for round in $(seq "$ROUNDS"); do
   for t in $THREADS; do
     /usr/bin/time -f "%M" -o "$WORK/rss" "$MTRANK" train --config examples/census/mmoe.toml --quiet --seed 1 \

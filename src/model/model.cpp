@@ -43,6 +43,44 @@ torch::Tensor gather_rows(const torch::Tensor& table, const torch::Tensor& ids) 
   return out;
 }
 
+namespace {
+
+// select_rows' autograd function. Backward: grad of rows[U, D] =
+// sum over i with ids[i] = u of grad_out[i], added in order of i.
+class SelectRows : public torch::autograd::Function<SelectRows> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& rows,
+                               const torch::Tensor& ids) {
+    ctx->save_for_backward({ids});
+    ctx->saved_data["rows"] = rows.size(0);
+    return rows.index_select(0, ids);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const torch::Tensor ids = ctx->get_saved_variables()[0].contiguous();
+    const torch::Tensor grad = grads[0].contiguous();
+    const std::int64_t n = ids.numel(), width = grad.size(1), rows = ctx->saved_data["rows"].toInt();
+    torch::Tensor out = torch::zeros({rows, width}, grad.options());
+    const std::int64_t* id = ids.data_ptr<std::int64_t>();
+    const float* g = grad.data_ptr<float>();
+    float* o = out.data_ptr<float>();
+    for (std::int64_t i = 0; i < n; ++i) {
+      float* dst = o + id[i] * width;
+      const float* src = g + i * width;
+      for (std::int64_t k = 0; k < width; ++k) dst[k] += src[k];
+    }
+    return {out, torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+torch::Tensor select_rows(const torch::Tensor& rows, const torch::Tensor& ids) {
+  TORCH_CHECK(rows.dim() == 2 && rows.scalar_type() == torch::kFloat && ids.scalar_type() == torch::kLong,
+              "select_rows: float rows [U, D] and int64 ids");
+  return SelectRows::apply(rows, ids);
+}
+
 torch::Tensor FeatureInputImpl::forward(const Batch& batch, const SparseLookup& lookup, const torch::Tensor& rows) {
   const std::int64_t B = batch.size;
   const torch::Tensor& source = lookup.training ? rows : table_;
@@ -52,7 +90,7 @@ torch::Tensor FeatureInputImpl::forward(const Batch& batch, const SparseLookup& 
     return t.view({B, fields, copies_, dim_}).permute({2, 0, 1, 3}).reshape({copies_, B, fields * dim_});
   };
   if (shape_.num_categorical > 0)
-    parts.push_back(per_copy(lookup.training ? source.index_select(0, lookup.categorical)
+    parts.push_back(per_copy(lookup.training ? select_rows(source, lookup.categorical)
                                              : gather_rows(table_, lookup.categorical),
                              shape_.num_categorical));
   if (shape_.num_bags > 0)
@@ -123,7 +161,7 @@ torch::Tensor WideHead::forward(const HeadInput& in) {
   const torch::Tensor& source = lookup.training ? in.table_rows : table_.table;
   torch::Tensor out = bias_.expand({B, T});
   if (shape_.num_categorical > 0)
-    out = out + (lookup.training ? source.index_select(0, lookup.categorical) : gather_rows(table_.table, lookup.categorical))
+    out = out + (lookup.training ? select_rows(source, lookup.categorical) : gather_rows(table_.table, lookup.categorical))
                     .view({B, shape_.num_categorical, T})
                     .sum(1);
   if (shape_.num_bags > 0)

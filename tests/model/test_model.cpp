@@ -330,3 +330,17 @@ TEST(AdditiveHeads, AHeadAddsItsLogitsAndTrainsOnlyThroughItsFields) {
   trainer.step(batch, 1, 1);
   EXPECT_FALSE(torch::equal(before, head->named_parameters()["linear.weight"]));
 }
+
+TEST(SelectRows, EqualsIndexSelectInValueAndGradientBitForBit) {
+  torch::manual_seed(3);
+  const torch::Tensor rows = torch::randn({50, 4});
+  const torch::Tensor ids = torch::randint(0, 50, {3000}, torch::kLong);  // many repeats, as a batch has
+  const torch::Tensor upstream = torch::randn({3000, 4});
+  torch::Tensor a = rows.clone().requires_grad_(true), b = rows.clone().requires_grad_(true);
+  const torch::Tensor ya = model::select_rows(a, ids), yb = b.index_select(0, ids);
+  EXPECT_TRUE(torch::equal(ya, yb));
+  (ya * upstream).sum().backward();
+  (yb * upstream).sum().backward();
+  EXPECT_TRUE(torch::equal(a.grad(), b.grad()));
+  EXPECT_THROW(model::select_rows(a, ids.to(torch::kInt)), c10::Error);
+}
