@@ -81,6 +81,32 @@ torch::Tensor select_rows(const torch::Tensor& rows, const torch::Tensor& ids) {
   return SelectRows::apply(rows, ids);
 }
 
+std::pair<torch::Tensor, torch::Tensor> unique_ids(const torch::Tensor& ids, std::int64_t table_rows) {
+  const std::int64_t n = ids.numel();
+  // Marking costs O(table_rows) per batch: only worth it when the table is not much larger than the batch.
+  if (table_rows > 8 * n + 4096) {
+    auto [unique, inverse] = at::_unique(ids, /*sorted=*/true, /*return_inverse=*/true);
+    return {unique, inverse};
+  }
+  const torch::Tensor flat = ids.contiguous();
+  const std::int64_t* id = flat.data_ptr<std::int64_t>();
+  std::vector<std::int64_t> position(static_cast<std::size_t>(table_rows), -1);
+  for (std::int64_t i = 0; i < n; ++i) {
+    TORCH_CHECK(id[i] >= 0 && id[i] < table_rows, "unique_ids: id ", id[i], " outside a table of ", table_rows, " rows");
+    position[static_cast<std::size_t>(id[i])] = 0;
+  }
+  std::int64_t distinct = 0;
+  for (std::int64_t& p : position)
+    if (p == 0) p = distinct++;  // present: its rank among the present ids, in id order
+  torch::Tensor unique = torch::empty({distinct}, torch::kLong), inverse = torch::empty_like(flat);
+  std::int64_t* u = unique.data_ptr<std::int64_t>();
+  for (std::int64_t r = 0; r < table_rows; ++r)
+    if (position[static_cast<std::size_t>(r)] >= 0) u[position[static_cast<std::size_t>(r)]] = r;
+  std::int64_t* inv = inverse.data_ptr<std::int64_t>();
+  for (std::int64_t i = 0; i < n; ++i) inv[i] = position[static_cast<std::size_t>(id[i])];
+  return {unique, inverse};
+}
+
 torch::Tensor FeatureInputImpl::forward(const Batch& batch, const SparseLookup& lookup, const torch::Tensor& rows) {
   const std::int64_t B = batch.size;
   const torch::Tensor& source = lookup.training ? rows : table_;
@@ -190,7 +216,7 @@ ModelOutput RankingModel::forward(const Batch& batch, TouchedRows* touched) {
     // One unique over every id of the batch; each sparse table gathers those rows as a leaf.
     const std::int64_t ncat = categorical.size(0);
     torch::Tensor all = shape_.num_bags > 0 ? torch::cat({categorical, batch.bag_ids}) : categorical;
-    auto [unique, inverse] = at::_unique(all, /*sorted=*/true, /*return_inverse=*/true);
+    auto [unique, inverse] = unique_ids(all, std::max<std::int64_t>(shape_.embedding_rows, 1));
     lookup = {inverse.slice(0, 0, ncat), inverse.slice(0, ncat), true};
     touched->ids = unique;
     touched->rows.clear();

@@ -70,6 +70,13 @@ torch::Tensor gather_rows(const torch::Tensor& table, const torch::Tensor& ids);
 // (2.4 of 8.4 ms for 34,000 rows of 4 floats; bench/step_profile.cpp).
 torch::Tensor select_rows(const torch::Tensor& rows, const torch::Tensor& ids);
 
+// The sorted distinct ids of a batch and, for each id, its position among
+// them: at::_unique(ids, sorted, return_inverse), exactly. Ids must lie in
+// [0, table_rows). When the table is small against the batch (census: a few
+// thousand rows, 40,000 ids) it marks ids in a table-sized array instead of
+// hashing: at::_unique's hash set took 13% of a census MMoE step.
+std::pair<torch::Tensor, torch::Tensor> unique_ids(const torch::Tensor& ids, std::int64_t table_rows);
+
 // Where a batch's ids point: into the table itself (inference), or into the
 // gathered unique rows (training).
 

@@ -344,3 +344,16 @@ TEST(SelectRows, EqualsIndexSelectInValueAndGradientBitForBit) {
   EXPECT_TRUE(torch::equal(a.grad(), b.grad()));
   EXPECT_THROW(model::select_rows(a, ids.to(torch::kInt)), c10::Error);
 }
+
+TEST(UniqueIds, EqualsAtUniqueOnSmallAndLargeTables) {
+  torch::manual_seed(5);
+  for (std::int64_t rows : {std::int64_t{60}, std::int64_t{1} << 30}) {  // marking, and the hash-set path
+    const torch::Tensor ids = torch::randint(0, std::min<std::int64_t>(rows, 60), {5000}, torch::kLong);
+    const auto [unique, inverse] = model::unique_ids(ids, rows);
+    const auto [want_unique, want_inverse] = at::_unique(ids, true, true);
+    EXPECT_TRUE(torch::equal(unique, want_unique)) << rows;
+    EXPECT_TRUE(torch::equal(inverse, want_inverse)) << rows;
+  }
+  EXPECT_THROW(model::unique_ids(torch::tensor({std::int64_t{3}, std::int64_t{60}}), 60), c10::Error);
+  EXPECT_EQ(model::unique_ids(torch::empty({0}, torch::kLong), 10).first.numel(), 0);
+}
