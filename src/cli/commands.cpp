@@ -1,5 +1,6 @@
 #include "cli/commands.h"
 
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -347,7 +348,7 @@ int run_compare(const CompareOptions& o) {
     if (base) row.push_back(r.verdict);
     char rate[32];
     std::snprintf(rate, sizeof rate, "%.0f", r.train_rows_per_s);
-    row.push_back(rate);
+    row.push_back(std::isfinite(r.train_rows_per_s) ? rate : "-");
     table.push_back(row);
   }
   std::vector<std::size_t> width(header.size(), 0);

@@ -73,9 +73,15 @@ SeesawTable seesaw_table(const std::vector<ModelRuns>& models, const std::string
       row.cells.push_back(cell);
     }
     if (table.baseline >= 0) row.verdict = static_cast<int>(i) == table.baseline ? "baseline" : verdict(changes);
+    // Mean over the runs that record it (a foreign record may not): a missing one is not a zero.
+    std::size_t timed = 0;
     for (const nlohmann::json& run : models[i].runs)
-      if (run.contains("train_rows_per_s") && run["train_rows_per_s"].is_number())
-        row.train_rows_per_s += run["train_rows_per_s"].get<double>() / static_cast<double>(row.seeds);
+      if (run.contains("train_rows_per_s") && run["train_rows_per_s"].is_number()) {
+        row.train_rows_per_s += run["train_rows_per_s"].get<double>();
+        ++timed;
+      }
+    row.train_rows_per_s = timed ? row.train_rows_per_s / static_cast<double>(timed)
+                                 : std::numeric_limits<double>::quiet_NaN();
     table.rows.push_back(std::move(row));
   }
   return table;

@@ -29,7 +29,7 @@ struct SeesawRow {
   std::string model;
   std::vector<SeesawCell> cells;  // one per SeesawTable::tasks
   std::string verdict;            // "baseline", "seesaw", "all tasks up", ...; "" without a baseline
-  double train_rows_per_s = 0;    // mean over seeds
+  double train_rows_per_s = 0;    // mean over the seeds that record it; NaN if none does
   std::size_t seeds = 0;
 };
 
