@@ -65,12 +65,12 @@ int main(int argc, char** argv) {
   torch::InferenceMode guard;
   mtrank::model::LoadedModel m = mtrank::model::load_model_dir(argv[1]);
   const auto& cfg = m.config.model;
-  if (cfg.type != "mmoe" || cfg.expert_hidden.size() != 1 || cfg.tower_hidden.size() != 1 || m.preprocessor->num_bags())
+  if (cfg.type != "mmoe" || cfg.integers("expert_hidden").size() != 1 || cfg.integers("tower_hidden").size() != 1 || m.preprocessor->num_bags())
     throw std::runtime_error("needs an MMoE with one expert layer, one tower layer, no multi-hot features");
   mtrank::data::FeaturizedData data = mtrank::data::featurize_file(*m.preprocessor, argv[2], false);
   auto params = m.net->named_parameters();
   auto p = [&](const std::string& name) { return *params.find(name); };
-  const std::int64_t E = cfg.num_experts, H = cfg.expert_hidden[0], D = cfg.embedding_dim, T = m.config.tasks.size();
+  const std::int64_t E = cfg.integer("num_experts"), H = cfg.integers("expert_hidden")[0], D = cfg.integer("embedding_dim"), T = m.config.tasks.size();
 
   // The same weights, in per-field, per-expert, per-task modules.
   EagerMMoE eager;
@@ -94,7 +94,7 @@ int main(int argc, char** argv) {
     gate->weight.set_data(gw.slice(1, t * E, (t + 1) * E).t().contiguous());
     gate->bias.set_data(gb.slice(0, t * E, (t + 1) * E).clone());
     eager.gates.push_back(eager.register_module("gate" + std::to_string(t), gate));
-    const std::int64_t th = cfg.tower_hidden[0];
+    const std::int64_t th = cfg.integers("tower_hidden")[0];
     auto l1 = torch::nn::Linear(H, th), l2 = torch::nn::Linear(th, 1);
     l1->weight.set_data(p("towers.mlp.w0")[t].t().contiguous());
     l1->bias.set_data(p("towers.mlp.b0")[t][0].clone());

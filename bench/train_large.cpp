@@ -66,11 +66,11 @@ int main(int argc, char** argv) {
   config.tasks.resize(kTasks);
   config.tasks[0].name = "click";
   config.tasks[1].name = "like";
-  config.model.type = "mmoe";
-  config.model.embedding_dim = kDim;
-  config.model.num_experts = 8;
-  config.model.expert_hidden = {256, 128};
-  config.model.tower_hidden = {64};
+  config.model = mtrank::model_defaults("mmoe");
+  config.model.set("embedding_dim", std::int64_t{kDim});
+  config.model.set("num_experts", std::int64_t{8});
+  config.model.set("expert_hidden", std::vector<std::int64_t>{256, 128});
+  config.model.set("tower_hidden", std::vector<std::int64_t>{64});
   config.train.batch_size = batch;
   config.train.epochs = 1;
   config.train.eval_batch_size = batch;

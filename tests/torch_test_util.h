@@ -40,12 +40,19 @@ struct RandomBatch {
   }
 };
 
-inline ModelConfig small_model() {
-  ModelConfig m;
-  m.embedding_dim = 4;
-  m.num_experts = 3;
-  m.expert_hidden = {8, 6};
-  m.tower_hidden = {5};
+// Sets `key` where the family takes it: sizes meant "wherever they apply".
+inline void set_where_taken(ModelConfig& m, const std::string& key, ModelValue value) {
+  if (m.has(key)) m.set(key, std::move(value));
+}
+
+// A small model of `type` (an MMoE unless named).
+inline ModelConfig small_model(const std::string& type = "mmoe") {
+  ModelConfig m = model_defaults(type);
+  using Layers = std::vector<std::int64_t>;
+  set_where_taken(m, "embedding_dim", std::int64_t{4});
+  set_where_taken(m, "num_experts", std::int64_t{3});
+  set_where_taken(m, "expert_hidden", Layers{8, 6});
+  set_where_taken(m, "tower_hidden", Layers{5});
   return m;
 }
 

@@ -225,7 +225,7 @@ std::vector<json> gbdt_runs(const CompareOptions& o, const fs::path& dir) {
   Config identity_config = config;
   identity_config.train.threads = 0;
   identity_config.train.seed = 0;
-  identity_config.model = ModelConfig{};  // the trees read the features, data and tasks, not the model
+  identity_config.model = model_defaults("mmoe");  // the trees read the features, data and tasks, not the model
   keep_results_while_identical(dir, "# trees baseline: " + settings + to_toml(identity_config),
                                "the data or tasks of " + o.configs.front());
   std::vector<json> runs;

@@ -407,6 +407,42 @@ std::string read_file(const std::string& path) {
 
 // Overlays `top` on `base`: tables merge key by key, anything else (values,
 // arrays, arrays of tables) replaces.
+// A key some model family takes (so not a typo).
+bool is_model_family_key(const std::string& key) {
+  for (const ModelFamily& f : model_families())
+    for (const ModelKey& k : f.keys)
+      if (k.name == key) return true;
+  return false;
+}
+
+// The model family a config layer names ([model] type), "" if it names none.
+std::string layer_model_type(const toml::table& t) {
+  if (const toml::table* m = t.get_as<toml::table>("model"))
+    if (const auto* type = m->get_as<std::string>("type")) return type->get();
+  return "";
+}
+
+// Merges config layer `top` over `base`, later wins. When `top` changes the
+// model family, the [model] keys of `base` that the new family does not take
+// are dropped first: a config that extends an MMoE's and says type =
+// "single_task" gets single_task's keys, not the MMoE's num_experts. A key of
+// another family written in `top` itself stays and is refused by parsing.
+void merge_into(toml::table& base, const toml::table& top);
+void merge_layer(toml::table& base, const toml::table& top) {
+  const std::string new_type = layer_model_type(top);
+  toml::table* model = base.get_as<toml::table>("model");
+  std::string old_type = layer_model_type(base);
+  if (old_type.empty()) old_type = ModelConfig{}.type;
+  if (model && !new_type.empty() && new_type != old_type && find_model_family(new_type)) {
+    const ModelConfig keep = model_defaults(new_type);
+    std::vector<std::string> drop;
+    for (const auto& [k, v] : *model)
+      if (is_model_family_key(std::string(k.str())) && !keep.has(std::string(k.str()))) drop.emplace_back(k.str());
+    for (const std::string& key : drop) model->erase(key);
+  }
+  merge_into(base, top);
+}
+
 void merge_into(toml::table& base, const toml::table& top) {
   for (const auto& [key, node] : top) {
     toml::node* existing = base.get(key);
@@ -462,29 +498,31 @@ const LoadedFile& load_with_bases(const std::string& path, int depth, LoadMemo& 
         throw ConfigError(where + ": 'extends' file " + base_path.string() +
                           (ec ? ": " + ec.message() : std::string(" does not exist")));
       const LoadedFile& base = load_with_bases(base_path.string(), depth + 1, memo);
-      merge_into(out.table, base.table);
+      merge_layer(out.table, base.table);
       for (const auto& [k, v] : base.origins) out.origins[k] = v;
     }
     t.erase("extends");
   }
   record_origins(t, "", out.origins);  // after the bases: this file's keys win
-  merge_into(out.table, t);
+  merge_layer(out.table, t);
   return memo.emplace(key, std::move(out)).first->second;
 }
 
-Config parse_table(const toml::table& root_table, const std::string& source_name, const Origins* origins = nullptr);
+Config parse_table(const toml::table& root_table, const std::string& source_name, const Origins* origins = nullptr,
+                   const ParseOptions& options = {});
 
 }  // namespace
 
-Config parse_config(const std::string& text, const std::string& source_name) {
+Config parse_config(const std::string& text, const std::string& source_name, const ParseOptions& options) {
   toml::table t = parse_toml(text, source_name);
   if (t.contains("extends"))
     throw ConfigError(source_name + ": 'extends' only works in config files (load_config), not in stored configs");
-  return parse_table(t, source_name);
+  return parse_table(t, source_name, nullptr, options);
 }
 
 namespace {
-Config parse_table(const toml::table& root_table, const std::string& source_name, const Origins* origins) {
+Config parse_table(const toml::table& root_table, const std::string& source_name, const Origins* origins,
+                   const ParseOptions& options) {
   Config cfg;
   cfg.source = source_name;
   const SourceInfo source{source_name, origins};
@@ -512,25 +550,42 @@ Config parse_table(const toml::table& root_table, const std::string& source_name
   parse_tasks(root, cfg);
   if (const toml::table* model = root.subtable("model")) {
     TableReader t(*model, "model", source);
-    ModelConfig& m = cfg.model;
-    m.type = t.choice("type", m.type, model_family_names());
-    const ModelFamily& family = *find_model_family(m.type);
-    family.defaults(m);  // e.g. bottom_hidden = [64] for bottom models, levels = 2 for ple
-    m.embedding_dim = t.integer("embedding_dim", m.embedding_dim, 1, 1 << 12);
-    m.bottom_hidden = t.integers("bottom_hidden", m.bottom_hidden, 1, 1 << 16);
-    m.num_experts = t.integer("num_experts", m.num_experts, 1, 1024);
-    m.specific_experts = t.integer("specific_experts", m.specific_experts, 0, 1024);
-    m.shared_experts = t.integer("shared_experts", m.shared_experts, 0, 1024);
-    m.levels = t.integer("levels", m.levels, 1, 64);
-    m.expert_hidden = t.integers("expert_hidden", m.expert_hidden, 1, 1 << 16);
-    if (m.expert_hidden.empty()) t.fail(t.get("expert_hidden"), "expert_hidden", "needs at least one layer");
-    m.tower_hidden = t.integers("tower_hidden", m.tower_hidden, 1, 1 << 16);
-    m.dropout = t.number("dropout", m.dropout, 0.0);
-    if (m.dropout >= 1.0) t.fail(t.get("dropout"), "dropout", "must be below 1");
-    m.gate_dropout = t.number("gate_dropout", m.gate_dropout, 0.0);
-    if (m.gate_dropout >= 1.0) t.fail(t.get("gate_dropout"), "gate_dropout", "must be below 1");
-    m.wide = t.boolean("wide", m.wide);
-    family.check(m, cfg.tasks, [&](const char* key, const std::string& message) { t.fail(t.get(key), key, message); });
+    const std::string type = t.choice("type", cfg.model.type, model_family_names());
+    const ModelFamily& family = *find_model_family(type);
+    cfg.model = model_defaults(type);
+    // A key another family takes but this one does not is a mistake worth
+    // naming (num_experts on a shared_bottom changes nothing), except in a
+    // model directory written before families owned their keys.
+    for (const auto& [k, node] : *model) {
+      const std::string key(k.str());
+      if (key == "type" || cfg.model.has(key)) continue;
+      if (!is_model_family_key(key)) continue;  // a typo: the unknown-key check names it
+      if (options.ignore_other_family_keys) {
+        t.get(key);
+        continue;
+      }
+      std::string keys;
+      for (const ModelKey& mk : family.keys) keys += (keys.empty() ? "" : ", ") + mk.name;
+      t.fail(&node, key, "type = \"" + type + "\" does not take this key (its keys: " + keys +
+                             "); remove it or change the type");
+    }
+    for (const ModelKey& k : family.keys) {
+      ModelValue& v = cfg.model.values[k.name];
+      if (auto* b = std::get_if<bool>(&v)) {
+        *b = t.boolean(k.name, *b);
+      } else if (auto* i = std::get_if<std::int64_t>(&v)) {
+        *i = t.integer(k.name, *i, static_cast<std::int64_t>(k.min), static_cast<std::int64_t>(k.max));
+      } else if (auto* x = std::get_if<double>(&v)) {
+        *x = t.number(k.name, *x, k.min);
+        if (!(*x < k.below)) t.fail(t.get(k.name), k.name, "must be below " + (std::ostringstream() << k.below).str());
+      } else {
+        auto& list = std::get<std::vector<std::int64_t>>(v);
+        list = t.integers(k.name, list, static_cast<std::int64_t>(k.min), static_cast<std::int64_t>(k.max));
+        if (k.nonempty && list.empty()) t.fail(t.get(k.name), k.name, "needs at least one layer");
+      }
+    }
+    family.check(cfg.model, cfg.tasks,
+                 [&](const char* key, const std::string& message) { t.fail(t.get(key), key, message); });
   }
   if (const toml::table* train = root.subtable("train")) {
     TableReader t(*train, "train", source);
@@ -584,7 +639,7 @@ Config load_config(const std::vector<std::string>& paths) {
   LoadMemo memo;
   for (const std::string& path : paths) {
     const LoadedFile& file = load_with_bases(path, 0, memo);
-    merge_into(merged, file.table);
+    merge_layer(merged, file.table);
     for (const auto& [k, v] : file.origins) origins[k] = v;
   }
   std::string name = paths[0];
@@ -660,19 +715,14 @@ std::string to_toml(const Config& c) {
     if (!k.metrics.empty()) t.insert("metrics", strings(k.metrics));
     tasks.push_back(std::move(t));
   }
-  const ModelConfig& m = c.model;
-  toml::table model{{"type", m.type},
-                    {"embedding_dim", m.embedding_dim},
-                    {"bottom_hidden", ints(m.bottom_hidden)},
-                    {"num_experts", m.num_experts},
-                    {"specific_experts", m.specific_experts},
-                    {"shared_experts", m.shared_experts},
-                    {"levels", m.levels},
-                    {"expert_hidden", ints(m.expert_hidden)},
-                    {"tower_hidden", ints(m.tower_hidden)},
-                    {"dropout", m.dropout},
-                    {"gate_dropout", m.gate_dropout},
-                    {"wide", m.wide}};
+  toml::table model{{"type", c.model.type}};
+  for (const ModelKey& k : find_model_family(c.model.type)->keys) {
+    const ModelValue& v = c.model.values.at(k.name);
+    if (auto* b = std::get_if<bool>(&v)) model.insert(k.name, *b);
+    else if (auto* i = std::get_if<std::int64_t>(&v)) model.insert(k.name, *i);
+    else if (auto* x = std::get_if<double>(&v)) model.insert(k.name, *x);
+    else model.insert(k.name, ints(std::get<std::vector<std::int64_t>>(v)));
+  }
   const TrainConfig& t = c.train;
   toml::table train{{"optimizer", t.optimizer},       {"learning_rate", t.learning_rate},
                     {"weight_decay", t.weight_decay}, {"wide_optimizer", t.wide_optimizer},
@@ -691,6 +741,29 @@ std::string to_toml(const Config& c) {
   out << "# Written by mtrank: the full configuration of this model, every key explicit.\n"
       << toml::toml_formatter(root) << "\n";
   return out.str();
+}
+
+namespace {
+template <typename T>
+const T& model_value(const ModelConfig& m, const std::string& key) {
+  auto it = m.values.find(key);
+  if (it == m.values.end()) throw std::logic_error("model key '" + key + "' is not a key of type \"" + m.type + "\"");
+  if (const T* v = std::get_if<T>(&it->second)) return *v;
+  throw std::logic_error("model key '" + key + "' read as the wrong kind");
+}
+}  // namespace
+
+std::int64_t ModelConfig::integer(const std::string& key) const { return model_value<std::int64_t>(*this, key); }
+double ModelConfig::number(const std::string& key) const { return model_value<double>(*this, key); }
+bool ModelConfig::boolean(const std::string& key) const { return model_value<bool>(*this, key); }
+const std::vector<std::int64_t>& ModelConfig::integers(const std::string& key) const {
+  return model_value<std::vector<std::int64_t>>(*this, key);
+}
+void ModelConfig::set(const std::string& key, ModelValue value) {
+  auto it = values.find(key);
+  if (it == values.end()) throw std::logic_error("model key '" + key + "' is not a key of type \"" + type + "\"");
+  if (it->second.index() != value.index()) throw std::logic_error("model key '" + key + "' set to the wrong kind");
+  it->second = std::move(value);
 }
 
 bool parse_comparison(const std::string& text, std::string& op, double& threshold) {

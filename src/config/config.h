@@ -3,7 +3,9 @@
 // Every key is documented in docs/config.md. Unknown keys and wrong types are
 // errors that name the key and its line, so typos never pass silently.
 #include <cstdint>
+#include <map>
 #include <string>
+#include <variant>
 #include <vector>
 
 namespace mtrank {
@@ -80,22 +82,32 @@ struct DataConfig {
   std::int64_t quantile_sample = 1 << 20;  // reservoir size per numeric column when fitting
 };
 
+// One value of a [model] key (model_families.h ModelKey gives its kind).
+using ModelValue = std::variant<bool, std::int64_t, double, std::vector<std::int64_t>>;
+
+// [model]: the family and the values of every key that family takes
+// (model_families.h), defaults filled in. A key the family does not declare
+// is not here: reading one is a programming error (std::logic_error), which
+// the zoo tests catch for every family.
 struct ModelConfig {
-  // single_task | shared_bottom | omoe | mmoe | cgc | ple | wide_deep
-  std::string type = "mmoe";
-  std::int64_t embedding_dim = 8;
-  // Shared layers under the experts (YouTube ranker) or the shared bottom itself.
-  std::vector<std::int64_t> bottom_hidden;
-  std::int64_t num_experts = 4;       // omoe, mmoe
-  std::int64_t specific_experts = 1;  // cgc, ple: experts per task
-  std::int64_t shared_experts = 1;    // cgc, ple
-  std::int64_t levels = 1;            // ple: extraction layers (cgc is ple with 1)
-  std::vector<std::int64_t> expert_hidden = {32};
-  std::vector<std::int64_t> tower_hidden = {16};
-  double dropout = 0.0;
-  double gate_dropout = 0.0;  // drop gate weights in training, then renormalize (YouTube)
-  bool wide = false;          // add a wide linear part over all sparse features (always on for wide_deep)
+  std::string type = "mmoe";  // a name of model_families()
+  std::map<std::string, ModelValue> values;
+
+  bool has(const std::string& key) const { return values.count(key) > 0; }
+  std::int64_t integer(const std::string& key) const;
+  double number(const std::string& key) const;
+  bool boolean(const std::string& key) const;
+  const std::vector<std::int64_t>& integers(const std::string& key) const;
+  // Sets a declared key (code that builds configs: tests, benchmarks); the
+  // value must have the key's kind. Not checked against the key's range.
+  void set(const std::string& key, ModelValue value);
+  // False when the family has no such key (e.g. `wide` for esmm).
+  bool flag(const std::string& key) const { return has(key) && boolean(key); }
 };
+
+// The [model] section of `type` with every key at its family's default;
+// throws ConfigError for an unknown type.
+ModelConfig model_defaults(const std::string& type);
 
 struct TrainConfig {
   std::string optimizer = "adam";  // deep part: adam | adagrad
@@ -129,14 +141,19 @@ struct Config {
   DataConfig data;
   std::vector<FeatureConfig> features;
   std::vector<TaskConfig> tasks;
-  ModelConfig model;
+  ModelConfig model = model_defaults("mmoe");
   TrainConfig train;
   ServeConfig serve;
   std::string source;  // file name used in error messages
 };
 
 // Parses and validates; throws ConfigError naming the source, key and line.
-Config parse_config(const std::string& text, const std::string& source_name);
+struct ParseOptions {
+  // Keys of other model families in [model] are skipped instead of refused:
+  // for model directories written when every family's keys were stored.
+  bool ignore_other_family_keys = false;
+};
+Config parse_config(const std::string& text, const std::string& source_name, const ParseOptions& options = {});
 Config load_config(const std::string& path);
 // Several config files merged in order (tables merge key by key, later files
 // win); each file may also say `extends = "base.toml"`. Relative data paths

@@ -246,7 +246,7 @@ namespace {
 // options; not the model or training settings, so trying another model reuses the cache.
 std::string data_identity(const Config& config) {
   Config c = config;
-  c.model = ModelConfig{};
+  c.model = model_defaults("mmoe");
   c.train = TrainConfig{};
   c.data.train = c.data.val = c.data.test = "";
   return to_toml(c);

@@ -4,12 +4,12 @@
 
 namespace mtrank::model {
 
-Esmm::Esmm(const ModelConfig& config, const InputShape& shape) : RankingModel(config, shape), dropout_(config.dropout) {
+Esmm::Esmm(const ModelConfig& config, const InputShape& shape) : RankingModel(config, shape), dropout_(config.number("dropout")) {
   if (shape.num_tasks != 2 && shape.num_tasks != 3)
     throw ConfigError("model.type = \"esmm\" needs 2 or 3 tasks, in this order: click (all impressions), click and "
                       "conversion (all impressions), and optionally conversion (where click = 1, weight 0); this "
                       "config has " + std::to_string(shape.num_tasks));
-  towers_ = register_module("towers", Towers(2, input_dim(), config.tower_hidden));
+  towers_ = register_module("towers", Towers(2, input_dim(), config.integers("tower_hidden")));
 }
 
 torch::Tensor product_logit(const torch::Tensor& a, const torch::Tensor& b) {

@@ -3,17 +3,17 @@
 namespace mtrank::model {
 
 MixtureOfExperts::MixtureOfExperts(const ModelConfig& config, const InputShape& shape, bool one_gate)
-    : RankingModel(config, shape), num_experts_(config.num_experts), num_gates_(one_gate ? 1 : shape.num_tasks),
-      dropout_(config.dropout), gate_dropout_(config.gate_dropout) {
+    : RankingModel(config, shape), num_experts_(config.integer("num_experts")), num_gates_(one_gate ? 1 : shape.num_tasks),
+      dropout_(config.number("dropout")), gate_dropout_(config.number("gate_dropout")) {
   std::int64_t in = input_dim();
-  if (!config.bottom_hidden.empty()) {
-    bottom_ = register_module("bottom", GroupedMLP(1, in, config.bottom_hidden, true));
+  if (!config.integers("bottom_hidden").empty()) {
+    bottom_ = register_module("bottom", GroupedMLP(1, in, config.integers("bottom_hidden"), true));
     in = bottom_->output_dim();
   }
-  experts_ = register_module("experts", ExpertBank(num_experts_, in, config.expert_hidden));
+  experts_ = register_module("experts", ExpertBank(num_experts_, in, config.integers("expert_hidden")));
   gate_w_ = register_parameter("gate_w", linear_init({in, num_gates_ * num_experts_}, in));
   gate_b_ = register_parameter("gate_b", linear_init({num_gates_ * num_experts_}, in));
-  towers_ = register_module("towers", Towers(shape.num_tasks, config.expert_hidden.back(), config.tower_hidden));
+  towers_ = register_module("towers", Towers(shape.num_tasks, config.integers("expert_hidden").back(), config.integers("tower_hidden")));
 }
 
 ModelOutput MixtureOfExperts::forward_deep(const torch::Tensor& input) {

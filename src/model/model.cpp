@@ -200,8 +200,8 @@ torch::Tensor WideHead::forward(const HeadInput& in) {
 
 RankingModel::RankingModel(const ModelConfig& config, const InputShape& shape, std::int64_t embedding_copies)
     : shape_(shape) {
-  input_ = register_module("input", FeatureInput(shape, config.embedding_dim, embedding_copies));
-  if (config.wide) add_head("wide", std::make_shared<WideHead>(shape));
+  input_ = register_module("input", FeatureInput(shape, config.integer("embedding_dim"), embedding_copies));
+  if (config.flag("wide")) add_head("wide", std::make_shared<WideHead>(shape));
 }
 
 void RankingModel::add_head(const std::string& name, std::shared_ptr<AdditiveHead> head) {
@@ -342,23 +342,27 @@ std::vector<std::string> expert_labels(const ModelConfig& config, const std::vec
   std::vector<std::string> out;
   if (config.type == "cgc" || config.type == "ple") {  // the order of ExtractionLayer's experts
     for (const TaskConfig& t : tasks)
-      for (std::int64_t i = 0; i < config.specific_experts; ++i) out.push_back(t.name + ":own" + std::to_string(i));
-    for (std::int64_t i = 0; i < config.shared_experts; ++i) out.push_back("shared" + std::to_string(i));
+      for (std::int64_t i = 0; i < config.integer("specific_experts"); ++i) out.push_back(t.name + ":own" + std::to_string(i));
+    for (std::int64_t i = 0; i < config.integer("shared_experts"); ++i) out.push_back("shared" + std::to_string(i));
   } else {
-    for (std::int64_t i = 0; i < config.num_experts; ++i) out.push_back("e" + std::to_string(i));
+    for (std::int64_t i = 0; i < config.integer("num_experts"); ++i) out.push_back("e" + std::to_string(i));
   }
   return out;
 }
 
 ParameterEstimate estimate_parameters(const ModelConfig& config, const InputShape& shape) {
   ParameterEstimate e;
+  // One estimate for every family: a key the family does not take counts as 0 (or no layers).
+  auto count = [&](const char* key) { return config.has(key) ? static_cast<double>(config.integer(key)) : 0.0; };
+  auto layers = [&](const char* key) { return config.has(key) ? config.integers(key) : std::vector<std::int64_t>{}; };
   const double T = std::max(shape.num_tasks, 1);
   const double rows = static_cast<double>(std::max<std::int64_t>(shape.embedding_rows, 1));
-  // single_task keeps one embedding copy per task (shared_bottom.cpp); the wide part has T columns.
+  // single_task keeps one embedding copy and one bottom per task (shared_bottom.cpp); the wide part has
+  // T columns and T biases.
   const double copies = config.type == "single_task" ? T : 1;
-  e.embedding = rows * static_cast<double>(config.embedding_dim) * copies + (config.wide ? rows * T : 0);
+  e.embedding = rows * count("embedding_dim") * copies + (config.flag("wide") ? (rows + 1) * T : 0);
   const double input =
-      static_cast<double>(shape.num_categorical + shape.num_bags) * static_cast<double>(config.embedding_dim) +
+      static_cast<double>(shape.num_categorical + shape.num_bags) * count("embedding_dim") +
       shape.num_dense;
   auto chain = [](double in, const std::vector<std::int64_t>& widths) {
     double params = 0;
@@ -368,14 +372,12 @@ ParameterEstimate estimate_parameters(const ModelConfig& config, const InputShap
     }
     return std::make_pair(params, in);
   };
-  const auto [bottom, bottom_out] = chain(input, config.bottom_hidden);
-  const double experts = std::max<double>(static_cast<double>(config.num_experts),
-                                          static_cast<double>(config.specific_experts) * T +
-                                              static_cast<double>(config.shared_experts)) *
-                         static_cast<double>(config.levels);
-  const auto [expert, expert_out] = chain(bottom_out, config.expert_hidden);
-  const auto [tower, tower_out] = chain(std::max(expert_out, bottom_out), config.tower_hidden);
-  e.dense = bottom + experts * expert + experts * T * (bottom_out + 1) + T * (tower + tower_out + 1);
+  const auto [bottom, bottom_out] = chain(input, layers("bottom_hidden"));
+  const double experts = std::max(count("num_experts"), count("specific_experts") * T + count("shared_experts")) *
+                         std::max(count("levels"), 1.0);
+  const auto [expert, expert_out] = chain(bottom_out, layers("expert_hidden"));
+  const auto [tower, tower_out] = chain(std::max(expert_out, bottom_out), layers("tower_hidden"));
+  e.dense = bottom * copies + experts * expert + experts * T * (bottom_out + 1) + T * (tower + tower_out + 1);
   return e;
 }
 

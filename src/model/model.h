@@ -2,7 +2,8 @@
 // Multi-task ranking models. Every model reads the same featurized input
 // (FeatureInput: one fused embedding table + dense features), may add a wide
 // linear part, and returns one logit per task. Models are created by name
-// through a registry, so adding a model is one file plus one line.
+// through a registry, so adding a model is its file plus two registrations
+// (its torch-free spec in config/model_families.cpp, its constructor here).
 #include <cstdint>
 #include <functional>
 #include <map>

@@ -201,7 +201,8 @@ LoadedModel load_model_dir(const std::string& dir) {
     }
   }
   try {
-    m.config = parse_config(files["config.toml"], (root / "config.toml").string());
+    // Directories written before families owned their keys store every family's keys.
+    m.config = parse_config(files["config.toml"], (root / "config.toml").string(), ParseOptions{true});
   } catch (const ConfigError& e) {
     throw ModelError(std::string("corrupt model config: ") + e.what());
   }

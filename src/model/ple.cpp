@@ -79,15 +79,15 @@ ExtractionLayerImpl::Output ExtractionLayerImpl::forward(const torch::Tensor& ta
 }
 
 Ple::Ple(const ModelConfig& config, const InputShape& shape)
-    : RankingModel(config, shape), dropout_(config.dropout), gate_dropout_(config.gate_dropout) {
+    : RankingModel(config, shape), dropout_(config.number("dropout")), gate_dropout_(config.number("gate_dropout")) {
   std::int64_t in = input_dim();
-  for (std::int64_t l = 0; l < config.levels; ++l) {
+  for (std::int64_t l = 0; l < config.integer("levels"); ++l) {
     levels_.push_back(register_module(
-        "level" + std::to_string(l), ExtractionLayer(shape.num_tasks, config.specific_experts, config.shared_experts,
-                                                     in, config.expert_hidden, l == 0, l + 1 == config.levels)));
-    in = config.expert_hidden.back();
+        "level" + std::to_string(l), ExtractionLayer(shape.num_tasks, config.integer("specific_experts"), config.integer("shared_experts"),
+                                                     in, config.integers("expert_hidden"), l == 0, l + 1 == config.integer("levels"))));
+    in = config.integers("expert_hidden").back();
   }
-  towers_ = register_module("towers", Towers(shape.num_tasks, in, config.tower_hidden));
+  towers_ = register_module("towers", Towers(shape.num_tasks, in, config.integers("tower_hidden")));
 }
 
 ModelOutput Ple::forward_deep(const torch::Tensor& x) {

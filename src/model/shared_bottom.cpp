@@ -3,9 +3,9 @@
 namespace mtrank::model {
 
 SharedBottom::SharedBottom(const ModelConfig& config, const InputShape& shape)
-    : RankingModel(config, shape), dropout_(config.dropout) {
-  bottom_ = register_module("bottom", GroupedMLP(1, input_dim(), config.bottom_hidden, true));
-  towers_ = register_module("towers", Towers(shape.num_tasks, bottom_->output_dim(), config.tower_hidden));
+    : RankingModel(config, shape), dropout_(config.number("dropout")) {
+  bottom_ = register_module("bottom", GroupedMLP(1, input_dim(), config.integers("bottom_hidden"), true));
+  towers_ = register_module("towers", Towers(shape.num_tasks, bottom_->output_dim(), config.integers("tower_hidden")));
 }
 
 ModelOutput SharedBottom::forward_deep(const torch::Tensor& x) {
@@ -15,9 +15,9 @@ ModelOutput SharedBottom::forward_deep(const torch::Tensor& x) {
 }
 
 SingleTask::SingleTask(const ModelConfig& config, const InputShape& shape)
-    : RankingModel(config, shape, /*embedding_copies=*/shape.num_tasks), dropout_(config.dropout) {
-  bottoms_ = register_module("bottoms", GroupedMLP(shape.num_tasks, input_dim(), config.bottom_hidden, true));
-  towers_ = register_module("towers", Towers(shape.num_tasks, bottoms_->output_dim(), config.tower_hidden));
+    : RankingModel(config, shape, /*embedding_copies=*/shape.num_tasks), dropout_(config.number("dropout")) {
+  bottoms_ = register_module("bottoms", GroupedMLP(shape.num_tasks, input_dim(), config.integers("bottom_hidden"), true));
+  towers_ = register_module("towers", Towers(shape.num_tasks, bottoms_->output_dim(), config.integers("tower_hidden")));
 }
 
 ModelOutput SingleTask::forward_deep(const torch::Tensor& x) {
@@ -31,9 +31,7 @@ std::shared_ptr<RankingModel> make_shared_bottom(const ModelConfig& config, cons
 }
 
 std::shared_ptr<RankingModel> make_wide_deep(const ModelConfig& config, const InputShape& shape) {
-  ModelConfig c = config;
-  c.wide = true;
-  return std::make_shared<SharedBottom>(c, shape);
+  return std::make_shared<SharedBottom>(config, shape);  // its config always has wide = true (model_families.cpp)
 }
 
 std::shared_ptr<RankingModel> make_single_task(const ModelConfig& config, const InputShape& shape) {

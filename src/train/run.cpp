@@ -31,7 +31,7 @@ void check_model_fits_in_memory(const Config& config, const model::InputShape& s
   const double memory = static_cast<double>(::sysconf(_SC_PHYS_PAGES)) * static_cast<double>(::sysconf(_SC_PAGE_SIZE));
   if (memory <= 0 || bytes < 0.8 * memory) return;
   const std::string keys = e.embedding >= e.dense
-                               ? "model.embedding_dim (" + std::to_string(config.model.embedding_dim) + ") times " +
+                               ? "model.embedding_dim (" + std::to_string(config.model.integer("embedding_dim")) + ") times " +
                                      std::to_string(shape.embedding_rows) +
                                      " embedding rows: lower embedding_dim, a feature's hash_buckets, or raise min_count"
                                : "the layer sizes: lower model.expert_hidden, tower_hidden, bottom_hidden or the "

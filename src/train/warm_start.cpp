@@ -12,7 +12,7 @@ std::string layout(const Config& c) {
   for (const FeatureConfig& f : c.features) s += f.name + ":" + to_string(f.type) + ";";
   s += "|";
   for (const TaskConfig& t : c.tasks) s += t.name + ":" + to_string(t.type) + ";";
-  return s + "|" + std::to_string(c.model.embedding_dim);
+  return s + "|" + std::to_string(c.model.integer("embedding_dim"));
 }
 
 // A hashed field's buckets mean the same values only with the same seed and inputs.

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -139,7 +140,7 @@ metrics = ["ndcg@10", "mrr"]
 [model]
 type = "ple"
 levels = 3
-bottom_hidden = [7]
+shared_experts = 2
 gate_dropout = 0.1
 [train]
 lr_decay = "cosine"
@@ -154,7 +155,9 @@ score = "product:click=1,watch=0.5"
   Config back = parse_config(text, "back.toml");
   EXPECT_EQ(mtrank::to_toml(back), text);
   EXPECT_EQ(back.train.seed, 1234u);
-  EXPECT_EQ(back.model.levels, 3);
+  EXPECT_EQ(back.model.integer("levels"), 3);
+  EXPECT_EQ(back.model.integer("shared_experts"), 2);
+  EXPECT_EQ(text.find("num_experts"), std::string::npos);  // only the keys ple takes are written
   EXPECT_EQ(back.tasks.back().metrics, (std::vector<std::string>{"ndcg@10", "mrr"}));
   EXPECT_EQ(back.tasks[1].where_equals, (std::vector<std::string>{"1", "yes"}));
   EXPECT_EQ(back.features[3].columns, (std::vector<std::string>{"a", "b"}));
@@ -242,7 +245,7 @@ TEST(Config, ErrorsInABaseFileNameThatFileAndLine) {
   mtrank::testing::TempDir dir;
   dir.write("base.toml", std::string(kMinimal) + "[train]\nepochs = 5\nlearning_rat = 0.1\n");
   dir.write("model.toml", "extends = \"base.toml\"\n[model]\ntype = \"cgc\"\n");
-  dir.write("overlay.toml", "[model]\nnum_experts = \"four\"\n");
+  dir.write("overlay.toml", "[model]\nshared_experts = \"four\"\n");
   auto error = [&](std::vector<std::string> files) {
     try {
       mtrank::load_config(files);
@@ -255,7 +258,7 @@ TEST(Config, ErrorsInABaseFileNameThatFileAndLine) {
   EXPECT_NE(e.find(dir.file("base.toml") + ":17: unknown key 'train.learning_rat'"), std::string::npos) << e;
   dir.write("base.toml", kMinimal);
   e = error({dir.file("model.toml"), dir.file("overlay.toml")});
-  EXPECT_NE(e.find(dir.file("overlay.toml") + ":2: key 'model.num_experts': must be an integer"), std::string::npos)
+  EXPECT_NE(e.find(dir.file("overlay.toml") + ":2: key 'model.shared_experts': must be an integer"), std::string::npos)
       << e;
 }
 
@@ -289,15 +292,84 @@ TEST(ModelFamilies, DocsListEveryFamilyWithItsDocLine) {
         << "docs/config.md lacks the line: - `" << f.name << "`: " << f.doc;
 }
 
+TEST(ModelFamilies, ChangingTheTypeDropsTheBaseKeysTheNewFamilyDoesNotTake) {
+  mtrank::testing::TempDir dir;
+  dir.write("mmoe.toml", std::string(kMinimal) + "[model]\ntype = \"mmoe\"\nnum_experts = 8\nexpert_hidden = [16]\n"
+                                                 "tower_hidden = [4]\nembedding_dim = 6\n");
+  dir.write("single.toml", "extends = \"mmoe.toml\"\n[model]\ntype = \"single_task\"\n");
+  Config c = mtrank::load_config(dir.file("single.toml"));
+  EXPECT_EQ(c.model.type, "single_task");
+  EXPECT_FALSE(c.model.has("num_experts"));
+  EXPECT_EQ(c.model.integer("embedding_dim"), 6);  // keys both families take carry over
+  EXPECT_EQ(c.model.integers("tower_hidden"), std::vector<std::int64_t>{4});
+  EXPECT_EQ(c.model.integers("bottom_hidden"), std::vector<std::int64_t>{64});  // single_task's default
+  // The same through an overlay file given after the base.
+  dir.write("type.toml", "[model]\ntype = \"shared_bottom\"\n");
+  EXPECT_EQ(mtrank::load_config(std::vector<std::string>{dir.file("mmoe.toml"), dir.file("type.toml")}).model.type,
+            "shared_bottom");
+  auto error = [&](const std::vector<std::string>& files) {
+    try {
+      mtrank::load_config(files);
+    } catch (const ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  // A key of another family written beside the new type, or in an overlay without one, is refused.
+  dir.write("both.toml", "extends = \"mmoe.toml\"\n[model]\ntype = \"single_task\"\nnum_experts = 2\n");
+  EXPECT_NE(error({dir.file("both.toml")}).find("both.toml:4: key 'model.num_experts': type = \"single_task\" does not take"),
+            std::string::npos)
+      << error({dir.file("both.toml")});
+  dir.write("experts.toml", "[model]\nnum_experts = 2\n");
+  EXPECT_NE(error({dir.file("single.toml"), dir.file("experts.toml")}).find("experts.toml:2: key 'model.num_experts'"),
+            std::string::npos);
+}
+
+TEST(ModelFamilies, StoredConfigsWithEveryFamilysKeysStillLoad) {
+  // Model directories written before families owned their keys stored all of them.
+  const std::string stored = std::string(kMinimal) +
+                             "[model]\ntype = \"single_task\"\nnum_experts = 4\nspecific_experts = 1\nlevels = 1\n"
+                             "expert_hidden = [32]\ngate_dropout = 0.0\nbottom_hidden = [9]\n";
+  EXPECT_THROW(parse_config(stored, "config.toml"), ConfigError);
+  Config c = parse_config(stored, "config.toml", mtrank::ParseOptions{true});
+  EXPECT_EQ(c.model.integers("bottom_hidden"), std::vector<std::int64_t>{9});
+  EXPECT_FALSE(c.model.has("num_experts"));
+  EXPECT_THROW(parse_config(stored + "bottom_hiden = [3]\n", "config.toml", mtrank::ParseOptions{true}), ConfigError);
+}
+
+TEST(ModelFamilies, DocsTableListsEveryKeyWithTheFamiliesThatTakeIt) {
+  std::ifstream in(std::string(MTRANK_SOURCE_DIR) + "/docs/config.md");
+  std::stringstream text;
+  text << in.rdbuf();
+  std::vector<std::string> keys;
+  for (const ModelFamily& f : model_families())
+    for (const mtrank::ModelKey& k : f.keys)
+      if (std::find(keys.begin(), keys.end(), k.name) == keys.end()) keys.push_back(k.name);
+  for (const std::string& key : keys) {
+    std::string families;
+    for (const ModelFamily& f : model_families())
+      for (const mtrank::ModelKey& k : f.keys)
+        if (k.name == key) families += (families.empty() ? "" : ", ") + f.name;
+    if (families.size() > 0 && std::count(families.begin(), families.end(), ',') + 1 ==
+                                   static_cast<std::ptrdiff_t>(model_families().size()))
+      families = "all";
+    const std::string row = "| `" + key + "` | " + families + " |";
+    EXPECT_NE(text.str().find(row), std::string::npos) << "docs/config.md lacks the row starting " << row;
+  }
+}
+
 TEST(ModelFamilies, FamilyDefaultsAndChecksApply) {
   auto model = [](const std::string& body) {
     return parse_config(std::string(kMinimal) + "[model]\n" + body, "fam.toml").model;
   };
-  EXPECT_EQ(model("type = \"ple\"\n").levels, 2);
-  EXPECT_EQ(model("type = \"cgc\"\n").levels, 1);
-  EXPECT_EQ(model("type = \"shared_bottom\"\n").bottom_hidden, std::vector<std::int64_t>{64});
-  EXPECT_TRUE(model("type = \"mmoe\"\n").bottom_hidden.empty());
-  EXPECT_TRUE(model("type = \"wide_deep\"\n").wide);
+  EXPECT_EQ(model("type = \"ple\"\n").integer("levels"), 2);
+  EXPECT_EQ(model("type = \"cgc\"\n").integer("levels"), 1);
+  EXPECT_EQ(model("type = \"shared_bottom\"\n").integers("bottom_hidden"), std::vector<std::int64_t>{64});
+  EXPECT_TRUE(model("type = \"mmoe\"\n").integers("bottom_hidden").empty());
+  EXPECT_TRUE(model("type = \"wide_deep\"\n").boolean("wide"));
+  // Each family takes only its own keys: another family's key is named, a typo is unknown.
+  EXPECT_FALSE(model("type = \"shared_bottom\"\n").has("num_experts"));
+  EXPECT_FALSE(mtrank::model_defaults("esmm").has("wide"));
   auto error = [&](const std::string& body) {
     try {
       model(body);
@@ -312,6 +384,13 @@ TEST(ModelFamilies, FamilyDefaultsAndChecksApply) {
             std::string::npos);
   // kMinimal has one binary task: ESMM needs 2 or 3.
   EXPECT_NE(error("type = \"esmm\"\n").find("key 'model.type': esmm needs 2 or 3 binary tasks"), std::string::npos);
+  EXPECT_NE(error("type = \"shared_bottom\"\nnum_experts = 8\n")
+                .find("key 'model.num_experts': type = \"shared_bottom\" does not take this key (its keys: "
+                      "embedding_dim, bottom_hidden, tower_hidden, dropout, wide)"),
+            std::string::npos);
+  EXPECT_NE(error("type = \"mmoe\"\nnum_expert = 8\n").find("unknown key 'model.num_expert'"), std::string::npos);
+  EXPECT_NE(error("type = \"mmoe\"\ndropout = 1.0\n").find("key 'model.dropout': must be below 1"), std::string::npos);
+  EXPECT_NE(error("type = \"mmoe\"\nexpert_hidden = []\n").find("needs at least one layer"), std::string::npos);
   EXPECT_NE(error("type = \"esmmm\"\n").find("is not one of \"single_task\", \"shared_bottom\""), std::string::npos);
 }
 
@@ -343,4 +422,16 @@ TEST(Config, AFeatureGroupRoundTripsAndBiasIsReserved) {
   } catch (const ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find("set bias = true instead"), std::string::npos) << e.what();
   }
+}
+
+TEST(Config, EveryExampleConfigLoads) {
+  // The examples are documentation: each must load as written (families own their keys).
+  int loaded = 0;
+  for (const auto& entry :
+       std::filesystem::recursive_directory_iterator(std::string(MTRANK_SOURCE_DIR) + "/examples")) {
+    if (entry.path().extension() != ".toml") continue;
+    EXPECT_NO_THROW(mtrank::load_config(entry.path().string())) << entry.path();
+    ++loaded;
+  }
+  EXPECT_GE(loaded, 10);
 }

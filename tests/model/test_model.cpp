@@ -124,7 +124,7 @@ TEST(ModelSize, EstimateIsAnUpperBoundForEveryModelType) {
     // Two tasks, as the shape says (ESMM needs at least two).
     Config c = parse_config(std::string("[[features]]\nname=\"a\"\ntype=\"categorical\"\n[[tasks]]\nname=\"y\"\n"
                                         "column=\"y\"\n[[tasks]]\nname=\"z\"\ncolumn=\"z\"\n[model]\ntype=\"") +
-                                type + "\"\nexpert_hidden=[16,8]\n",
+                                type + "\"\n" + (model_defaults(type).has("expert_hidden") ? "expert_hidden=[16,8]\n" : ""),
                             "size.toml");
     auto net = model::create_model(c.model, shape);
     double actual = 0;

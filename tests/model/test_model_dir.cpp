@@ -130,7 +130,7 @@ TEST(ModelDir, WeightsOfAnotherConfigAreRefusedAtLoad) {
   auto& [dir, c, pre, net, meta] = tiny;
   model::save_model_dir(dir.file("m"), c, pre, *net, meta);
   Config other = c;
-  other.model.expert_hidden = {48};
+  other.model.set("expert_hidden", std::vector<std::int64_t>{48});
   dir.write("m/config.toml", to_toml(other));
   EXPECT_THROW(model::load_model_dir(dir.file("m")), ModelError);  // the manifest: config.toml changed
   std::filesystem::remove(dir.file("m/manifest.json"));            // past it, the shapes are checked

@@ -31,12 +31,10 @@ namespace {
 const std::vector<std::string> kAllModels = model_family_names();
 
 ModelConfig zoo_config(const std::string& type) {
-  ModelConfig m = small_model();
-  m.type = type;
-  find_model_family(type)->defaults(m);  // as a config naming only the type gets them
-  if (!m.bottom_hidden.empty()) m.bottom_hidden = {12};
-  m.specific_experts = 2;
-  m.shared_experts = 1;
+  ModelConfig m = small_model(type);  // the family's defaults, as a config naming only the type gets them
+  if (m.has("bottom_hidden") && !m.integers("bottom_hidden").empty()) m.set("bottom_hidden", std::vector<std::int64_t>{12});
+  set_where_taken(m, "specific_experts", std::int64_t{2});
+  set_where_taken(m, "shared_experts", std::int64_t{1});
   return m;
 }
 }  // namespace
@@ -121,7 +119,7 @@ TEST(CGC, GatesSeeOnlyTheirOwnAndSharedExperts) {
 
 TEST(PLE, OneLevelEqualsCGC) {
   ModelConfig cgc = zoo_config("cgc"), ple = zoo_config("ple");
-  ple.levels = 1;
+  ple.set("levels", std::int64_t{1});
   torch::manual_seed(3);
   auto a = model::create_model(cgc, small_shape());
   torch::manual_seed(3);
@@ -255,10 +253,11 @@ epochs = 2
 )" + tasks(type),
                             "zoo.toml");
     c.model = zoo_config(type);
-    c.model.embedding_dim = 8;
-    c.model.expert_hidden = {16};
-    c.model.tower_hidden = {8};
-    if (type == "single_task" || type == "shared_bottom" || type == "wide_deep") c.model.bottom_hidden = {32};
+    c.model.set("embedding_dim", std::int64_t{8});
+    set_where_taken(c.model, "expert_hidden", std::vector<std::int64_t>{16});
+    c.model.set("tower_hidden", std::vector<std::int64_t>{8});
+    if (type == "single_task" || type == "shared_bottom" || type == "wide_deep")
+      c.model.set("bottom_hidden", std::vector<std::int64_t>{32});
     return c;
   }
 
@@ -299,8 +298,8 @@ TEST_F(ZooTraining, ResumeEqualsUninterrupted) {
     c.train.epochs = 3;
     c.train.lr_decay = "cosine";
     c.train.warmup_steps = 20;
-    c.model.gate_dropout = 0.1;  // uses the torch RNG: its state must be restored too
-    c.model.dropout = 0.1;
+    set_where_taken(c.model, "gate_dropout", 0.1);  // uses the torch RNG: its state must be restored too
+    c.model.set("dropout", 0.1);
     const std::string ckpt = dir_->file(std::string(type) + ".ckpt");
     Run full = prepare(c);
     const train::TrainReport uninterrupted = train::train_model(*full.net, c, full.train, &full.test, {});
