@@ -10,6 +10,7 @@
 #include "cli/commands.h"
 #include "common/error.h"
 #include "common/system.h"
+#include "data/simulate.h"
 #include "data/synth.h"
 #include "serve/server.h"
 
@@ -60,6 +61,62 @@ int main(int argc, char** argv) {
   synth_ranking->add_option("--rows", rk.rows, "Rows to generate")->capture_default_str();
   synth_ranking->add_option("--seed", rk.seed, "Random seed")->capture_default_str();
   synth_ranking->add_option("--out", rk_out, "Output CSV file")->required();
+
+  mtrank::data::SimulateOptions sim;
+  std::string click_model = "pbm";
+  auto* simulate = app.add_subcommand(
+      "simulate", "Simulate an impression log with known true relevance and position bias from a ratings file.");
+  simulate->add_option("--ratings", sim.ratings, "Ratings file (CSV/TSV, gzip): user, item, rating[, title, year, genres]")
+      ->capture_default_str();
+  simulate->add_option("--out", sim.out_dir, "Output folder")->required();
+  simulate->add_option("--user-column", sim.user_column, "User column")->capture_default_str();
+  simulate->add_option("--item-column", sim.item_column, "Item column")->capture_default_str();
+  simulate->add_option("--rating-column", sim.rating_column, "Rating column")->capture_default_str();
+  simulate->add_option("--title-column", sim.title_column, "Item title column (\"\" = none); its words become title_words")
+      ->capture_default_str();
+  simulate->add_option("--year-column", sim.year_column, "Item year column (\"\" = none)")->capture_default_str();
+  simulate->add_option("--genres-column", sim.genres_column, "Item genres column, |-separated (\"\" = none)")
+      ->capture_default_str();
+  simulate->add_option("--max-rating", sim.max_rating, "Top of the rating scale")->capture_default_str();
+  simulate->add_option("--sessions", sim.sessions, "Sessions to simulate")->capture_default_str();
+  simulate->add_option("--positions", sim.positions, "Items shown per session, at positions 1..K")->capture_default_str();
+  simulate->add_option("--rated-share", sim.rated_share,
+                       "Probability that a candidate is one the user rated (else drawn by popularity)")
+      ->capture_default_str();
+  simulate->add_option("--click-model", click_model,
+                       "pbm (theta_k x P(relevant)), cascade (stop after the first click), trust (Agarwal et al. 2019), "
+                       "additive (log theta_k added to the logit)")
+      ->capture_default_str();
+  simulate->add_option("--eta", sim.eta, "Position bias strength: theta_k = (1/k)^eta")->capture_default_str();
+  simulate->add_option("--epsilon", sim.epsilon, "Click noise: P(relevant | y) = eps + (1-eps)(2^y-1)/15")
+      ->capture_default_str();
+  simulate->add_option("--logger", sim.logger,
+                       "Logging policy: weak, medium, strong (true rating + noise of sd 2, 1, 0.25), random, or model "
+                       "(a factorization fitted on --logger-share of the ratings)")
+      ->capture_default_str();
+  simulate->add_option("--logger-share", sim.logger_share, "Share of ratings the 'model' logger learns from")
+      ->capture_default_str();
+  simulate->add_flag("--plackett-luce", sim.plackett_luce, "Sample the logged ranking (Plackett-Luce on exp(score))");
+  simulate->add_option("--swap-share", sim.swap_share, "Share of positions swapped with a random one after ranking")
+      ->capture_default_str();
+  simulate->add_option("--val-users", sim.val_users, "Share of users whose sessions form val.csv")->capture_default_str();
+  simulate->add_option("--test-users", sim.test_users, "Share of users whose sessions form test.csv")
+      ->capture_default_str();
+  simulate->add_option("--seed", sim.seed, "Random seed (the same seed gives the same files)")->capture_default_str();
+  simulate->add_option("--mf-dim", sim.mf_dim, "Width of the factorization that gives unrated pairs a relevance")
+      ->capture_default_str();
+  simulate->add_option("--mf-epochs", sim.mf_epochs, "SGD epochs of that factorization")->capture_default_str();
+  simulate->add_flag("--quiet", sim.quiet, "No progress bar");
+  simulate->footer(
+      "True relevance: grade y = round(rating) - 1 in 0..4, the user's rating where there is one, else a\n"
+      "biased matrix factorization's prediction. Each session: a user, a device (mobile, desktop, tv:\n"
+      "theta_k = (1/k)^(eta x 1.25, 1, 0.75)), an hour, K candidates ranked by the logger, clicks from\n"
+      "the click model; for clicks a watch fraction, a like and a rating from y. Users are split into\n"
+      "train, val and test. Writes OUT/{train,val,test}.csv (columns session, user, item, device, hour,\n"
+      "position, year, genres, title_words, click, watch, like, rating), OUT/{train,val,test}.truth.csv\n"
+      "(row for row: grade, true_rating, p_relevant, p_examined, p_click), OUT/examination.csv and\n"
+      "OUT/simulation.json. Example (then train examples/movielens/youtube.toml on it):\n"
+      "  mtrank simulate --out sim --eta 1 --logger medium --seed 1");
 
   mtrank::cli::TrainOptions tr;
   auto* train = app.add_subcommand("train", "Fit the preprocessing and train a model from a TOML config.");
@@ -236,6 +293,25 @@ int main(int argc, char** argv) {
     if (*synth_ranking) {
       mtrank::data::write_ranking_synthetic(rk, rk_out);
       std::printf("wrote %lld rows to %s\n", static_cast<long long>(rk.rows), rk_out.c_str());
+      return 0;
+    }
+    if (*simulate) {
+      sim.click_model = mtrank::data::parse_click_model(click_model);
+      const mtrank::data::SimulateSummary sum = mtrank::data::simulate_impressions(sim);
+      std::printf("simulated %lld users, %lld items (%lld ratings; factorization train RMSE %.3f)\n",
+                  static_cast<long long>(sum.users), static_cast<long long>(sum.items),
+                  static_cast<long long>(sum.ratings), sum.mf_train_rmse);
+      const char* split[3] = {"train", "val", "test"};
+      for (int k = 0; k < 3; ++k)
+        std::printf("  %s/%s.csv: %lld impressions, click rate %.4f\n", sim.out_dir.c_str(), split[k],
+                    static_cast<long long>(sum.impressions[k]),
+                    sum.impressions[k] ? static_cast<double>(sum.clicks[k]) / static_cast<double>(sum.impressions[k]) : 0.0);
+      std::printf("  grades 0..4: %lld %lld %lld %lld %lld\n  click rate by position:",
+                  static_cast<long long>(sum.grade_counts[0]), static_cast<long long>(sum.grade_counts[1]),
+                  static_cast<long long>(sum.grade_counts[2]), static_cast<long long>(sum.grade_counts[3]),
+                  static_cast<long long>(sum.grade_counts[4]));
+      for (double c : sum.click_rate_by_position) std::printf(" %.3f", c);
+      std::printf("\n");
       return 0;
     }
     if (*train) return mtrank::cli::run_train(tr);
