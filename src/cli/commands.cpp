@@ -1,6 +1,9 @@
 #include "cli/commands.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <map>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -17,6 +20,7 @@
 #include "config/config.h"
 #include "data/dataset.h"
 #include "data/preprocessor.h"
+#include "data/record_reader.h"
 #include "data/synth.h"
 #include "eval/gbdt_baseline.h"
 #include "eval/metric_registry.h"
@@ -132,6 +136,150 @@ void refuse_non_finite(const train::Predictions& p, const std::string& model_dir
   }
 }
 
+namespace {
+
+// Spearman's rank correlation (ties get their mean rank).
+double rank_correlation(const std::vector<double>& a, const std::vector<double>& b) {
+  auto ranks = [](const std::vector<double>& v) {
+    std::vector<std::size_t> order(v.size());
+    for (std::size_t i = 0; i < v.size(); ++i) order[i] = i;
+    std::sort(order.begin(), order.end(), [&](std::size_t x, std::size_t y) { return v[x] < v[y]; });
+    std::vector<double> r(v.size());
+    for (std::size_t i = 0; i < order.size();) {
+      std::size_t j = i;
+      while (j + 1 < order.size() && v[order[j + 1]] == v[order[i]]) ++j;
+      for (std::size_t k = i; k <= j; ++k) r[order[k]] = (static_cast<double>(i + j) / 2) + 1;
+      i = j + 1;
+    }
+    return r;
+  };
+  const std::vector<double> ra = ranks(a), rb = ranks(b);
+  const double n = static_cast<double>(a.size());
+  double ma = 0, mb = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) ma += ra[i] / n, mb += rb[i] / n;
+  double cov = 0, va = 0, vb = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    cov += (ra[i] - ma) * (rb[i] - mb);
+    va += (ra[i] - ma) * (ra[i] - ma);
+    vb += (rb[i] - mb) * (rb[i] - mb);
+  }
+  return va > 0 && vb > 0 ? cov / std::sqrt(va * vb) : std::nan("");
+}
+
+// The served ranking against ground truth (mtrank simulate): NDCG of the
+// ranking mtrank serve would give (bias features missing) on the true grades,
+// and the bias tower's learned bias by position against the true log
+// examination probability.
+json evaluate_against_truth(const EvalOptions& o, model::LoadedModel& m, const data::FeaturizedData& logged,
+                            const data::IngestStats& stats) {
+  if (stats.skipped > 0)
+    throw DataError(o.data + ": " + std::to_string(stats.skipped) +
+                    " rows were skipped, so --truth rows no longer line up with the data rows");
+  if (logged.groups.empty())
+    throw ConfigError(o.model + ": --truth ranks within lists, and the model's config has no data.group_column");
+  std::vector<float> grade;
+  std::vector<int> position;
+  std::vector<double> log_examined;
+  {
+    data::RecordReader reader(o.truth);
+    auto column = [&](const std::string& name) {
+      const auto& h = reader.header();
+      const auto it = std::find(h.begin(), h.end(), name);
+      return it == h.end() ? -1 : static_cast<int>(it - h.begin());
+    };
+    const int cg = column(o.truth_column), cp = column("position"), ce = column("p_examined");
+    if (cg < 0) throw DataError(o.truth + ": no column '" + o.truth_column + "' (name it with --truth-column)");
+    std::vector<std::string_view> f;
+    while (reader.next(f)) {
+      double g = 0;
+      auto number = [&](int c, double& x) {
+        const std::string text = c < static_cast<int>(f.size()) ? std::string(f[c]) : std::string();
+        char* end = nullptr;
+        x = std::strtod(text.c_str(), &end);
+        if (text.empty() || end != text.c_str() + text.size() || !std::isfinite(x))
+          throw DataError(o.truth + ":" + std::to_string(reader.line()) + ":" + std::to_string(c + 1) +
+                          ": not a number");
+      };
+      number(cg, g);
+      grade.push_back(static_cast<float>(g));
+      if (cp >= 0 && ce >= 0) {
+        double p = 0, e = 0;
+        number(cp, p);
+        number(ce, e);
+        position.push_back(static_cast<int>(p));
+        log_examined.push_back(e > 0 ? std::log(e) : std::nan(""));
+      }
+    }
+  }
+  if (static_cast<std::int64_t>(grade.size()) != logged.rows())
+    throw DataError(o.truth + ": " + std::to_string(grade.size()) + " rows, but " + o.data + " has " +
+                    std::to_string(logged.rows()) + ": give the truth file written beside the data");
+  data::FeaturizedData served = logged;
+  m.preprocessor->read_bias_as_missing(served);
+  const train::Predictions p = train::predict(*m.net, m.config, served);
+  refuse_non_finite(p, o.model);
+  std::vector<float> scores(static_cast<std::size_t>(p.rows));
+  std::string rank_by = o.rank_by;
+  if (!rank_by.empty()) {
+    int task = -1;
+    for (std::size_t t = 0; t < m.config.tasks.size(); ++t)
+      if (m.config.tasks[t].name == rank_by) task = static_cast<int>(t);
+    if (task < 0) throw ConfigError("--rank-by: the model has no task '" + rank_by + "'");
+    for (std::int64_t r = 0; r < p.rows; ++r) scores[r] = p.values[r * p.tasks + task];
+  } else {
+    rank_by = m.config.serve.score.empty() ? "sum of all tasks" : m.config.serve.score;
+    const serve::ScoreFormula formula = serve::ScoreFormula::parse(m.config.serve.score, m.config.tasks);
+    for (std::int64_t r = 0; r < p.rows; ++r)
+      scores[r] = static_cast<float>(formula.combine(p.values.data() + r * p.tasks));
+  }
+  json out{{"rank_by", rank_by}, {"truth", o.truth}, {"truth_column", o.truth_column}};
+  std::printf("\nranking as served (bias features missing), by %s, against %s of %s:\n", rank_by.c_str(),
+              o.truth_column.c_str(), o.truth.c_str());
+  for (int k : {5, 10}) {
+    const double v = eval::ndcg_at({scores, grade, logged.groups}, k);
+    out["ndcg@" + std::to_string(k)] = v;
+    std::printf("  ndcg@%d %.4f\n", k, v);
+  }
+  const BiasTowerConfig& tower = m.config.model.bias_tower;
+  if (tower.enabled && !position.empty()) {
+    const int task = tower.task_indices.front();
+    const std::vector<float> bias = train::bias_logits(*m.net, m.config, logged, task);
+    std::map<int, std::pair<double, double>> sums;  // position -> (learned, true) sums
+    std::map<int, double> counts;
+    for (std::size_t r = 0; r < bias.size(); ++r) {
+      if (std::isnan(log_examined[r])) continue;
+      sums[position[r]].first += bias[r];
+      sums[position[r]].second += log_examined[r];
+      counts[position[r]] += 1;
+    }
+    std::vector<double> learned, truth;
+    json rows = json::array();
+    std::printf("learned bias of task '%s' by position (relative to the first), against the true log examination:\n",
+                m.config.tasks[task].name.c_str());
+    std::printf("  position   learned  true_log_theta\n");
+    double learned0 = 0, truth0 = 0;
+    for (const auto& [pos, s] : sums) {
+      const double l = s.first / counts[pos], t = s.second / counts[pos];
+      if (learned.empty()) learned0 = l, truth0 = t;
+      learned.push_back(l - learned0);
+      truth.push_back(t - truth0);
+      rows.push_back({{"position", pos}, {"learned", l - learned0}, {"true_log_theta", t - truth0}});
+      std::printf("  %8d  %8.3f  %14.3f\n", pos, l - learned0, t - truth0);
+    }
+    const double rho = learned.size() > 1 ? rank_correlation(learned, truth) : std::nan("");
+    bool monotone = true;
+    for (std::size_t k = 1; k < learned.size(); ++k) monotone = monotone && learned[k] <= learned[k - 1];
+    std::printf("  rank correlation %.3f, %s\n", rho, monotone ? "monotone (falls with position)" : "not monotone");
+    out["bias_task"] = m.config.tasks[task].name;
+    out["bias_by_position"] = rows;
+    out["bias_rank_correlation"] = rho;
+    out["bias_monotone"] = monotone;
+  }
+  return out;
+}
+
+}  // namespace
+
 int run_eval(const EvalOptions& o) {
   check_output_file(o.metrics_out, "--metrics-out");
   configure_threads(o.threads);
@@ -139,6 +287,9 @@ int run_eval(const EvalOptions& o) {
   eval::check_task_metrics(m.config);
   data::IngestStats stats;
   data::FeaturizedData d = data::load_featurized(*m.preprocessor, o.data, true, &stats, true);
+  json truth;
+  if (!o.truth.empty()) truth = evaluate_against_truth(o, m, d, stats);
+  if (o.as_served) m.preprocessor->read_bias_as_missing(d);
   train::SplitRecord split;
   try {
     split = train::evaluate_split(*m.net, m.config, d, "data", o.data);
@@ -151,6 +302,8 @@ int run_eval(const EvalOptions& o) {
     json j = train::to_json(split);
     j["rows"] = d.rows();
     j["skipped_rows"] = stats.skipped;
+    j["as_served"] = o.as_served;
+    if (!truth.is_null()) j["truth"] = truth;
     write_json_atomic(o.metrics_out, j);
   }
   return 0;

@@ -22,6 +22,11 @@ int run_train(const TrainOptions& o);
 struct EvalOptions {
   std::string model, data, metrics_out;
   int threads = 0;
+  bool as_served = false;  // bias features read as missing, as `mtrank serve` reads them
+  // Ground truth row for row with --data (mtrank simulate's DIR/test.truth.csv):
+  // NDCG of the served ranking against `truth_column`, and the learned bias by position.
+  std::string truth, truth_column = "grade";
+  std::string rank_by;  // a task name, or "" = the model's [serve] score formula
 };
 int run_eval(const EvalOptions& o);
 

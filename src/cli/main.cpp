@@ -154,6 +154,15 @@ int main(int argc, char** argv) {
   evalc->add_option("--data", ev.data, "Data file with the label columns")->required();
   evalc->add_option("--metrics-out", ev.metrics_out, "Write metrics JSON here");
   evalc->add_option("--threads", ev.threads, "Threads (0 = all cores)");
+  evalc->add_flag("--as-served", ev.as_served,
+                  "Read the bias features (bias = true: position, device) as missing, as 'mtrank serve' does");
+  evalc->add_option("--truth", ev.truth,
+                    "Ground truth, row for row with --data (mtrank simulate's DIR/test.truth.csv): NDCG@5 and @10 of "
+                    "the served ranking (bias features missing) within each data.group_column list, and the bias "
+                    "tower's learned bias by position against the true log examination")
+      ->check(CLI::ExistingFile);
+  evalc->add_option("--truth-column", ev.truth_column, "Graded relevance column of --truth")->capture_default_str();
+  evalc->add_option("--rank-by", ev.rank_by, "Rank by this task's prediction (default: the model's [serve] score)");
 
   mtrank::cli::PredictOptions pr;
   auto* predict = app.add_subcommand("predict", "Score a file: one output row per input row, one column per task.");

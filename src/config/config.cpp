@@ -521,6 +521,51 @@ Config parse_config(const std::string& text, const std::string& source_name, con
 }
 
 namespace {
+void parse_bias_tower(const toml::table& table, const SourceInfo& source, Config& cfg) {
+  TableReader t(table, "model.bias_tower", source);
+  BiasTowerConfig& b = cfg.model.bias_tower;
+  b.enabled = t.boolean("enabled", true);
+  b.hidden = t.integers("hidden", b.hidden, 1, 1 << 12);
+  b.position_dropout = t.number("position_dropout", b.position_dropout, 0.0);
+  if (b.position_dropout > 1.0) t.fail(t.get("position_dropout"), "position_dropout", "must be at most 1");
+  b.dropout_feature = t.string("dropout_feature", b.dropout_feature);
+  b.tasks = t.strings("tasks", {});
+  if (!b.enabled) return;
+  if (cfg.model.type == "esmm") t.fail(nullptr, "enabled", "esmm has no bias tower: it would break pCTCVR = pCTR x pCVR");
+  std::vector<std::string> bias_features;
+  for (const FeatureConfig& f : cfg.features)
+    if (f.bias) bias_features.push_back(f.name);
+  if (bias_features.empty())
+    t.fail(nullptr, "enabled", "the bias tower reads the bias features, and no [[features]] entry has bias = true");
+  if (b.position_dropout > 0 || t.has("dropout_feature")) {
+    auto it = std::find_if(cfg.features.begin(), cfg.features.end(),
+                           [&](const FeatureConfig& f) { return f.name == b.dropout_feature; });
+    if (it == cfg.features.end() || !it->bias || it->type != FeatureType::kCategorical) {
+      std::string names;
+      for (const std::string& n : bias_features) names += (names.empty() ? "" : ", ") + n;
+      t.fail(t.get("dropout_feature"), "dropout_feature",
+             "'" + b.dropout_feature + "' is not a categorical bias feature (the bias features: " + names +
+                 "); name one, or set position_dropout = 0");
+    }
+  }
+  b.task_indices.clear();
+  if (b.tasks.empty()) {
+    for (std::size_t k = 0; k < cfg.tasks.size(); ++k)
+      if (cfg.tasks[k].where_column.empty()) b.task_indices.push_back(static_cast<int>(k));
+    if (b.task_indices.empty())
+      t.fail(nullptr, "tasks", "every task has a sample space: name the tasks the bias is added to");
+  } else {
+    for (std::size_t k = 0; k < cfg.tasks.size(); ++k)
+      if (std::find(b.tasks.begin(), b.tasks.end(), cfg.tasks[k].name) != b.tasks.end())
+        b.task_indices.push_back(static_cast<int>(k));
+    for (const std::string& name : b.tasks)
+      if (std::none_of(cfg.tasks.begin(), cfg.tasks.end(), [&](const TaskConfig& k) { return k.name == name; }))
+        t.fail(t.get("tasks"), "tasks", "no task is named '" + name + "'");
+  }
+  b.tasks.clear();
+  for (int k : b.task_indices) b.tasks.push_back(cfg.tasks[k].name);
+}
+
 Config parse_table(const toml::table& root_table, const std::string& source_name, const Origins* origins,
                    const ParseOptions& options) {
   Config cfg;
@@ -556,9 +601,10 @@ Config parse_table(const toml::table& root_table, const std::string& source_name
     // A key another family takes but this one does not is a mistake worth
     // naming (num_experts on a shared_bottom changes nothing), except in a
     // model directory written before families owned their keys.
+    if (const toml::table* tower = t.subtable("bias_tower")) parse_bias_tower(*tower, source, cfg);
     for (const auto& [k, node] : *model) {
       const std::string key(k.str());
-      if (key == "type" || cfg.model.has(key)) continue;
+      if (key == "type" || key == "bias_tower" || cfg.model.has(key)) continue;
       if (!is_model_family_key(key)) continue;  // a typo: the unknown-key check names it
       if (options.ignore_other_family_keys) {
         t.get(key);
@@ -716,6 +762,12 @@ std::string to_toml(const Config& c) {
     tasks.push_back(std::move(t));
   }
   toml::table model{{"type", c.model.type}};
+  if (const BiasTowerConfig& b = c.model.bias_tower; b.enabled)
+    model.insert("bias_tower", toml::table{{"enabled", true},
+                                           {"tasks", strings(b.tasks)},
+                                           {"hidden", ints(b.hidden)},
+                                           {"position_dropout", b.position_dropout},
+                                           {"dropout_feature", b.dropout_feature}});
   for (const ModelKey& k : find_model_family(c.model.type)->keys) {
     const ModelValue& v = c.model.values.at(k.name);
     if (auto* b = std::get_if<bool>(&v)) model.insert(k.name, *b);

@@ -85,6 +85,25 @@ struct DataConfig {
 // One value of a [model] key (model_families.h ModelKey gives its kind).
 using ModelValue = std::variant<bool, std::int64_t, double, std::vector<std::int64_t>>;
 
+// [model.bias_tower]: YouTube's shallow tower for selection bias (Zhao et al.
+// 2019). A small MLP over the bias features (`bias = true`: position, device)
+// whose logit is added to the chosen tasks' logits in training; the main
+// model then does not see the bias features. At serving the bias features are
+// missing, so the tower adds the same constant to every candidate and the
+// ranking does not depend on position. Any family but esmm.
+struct BiasTowerConfig {
+  bool enabled = false;
+  // Tasks whose logits get the bias; default: the tasks trained on all
+  // impressions (no sample space), i.e. the engagement tasks a position biases.
+  std::vector<std::string> tasks;
+  std::vector<int> task_indices;  // resolved from `tasks` at parse time, in task order
+  std::vector<std::int64_t> hidden = {16};
+  // Share of training rows whose `dropout_feature` is replaced by its empty
+  // value, so the main model cannot lean on the tower (YouTube: 10%).
+  double position_dropout = 0.1;
+  std::string dropout_feature = "position";  // a categorical bias feature
+};
+
 // [model]: the family and the values of every key that family takes
 // (model_families.h), defaults filled in. A key the family does not declare
 // is not here: reading one is a programming error (std::logic_error), which
@@ -92,6 +111,7 @@ using ModelValue = std::variant<bool, std::int64_t, double, std::vector<std::int
 struct ModelConfig {
   std::string type = "mmoe";  // a name of model_families()
   std::map<std::string, ModelValue> values;
+  BiasTowerConfig bias_tower;  // a head any family but esmm can carry, not a family key
 
   bool has(const std::string& key) const { return values.count(key) > 0; }
   std::int64_t integer(const std::string& key) const;

@@ -351,6 +351,24 @@ double Preprocessor::dense_value(const DenseField& f, std::string_view raw, int 
   return x;
 }
 
+void Preprocessor::read_bias_as_missing(FeaturizedData& data) const {
+  const std::int64_t rows = data.rows();
+  for (std::size_t i = 0; i < categorical_.size(); ++i) {
+    if (!categorical_[i].feature.bias) continue;
+    const std::int64_t id = empty_value_id(categorical_[i]);
+    for (std::int64_t r = 0; r < rows; ++r) data.categorical[static_cast<std::size_t>(r) * categorical_.size() + i] = id;
+  }
+  for (const CategoricalField& f : bags_)
+    if (f.feature.bias)
+      throw DataError("multi_hot bias feature '" + f.feature.name + "' cannot be read as missing here yet; make it categorical");
+  const std::string missing = config_.data.missing_values.empty() ? std::string() : config_.data.missing_values.front();
+  for (std::size_t i = 0; i < dense_.size(); ++i) {
+    if (!dense_[i].feature.bias) continue;
+    const auto value = static_cast<float>(dense_value(dense_[i], missing, static_cast<int>(i)));
+    for (std::int64_t r = 0; r < rows; ++r) data.dense[static_cast<std::size_t>(r) * dense_.size() + i] = value;
+  }
+}
+
 namespace {
 // The same view (a context value) or the same text as last time. A null data()
 // never matches: a fresh memo holds empty views.

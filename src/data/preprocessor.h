@@ -138,6 +138,12 @@ class Preprocessor {
   const std::vector<CategoricalField>& bag_fields() const { return bags_; }
   const std::vector<DenseField>& dense_fields() const { return dense_; }
   const CategoricalField* find_field(const std::string& name) const;  // categorical, cross or multi-hot
+  // Rewrites featurized rows as `mtrank serve` reads them: every bias feature
+  // (position, device) missing. Categorical and numeric bias features; throws
+  // DataError for a multi-hot one.
+  void read_bias_as_missing(FeaturizedData& data) const;
+  // The id a categorical field gives its empty value "" (what a bias feature reads at serving).
+  std::int64_t empty_value_id(const CategoricalField& f) const { return category_id(f, ""); }
 
  private:
   static bool numeric_input(const FeatureConfig& f, std::string_view raw, double& x, std::string& why);

@@ -7,6 +7,7 @@
 
 #include "common/error.h"
 #include "data/preprocessor.h"
+#include "model/bias_tower.h"
 #include "model/esmm.h"
 #include "model/mmoe.h"
 #include "model/objective.h"
@@ -202,6 +203,46 @@ RankingModel::RankingModel(const ModelConfig& config, const InputShape& shape, s
     : shape_(shape) {
   input_ = register_module("input", FeatureInput(shape, config.integer("embedding_dim"), embedding_copies));
   if (config.flag("wide")) add_head("wide", std::make_shared<WideHead>(shape));
+  if (const BiasTowerConfig& tower = config.bias_tower; tower.enabled) {
+    const std::int64_t dim = config.integer("embedding_dim");
+    std::vector<bool> bias_column(static_cast<std::size_t>(input_->output_dim()), false);
+    for (const InputField* f : shape.fields_in_group("bias")) {
+      const auto [begin, end] = feature_columns(shape, *f, dim);
+      for (std::int64_t c = begin; c < end; ++c) bias_column[static_cast<std::size_t>(c)] = true;
+    }
+    std::vector<std::int64_t> deep;
+    for (std::size_t c = 0; c < bias_column.size(); ++c)
+      if (!bias_column[c]) deep.push_back(static_cast<std::int64_t>(c));
+    if (deep.empty()) throw ConfigError("model.bias_tower: every feature is a bias feature; the main model would read nothing");
+    deep_columns_ = torch::tensor(deep, torch::kInt64);
+    bias_tower_ = std::make_shared<BiasTowerHead>(tower, shape, dim);
+    add_head("bias_tower", bias_tower_);
+    position_dropout_ = tower.position_dropout;
+    if (position_dropout_ > 0) {
+      const InputField* f = shape.field(tower.dropout_feature);
+      if (!f || f->kind != FieldKind::kCategorical)
+        throw ConfigError("model.bias_tower.dropout_feature: '" + tower.dropout_feature + "' is not a categorical field");
+      dropout_slot_ = f->slot;
+      dropout_empty_id_ = f->empty_id;
+    }
+  }
+}
+
+torch::Tensor RankingModel::categorical_ids(const Batch& batch) {
+  if (!is_training() || position_dropout_ <= 0 || dropout_slot_ < 0 || batch.size == 0) return batch.categorical;
+  torch::Tensor ids = batch.categorical.clone();
+  const torch::Tensor drop = torch::rand({batch.size}) < position_dropout_;  // the torch RNG: seeded, restored on resume
+  ids.select(1, dropout_slot_).masked_fill_(drop, dropout_empty_id_);
+  return ids;
+}
+
+torch::Tensor RankingModel::bias_logits(const Batch& batch) {
+  if (!bias_tower_) return {};
+  torch::NoGradGuard no_grad;
+  const SparseLookup lookup{batch.categorical.reshape({-1}), batch.bag_ids, false};
+  const torch::Tensor features = input_->forward(batch, lookup, torch::Tensor());
+  const torch::Tensor none;
+  return bias_tower_->forward({batch, lookup, none, features, shape_});
 }
 
 void RankingModel::add_head(const std::string& name, std::shared_ptr<AdditiveHead> head) {
@@ -211,7 +252,7 @@ void RankingModel::add_head(const std::string& name, std::shared_ptr<AdditiveHea
 ModelOutput RankingModel::forward(const Batch& batch, TouchedRows* touched) {
   SparseLookup lookup;
   torch::Tensor input_rows;
-  const torch::Tensor categorical = batch.categorical.reshape({-1});
+  const torch::Tensor categorical = categorical_ids(batch).reshape({-1});
   if (touched) {
     // One unique over every id of the batch; each sparse table gathers those rows as a leaf.
     const std::int64_t ncat = categorical.size(0);
@@ -227,7 +268,7 @@ ModelOutput RankingModel::forward(const Batch& batch, TouchedRows* touched) {
     lookup = {categorical, batch.bag_ids, false};
   }
   const torch::Tensor features = input_->forward(batch, lookup, input_rows);
-  ModelOutput out = forward_deep(features);
+  ModelOutput out = forward_deep(deep_columns_.defined() ? features.index_select(-1, deep_columns_) : features);
   std::size_t table = 1;  // TouchedRows::rows[0] is the embeddings
   const torch::Tensor none;
   for (const auto& head : heads_) {
@@ -313,7 +354,7 @@ std::shared_ptr<RankingModel> create_model(const ModelConfig& config, const Inpu
 InputShape input_shape(const data::Preprocessor& pre) {
   InputShape shape{pre.embedding_rows(), pre.num_categorical(), pre.num_bags(), pre.num_dense(), pre.num_tasks(), {}};
   auto add = [&](const FeatureConfig& f, FieldKind kind, int slot, std::int64_t offset, std::int64_t size) {
-    InputField field{f.name, kind, slot, offset, size, {}};
+    InputField field{f.name, kind, slot, offset, size, {}, 0};
     if (!f.group.empty()) field.groups.push_back(f.group);
     if (f.bias) field.groups.push_back("bias");
     shape.fields.push_back(std::move(field));
@@ -321,6 +362,7 @@ InputShape input_shape(const data::Preprocessor& pre) {
   for (std::size_t i = 0; i < pre.categorical_fields().size(); ++i) {
     const auto& f = pre.categorical_fields()[i];
     add(f.feature, FieldKind::kCategorical, static_cast<int>(i), f.offset, f.size);
+    if (f.feature.type != FeatureType::kCross) shape.fields.back().empty_id = pre.empty_value_id(f);
   }
   for (std::size_t i = 0; i < pre.bag_fields().size(); ++i) {
     const auto& f = pre.bag_fields()[i];

@@ -28,6 +28,7 @@ struct InputField {
   int slot = 0;                          // column of Batch::categorical, bag number, or column of Batch::dense
   std::int64_t offset = 0, size = 0;     // its rows in the fused embedding table (categorical and bags)
   std::vector<std::string> groups;       // [[features]] group, and "bias" for bias features
+  std::int64_t empty_id = 0;             // categorical: the table row of the empty value (missing at serving)
 };
 
 // Sizes and fields of the featurized input, from the fitted preprocessor.
@@ -168,16 +169,29 @@ class RankingModel : public torch::nn::Module {
   void add_head(const std::string& name, std::shared_ptr<AdditiveHead> head);
   FeatureInput& input() { return input_; }
   const InputShape& shape() const { return shape_; }
+  // The bias tower's per-row logits [B, T] for a batch (zero in the tasks it
+  // does not bias); undefined without a tower. For plots of the learned bias.
+  torch::Tensor bias_logits(const Batch& batch);
 
  protected:
   // The model family's deep part: input [copies, B, in] -> logits [B, T] (+ gates).
   virtual ModelOutput forward_deep(const torch::Tensor& x) = 0;
-  std::int64_t input_dim() const { return input_->output_dim(); }
+  // Width of the deep part's input: FeatureInput's, less the bias features' columns when a bias tower reads them.
+  std::int64_t input_dim() const { return deep_columns_.defined() ? deep_columns_.size(0) : input_->output_dim(); }
   InputShape shape_;
 
  private:
+  // Batch ids with the dropout feature replaced by its empty value in a random
+  // share of rows (training with a bias tower), else the batch's own ids.
+  torch::Tensor categorical_ids(const Batch& batch);
+
   FeatureInput input_{nullptr};
   std::vector<std::shared_ptr<AdditiveHead>> heads_;
+  std::shared_ptr<AdditiveHead> bias_tower_;
+  torch::Tensor deep_columns_;  // with a bias tower: FeatureInput's columns the deep part reads (int64)
+  int dropout_slot_ = -1;  // column of Batch::categorical that position dropout replaces
+  std::int64_t dropout_empty_id_ = 0;
+  double position_dropout_ = 0;
 };
 
 // Logits [B, T] -> task values [B, T], contiguous: probabilities for binary

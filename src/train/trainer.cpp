@@ -98,6 +98,23 @@ Predictions predict(model::RankingModel& net, const Config& config, const data::
   return out;
 }
 
+std::vector<float> bias_logits(model::RankingModel& net, const Config& config, const data::FeaturizedData& data,
+                               int task) {
+  torch::InferenceMode guard;
+  net.eval();
+  std::vector<float> out;
+  model::BatchBuilder builder;
+  const std::int64_t bs = config.train.eval_batch_size;
+  for (std::int64_t begin = 0; begin < data.rows(); begin += bs) {
+    const std::int64_t n = std::min(bs, data.rows() - begin);
+    const torch::Tensor b = net.bias_logits(builder.build_range(data, begin, n));
+    if (!b.defined()) return {};
+    const torch::Tensor column = b.select(1, task).contiguous();
+    out.insert(out.end(), column.data_ptr<float>(), column.data_ptr<float>() + n);
+  }
+  return out;
+}
+
 std::vector<eval::TaskMetrics> evaluate(model::RankingModel& net, const Config& config,
                                         const data::FeaturizedData& data, Predictions* predictions) {
   Predictions p = predict(net, config, data);

@@ -116,6 +116,9 @@ struct Predictions {
 };
 
 Predictions predict(model::RankingModel& net, const Config& config, const data::FeaturizedData& data);
+// The bias tower's logit of `task` for every row, [rows]; empty without a tower.
+std::vector<float> bias_logits(model::RankingModel& net, const Config& config, const data::FeaturizedData& data,
+                               int task);
 
 // Throws TrainingError naming `what` and the first row if any prediction is NaN or infinite.
 void check_finite_predictions(const Predictions& p, const std::string& what);
