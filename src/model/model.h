@@ -172,6 +172,10 @@ class RankingModel : public torch::nn::Module {
   // The bias tower's per-row logits [B, T] for a batch (zero in the tasks it
   // does not bias); undefined without a tower. For plots of the learned bias.
   torch::Tensor bias_logits(const Batch& batch);
+  // The categorical ids [B, F] the model reads for a batch: in training with a
+  // bias tower, the dropout feature is replaced by its empty value in a
+  // random share (position_dropout) of rows; otherwise the batch's own ids.
+  torch::Tensor categorical_ids(const Batch& batch);
 
  protected:
   // The model family's deep part: input [copies, B, in] -> logits [B, T] (+ gates).
@@ -181,10 +185,6 @@ class RankingModel : public torch::nn::Module {
   InputShape shape_;
 
  private:
-  // Batch ids with the dropout feature replaced by its empty value in a random
-  // share of rows (training with a bias tower), else the batch's own ids.
-  torch::Tensor categorical_ids(const Batch& batch);
-
   FeatureInput input_{nullptr};
   std::vector<std::shared_ptr<AdditiveHead>> heads_;
   std::shared_ptr<AdditiveHead> bias_tower_;
