@@ -91,7 +91,8 @@ int main(int argc, char** argv) {
   simulate->add_option("--epsilon", sim.epsilon, "Click noise: P(relevant | y) = eps + (1-eps)(2^y-1)/15")
       ->capture_default_str();
   simulate->add_option("--logger", sim.logger,
-                       "Logging policy: weak, medium, strong (true rating + noise of sd 2, 1, 0.25), random, or model "
+                       "Logging policy: weak, medium, strong (true rating + noise of sd 2, 1, 0.25, fixed per user and item "
+                       "as a deployed model's errors are), random, or model "
                        "(a factorization fitted on --logger-share of the ratings)")
       ->capture_default_str();
   simulate->add_option("--logger-share", sim.logger_share, "Share of ratings the 'model' logger learns from")

@@ -233,6 +233,22 @@ std::mt19937_64 session_rng(std::uint64_t seed, std::uint64_t session) {
   return std::mt19937_64(z ^ (z >> 31));
 }
 
+// A standard normal draw fixed per (user, item): the noisy loggers err the
+// same way every time they rank a pair, as a deployed model does. Noise drawn
+// afresh per session would average out over sessions, and then clicks carry
+// no systematic position confound to correct.
+double pair_noise(std::uint64_t seed, std::int32_t user, std::int32_t item) {
+  auto mix = [](std::uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+  };
+  const std::uint64_t h = mix(seed * 0x9E3779B97F4A7C15ULL ^ (static_cast<std::uint64_t>(user) << 32 | static_cast<std::uint32_t>(item)));
+  const double u1 = (static_cast<double>(h >> 11) + 0.5) / 9007199254740992.0;
+  const double u2 = (static_cast<double>(mix(h + 1) >> 11) + 0.5) / 9007199254740992.0;
+  return std::sqrt(-2 * std::log(u1)) * std::cos(6.283185307179586 * u2);  // Box-Muller
+}
+
 std::string format_fraction(double x) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.4g", x);
@@ -357,7 +373,7 @@ SimulateSummary simulate_impressions(const SimulateOptions& o) {
       rating[k] = true_rating(u, cand[k]);
       if (o.logger == "random") score[k] = 0;
       else if (o.logger == "model") score[k] = logger_mf.predict(u, cand[k]);
-      else score[k] = rating[k] + logger_noise * normal(rng);
+      else score[k] = rating[k] + logger_noise * pair_noise(o.seed, u, cand[k]);
     }
     order.resize(n);
     std::iota(order.begin(), order.end(), 0);

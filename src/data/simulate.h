@@ -45,7 +45,8 @@ struct SimulateOptions {
 
   // Logging policy: ranks candidates by a score. "weak" / "medium" / "strong":
   // true relevance (the continuous rating) plus Gaussian noise of standard
-  // deviation 2 / 1 / 0.25; "random": a uniform shuffle; "model": a
+  // deviation 2 / 1 / 0.25, fixed per (user, item) as a deployed model's
+  // errors are (deterministic for a seed); "random": a uniform shuffle; "model": a
   // factorization fitted on `logger_share` of the ratings (a production-like
   // logger that knows little).
   std::string logger = "medium";

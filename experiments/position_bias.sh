@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Position-bias correction measured against simulated truth (docs/experiments.md
+# section 8): for each click model, eta and logger, simulate a log from
+# MovieLens ratings (mtrank simulate), train every method on it, and rank the
+# held-out users' lists as served (bias features missing), scored by NDCG@10
+# on the true grades (mtrank eval --truth).
+#   experiments/position_bias.sh [OUT=/work/exp-bias] [SEEDS="1"] [GRID=main|full]
+# Methods: naive (no bias features), feature (position as a feature, missing
+# at serving), tower (YouTube's shallow tower, 10% position dropout),
+# tower_no_dropout, oracle (trained on the true grades).
+# Prints one row per (setting, method) and writes OUT/results.tsv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:-/work/exp-bias}
+SEEDS=${2:-1}
+GRID=${3:-main}
+MTRANK=${MTRANK:-build/mtrank}
+SESSIONS=${SESSIONS:-20000}
+mkdir -p "$OUT"
+if [ "$GRID" = full ]; then
+  SETTINGS=""
+  for cm in pbm additive; do for eta in 0.5 1 2; do for lg in weak medium strong; do SETTINGS+="$cm:$eta:$lg "; done; done; done
+else
+  SETTINGS="pbm:1:medium additive:1:medium"
+fi
+RESULTS="$OUT/results.tsv"
+[ -f "$RESULTS" ] || printf 'click_model\teta\tlogger\tseed\tmethod\tndcg10\tbias_rank_corr\tbias_monotone\n' >"$RESULTS"
+for setting in $SETTINGS; do
+  IFS=: read -r cm eta lg <<<"$setting"
+  for seed in $SEEDS; do
+    sim="$OUT/sim-$cm-$eta-$lg-$seed"
+    if [ ! -f "$sim/simulation.json" ]; then
+      "$MTRANK" simulate --out "$sim" --click-model "$cm" --eta "$eta" --logger "$lg" --seed "$seed" \
+        --sessions "$SESSIONS" --quiet >/dev/null
+      # The oracle's training data: the log with the true grade joined row for row.
+      for split in train val test; do
+        paste -d, "$sim/$split.csv" <(cut -d, -f3 "$sim/$split.truth.csv") >"$sim/$split.graded.csv"
+      done
+    fi
+    for method in naive feature tower tower_no_dropout oracle; do
+      if grep -q "^$cm	$eta	$lg	$seed	$method	" "$RESULTS"; then continue; fi
+      config=examples/movielens/youtube.toml
+      [ "$method" = tower ] || config=experiments/position_bias/$method.toml
+      suffix=.csv rank=click
+      [ "$method" = oracle ] && suffix=.graded.csv rank=grade
+      model="$sim/model-$method"
+      "$MTRANK" train --config "$config" --train "$sim/train$suffix" --val "$sim/val$suffix" --out "$model" \
+        --seed "$seed" --threads 1 --quiet >"$model.log" 2>&1 || { cat "$model.log"; exit 1; }
+      "$MTRANK" eval --model "$model" --data "$sim/test$suffix" --truth "$sim/test.truth.csv" --rank-by "$rank" \
+        --threads 1 --metrics-out "$model.eval.json" >"$model.eval.txt"
+      row=$(/usr/bin/python3 - "$model.eval.json" <<'PY'
+import json, sys
+t = json.load(open(sys.argv[1]))["truth"]
+rho = t.get("bias_rank_correlation")
+mono = t.get("bias_monotone")
+print("%.4f\t%s\t%s" % (t["ndcg@10"], "-" if rho is None else "%.3f" % rho, "-" if mono is None else str(mono).lower()))
+PY
+)
+      printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$cm" "$eta" "$lg" "$seed" "$method" "$row" | tee -a "$RESULTS"
+    done
+  done
+done
+# The share of the naive-to-oracle gap each method closes, per setting (mean over seeds).
+/usr/bin/python3 - "$RESULTS" <<'PY'
+import csv, sys, collections
+rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
+by = collections.defaultdict(lambda: collections.defaultdict(list))
+for r in rows:
+    by[(r["click_model"], r["eta"], r["logger"])][r["method"]].append(float(r["ndcg10"]))
+print("\n| click model | eta | logger | naive | feature | tower | tower, no dropout | oracle | gap closed: feature | tower | tower, no dropout |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
+for key, m in sorted(by.items()):
+    mean = {k: sum(v) / len(v) for k, v in m.items()}
+    if not all(k in mean for k in ("naive", "oracle")): continue
+    gap = mean["oracle"] - mean["naive"]
+    closed = lambda k: "-" if k not in mean or abs(gap) < 1e-9 else "%.0f%%" % (100 * (mean[k] - mean["naive"]) / gap)
+    cells = ["%.4f" % mean[k] if k in mean else "-" for k in ("naive", "feature", "tower", "tower_no_dropout", "oracle")]
+    print("| %s | %s | %s | %s | %s | %s | %s |" % (key[0], key[1], key[2], " | ".join(cells), closed("feature"), closed("tower"), closed("tower_no_dropout")))
+PY
