@@ -7,7 +7,7 @@
 #   experiments/position_bias.sh [OUT=/work/exp-bias] [SEEDS="1"] [GRID=main|full]
 # Methods: naive (no bias features), feature (position as a feature, missing
 # at serving), tower (YouTube's shallow tower, 10% position dropout),
-# tower_no_dropout, oracle (trained on the true grades).
+# tower_no_dropout, pal (P(seen) x P(click | seen)), oracle (trained on the true grades).
 # Prints one row per (setting, method) and writes OUT/results.tsv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,7 +37,7 @@ for setting in $SETTINGS; do
         paste -d, "$sim/$split.csv" <(cut -d, -f3 "$sim/$split.truth.csv") >"$sim/$split.graded.csv"
       done
     fi
-    for method in naive feature tower tower_no_dropout oracle; do
+    for method in naive feature tower tower_no_dropout pal oracle; do
       if grep -q "^$cm	$eta	$lg	$seed	$method	" "$RESULTS"; then continue; fi
       config=examples/movielens/youtube.toml
       [ "$method" = tower ] || config=experiments/position_bias/$method.toml
@@ -67,13 +67,13 @@ rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
 by = collections.defaultdict(lambda: collections.defaultdict(list))
 for r in rows:
     by[(r["click_model"], r["eta"], r["logger"])][r["method"]].append(float(r["ndcg10"]))
-print("\n| click model | eta | logger | naive | feature | tower | tower, no dropout | oracle | gap closed: feature | tower | tower, no dropout |")
-print("|---|---|---|---|---|---|---|---|---|---|---|")
+print("\n| click model | eta | logger | naive | feature | tower | tower, no dropout | PAL | oracle | gap closed: feature | tower | tower, no dropout | PAL |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for key, m in sorted(by.items()):
     mean = {k: sum(v) / len(v) for k, v in m.items()}
     if not all(k in mean for k in ("naive", "oracle")): continue
     gap = mean["oracle"] - mean["naive"]
     closed = lambda k: "-" if k not in mean or abs(gap) < 1e-9 else "%.0f%%" % (100 * (mean[k] - mean["naive"]) / gap)
-    cells = ["%.4f" % mean[k] if k in mean else "-" for k in ("naive", "feature", "tower", "tower_no_dropout", "oracle")]
-    print("| %s | %s | %s | %s | %s | %s | %s |" % (key[0], key[1], key[2], " | ".join(cells), closed("feature"), closed("tower"), closed("tower_no_dropout")))
+    cells = ["%.4f" % mean[k] if k in mean else "-" for k in ("naive", "feature", "tower", "tower_no_dropout", "pal", "oracle")]
+    print("| %s | %s | %s | %s | %s | %s | %s | %s |" % (key[0], key[1], key[2], " | ".join(cells), closed("feature"), closed("tower"), closed("tower_no_dropout"), closed("pal")))
 PY

@@ -529,6 +529,7 @@ void parse_bias_tower(const toml::table& table, const SourceInfo& source, Config
   b.position_dropout = t.number("position_dropout", b.position_dropout, 0.0);
   if (b.position_dropout > 1.0) t.fail(t.get("position_dropout"), "position_dropout", "must be at most 1");
   b.dropout_feature = t.string("dropout_feature", b.dropout_feature);
+  b.kind = t.choice("kind", b.kind, {"additive", "pal"});
   b.tasks = t.strings("tasks", {});
   if (!b.enabled) return;
   if (cfg.model.type == "esmm") t.fail(nullptr, "enabled", "esmm has no bias tower: it would break pCTCVR = pCTR x pCVR");
@@ -564,6 +565,11 @@ void parse_bias_tower(const toml::table& table, const SourceInfo& source, Config
   }
   b.tasks.clear();
   for (int k : b.task_indices) b.tasks.push_back(cfg.tasks[k].name);
+  if (b.kind == "pal")
+    for (int k : b.task_indices)
+      if (cfg.tasks[k].type != TaskType::kBinary)
+        t.fail(t.get("tasks"), "tasks",
+               "kind = \"pal\" multiplies probabilities: task '" + cfg.tasks[k].name + "' is not binary");
 }
 
 Config parse_table(const toml::table& root_table, const std::string& source_name, const Origins* origins,
@@ -767,7 +773,8 @@ std::string to_toml(const Config& c) {
                                            {"tasks", strings(b.tasks)},
                                            {"hidden", ints(b.hidden)},
                                            {"position_dropout", b.position_dropout},
-                                           {"dropout_feature", b.dropout_feature}});
+                                           {"dropout_feature", b.dropout_feature},
+                                           {"kind", b.kind}});
   for (const ModelKey& k : find_model_family(c.model.type)->keys) {
     const ModelValue& v = c.model.values.at(k.name);
     if (auto* b = std::get_if<bool>(&v)) model.insert(k.name, *b);

@@ -102,6 +102,11 @@ struct BiasTowerConfig {
   // value, so the main model cannot lean on the tower (YouTube: 10%).
   double position_dropout = 0.1;
   std::string dropout_feature = "position";  // a categorical bias feature
+  // "additive": the tower's logit is added (YouTube). "pal": position-aware
+  // learning (Guo et al. 2019), P(click) = P(seen | bias features) x
+  // P(click | seen). Served, the bias features are missing, so P(seen) is one
+  // constant and the ranking is P(click | seen)'s.
+  std::string kind = "additive";
 };
 
 // [model]: the family and the values of every key that family takes

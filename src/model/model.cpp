@@ -215,8 +215,10 @@ RankingModel::RankingModel(const ModelConfig& config, const InputShape& shape, s
       if (!bias_column[c]) deep.push_back(static_cast<std::int64_t>(c));
     if (deep.empty()) throw ConfigError("model.bias_tower: every feature is a bias feature; the main model would read nothing");
     deep_columns_ = torch::tensor(deep, torch::kInt64);
-    bias_tower_ = std::make_shared<BiasTowerHead>(tower, shape, dim);
-    add_head("bias_tower", bias_tower_);
+    bias_tower_ = register_module("bias_tower", std::make_shared<BiasTowerHead>(tower, shape, dim));
+    pal_ = tower.kind == "pal";
+    biased_tasks_ = torch::zeros({shape.num_tasks}, torch::kBool);
+    for (int t : tower.task_indices) biased_tasks_[t] = true;
     position_dropout_ = tower.position_dropout;
     if (position_dropout_ > 0) {
       const InputField* f = shape.field(tower.dropout_feature);
@@ -242,7 +244,8 @@ torch::Tensor RankingModel::bias_logits(const Batch& batch) {
   const SparseLookup lookup{batch.categorical.reshape({-1}), batch.bag_ids, false};
   const torch::Tensor features = input_->forward(batch, lookup, torch::Tensor());
   const torch::Tensor none;
-  return bias_tower_->forward({batch, lookup, none, features, shape_});
+  const torch::Tensor b = bias_tower_->forward({batch, lookup, none, features, shape_});
+  return pal_ ? torch::where(biased_tasks_, torch::log_sigmoid(b), b) : b;
 }
 
 void RankingModel::add_head(const std::string& name, std::shared_ptr<AdditiveHead> head) {
@@ -276,6 +279,21 @@ ModelOutput RankingModel::forward(const Batch& batch, TouchedRows* touched) {
     const torch::Tensor& rows = touched && has_table ? touched->rows[table] : none;
     if (has_table) ++table;
     out.logits = out.logits + head->forward({batch, lookup, rows, features, shape_});
+  }
+  if (bias_tower_) {
+    const torch::Tensor b = bias_tower_->forward({batch, lookup, none, features, shape_});
+    if (!pal_) {
+      out.logits = out.logits + b;
+    } else {
+      // PAL: the logit of p = sigmoid(s) x sigmoid(m), so the tasks' usual
+      // cross-entropy on logits trains the product. With 1 - p =
+      // (e^-s + e^-m + e^-(s+m)) / ((1 + e^-s)(1 + e^-m)), the logit is
+      // -logsumexp(-s, -m, -s-m): stable, with a gradient everywhere (a clamp
+      // near p = 1 let saturated rows stop learning and tie at 1).
+      const torch::Tensor& m = out.logits;
+      const torch::Tensor z = -torch::logsumexp(torch::stack({-b, -m, -b - m}), 0);
+      out.logits = torch::where(biased_tasks_, z, m);
+    }
   }
   return out;
 }

@@ -169,8 +169,9 @@ class RankingModel : public torch::nn::Module {
   void add_head(const std::string& name, std::shared_ptr<AdditiveHead> head);
   FeatureInput& input() { return input_; }
   const InputShape& shape() const { return shape_; }
-  // The bias tower's per-row logits [B, T] for a batch (zero in the tasks it
-  // does not bias); undefined without a tower. For plots of the learned bias.
+  // The bias tower's per-row output [B, T] for a batch (zero in the tasks it
+  // does not bias); undefined without a tower. Additive: the logit it adds;
+  // PAL: log P(seen). For plots of the learned bias against log theta_k.
   torch::Tensor bias_logits(const Batch& batch);
   // The categorical ids [B, F] the model reads for a batch: in training with a
   // bias tower, the dropout feature is replaced by its empty value in a
@@ -187,7 +188,9 @@ class RankingModel : public torch::nn::Module {
  private:
   FeatureInput input_{nullptr};
   std::vector<std::shared_ptr<AdditiveHead>> heads_;
-  std::shared_ptr<AdditiveHead> bias_tower_;
+  std::shared_ptr<AdditiveHead> bias_tower_;  // registered as "bias_tower", applied after the heads
+  bool pal_ = false;
+  torch::Tensor biased_tasks_;  // [T] bool: the tasks the tower biases
   torch::Tensor deep_columns_;  // with a bias tower: FeatureInput's columns the deep part reads (int64)
   int dropout_slot_ = -1;  // column of Batch::categorical that position dropout replaces
   std::int64_t dropout_empty_id_ = 0;

@@ -24,7 +24,7 @@ using namespace mtrank::testing;
 
 namespace {
 
-const char* kConfig = R"(
+const char *kConfig = R"(
 [data]
 group_column = "session"
 [[features]]
@@ -62,13 +62,14 @@ std::string ratings_csv() {
   for (int u = 0; u < 40; ++u)
     for (int k = 0; k < 20; ++k) {
       const int i = (u * 7 + k * 3) % 60;
-      out += std::to_string(u) + "," + std::to_string(i) + "," + std::to_string(0.5 + ((u + 2 * i) % 10) * 0.5) + "\n";
+      out += std::to_string(u) + "," + std::to_string(i) + "," +
+             std::to_string(0.5 + ((u + 2 * i) % 10) * 0.5) + "\n";
     }
   return out;
 }
 
 class BiasTower : public ::testing::Test {
- protected:
+protected:
   static void SetUpTestSuite() {
     dir_ = new TempDir();
     data::SimulateOptions o;
@@ -76,8 +77,10 @@ class BiasTower : public ::testing::Test {
     o.out_dir = dir_->file("sim");
     o.sessions = 20000;
     o.positions = 5;
-    o.click_model = data::ClickModel::kAdditive;  // the bias a tower's added logit models exactly
-    o.logger = "random";                           // every item at every position: the bias is identifiable
+    o.click_model = data::ClickModel::kAdditive; // the bias a tower's added
+                                                 // logit models exactly
+    o.logger =
+        "random"; // every item at every position: the bias is identifiable
     o.title_column = o.year_column = o.genres_column = "";
     o.quiet = true;
     o.mf_epochs = 10;
@@ -91,9 +94,12 @@ class BiasTower : public ::testing::Test {
     std::shared_ptr<model::RankingModel> net;
     data::FeaturizedData train;
   };
-  static Run prepare(const std::string& extra = "") {
+  // `tower_keys`: more [model.bias_tower] keys.
+  static Run prepare(const std::string &tower_keys = "") {
     Run r;
-    r.config = parse_config(std::string(kConfig) + extra, "tower.toml");
+    std::string text = kConfig;
+    text.insert(text.find("[train]"), tower_keys);
+    r.config = parse_config(text, "tower.toml");
     torch::manual_seed(1);
     at::set_num_threads(1);
     r.pre = std::make_unique<data::Preprocessor>(r.config);
@@ -102,17 +108,19 @@ class BiasTower : public ::testing::Test {
     r.net = model::create_model(r.config.model, model::input_shape(*r.pre));
     return r;
   }
-  static TempDir* dir_;
+  static TempDir *dir_;
 };
-TempDir* BiasTower::dir_ = nullptr;
+TempDir *BiasTower::dir_ = nullptr;
 
 TEST_F(BiasTower, RecoversTheSimulatedPositionCurve) {
   Run r = prepare();
   train::train_model(*r.net, r.config, r.train, nullptr, {});
-  const std::vector<float> bias = train::bias_logits(*r.net, r.config, r.train, 0);
+  const std::vector<float> bias =
+      train::bias_logits(*r.net, r.config, r.train, 0);
   ASSERT_EQ(static_cast<std::int64_t>(bias.size()), r.train.rows());
   // The log's position and the truth's examination, row for row.
-  data::RecordReader log(dir_->file("sim/train.csv")), truth(dir_->file("sim/train.truth.csv"));
+  data::RecordReader log(dir_->file("sim/train.csv")),
+      truth(dir_->file("sim/train.truth.csv"));
   std::vector<std::string_view> f;
   std::map<int, double> learned, true_log_theta, n;
   for (std::size_t row = 0; log.next(f); ++row) {
@@ -127,8 +135,9 @@ TEST_F(BiasTower, RecoversTheSimulatedPositionCurve) {
   double previous = 1e9;
   for (int k = 1; k <= 5; ++k) {
     const double l = learned[k] / n[k] - l1, t = true_log_theta[k] / n[k] - t1;
-    EXPECT_NEAR(l, t, 0.25) << "position " << k;  // log theta_5 - log theta_1 = -1.6 at eta = 1
-    EXPECT_LT(l, previous) << "position " << k;   // falls with position
+    EXPECT_NEAR(l, t, 0.25)
+        << "position " << k; // log theta_5 - log theta_1 = -1.6 at eta = 1
+    EXPECT_LT(l, previous) << "position " << k; // falls with position
     previous = l;
   }
 }
@@ -141,18 +150,26 @@ TEST_F(BiasTower, MainModelIgnoresBiasFeaturesAndServingIgnoresPosition) {
   const int slot = model::input_shape(*r.pre).field("position")->slot;
   const std::int64_t position_2 = r.pre->find_field("position")->offset + 2;
   data::FeaturizedData moved = rows;
-  for (std::int64_t i = 0; i < moved.rows(); ++i) moved.categorical[i * moved.num_categorical() + slot] = position_2;
+  for (std::int64_t i = 0; i < moved.rows(); ++i)
+    moved.categorical[i * moved.num_categorical() + slot] = position_2;
   model::BatchBuilder b1, b2;
-  const model::Batch a = b1.build_range(rows, 0, rows.rows()), b = b2.build_range(moved, 0, moved.rows());
-  // The logits differ by the tower's bias alone: the deep part does not read the position.
-  const torch::Tensor deep_a = r.net->forward(a, nullptr).logits - r.net->bias_logits(a);
-  const torch::Tensor deep_b = r.net->forward(b, nullptr).logits - r.net->bias_logits(b);
+  const model::Batch a = b1.build_range(rows, 0, rows.rows()),
+                     b = b2.build_range(moved, 0, moved.rows());
+  // The logits differ by the tower's bias alone: the deep part does not read
+  // the position.
+  const torch::Tensor deep_a =
+      r.net->forward(a, nullptr).logits - r.net->bias_logits(a);
+  const torch::Tensor deep_b =
+      r.net->forward(b, nullptr).logits - r.net->bias_logits(b);
   EXPECT_TRUE(torch::allclose(deep_a, deep_b, 1e-5, 1e-6));
-  EXPECT_FALSE(torch::allclose(r.net->forward(a, nullptr).logits, r.net->forward(b, nullptr).logits));
-  // Served (bias features missing): the same scores wherever the item was shown.
+  EXPECT_FALSE(torch::allclose(r.net->forward(a, nullptr).logits,
+                               r.net->forward(b, nullptr).logits));
+  // Served (bias features missing): the same scores wherever the item was
+  // shown.
   r.pre->read_bias_as_missing(rows);
   r.pre->read_bias_as_missing(moved);
-  EXPECT_EQ(train::predict(*r.net, r.config, rows).values, train::predict(*r.net, r.config, moved).values);
+  EXPECT_EQ(train::predict(*r.net, r.config, rows).values,
+            train::predict(*r.net, r.config, moved).values);
   // Only the biased task (click, the one without a sample space) gets a bias.
   const torch::Tensor bias = r.net->bias_logits(a);
   EXPECT_TRUE(torch::equal(bias.select(1, 1), torch::zeros({a.size})));
@@ -164,39 +181,105 @@ TEST_F(BiasTower, PositionDropoutReplacesItsShareInTrainingOnly) {
   r.config.model.bias_tower.position_dropout = 0.3;
   r.net = model::create_model(r.config.model, model::input_shape(*r.pre));
   const model::InputShape shape = model::input_shape(*r.pre);
-  const model::InputField& position = *shape.field("position");
+  const model::InputField &position = *shape.field("position");
   model::BatchBuilder builder;
-  const model::Batch batch = builder.build_range(r.train, 0, std::min<std::int64_t>(r.train.rows(), 20000));
-  ASSERT_EQ(batch.categorical.select(1, position.slot).eq(position.empty_id).sum().item<std::int64_t>(), 0);
+  const model::Batch batch = builder.build_range(
+      r.train, 0, std::min<std::int64_t>(r.train.rows(), 20000));
+  ASSERT_EQ(batch.categorical.select(1, position.slot)
+                .eq(position.empty_id)
+                .sum()
+                .item<std::int64_t>(),
+            0);
   r.net->train();
   const torch::Tensor ids = r.net->categorical_ids(batch);
-  const double share = ids.select(1, position.slot).eq(position.empty_id).to(torch::kDouble).mean().item<double>();
+  const double share = ids.select(1, position.slot)
+                           .eq(position.empty_id)
+                           .to(torch::kDouble)
+                           .mean()
+                           .item<double>();
   EXPECT_NEAR(share, 0.3, 0.02);
   // Nothing else changes.
-  const torch::Tensor other = torch::ones({ids.size(1)}, torch::kBool).index_fill_(0, torch::tensor({position.slot}), false);
-  EXPECT_TRUE(torch::equal(ids.index({torch::indexing::Slice(), other}), batch.categorical.index({torch::indexing::Slice(), other})));
+  const torch::Tensor other =
+      torch::ones({ids.size(1)}, torch::kBool)
+          .index_fill_(0, torch::tensor({position.slot}), false);
+  EXPECT_TRUE(
+      torch::equal(ids.index({torch::indexing::Slice(), other}),
+                   batch.categorical.index({torch::indexing::Slice(), other})));
   r.net->eval();
   EXPECT_TRUE(torch::equal(r.net->categorical_ids(batch), batch.categorical));
 }
 
+TEST_F(BiasTower, PalTrainsTheProductAndServesClickGivenSeen) {
+  Run r = prepare("kind = \"pal\"\n");
+  ASSERT_EQ(r.config.model.bias_tower.kind, "pal");
+  // Training: the click logit is the logit of sigmoid(seen) x sigmoid(main),
+  // exactly.
+  model::BatchBuilder builder;
+  const model::Batch batch = builder.build_range(r.train, 0, 256);
+  r.net->eval();
+  {
+    torch::NoGradGuard no_grad;
+    const torch::Tensor logits = r.net->forward(batch, nullptr).logits;
+    const torch::Tensor log_seen =
+        r.net->bias_logits(batch); // PAL: log P(seen)
+    // The same weights as an additive tower: its logit is main + seen, so main
+    // = logit - seen.
+    Run additive = prepare();
+    auto pal_params = r.net->named_parameters();
+    for (const auto &p : additive.net->named_parameters())
+      p.value().copy_(pal_params[p.key()]);
+    additive.net->eval();
+    const torch::Tensor main = additive.net->forward(batch, nullptr).logits -
+                               additive.net->bias_logits(batch);
+    EXPECT_TRUE(torch::allclose(
+        torch::log_sigmoid(additive.net->bias_logits(batch).select(1, 0)),
+        log_seen.select(1, 0)));
+    const torch::Tensor product =
+        torch::exp(log_seen.select(1, 0)) * torch::sigmoid(main.select(1, 0));
+    EXPECT_TRUE(torch::allclose(torch::sigmoid(logits.select(1, 0)), product,
+                                1e-5, 1e-6));
+    EXPECT_TRUE(torch::allclose(logits.select(1, 1),
+                                main.select(1, 1))); // like is not biased
+  }
+  // Trained (at a learning rate where it does not collapse), it predicts
+  // clicks.
+  r.config.train.learning_rate = 0.002;
+  train::train_model(*r.net, r.config, r.train, nullptr, {});
+  auto m = train::evaluate(*r.net, r.config, r.train);
+  EXPECT_GT(m[0].auc, 0.6);
+}
+
 TEST(BiasTowerConfig, MistakesAreNamed) {
-  auto error = [](const std::string& text) {
+  auto error = [](const std::string &text) {
     try {
       parse_config(text, "t.toml");
-    } catch (const ConfigError& e) {
+    } catch (const ConfigError &e) {
       return std::string(e.what());
     }
     return std::string("no error");
   };
-  const std::string base = "[[features]]\nname = \"item\"\ntype = \"categorical\"\n[[tasks]]\nname = \"click\"\ncolumn = \"click\"\n";
-  EXPECT_NE(error(base + "[model.bias_tower]\n").find("no [[features]] entry has bias = true"), std::string::npos);
-  const std::string with_bias = base + "[[features]]\nname = \"pos\"\ntype = \"categorical\"\nbias = true\n";
-  EXPECT_NE(error(with_bias + "[model.bias_tower]\n").find("'position' is not a categorical bias feature (the bias features: pos)"),
+  const std::string base =
+      "[[features]]\nname = \"item\"\ntype = \"categorical\"\n[[tasks]]\nname "
+      "= \"click\"\ncolumn = \"click\"\n";
+  EXPECT_NE(error(base + "[model.bias_tower]\n")
+                .find("no [[features]] entry has bias = true"),
             std::string::npos);
-  EXPECT_NE(error(with_bias + "[model.bias_tower]\ndropout_feature = \"pos\"\ntasks = [\"klick\"]\n").find("no task is named 'klick'"),
+  const std::string with_bias =
+      base +
+      "[[features]]\nname = \"pos\"\ntype = \"categorical\"\nbias = true\n";
+  EXPECT_NE(error(with_bias + "[model.bias_tower]\n")
+                .find("'position' is not a categorical bias feature (the bias "
+                      "features: pos)"),
             std::string::npos);
-  EXPECT_EQ(error(with_bias + "[model.bias_tower]\ndropout_feature = \"pos\"\n"), "no error");
-  const Config c = parse_config(with_bias + "[model.bias_tower]\ndropout_feature = \"pos\"\n", "t.toml");
+  EXPECT_NE(error(with_bias + "[model.bias_tower]\ndropout_feature = "
+                              "\"pos\"\ntasks = [\"klick\"]\n")
+                .find("no task is named 'klick'"),
+            std::string::npos);
+  EXPECT_EQ(
+      error(with_bias + "[model.bias_tower]\ndropout_feature = \"pos\"\n"),
+      "no error");
+  const Config c = parse_config(
+      with_bias + "[model.bias_tower]\ndropout_feature = \"pos\"\n", "t.toml");
   EXPECT_EQ(c.model.bias_tower.task_indices, std::vector<int>{0});
   // Round trip through the stored config.
   const Config back = parse_config(to_toml(c), "back.toml");
@@ -205,4 +288,4 @@ TEST(BiasTowerConfig, MistakesAreNamed) {
   EXPECT_EQ(to_toml(back), to_toml(c));
 }
 
-}  // namespace
+} // namespace
