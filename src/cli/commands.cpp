@@ -233,6 +233,13 @@ json evaluate_against_truth(const EvalOptions& o, model::LoadedModel& m, const d
       scores[r] = static_cast<float>(formula.combine(p.values.data() + r * p.tasks));
   }
   json out{{"rank_by", rank_by}, {"truth", o.truth}, {"truth_column", o.truth_column}};
+  // The simulation's settings, when the truth came from mtrank simulate (its simulation.json beside it).
+  if (std::ifstream sim(std::filesystem::path(o.truth).parent_path() / "simulation.json"); sim) {
+    try {
+      out["simulation"] = json::parse(sim).at("options");
+    } catch (const json::exception&) {
+    }  // not a simulation record: the truth stands alone
+  }
   std::printf("\nranking as served (bias features missing), by %s, against %s of %s:\n", rank_by.c_str(),
               o.truth_column.c_str(), o.truth.c_str());
   for (int k : {5, 10}) {
@@ -302,6 +309,7 @@ int run_eval(const EvalOptions& o) {
     json j = train::to_json(split);
     j["rows"] = d.rows();
     j["skipped_rows"] = stats.skipped;
+    j["model"] = m.config.model.type;
     j["as_served"] = o.as_served;
     if (!truth.is_null()) j["truth"] = truth;
     write_json_atomic(o.metrics_out, j);
