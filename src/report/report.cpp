@@ -430,6 +430,80 @@ std::string expert_heat_map(const Group& g) {
          ". A column no task uses is an expert that collapsed.</figcaption>\n</figure>\n";
 }
 
+// "pbm, eta 1, medium logger": a simulation's setting, from an eval --truth record.
+std::string setting_of(const Run& r) {
+  const json& sim = r.truth.contains("simulation") ? r.truth["simulation"] : json::object();
+  if (!sim.is_object() || !sim.contains("click_model")) return "";
+  return sim.value("click_model", std::string("?")) + ", eta " + format_number(sim.value("eta", kNaN)) + ", " +
+         sim.value("logger", std::string("?")) + " logger";
+}
+
+// Position bias against simulated truth (eval --truth records): the learned
+// bias by position beside the true log examination, per run; and NDCG@10 of
+// each method against the logger's strength, per click model and eta.
+std::string position_bias_section(const std::vector<Run>& runs) {
+  std::string curves;
+  for (std::size_t i = 0; i < runs.size(); ++i) {
+    const Run& r = runs[i];
+    if (!r.truth.is_object() || !r.truth.contains("bias_by_position") || !r.truth["bias_by_position"].is_array()) continue;
+    const std::string setting = setting_of(r);
+    LineChart chart{r.label + (setting.empty() ? "" : " (" + setting + ")"), "position",
+                    "bias relative to position 1", {}, std::nullopt, "", false, true};
+    Series learned{"learned (" + r.truth.value("bias_task", std::string("task")) + ")", {}, {}, palette(0), false, true};
+    Series truth{"true log theta", {}, {}, palette(1), true, true};
+    for (const json& row : r.truth["bias_by_position"]) {
+      if (!row.is_object()) continue;
+      learned.x.push_back(row.value("position", kNaN));
+      learned.y.push_back(row.value("learned", kNaN));
+      truth.x.push_back(row.value("position", kNaN));
+      truth.y.push_back(row.value("true_log_theta", kNaN));
+    }
+    chart.series = {learned, truth};
+    curves += "<figure class=\"plot single\" data-plot=\"position-bias\">" + render_line_chart(chart) +
+              "<figcaption>Rank correlation " + format_number(r.truth.value("bias_rank_correlation", kNaN), 3) +
+              (r.truth.value("bias_monotone", false) ? "; falls with position" : "; not monotone") + ". " +
+              escape(r.source) + "</figcaption></figure>\n";
+  }
+  // NDCG@10 by logger strength: one chart per (click model, eta), one series per label.
+  const std::vector<std::string> loggers{"weak", "medium", "strong"};
+  std::map<std::string, std::map<std::string, std::map<int, std::vector<double>>>> ndcg;  // setting -> label -> logger
+  for (const Run& r : runs) {
+    if (!r.truth.is_object() || !r.truth.contains("simulation") || !r.truth["simulation"].is_object()) continue;
+    const json& sim = r.truth["simulation"];
+    const auto it = std::find(loggers.begin(), loggers.end(), sim.value("logger", std::string()));
+    const double v = r.truth.value("ndcg@10", kNaN);
+    if (it == loggers.end() || !std::isfinite(v)) continue;
+    const std::string key = sim.value("click_model", std::string("?")) + ", eta " + format_number(sim.value("eta", kNaN));
+    ndcg[key][r.label][static_cast<int>(it - loggers.begin()) + 1].push_back(v);
+  }
+  std::string by_logger;
+  for (const auto& [key, labels] : ndcg) {
+    std::set<int> seen;
+    for (const auto& [label, values] : labels)
+      for (const auto& [logger, v] : values) seen.insert(logger);
+    if (seen.size() < 2) continue;
+    LineChart chart{"NDCG@10 on true grades (" + key + ")", "logger: 1 weak, 2 medium, 3 strong", "NDCG@10", {},
+                    std::nullopt, "", false, true};
+    std::size_t color = 0;
+    for (const auto& [label, values] : labels) {
+      Series s{label, {}, {}, palette(color++), label == "oracle", true};
+      for (const auto& [logger, v] : values) {
+        s.x.push_back(logger);
+        double sum = 0;
+        for (double x : v) sum += x;
+        s.y.push_back(sum / static_cast<double>(v.size()));
+      }
+      chart.series.push_back(std::move(s));
+    }
+    by_logger += "<figure class=\"plot single\" data-plot=\"ndcg-by-logger\">" + render_line_chart(chart) +
+                 "<figcaption>Served ranking (bias features missing) on held-out users, mean over seeds.</figcaption>"
+                 "</figure>\n";
+  }
+  if (curves.empty() && by_logger.empty()) return "";
+  return "<section id=\"position-bias\">\n<h2>Position bias against simulated truth</h2>\n" + by_logger + curves +
+         "</section>\n";
+}
+
 const char* const kStyle = R"css(
 body { font: 14px/1.45 "DejaVu Sans", Helvetica, Arial, sans-serif; color: #222; margin: 24px auto; max-width: 1000px; padding: 0 16px; }
 h1 { font-size: 24px; margin-bottom: 4px; } h2 { font-size: 19px; margin-top: 32px; border-bottom: 1px solid #ccc; }
@@ -497,6 +571,7 @@ Run parse_run(const json& record, const std::string& label, const std::string& s
       run.history.push_back(std::move(epoch));
     }
   }
+  if (const auto t = record.find("truth"); t != record.end() && t->is_object()) run.truth = *t;
   if (const auto u = record.find("expert_utilization"); u != record.end() && !u->is_null()) {
     try {
       run.expert_utilization = u->get<std::vector<std::vector<double>>>();
@@ -550,6 +625,7 @@ std::string render_report(const std::vector<Run>& runs, const ReportOptions& opt
          escape(groups[i].label) + "</a>";
   s += "</p></nav>\n<h2>Runs</h2>\n" + runs_table(runs);
   if (groups.size() > 1) s += seesaw_section(groups, options);
+  s += position_bias_section(runs);
   for (std::size_t gi = 0; gi < groups.size(); ++gi) {
     const Group& g = groups[gi];
     std::vector<std::string> tasks;

@@ -37,6 +37,9 @@ struct Run {
   std::vector<std::vector<double>> expert_utilization;  // [tasks][experts]; empty without gates
   std::vector<std::string> expert_names;
   nlohmann::json record;  // as read (the seesaw table reads it)
+  // `mtrank eval --truth`'s "truth" (NDCG on the true grades, the learned bias
+  // by position, the simulation's options); null in training records.
+  nlohmann::json truth;
 };
 
 // Reads one metrics JSON record (`mtrank train --metrics-out`, compare's
@@ -58,7 +61,8 @@ struct ReportOptions {
 };
 
 // The whole page, well-formed XHTML. Each plot is a <figure data-plot="KIND">
-// (learning-curve, calibration, expert-utilization) and the seesaw table a
+// (learning-curve, calibration, expert-utilization; position-bias and
+// ndcg-by-logger for eval --truth records) and the seesaw table a
 // <table data-plot="seesaw">, so tests and scripts can find them.
 std::string render_report(const std::vector<Run>& runs, const ReportOptions& options);
 
