@@ -234,3 +234,35 @@ TEST(Report, PageHasEveryPlotTheSeesawTableAndEscapesNames) {
   EXPECT_NE(unlabelled.find("No run is labelled 'single_task'"), std::string::npos);
   EXPECT_EQ(count(unlabelled, "data-plot=\"seesaw\""), 1u);
 }
+
+TEST(Report, PositionBiasSectionFromEvalTruthRecords) {
+  // eval --truth records: per method and logger, NDCG@10 and (with a tower) the learned bias by position.
+  std::vector<report::Run> runs;
+  const std::vector<std::pair<std::string, double>> loggers{{"weak", 0.80}, {"medium", 0.84}, {"strong", 0.86}};
+  for (const auto& [logger, ndcg] : loggers)
+    for (const std::string method : {"naive", "tower"}) {
+      json r = record("mmoe", 1, 0.7, 2.0, false);
+      r.erase("seed");  // eval records have no seed
+      r["truth"] = {{"ndcg@10", ndcg + (method == "tower" ? 0.05 : 0.0)},
+                    {"simulation", {{"click_model", "pbm"}, {"eta", 1.0}, {"logger", logger}}}};
+      if (method == "tower") {
+        r["truth"]["bias_task"] = "click";
+        r["truth"]["bias_rank_correlation"] = 1.0;
+        r["truth"]["bias_monotone"] = true;
+        for (int k = 1; k <= 3; ++k)
+          r["truth"]["bias_by_position"].push_back(
+              {{"position", k}, {"learned", -0.5 * (k - 1)}, {"true_log_theta", -std::log(static_cast<double>(k))}});
+      }
+      runs.push_back(report::parse_run(r, method, method + "-" + logger + ".json"));
+    }
+  const std::string page = report::render_report(runs, {});
+  EXPECT_EQ(count(page, "data-plot=\"position-bias\""), 3u);   // one per tower run
+  EXPECT_EQ(count(page, "data-plot=\"ndcg-by-logger\""), 1u);  // one setting: pbm, eta 1
+  EXPECT_NE(page.find("NDCG@10 on true grades (pbm, eta 1)"), std::string::npos);
+  EXPECT_NE(page.find("tower (pbm, eta 1, medium logger)"), std::string::npos);
+  EXPECT_NE(page.find("data-series=\"true log theta\""), std::string::npos);
+  // Training records alone have no such section.
+  EXPECT_EQ(report::render_report({report::parse_run(record("mmoe", 1, 0.7, 2.0, false), "m", "m.json")}, {})
+                .find("position-bias"),
+            std::string::npos);
+}
