@@ -538,7 +538,7 @@ void parse_bias_tower(const toml::table& table, const SourceInfo& source, Config
     if (f.bias) bias_features.push_back(f.name);
   if (bias_features.empty())
     t.fail(nullptr, "enabled", "the bias tower reads the bias features, and no [[features]] entry has bias = true");
-  if (b.position_dropout > 0 || t.has("dropout_feature")) {
+  if (b.position_dropout > 0) {  // to_toml always writes dropout_feature: only a used one must exist
     auto it = std::find_if(cfg.features.begin(), cfg.features.end(),
                            [&](const FeatureConfig& f) { return f.name == b.dropout_feature; });
     if (it == cfg.features.end() || !it->bias || it->type != FeatureType::kCategorical) {
