@@ -528,7 +528,6 @@ void parse_bias_tower(const toml::table& table, const SourceInfo& source, Config
   b.hidden = t.integers("hidden", b.hidden, 1, 1 << 12);
   b.position_dropout = t.number("position_dropout", b.position_dropout, 0.0);
   if (b.position_dropout > 1.0) t.fail(t.get("position_dropout"), "position_dropout", "must be at most 1");
-  b.dropout_feature = t.string("dropout_feature", b.dropout_feature);
   b.kind = t.choice("kind", b.kind, {"additive", "pal"});
   b.tasks = t.strings("tasks", {});
   if (!b.enabled) return;
@@ -538,17 +537,12 @@ void parse_bias_tower(const toml::table& table, const SourceInfo& source, Config
     if (f.bias) bias_features.push_back(f.name);
   if (bias_features.empty())
     t.fail(nullptr, "enabled", "the bias tower reads the bias features, and no [[features]] entry has bias = true");
-  if (b.position_dropout > 0) {  // to_toml always writes dropout_feature: only a used one must exist
-    auto it = std::find_if(cfg.features.begin(), cfg.features.end(),
-                           [&](const FeatureConfig& f) { return f.name == b.dropout_feature; });
-    if (it == cfg.features.end() || !it->bias || it->type != FeatureType::kCategorical) {
-      std::string names;
-      for (const std::string& n : bias_features) names += (names.empty() ? "" : ", ") + n;
-      t.fail(t.get("dropout_feature"), "dropout_feature",
-             "'" + b.dropout_feature + "' is not a categorical bias feature (the bias features: " + names +
-                 "); name one, or set position_dropout = 0");
-    }
-  }
+  if (b.position_dropout > 0)
+    for (const FeatureConfig& f : cfg.features)
+      if (f.bias && f.type != FeatureType::kCategorical)
+        t.fail(t.get("position_dropout"), "position_dropout",
+               "drops the bias features out by their empty value, and '" + f.name + "' is " + to_string(f.type) +
+                   ", not categorical; make it categorical or set position_dropout = 0");
   b.task_indices.clear();
   if (b.tasks.empty()) {
     for (std::size_t k = 0; k < cfg.tasks.size(); ++k)
@@ -773,7 +767,6 @@ std::string to_toml(const Config& c) {
                                            {"tasks", strings(b.tasks)},
                                            {"hidden", ints(b.hidden)},
                                            {"position_dropout", b.position_dropout},
-                                           {"dropout_feature", b.dropout_feature},
                                            {"kind", b.kind}});
   for (const ModelKey& k : find_model_family(c.model.type)->keys) {
     const ModelValue& v = c.model.values.at(k.name);

@@ -98,10 +98,11 @@ struct BiasTowerConfig {
   std::vector<std::string> tasks;
   std::vector<int> task_indices;  // resolved from `tasks` at parse time, in task order
   std::vector<std::int64_t> hidden = {16};
-  // Share of training rows whose `dropout_feature` is replaced by its empty
-  // value, so the main model cannot lean on the tower (YouTube: 10%).
+  // Share of training rows whose bias features all read as their empty value,
+  // as at serving (YouTube drops the position in 10%): the main model cannot
+  // lean on the tower, and the tower's serving state (every bias feature
+  // missing) is trained, not its initial value. Needs categorical bias features.
   double position_dropout = 0.1;
-  std::string dropout_feature = "position";  // a categorical bias feature
   // "additive": the tower's logit is added (YouTube). "pal": position-aware
   // learning (Guo et al. 2019), P(click) = P(seen | bias features) x
   // P(click | seen). Served, the bias features are missing, so P(seen) is one

@@ -22,7 +22,9 @@ struct ModelKey {
   std::string name;
   ModelValue default_value;
   double min = 0;  // integers and each array element: at least this; numbers too
-  double max = static_cast<double>(std::numeric_limits<std::int64_t>::max());  // integers, array elements
+  // Integers and array elements: at most this. 2^62, not INT64_MAX: that rounds up
+  // to 2^63 as a double, and converting 2^63 back to int64 is undefined.
+  double max = 4611686018427387904.0;
   double below = std::numeric_limits<double>::infinity();  // numbers: must stay below this (dropout < 1)
   bool nonempty = false;  // arrays: at least one element
 };

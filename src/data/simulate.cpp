@@ -267,6 +267,9 @@ std::string csv_field(const std::string& s) {
 SimulateSummary simulate_impressions(const SimulateOptions& o) {
   if (o.positions < 1 || o.positions > 100) throw ConfigError("--positions must be from 1 to 100");
   if (o.sessions < 1) throw ConfigError("--sessions must be at least 1");
+  if (o.mf_dim < 1 || o.mf_dim > 1024 || o.mf_epochs < 0)
+    throw ConfigError("--mf-dim must be from 1 to 1024 and --mf-epochs at least 0");
+  if (!(o.max_rating > 0) || !std::isfinite(o.max_rating)) throw ConfigError("--max-rating must be a positive number");
   if (!(o.eta >= 0) || !(o.epsilon >= 0 && o.epsilon < 1)) throw ConfigError("--eta must be >= 0, --epsilon in [0, 1)");
   if (!(o.rated_share >= 0 && o.rated_share <= 1) || !(o.swap_share >= 0 && o.swap_share <= 1))
     throw ConfigError("--rated-share and --swap-share must be in [0, 1]");
@@ -418,7 +421,8 @@ SimulateSummary simulate_impressions(const SimulateOptions& o) {
           p_click = p_exam * p_rel;
           break;
         case ClickModel::kTrustBias:
-          p_click = theta * (grade >= 3 ? 1 - (pos + 1) / 100.0 : 0.65 / pos);
+          // Agarwal et al. 2019 define it for 10 positions; past 98 the relevant rate would be negative.
+          p_click = theta * (grade >= 3 ? std::max(0.0, 1 - (pos + 1) / 100.0) : 0.65 / pos);
           break;
         case ClickModel::kAdditive:
           // The examination enters as a logit offset; p_examined is the same theta.

@@ -221,20 +221,25 @@ RankingModel::RankingModel(const ModelConfig& config, const InputShape& shape, s
     for (int t : tower.task_indices) biased_tasks_[t] = true;
     position_dropout_ = tower.position_dropout;
     if (position_dropout_ > 0) {
-      const InputField* f = shape.field(tower.dropout_feature);
-      if (!f || f->kind != FieldKind::kCategorical)
-        throw ConfigError("model.bias_tower.dropout_feature: '" + tower.dropout_feature + "' is not a categorical field");
-      dropout_slot_ = f->slot;
-      dropout_empty_id_ = f->empty_id;
+      std::vector<std::int64_t> slots, empty;
+      for (const InputField* f : shape.fields_in_group("bias")) {
+        if (f->kind != FieldKind::kCategorical)
+          throw ConfigError("model.bias_tower.position_dropout: bias feature '" + f->name + "' is not categorical");
+        slots.push_back(f->slot);
+        empty.push_back(f->empty_id);
+      }
+      dropout_slots_ = torch::tensor(slots, torch::kInt64);
+      dropout_empty_ids_ = torch::tensor(empty, torch::kInt64);
     }
   }
 }
 
 torch::Tensor RankingModel::categorical_ids(const Batch& batch) {
-  if (!is_training() || position_dropout_ <= 0 || dropout_slot_ < 0 || batch.size == 0) return batch.categorical;
+  if (!is_training() || position_dropout_ <= 0 || !dropout_slots_.defined() || batch.size == 0) return batch.categorical;
   torch::Tensor ids = batch.categorical.clone();
-  const torch::Tensor drop = torch::rand({batch.size}) < position_dropout_;  // the torch RNG: seeded, restored on resume
-  ids.select(1, dropout_slot_).masked_fill_(drop, dropout_empty_id_);
+  const torch::Tensor drop = (torch::rand({batch.size}) < position_dropout_).unsqueeze(1);  // the torch RNG: seeded, restored on resume
+  const torch::Tensor bias = ids.index_select(1, dropout_slots_);                          // [B, bias fields]
+  ids.index_copy_(1, dropout_slots_, torch::where(drop, dropout_empty_ids_.unsqueeze(0).expand_as(bias), bias));
   return ids;
 }
 

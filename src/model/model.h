@@ -174,8 +174,8 @@ class RankingModel : public torch::nn::Module {
   // PAL: log P(seen). For plots of the learned bias against log theta_k.
   torch::Tensor bias_logits(const Batch& batch);
   // The categorical ids [B, F] the model reads for a batch: in training with a
-  // bias tower, the dropout feature is replaced by its empty value in a
-  // random share (position_dropout) of rows; otherwise the batch's own ids.
+  // bias tower, every bias feature reads as its empty value in a random share
+  // (position_dropout) of rows, as at serving; otherwise the batch's own ids.
   torch::Tensor categorical_ids(const Batch& batch);
 
  protected:
@@ -192,8 +192,9 @@ class RankingModel : public torch::nn::Module {
   bool pal_ = false;
   torch::Tensor biased_tasks_;  // [T] bool: the tasks the tower biases
   torch::Tensor deep_columns_;  // with a bias tower: FeatureInput's columns the deep part reads (int64)
-  int dropout_slot_ = -1;  // column of Batch::categorical that position dropout replaces
-  std::int64_t dropout_empty_id_ = 0;
+  // Position dropout: the columns of Batch::categorical it blanks (the bias
+  // fields) and each one's empty-value id.
+  torch::Tensor dropout_slots_, dropout_empty_ids_;
   double position_dropout_ = 0;
 };
 

@@ -430,12 +430,22 @@ std::string expert_heat_map(const Group& g) {
          ". A column no task uses is an expert that collapsed.</figcaption>\n</figure>\n";
 }
 
+// A number of a JSON object, NaN when absent, null (how JSON writes NaN) or not a number.
+std::string text_or(const json& j, const char* key, const std::string& fallback) {
+  const auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : fallback;
+}
+double number_or_nan(const json& j, const char* key) {
+  const auto it = j.find(key);
+  return it != j.end() && it->is_number() ? it->get<double>() : kNaN;
+}
+
 // "pbm, eta 1, medium logger": a simulation's setting, from an eval --truth record.
 std::string setting_of(const Run& r) {
   const json& sim = r.truth.contains("simulation") ? r.truth["simulation"] : json::object();
   if (!sim.is_object() || !sim.contains("click_model")) return "";
-  return sim.value("click_model", std::string("?")) + ", eta " + format_number(sim.value("eta", kNaN)) + ", " +
-         sim.value("logger", std::string("?")) + " logger";
+  return text_or(sim, "click_model", "?") + ", eta " + format_number(number_or_nan(sim, "eta")) + ", " +
+         text_or(sim, "logger", "?") + " logger";
 }
 
 // Position bias against simulated truth (eval --truth records): the learned
@@ -449,19 +459,21 @@ std::string position_bias_section(const std::vector<Run>& runs) {
     const std::string setting = setting_of(r);
     LineChart chart{r.label + (setting.empty() ? "" : " (" + setting + ")"), "position",
                     "bias relative to position 1", {}, std::nullopt, "", false, true};
-    Series learned{"learned (" + r.truth.value("bias_task", std::string("task")) + ")", {}, {}, palette(0), false, true};
+    Series learned{"learned (" + (r.truth.contains("bias_task") && r.truth["bias_task"].is_string() ? r.truth["bias_task"].get<std::string>() : std::string("task")) + ")", {}, {}, palette(0), false, true};
     Series truth{"true log theta", {}, {}, palette(1), true, true};
     for (const json& row : r.truth["bias_by_position"]) {
       if (!row.is_object()) continue;
-      learned.x.push_back(row.value("position", kNaN));
-      learned.y.push_back(row.value("learned", kNaN));
-      truth.x.push_back(row.value("position", kNaN));
-      truth.y.push_back(row.value("true_log_theta", kNaN));
+      learned.x.push_back(number_or_nan(row, "position"));
+      learned.y.push_back(number_or_nan(row, "learned"));
+      truth.x.push_back(number_or_nan(row, "position"));
+      truth.y.push_back(number_or_nan(row, "true_log_theta"));
     }
     chart.series = {learned, truth};
     curves += "<figure class=\"plot single\" data-plot=\"position-bias\">" + render_line_chart(chart) +
-              "<figcaption>Rank correlation " + format_number(r.truth.value("bias_rank_correlation", kNaN), 3) +
-              (r.truth.value("bias_monotone", false) ? "; falls with position" : "; not monotone") + ". " +
+              "<figcaption>Rank correlation " + format_number(number_or_nan(r.truth, "bias_rank_correlation"), 3) +
+              (r.truth.contains("bias_monotone") && r.truth["bias_monotone"].is_boolean() && r.truth["bias_monotone"].get<bool>()
+                   ? "; falls with position"
+                   : "; not monotone") + ". " +
               escape(r.source) + "</figcaption></figure>\n";
   }
   // NDCG@10 by logger strength: one chart per (click model, eta), one series per label.
@@ -470,10 +482,10 @@ std::string position_bias_section(const std::vector<Run>& runs) {
   for (const Run& r : runs) {
     if (!r.truth.is_object() || !r.truth.contains("simulation") || !r.truth["simulation"].is_object()) continue;
     const json& sim = r.truth["simulation"];
-    const auto it = std::find(loggers.begin(), loggers.end(), sim.value("logger", std::string()));
-    const double v = r.truth.value("ndcg@10", kNaN);
+    const auto it = std::find(loggers.begin(), loggers.end(), text_or(sim, "logger", ""));
+    const double v = number_or_nan(r.truth, "ndcg@10");
     if (it == loggers.end() || !std::isfinite(v)) continue;
-    const std::string key = sim.value("click_model", std::string("?")) + ", eta " + format_number(sim.value("eta", kNaN));
+    const std::string key = text_or(sim, "click_model", "?") + ", eta " + format_number(number_or_nan(sim, "eta"));
     ndcg[key][r.label][static_cast<int>(it - loggers.begin()) + 1].push_back(v);
   }
   std::string by_logger;

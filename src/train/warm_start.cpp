@@ -9,10 +9,11 @@ namespace {
 // inputs by position, so they carry over only when this is unchanged.
 std::string layout(const Config& c) {
   std::string s;
-  for (const FeatureConfig& f : c.features) s += f.name + ":" + to_string(f.type) + ";";
+  // A bias feature goes to the bias tower, not the deep part, when there is one.
+  for (const FeatureConfig& f : c.features) s += f.name + ":" + to_string(f.type) + (f.bias ? ":bias" : "") + ";";
   s += "|";
   for (const TaskConfig& t : c.tasks) s += t.name + ":" + to_string(t.type) + ";";
-  return s + "|" + std::to_string(c.model.integer("embedding_dim"));
+  return s + "|" + std::to_string(c.model.integer("embedding_dim")) + (c.model.bias_tower.enabled ? "|tower" : "");
 }
 
 // A hashed field's buckets mean the same values only with the same seed and inputs.

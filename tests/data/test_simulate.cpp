@@ -183,6 +183,12 @@ TEST(Simulate, BadRatingsAreNamedByFileLineAndColumn) {
   sim.options.ratings = sim.dir.write("ok.csv", "userId,movieId,rating\n1,2,4\n");
   sim.options.logger = "psychic";
   EXPECT_THROW(mtrank::data::simulate_impressions(sim.options), mtrank::ConfigError);
+  sim.options.logger = "medium";
+  sim.options.mf_dim = -1;  // found in review: a huge allocation instead of an error naming the flag
+  EXPECT_THROW(mtrank::data::simulate_impressions(sim.options), mtrank::ConfigError);
+  sim.options.mf_dim = 16;
+  sim.options.max_rating = 0;
+  EXPECT_THROW(mtrank::data::simulate_impressions(sim.options), mtrank::ConfigError);
 }
 
 }  // namespace

@@ -164,12 +164,14 @@ TEST_F(BiasTower, MainModelIgnoresBiasFeaturesAndServingIgnoresPosition) {
   EXPECT_TRUE(torch::allclose(deep_a, deep_b, 1e-5, 1e-6));
   EXPECT_FALSE(torch::allclose(r.net->forward(a, nullptr).logits,
                                r.net->forward(b, nullptr).logits));
-  // Served (bias features missing): the same scores wherever the item was
-  // shown.
+  // Served (bias features missing): every row gets the empty ids, so the
+  // tower adds one constant and the ranking is the deep part's.
   r.pre->read_bias_as_missing(rows);
-  r.pre->read_bias_as_missing(moved);
-  EXPECT_EQ(train::predict(*r.net, r.config, rows).values,
-            train::predict(*r.net, r.config, moved).values);
+  model::BatchBuilder b3;
+  const model::Batch served = b3.build_range(rows, 0, rows.rows());
+  const torch::Tensor served_bias = r.net->bias_logits(served).select(1, 0);
+  EXPECT_TRUE(torch::allclose(served_bias, served_bias[0].expand_as(served_bias)));
+  EXPECT_TRUE(torch::allclose(r.net->forward(served, nullptr).logits - r.net->bias_logits(served), deep_a, 1e-5, 1e-6));
   // Only the biased task (click, the one without a sample space) gets a bias.
   const torch::Tensor bias = r.net->bias_logits(a);
   EXPECT_TRUE(torch::equal(bias.select(1, 1), torch::zeros({a.size})));
@@ -182,6 +184,7 @@ TEST_F(BiasTower, PositionDropoutReplacesItsShareInTrainingOnly) {
   r.net = model::create_model(r.config.model, model::input_shape(*r.pre));
   const model::InputShape shape = model::input_shape(*r.pre);
   const model::InputField &position = *shape.field("position");
+  const model::InputField &device = *shape.field("device");
   model::BatchBuilder builder;
   const model::Batch batch = builder.build_range(
       r.train, 0, std::min<std::int64_t>(r.train.rows(), 20000));
@@ -198,10 +201,13 @@ TEST_F(BiasTower, PositionDropoutReplacesItsShareInTrainingOnly) {
                            .mean()
                            .item<double>();
   EXPECT_NEAR(share, 0.3, 0.02);
+  // The device drops out in the same rows: the row reads as served.
+  const torch::Tensor dropped = ids.select(1, position.slot).eq(position.empty_id);
+  EXPECT_TRUE(torch::equal(ids.select(1, device.slot).eq(device.empty_id), dropped));
   // Nothing else changes.
   const torch::Tensor other =
       torch::ones({ids.size(1)}, torch::kBool)
-          .index_fill_(0, torch::tensor({position.slot}), false);
+          .index_fill_(0, torch::tensor({position.slot, device.slot}), false);
   EXPECT_TRUE(
       torch::equal(ids.index({torch::indexing::Slice(), other}),
                    batch.categorical.index({torch::indexing::Slice(), other})));
@@ -267,24 +273,21 @@ TEST(BiasTowerConfig, MistakesAreNamed) {
   const std::string with_bias =
       base +
       "[[features]]\nname = \"pos\"\ntype = \"categorical\"\nbias = true\n";
-  EXPECT_NE(error(with_bias + "[model.bias_tower]\n")
-                .find("'position' is not a categorical bias feature (the bias "
-                      "features: pos)"),
+  const std::string numeric_bias = with_bias + "[[features]]\nname = \"rank\"\ntype = \"numeric\"\nbias = true\n";
+  EXPECT_NE(error(numeric_bias + "[model.bias_tower]\n").find("'rank' is numeric, not categorical"), std::string::npos);
+  EXPECT_EQ(error(numeric_bias + "[model.bias_tower]\nposition_dropout = 0\n"), "no error");
+  EXPECT_NE(error(with_bias + "[model.bias_tower]\ntasks = [\"klick\"]\n").find("no task is named 'klick'"),
             std::string::npos);
-  EXPECT_NE(error(with_bias + "[model.bias_tower]\ndropout_feature = "
-                              "\"pos\"\ntasks = [\"klick\"]\n")
-                .find("no task is named 'klick'"),
+  EXPECT_NE(error(with_bias + "[[tasks]]\nname = \"t\"\ntype = \"regression\"\ncolumn = \"t\"\n[model.bias_tower]\nkind = \"pal\"\n")
+                .find("task 't' is not binary"),
             std::string::npos);
-  EXPECT_EQ(
-      error(with_bias + "[model.bias_tower]\ndropout_feature = \"pos\"\n"),
-      "no error");
-  const Config c = parse_config(
-      with_bias + "[model.bias_tower]\ndropout_feature = \"pos\"\n", "t.toml");
+  EXPECT_EQ(error(with_bias + "[model.bias_tower]\n"), "no error");
+  const Config c = parse_config(with_bias + "[model.bias_tower]\nkind = \"pal\"\n", "t.toml");
   EXPECT_EQ(c.model.bias_tower.task_indices, std::vector<int>{0});
   // Round trip through the stored config.
   const Config back = parse_config(to_toml(c), "back.toml");
   EXPECT_TRUE(back.model.bias_tower.enabled);
-  EXPECT_EQ(back.model.bias_tower.dropout_feature, "pos");
+  EXPECT_EQ(back.model.bias_tower.kind, "pal");
   EXPECT_EQ(to_toml(back), to_toml(c));
 }
 

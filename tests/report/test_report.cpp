@@ -261,6 +261,13 @@ TEST(Report, PositionBiasSectionFromEvalTruthRecords) {
   EXPECT_NE(page.find("NDCG@10 on true grades (pbm, eta 1)"), std::string::npos);
   EXPECT_NE(page.find("tower (pbm, eta 1, medium logger)"), std::string::npos);
   EXPECT_NE(page.find("data-series=\"true log theta\""), std::string::npos);
+  // NaN is written as null (a flat truth curve has no rank correlation): the page still renders.
+  json flat = runs[1].record;
+  flat["truth"]["bias_rank_correlation"] = nullptr;
+  flat["truth"]["ndcg@10"] = nullptr;
+  const std::string with_null = report::render_report({report::parse_run(flat, "tower", "flat.json")}, {});
+  EXPECT_EQ(count(with_null, "data-plot=\"position-bias\""), 1u);
+  EXPECT_NE(with_null.find("Rank correlation -"), std::string::npos);
   // Training records alone have no such section.
   EXPECT_EQ(report::render_report({report::parse_run(record("mmoe", 1, 0.7, 2.0, false), "m", "m.json")}, {})
                 .find("position-bias"),
