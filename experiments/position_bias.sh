@@ -8,7 +8,8 @@
 # Methods: naive (no bias features), feature (position as a feature, missing
 # at serving), tower (YouTube's shallow tower, 10% position dropout),
 # tower_no_dropout, pal (P(seen) x P(click | seen)), oracle (trained on the true grades).
-# Prints one row per (setting, method) and writes OUT/results.tsv.
+# Prints one row per (setting, method), writes OUT/results.tsv and one HTML
+# report per click model and eta (OUT/report-CM-ETA.html).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-/work/exp-bias}
@@ -59,6 +60,16 @@ PY
       printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$cm" "$eta" "$lg" "$seed" "$method" "$row" | tee -a "$RESULTS"
     done
   done
+done
+# The plots: one report per click model and eta, every method over the loggers
+# and seeds simulated (NDCG@10 by logger strength; learned bias by position).
+for cm_eta in $(for setting in $SETTINGS; do echo "${setting%:*}"; done | sort -u); do
+  cm=${cm_eta%%:*} eta=${cm_eta#*:} args=""
+  for f in "$OUT"/sim-"$cm"-"$eta"-*/model-*.eval.json; do
+    [ -f "$f" ] || continue
+    m=$(basename "$f" .eval.json); args="$args ${m#model-}=$f"
+  done
+  [ -n "$args" ] && "$MTRANK" report $args --title "position bias: $cm, eta $eta" --out "$OUT/report-$cm-$eta.html" | tail -1
 done
 # The share of the naive-to-oracle gap each method closes, per setting (mean over seeds).
 /usr/bin/python3 - "$RESULTS" <<'PY'
