@@ -225,12 +225,16 @@ int grade_of(double rating, double max_rating) {
 double sigmoid(double x) { return 1 / (1 + std::exp(-x)); }
 double logit(double p) { return std::log(p / (1 - p)); }
 
-// Per-session random stream: sessions do not depend on each other's draws.
-std::mt19937_64 session_rng(std::uint64_t seed, std::uint64_t session) {
-  std::uint64_t z = seed * 0x9E3779B97F4A7C15ULL + session + 0x632BE59BD9B4E019ULL;
+// SplitMix64's finalizer: a well-mixed 64-bit value from a structured one.
+std::uint64_t mix64(std::uint64_t z) {
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  return std::mt19937_64(z ^ (z >> 31));
+  return z ^ (z >> 31);
+}
+
+// Per-session random stream: sessions do not depend on each other's draws.
+std::mt19937_64 session_rng(std::uint64_t seed, std::uint64_t session) {
+  return std::mt19937_64(mix64(seed * 0x9E3779B97F4A7C15ULL + session + 0x632BE59BD9B4E019ULL));
 }
 
 // A standard normal draw fixed per (user, item): the noisy loggers err the
@@ -238,14 +242,9 @@ std::mt19937_64 session_rng(std::uint64_t seed, std::uint64_t session) {
 // afresh per session would average out over sessions, and then clicks carry
 // no systematic position confound to correct.
 double pair_noise(std::uint64_t seed, std::int32_t user, std::int32_t item) {
-  auto mix = [](std::uint64_t z) {
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-  };
-  const std::uint64_t h = mix(seed * 0x9E3779B97F4A7C15ULL ^ (static_cast<std::uint64_t>(user) << 32 | static_cast<std::uint32_t>(item)));
+  const std::uint64_t h = mix64(seed * 0x9E3779B97F4A7C15ULL ^ (static_cast<std::uint64_t>(user) << 32 | static_cast<std::uint32_t>(item)));
   const double u1 = (static_cast<double>(h >> 11) + 0.5) / 9007199254740992.0;
-  const double u2 = (static_cast<double>(mix(h + 1) >> 11) + 0.5) / 9007199254740992.0;
+  const double u2 = (static_cast<double>(mix64(h + 1) >> 11) + 0.5) / 9007199254740992.0;
   return std::sqrt(-2 * std::log(u1)) * std::cos(6.283185307179586 * u2);  // Box-Muller
 }
 
