@@ -652,6 +652,7 @@ Config parse_table(const toml::table& root_table, const std::string& source_name
     tr.batch_size = t.integer("batch_size", tr.batch_size, 1, 1 << 24);
     tr.epochs = t.integer("epochs", tr.epochs, 1, 1 << 20);
     tr.patience = t.integer("patience", tr.patience, 0);
+    tr.monitor = t.string("monitor", tr.monitor);  // checked against the tasks and metrics by eval::resolve_monitor
     tr.seed = static_cast<std::uint64_t>(t.integer("seed", static_cast<std::int64_t>(tr.seed), 0));
     tr.threads = t.integer("threads", tr.threads, 0, 1024);
     tr.eval_batch_size = t.integer("eval_batch_size", tr.eval_batch_size, 1, 1 << 24);
@@ -784,7 +785,7 @@ std::string to_toml(const Config& c) {
                     {"lr_decay_rate", t.lr_decay_rate}, {"clip_grad_norm", t.clip_grad_norm},
                     {"loss_weighting", t.loss_weighting}, {"batch_size", t.batch_size},
                     {"epochs", t.epochs},             {"patience", t.patience},
-                    {"seed", static_cast<std::int64_t>(t.seed)}, {"threads", t.threads},
+                    {"monitor", t.monitor},           {"seed", static_cast<std::int64_t>(t.seed)}, {"threads", t.threads},
                     {"eval_batch_size", t.eval_batch_size}};
   toml::table root{{"data", std::move(data)},   {"features", std::move(features)}, {"tasks", std::move(tasks)},
                    {"model", std::move(model)}, {"train", std::move(train)},

@@ -151,6 +151,9 @@ struct TrainConfig {
   std::int64_t batch_size = 1024;
   std::int64_t epochs = 10;
   std::int64_t patience = 3;  // early stopping: epochs without validation improvement
+  // The validation figure early stopping and the kept epoch follow: "loss"
+  // (the weighted sum of the tasks' losses) or "TASK.METRIC" (eval::resolve_monitor).
+  std::string monitor = "loss";
   std::uint64_t seed = 42;
   std::int64_t threads = 0;  // 0 = all cores
   std::int64_t eval_batch_size = 8192;

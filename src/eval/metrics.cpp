@@ -304,6 +304,70 @@ void check_task_metrics(const Config& config) {
     }
 }
 
+namespace {
+// The metrics evaluate_tasks computes for every task of a type (besides its `metrics`).
+bool always_computed(TaskType type, const std::string& metric, bool has_groups) {
+  if (metric == "loss") return true;
+  if (type == TaskType::kBinary)
+    return metric == "auc" || metric == "logloss" || metric == "calibration" || (metric == "gauc" && has_groups);
+  return metric == "mse" || metric == "rmse";
+}
+}  // namespace
+
+Monitor resolve_monitor(const Config& config) {
+  const std::string& text = config.train.monitor;
+  Monitor m;
+  if (text == "loss") return m;
+  const std::string where = config.source + ": key 'train.monitor' = \"" + text + "\": ";
+  const std::size_t dot = text.rfind('.');
+  std::string tasks;
+  for (const auto& t : config.tasks) tasks += (tasks.empty() ? "" : ", ") + t.name;
+  if (dot == std::string::npos || dot == 0 || dot + 1 == text.size())
+    throw ConfigError(where + "must be \"loss\" (the weighted sum of the tasks' validation losses) or "
+                      "\"TASK.METRIC\", e.g. \"" + (config.tasks.empty() ? std::string("click") : config.tasks[0].name) +
+                      ".auc\" (tasks: " + tasks + ")");
+  const std::string task = text.substr(0, dot);
+  m.metric = text.substr(dot + 1);
+  for (std::size_t t = 0; t < config.tasks.size(); ++t)
+    if (config.tasks[t].name == task) m.task = static_cast<int>(t);
+  if (m.task < 0) throw ConfigError(where + "no task is named \"" + task + "\" (tasks: " + tasks + ")");
+  const TaskConfig& tc = config.tasks[static_cast<std::size_t>(m.task)];
+  if (m.metric == "loss") return m;
+  try {
+    m.higher_is_better = make_metric(m.metric)->higher_is_better();
+  } catch (const std::invalid_argument& e) {
+    throw ConfigError(where + e.what());
+  }
+  const bool listed = std::find(tc.metrics.begin(), tc.metrics.end(), m.metric) != tc.metrics.end();
+  if (!listed && !always_computed(tc.type, m.metric, !config.data.group_column.empty()))
+    throw ConfigError(where + "task \"" + task + "\" does not compute " + m.metric +
+                      " on validation data: add it to the task's metrics (metrics = [\"" + m.metric + "\"])" +
+                      (m.metric == "gauc" ? " and set data.group_column" : ""));
+  return m;
+}
+
+double monitored_value(const Monitor& monitor, const std::vector<TaskConfig>& tasks,
+                       const std::vector<TaskMetrics>& metrics) {
+  if (monitor.task < 0) {
+    double s = 0;
+    for (std::size_t t = 0; t < tasks.size(); ++t)
+      if (metrics[t].count > 0) s += tasks[t].weight * metrics[t].loss;
+    return s;
+  }
+  const TaskMetrics& m = metrics[static_cast<std::size_t>(monitor.task)];
+  const std::string& name = monitor.metric;
+  for (const auto& [key, value] : m.extra)
+    if (key == name) return value;
+  if (name == "loss") return m.count > 0 ? m.loss : std::numeric_limits<double>::quiet_NaN();
+  if (name == "auc") return m.auc;
+  if (name == "gauc") return m.gauc;
+  if (name == "logloss") return m.logloss;
+  if (name == "calibration") return m.calibration;
+  if (name == "mse") return m.mse;
+  if (name == "rmse") return m.rmse;
+  return std::numeric_limits<double>::quiet_NaN();
+}
+
 Change compare_to_baseline(double mean, double spread, double base_mean, double base_spread, bool higher_is_better,
                            std::size_t seeds) {
   if (seeds < 2 || !std::isfinite(mean) || !std::isfinite(base_mean)) return Change::kUnknown;

@@ -74,6 +74,23 @@ std::vector<TaskMetrics> task_metrics_from_json(const nlohmann::json& tasks);
 // A fixed-width table for the terminal.
 std::string format_table(const std::vector<TaskMetrics>& metrics);
 
+// The validation figure that early stopping and the kept epoch follow
+// (train.monitor): "loss", the task-weighted sum of the tasks' losses, or
+// "TASK.METRIC" with METRIC "loss" (that task's logloss or MSE), one the task
+// always has (binary: auc, logloss, calibration, and gauc with
+// data.group_column; regression: mse, rmse), or one listed in the task's
+// `metrics` (ndcg@10, ...).
+struct Monitor {
+  int task = -1;           // -1: the weighted sum of the losses
+  std::string metric = "loss";
+  bool higher_is_better = false;
+};
+// Throws ConfigError naming train.monitor and what it may be: called before any work.
+Monitor resolve_monitor(const Config& config);
+// The monitored figure of one validation pass (NaN if the metric is undefined there, e.g. AUC of one class).
+double monitored_value(const Monitor& monitor, const std::vector<TaskConfig>& tasks,
+                       const std::vector<TaskMetrics>& metrics);
+
 // Whether a model's task metric is up, down or within the seed noise against
 // a baseline: up or down only when the difference of the means exceeds the
 // larger of the two spreads (max - min over seeds). Unknown with one seed.

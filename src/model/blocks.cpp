@@ -1,6 +1,8 @@
 #include "model/blocks.h"
 
 #include <cmath>
+#include <stdexcept>
+#include <string>
 
 namespace mtrank::model {
 
@@ -46,6 +48,15 @@ TowersImpl::TowersImpl(std::int64_t tasks, std::int64_t in, const std::vector<st
   std::vector<std::int64_t> sizes = hidden;
   sizes.push_back(1);
   mlp_ = register_module("mlp", GroupedMLP(tasks, in, sizes, /*relu_last=*/false));
+}
+
+void TowersImpl::set_output_bias(const std::vector<double>& logits) {
+  torch::NoGradGuard no_grad;
+  torch::Tensor& b = mlp_->last_bias();  // [T, 1, 1]
+  if (static_cast<std::int64_t>(logits.size()) != b.size(0))
+    throw std::logic_error("Towers::set_output_bias: " + std::to_string(logits.size()) + " values for " +
+                           std::to_string(b.size(0)) + " towers");
+  for (std::size_t t = 0; t < logits.size(); ++t) b[static_cast<std::int64_t>(t)].fill_(logits[t]);
 }
 
 torch::Tensor TowersImpl::forward(const torch::Tensor& x) { return mlp_->forward(x).squeeze(-1).transpose(0, 1); }

@@ -20,6 +20,7 @@ class GroupedMLPImpl : public torch::nn::Module {
   GroupedMLPImpl(std::int64_t groups, std::int64_t in, const std::vector<std::int64_t>& sizes, bool relu_last);
   torch::Tensor forward(torch::Tensor x);
   std::int64_t output_dim() const { return out_; }
+  torch::Tensor& last_bias() { return biases_.back(); }  // [G, 1, out]
 
  private:
   std::vector<torch::Tensor> weights_, biases_;
@@ -48,6 +49,8 @@ class TowersImpl : public torch::nn::Module {
  public:
   TowersImpl(std::int64_t tasks, std::int64_t in, const std::vector<std::int64_t>& hidden);
   torch::Tensor forward(const torch::Tensor& x);
+  // Sets each tower's output bias (the constant of its logit), one per tower.
+  void set_output_bias(const std::vector<double>& logits);
 
  private:
   GroupedMLP mlp_{nullptr};

@@ -1,5 +1,8 @@
 #include "model/esmm.h"
 
+#include <algorithm>
+#include <cmath>
+
 #include "common/error.h"
 
 namespace mtrank::model {
@@ -25,6 +28,15 @@ ModelOutput Esmm::forward_deep(const torch::Tensor& x) {
   std::vector<torch::Tensor> columns{ctr, ctcvr};
   if (shape_.num_tasks == 3) columns.push_back(cvr);
   return {torch::stack(columns, 1), {}};
+}
+
+// The towers are CTR and CVR, the tasks click, click-and-convert (CTR x CVR)
+// and optionally CVR: CVR starts at P(convert | click) = CTCVR / CTR.
+void Esmm::set_output_bias(const std::vector<double>& task_logits) {
+  const auto sigmoid = [](double z) { return 1.0 / (1.0 + std::exp(-z)); };
+  const double ctr = sigmoid(task_logits.at(0)), ctcvr = sigmoid(task_logits.at(1));
+  const double cvr = std::min(std::max(ctcvr / ctr, 1e-6), 1.0 - 1e-6);
+  towers_->set_output_bias({task_logits[0], std::log(cvr / (1.0 - cvr))});
 }
 
 std::shared_ptr<RankingModel> make_esmm(const ModelConfig& config, const InputShape& shape) {

@@ -23,6 +23,7 @@ class Esmm : public RankingModel {
 
  protected:
   ModelOutput forward_deep(const torch::Tensor& x) override;
+  void set_output_bias(const std::vector<double>& task_logits) override;
 
  private:
   Towers towers_{nullptr};  // [0] CTR, [1] CVR

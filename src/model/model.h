@@ -177,6 +177,14 @@ class RankingModel : public torch::nn::Module {
   // bias tower, every bias feature reads as its empty value in a random share
   // (position_dropout) of rows, as at serving; otherwise the batch's own ids.
   torch::Tensor categorical_ids(const Batch& batch);
+  // Starts every task's deep output at a constant logit (Objective::initial_logit
+  // of its training mean), one per task in config order; called on a fresh
+  // model before training. Without it a head starting at logit 0 builds its
+  // offset (a 15% click rate, a mean rating of 4) out of the shared layers, in
+  // a direction the other tasks also move; measured on a simulated log, that
+  // left the click head anti-correlated with relevance (docs/experiments.md
+  // section 8).
+  virtual void set_output_bias(const std::vector<double>& task_logits) = 0;
 
  protected:
   // The model family's deep part: input [copies, B, in] -> logits [B, T] (+ gates).

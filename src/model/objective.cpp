@@ -1,5 +1,7 @@
 #include "model/objective.h"
 
+#include <algorithm>
+#include <cmath>
 #include <stdexcept>
 
 namespace mtrank::model {
@@ -13,6 +15,10 @@ class BinaryObjective : public Objective {
   }
   torch::Tensor value(const torch::Tensor& z) const override { return torch::sigmoid(z); }
   std::vector<std::string> default_metrics() const override { return {"auc", "logloss", "calibration"}; }
+  double initial_logit(double rate) const override {
+    const double p = std::min(std::max(rate, 1e-6), 1.0 - 1e-6);  // a class absent from training: a finite logit
+    return std::log(p / (1.0 - p));
+  }
 };
 
 // Squared error on the raw output.
@@ -21,6 +27,7 @@ class RegressionObjective : public Objective {
   torch::Tensor row_loss(const torch::Tensor& z, const torch::Tensor& y) const override { return (z - y).square(); }
   torch::Tensor value(const torch::Tensor& z) const override { return z; }
   std::vector<std::string> default_metrics() const override { return {"mse", "rmse"}; }
+  double initial_logit(double mean) const override { return mean; }
 };
 
 std::map<std::string, std::unique_ptr<Objective>> make_registry() {

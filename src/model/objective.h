@@ -33,6 +33,10 @@ class Objective {
   virtual torch::Tensor value(const torch::Tensor& logits) const = 0;
   // The metrics every evaluation reports for the task (eval/metric_registry.h names).
   virtual std::vector<std::string> default_metrics() const = 0;
+  // The constant logit that predicts `label_mean` (the task's masked training
+  // mean): each task's output starts there, so no head has to build its
+  // offset out of the shared layers (RankingModel::set_output_bias).
+  virtual double initial_logit(double label_mean) const = 0;
 
   MaskedLoss loss(const torch::Tensor& logits, const torch::Tensor& labels, const torch::Tensor& mask) const {
     return {(row_loss(logits, labels) * mask).sum(), mask.sum()};

@@ -45,6 +45,7 @@ class Ple : public RankingModel {
 
  protected:
   ModelOutput forward_deep(const torch::Tensor& x) override;
+  void set_output_bias(const std::vector<double>& task_logits) override { towers_->set_output_bias(task_logits); }
 
  private:
   std::vector<ExtractionLayer> levels_;

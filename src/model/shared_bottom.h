@@ -14,6 +14,7 @@ class SharedBottom : public RankingModel {
 
  protected:
   ModelOutput forward_deep(const torch::Tensor& x) override;
+  void set_output_bias(const std::vector<double>& task_logits) override { towers_->set_output_bias(task_logits); }
 
  private:
   GroupedMLP bottom_{nullptr};
@@ -29,6 +30,7 @@ class SingleTask : public RankingModel {
 
  protected:
   ModelOutput forward_deep(const torch::Tensor& x) override;
+  void set_output_bias(const std::vector<double>& task_logits) override { towers_->set_output_bias(task_logits); }
 
  private:
   GroupedMLP bottoms_{nullptr};

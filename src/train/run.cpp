@@ -91,6 +91,7 @@ RunRecord run_training(const RunRequest& request) {
   const Config& config = run.config;
   check_training_file(config);
   eval::check_task_metrics(config);  // a misspelt metric is refused now, not after training
+  eval::resolve_monitor(config);     // and so is a train.monitor that names no task or metric
   // Checked before any work: a bad --out used to fail only after a whole epoch.
   model::check_model_output_dir(request.out);
   const bool progress = request.show_progress;
@@ -123,6 +124,7 @@ RunRecord run_training(const RunRequest& request) {
 
   check_model_fits_in_memory(config, model::input_shape(pre));
   auto net = model::create_model(config.model, model::input_shape(pre));
+  net->set_output_bias(initial_task_logits(config, train_data));  // a warm start or --resume then overwrites it
   if (previous) {
     const WarmStartReport w = warm_start(*net, pre, *previous);
     std::fprintf(stderr,

@@ -124,14 +124,21 @@ std::vector<eval::TaskMetrics> evaluate(model::RankingModel& net, const Config& 
   return m;
 }
 
-namespace {
-
-double weighted_loss(const std::vector<TaskConfig>& tasks, const std::vector<eval::TaskMetrics>& m) {
-  double s = 0;
-  for (std::size_t t = 0; t < tasks.size(); ++t)
-    if (m[t].count > 0) s += tasks[t].weight * m[t].loss;
-  return s;
+std::vector<double> initial_task_logits(const Config& config, const data::FeaturizedData& train) {
+  const std::size_t T = config.tasks.size();
+  std::vector<double> sum(T, 0.0), count(T, 0.0);
+  for (std::size_t i = 0; i < train.labels.size(); ++i)
+    if (train.mask[i] > 0) {
+      sum[i % T] += train.labels[i];
+      count[i % T] += 1;
+    }
+  std::vector<double> logits(T, 0.0);
+  for (std::size_t t = 0; t < T; ++t)
+    if (count[t] > 0) logits[t] = model::objective_for(config.tasks[t].type).initial_logit(sum[t] / count[t]);
+  return logits;
 }
+
+namespace {
 
 // Learning rate of the scheduled optimizers: linear warm-up over the first
 // steps, then exponential or cosine decay by epoch.
@@ -158,7 +165,8 @@ std::string tensor_bytes(const torch::Tensor& t) {
 class Trainer::Impl {
  public:
   Impl(model::RankingModel& net, const Config& config, Communicator& communicator)
-      : net_(net), config_(config), tc_(config.train), communicator_(communicator) {
+      : net_(net), config_(config), tc_(config.train), communicator_(communicator),
+        monitor_(eval::resolve_monitor(config)) {
     std::vector<torch::Tensor> wide_dense = net.wide_dense_parameters();
     auto is_wide = [&](const torch::Tensor& p) {
       return std::any_of(wide_dense.begin(), wide_dense.end(),
@@ -240,20 +248,32 @@ class Trainer::Impl {
       for (double sum : task_loss_sums_) log.train_task_loss.push_back(sum / static_cast<double>(std::max<std::int64_t>(batches, 1)));
       log.rows_per_s = static_cast<double>(train.rows()) / std::max(log.seconds, 1e-9);
       log.learning_rate = lr;
-      char extra[96];
+      char extra[160];
+      double monitored = log.train_loss;  // without validation data nothing is monitored: the last epoch is kept
       if (val) {
         log.val = evaluate(net_, config_, *val);
-        log.val_loss = weighted_loss(config_.tasks, log.val);
+        log.val_loss = eval::monitored_value(eval::Monitor{}, config_.tasks, log.val);
         if (!std::isfinite(log.val_loss))
           throw TrainingError("epoch " + std::to_string(epoch) +
                               ": the validation loss is not a finite number (the model predicts NaN or infinity); "
                               "lower train.learning_rate or set train.clip_grad_norm; no model was written");
-        std::snprintf(extra, sizeof extra, "train loss %.4f  val loss %.4f", log.train_loss, log.val_loss);
+        monitored = eval::monitored_value(monitor_, config_.tasks, log.val);
+        if (!std::isfinite(monitored))
+          throw TrainingError("epoch " + std::to_string(epoch) + ": train.monitor = \"" + tc_.monitor +
+                              "\" is not defined on the validation data (an AUC needs both classes, a GAUC a group "
+                              "with both); monitor another figure or use validation data that has them; no model "
+                              "was written");
+        if (monitor_.task < 0)
+          std::snprintf(extra, sizeof extra, "train loss %.4f  val loss %.4f", log.train_loss, log.val_loss);
+        else
+          std::snprintf(extra, sizeof extra, "train loss %.4f  val loss %.4f  %s %.4f", log.train_loss, log.val_loss,
+                        tc_.monitor.c_str(), monitored);
       } else {
         std::snprintf(extra, sizeof extra, "train loss %.4f", log.train_loss);
       }
       progress.finish(extra);
-      const double score = val ? log.val_loss : log.train_loss;
+      // Lower is better for the score: a metric where higher is better is negated.
+      const double score = monitor_.higher_is_better ? -monitored : monitored;
       if (!val) {
         best_epoch_ = epoch;  // without validation data the last epoch is the model kept
       } else if (score < best_score_) {
@@ -265,8 +285,8 @@ class Trainer::Impl {
         stopped_ = stopped = true;
         report.early_stopped = true;
         if (show_progress)
-          std::fprintf(stderr, "early stopping: no validation improvement for %lld epochs; keeping epoch %d\n",
-                       static_cast<long long>(tc_.patience), best_epoch_);
+          std::fprintf(stderr, "early stopping: no improvement of the validation %s for %lld epochs; keeping epoch %d\n",
+                       tc_.monitor.c_str(), static_cast<long long>(tc_.patience), best_epoch_);
       }
       epochs_done_ = epoch;
       report.epochs.push_back(log);
@@ -547,6 +567,7 @@ class Trainer::Impl {
   std::mt19937_64 rng_;
   std::vector<torch::Tensor> best_params_;
   double best_score_ = std::numeric_limits<double>::infinity();
+  eval::Monitor monitor_;
   int best_epoch_ = 0, since_best_ = 0, epochs_done_ = 0;
   std::int64_t global_step_ = 0;
   std::vector<double> task_loss_sums_;  // this epoch's per-task batch losses, summed by step()

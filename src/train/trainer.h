@@ -105,6 +105,11 @@ class Trainer {
   std::unique_ptr<Impl> impl_;
 };
 
+// Per task (config order), Objective::initial_logit of its masked mean label
+// in `train`: the constant each task's output starts at
+// (RankingModel::set_output_bias). A task without labelled rows gets 0.
+std::vector<double> initial_task_logits(const Config& config, const data::FeaturizedData& train);
+
 TrainReport train_model(model::RankingModel& net, const Config& config, const data::FeaturizedData& train,
                         const data::FeaturizedData* val, const TrainOptions& options);
 

@@ -98,6 +98,16 @@ TEST(Objective, MaskedLossSumsOverPartsGiveTheWholeMean) {
   }
 }
 
+TEST(Objective, InitialLogitPredictsTheTrainingMean) {
+  const model::Objective& binary = model::objective_for(TaskType::kBinary);
+  EXPECT_NEAR(binary.initial_logit(0.2), std::log(0.25), 1e-12);  // sigmoid(log(1/4)) = 0.2
+  EXPECT_DOUBLE_EQ(binary.initial_logit(0.5), 0.0);
+  // A class absent from training gives a large finite logit, not infinity.
+  EXPECT_NEAR(binary.initial_logit(0.0), std::log(1e-6 / (1 - 1e-6)), 1e-9);
+  EXPECT_NEAR(binary.initial_logit(1.0), -std::log(1e-6 / (1 - 1e-6)), 1e-6);
+  EXPECT_DOUBLE_EQ(model::objective_for(TaskType::kRegression).initial_logit(4.19), 4.19);
+}
+
 TEST(Objective, EvaluationReportsEveryDefaultMetricOfTheTaskType) {
   for (TaskType type : {TaskType::kBinary, TaskType::kRegression}) {
     std::vector<TaskConfig> tasks(1);

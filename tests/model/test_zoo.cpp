@@ -67,6 +67,52 @@ TEST_P(EveryModel, ShapesGradientsAndGates) {
   EXPECT_TRUE(torch::allclose(net->forward(rb.batch, &again).logits, net->forward(rb.batch, nullptr).logits, 1e-5, 1e-5));
 }
 
+TEST_P(EveryModel, OutputBiasMovesEachTaskLogitByItsChange) {
+  // set_output_bias sets the constant of each task's logit: raising it by d
+  // raises that task's logit by exactly d in every row (ESMM: the CTR task;
+  // its CTCVR logit is CTR x CVR and moves with both).
+  torch::manual_seed(0);
+  auto net = model::create_model(zoo_config(GetParam()), small_shape());
+  net->eval();
+  RandomBatch rb(7);
+  net->set_output_bias({-1.0, -2.0});
+  const torch::Tensor a = net->forward(rb.batch, nullptr).logits;
+  net->set_output_bias({-0.5, -3.0});
+  const torch::Tensor b = net->forward(rb.batch, nullptr).logits;
+  EXPECT_TRUE(torch::allclose(b.select(1, 0) - a.select(1, 0), torch::full({7}, 0.5), 1e-5, 1e-5));
+  if (GetParam() == "esmm") {
+    EXPECT_TRUE((b.select(1, 1) < a.select(1, 1)).all().item<bool>());  // CTCVR fell -2 -> -3 while CTR rose
+  } else {
+    EXPECT_TRUE(torch::allclose(b.select(1, 1) - a.select(1, 1), torch::full({7}, -1.0), 1e-5, 1e-5));
+  }
+}
+
+TEST(Towers, OutputBiasIsTheLogitOfAZeroInput) {
+  model::Towers towers(3, 4, std::vector<std::int64_t>{});
+  towers->set_output_bias({-2.0, 0.0, 4.5});
+  const torch::Tensor z = towers->forward(torch::zeros({3, 2, 4}));
+  EXPECT_TRUE(torch::equal(z, torch::tensor({{-2.0f, 0.0f, 4.5f}, {-2.0f, 0.0f, 4.5f}})));
+  EXPECT_THROW(towers->set_output_bias({1.0}), std::logic_error);
+}
+
+TEST(Esmm, OutputBiasStartsCvrAtCtcvrOverCtr) {
+  // CTR 0.2 with CTCVR 0.05, then 0.1: the CVR tower's constant moves from
+  // logit(0.25) to logit(0.5), and the CTR tower's stays.
+  torch::manual_seed(0);
+  model::InputShape shape = small_shape();
+  shape.num_tasks = 3;  // click, click-and-convert, convert
+  auto net = model::create_model(zoo_config("esmm"), shape);
+  net->eval();
+  RandomBatch rb(3, 3);
+  const auto logit = [](double p) { return std::log(p / (1 - p)); };
+  net->set_output_bias({logit(0.2), logit(0.05), 0.0});
+  const torch::Tensor a = net->forward(rb.batch, nullptr).logits;
+  net->set_output_bias({logit(0.2), logit(0.1), 0.0});
+  const torch::Tensor b = net->forward(rb.batch, nullptr).logits;
+  EXPECT_TRUE(torch::equal(a.select(1, 0), b.select(1, 0)));
+  EXPECT_TRUE(torch::allclose(b.select(1, 2) - a.select(1, 2), torch::full({3}, logit(0.5) - logit(0.25)), 1e-5, 1e-5));
+}
+
 INSTANTIATE_TEST_SUITE_P(Zoo, EveryModel, ::testing::ValuesIn(kAllModels));
 
 TEST(OMoE, OneGateSharedByAllTasks) {

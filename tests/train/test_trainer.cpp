@@ -299,3 +299,121 @@ TEST(Training, DivergenceStopsNamingEpochAndStep) {
         << m;
   }
 }
+
+TEST(InitialTaskLogits, EachTaskStartsAtItsMaskedTrainingMean) {
+  // click: 1 of 4 rows positive; rating: 4 and 5 on the two rows in its sample space.
+  Config c = parse_config(R"(
+[[features]]
+name = "a"
+type = "categorical"
+[[tasks]]
+name = "click"
+column = "click"
+[[tasks]]
+name = "rating"
+type = "regression"
+column = "rating"
+where = { column = "click", equals = ["1"] }
+[[tasks]]
+name = "never"
+column = "never"
+)",
+                          "init.toml");
+  data::FeaturizedData d(0, 0, 0, 3);
+  d.labels = {1, 4, 0, /**/ 0, 5, 0, /**/ 0, 9, 0, /**/ 0, 0, 0};
+  d.mask = {1, 1, 0, /**/ 1, 1, 0, /**/ 1, 0, 0, /**/ 1, 0, 0};  // the 9 is outside rating's sample space
+  const std::vector<double> z = train::initial_task_logits(c, d);
+  ASSERT_EQ(z.size(), 3u);
+  EXPECT_NEAR(z[0], std::log(0.25 / 0.75), 1e-12);
+  EXPECT_DOUBLE_EQ(z[1], 4.5);
+  EXPECT_DOUBLE_EQ(z[2], 0.0);  // no labelled row: left at 0
+}
+
+TEST(Monitor, ResolvesTaskAndMetricAndRefusesWhatValidationDoesNotCompute) {
+  const std::string base = R"(
+[[features]]
+name = "a"
+type = "categorical"
+[[tasks]]
+name = "click"
+column = "click"
+metrics = ["ndcg@10"]
+[[tasks]]
+name = "rating"
+type = "regression"
+column = "rating"
+[train]
+)";
+  const auto monitor = [&](const std::string& m) {
+    return eval::resolve_monitor(parse_config(base + "monitor = \"" + m + "\"\n", "m.toml"));
+  };
+  EXPECT_EQ(monitor("loss").task, -1);
+  EXPECT_EQ(monitor("rating.rmse").task, 1);
+  EXPECT_FALSE(monitor("rating.rmse").higher_is_better);
+  EXPECT_TRUE(monitor("click.auc").higher_is_better);
+  EXPECT_TRUE(monitor("click.ndcg@10").higher_is_better);  // listed in the task's metrics
+  EXPECT_FALSE(monitor("click.loss").higher_is_better);
+  const auto refused = [&](const std::string& m, const std::string& says) {
+    try {
+      monitor(m);
+      ADD_FAILURE() << m << " accepted";
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find("train.monitor"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(says), std::string::npos) << e.what();
+    }
+  };
+  refused("auc", "TASK.METRIC");
+  refused("like.auc", "no task is named \"like\" (tasks: click, rating)");
+  refused("click.bogus", "bogus");
+  refused("click.recall@5", "add it to the task's metrics");
+  refused("click.gauc", "data.group_column");
+  refused("rating.auc", "add it to the task's metrics");
+
+  // monitored_value reads the figure of that task; "loss" is the weighted sum.
+  Config c = parse_config(base, "m.toml");
+  c.tasks[1].weight = 0.5;
+  std::vector<eval::TaskMetrics> m(2);
+  m[0].count = m[1].count = 10;
+  m[0].loss = 0.4;
+  m[0].auc = 0.7;
+  m[0].extra = {{"ndcg@10", 0.8}};
+  m[1].loss = m[1].mse = 2.0;
+  m[1].rmse = std::sqrt(2.0);
+  EXPECT_DOUBLE_EQ(eval::monitored_value(eval::Monitor{}, c.tasks, m), 0.4 + 0.5 * 2.0);
+  c.train.monitor = "click.ndcg@10";
+  EXPECT_DOUBLE_EQ(eval::monitored_value(eval::resolve_monitor(c), c.tasks, m), 0.8);
+  c.train.monitor = "rating.rmse";
+  EXPECT_DOUBLE_EQ(eval::monitored_value(eval::resolve_monitor(c), c.tasks, m), std::sqrt(2.0));
+}
+
+TEST_F(EndToEnd, KeepsTheEpochBestByTheMonitoredFigure) {
+  // Without early stopping every epoch runs; the weights kept are the epoch's
+  // where the monitored validation figure is best (highest AUC, lowest loss).
+  data::FeaturizedData train, val;
+  for (const std::string monitor : {"like.auc", "click.loss"}) {
+    Config c = config();
+    c.train.epochs = 4;
+    c.train.patience = 0;
+    c.train.learning_rate = 0.01;
+    c.train.monitor = monitor;
+    torch::manual_seed(2);
+    at::set_num_threads(1);
+    data::Preprocessor pre(c);
+    pre.fit(dir_->file("train.csv"));
+    train = data::featurize_file(pre, dir_->file("train.csv"), true).slice(0, 4000);
+    val = data::featurize_file(pre, dir_->file("test.csv"), true);
+    auto net = model::create_model(c.model, model::input_shape(pre));
+    const train::TrainReport report = train::train_model(*net, c, train, &val, {});
+    ASSERT_EQ(report.epochs.size(), 4u);
+    const eval::Monitor m = eval::resolve_monitor(c);
+    int best = 0;
+    double best_value = 0;
+    for (const auto& e : report.epochs) {
+      const double v = eval::monitored_value(m, c.tasks, e.val);
+      if (best == 0 || (m.higher_is_better ? v > best_value : v < best_value)) best = e.epoch, best_value = v;
+    }
+    EXPECT_EQ(report.best_epoch, best) << monitor;
+    const double kept = eval::monitored_value(m, c.tasks, train::evaluate(*net, c, val));
+    EXPECT_NEAR(kept, best_value, 1e-9) << monitor << ": the kept weights are that epoch's";
+  }
+}
