@@ -5,9 +5,12 @@
 # held-out users' lists as served (bias features missing), scored by NDCG@10
 # on the true grades (mtrank eval --truth).
 #   experiments/position_bias.sh [OUT=/work/exp-bias] [SEEDS="1"] [GRID=main|full]
-# Methods: naive (no bias features), feature (position as a feature, missing
-# at serving), tower (YouTube's shallow tower, 10% position dropout),
-# tower_no_dropout, pal (P(seen) x P(click | seen)), oracle (trained on the true grades).
+# Methods (METHODS, in this order by default): naive (no bias features),
+# feature (position as a feature, missing at serving), tower (YouTube's
+# shallow tower, 10% position dropout), tower_no_dropout, pal (P(seen) x
+# P(click | seen)), ips_true and ips_estimated (naive with clicks weighted by
+# 1 / theta: the true examination probability, or PAL's learned P(seen)), and
+# oracle (trained on the true grades).
 # Prints one row per (setting, method), writes OUT/results.tsv and one HTML
 # report per click model and eta (OUT/report-CM-ETA.html).
 set -euo pipefail
@@ -17,6 +20,7 @@ SEEDS=${2:-1}
 GRID=${3:-main}
 MTRANK=${MTRANK:-build/mtrank}
 SESSIONS=${SESSIONS:-20000}
+METHODS=${METHODS:-naive feature tower tower_no_dropout pal ips_true ips_estimated oracle}
 mkdir -p "$OUT"
 if [ "$GRID" = full ]; then
   SETTINGS=""
@@ -38,12 +42,39 @@ for setting in $SETTINGS; do
         paste -d, "$sim/$split.csv" <(cut -d, -f3 "$sim/$split.truth.csv") >"$sim/$split.graded.csv"
       done
     fi
-    for method in naive feature tower tower_no_dropout pal oracle; do
+    for method in $METHODS; do
       if grep -q "^$cm	$eta	$lg	$seed	$method	" "$RESULTS"; then continue; fi
       config=examples/movielens/youtube.toml
       [ "$method" = tower ] || config=experiments/position_bias/$method.toml
       suffix=.csv rank=click
       [ "$method" = oracle ] && suffix=.graded.csv rank=grade
+      if [ "$method" = ips_true ] || [ "$method" = ips_estimated ]; then
+        # The weight column: 1 / theta on clicked rows, 1 elsewhere; theta the
+        # true examination probability, or PAL's learned P(seen) by position.
+        kind=${method#ips_} suffix=.ipw-${method#ips_}.csv
+        [ "$kind" = true ] || [ -f "$sim/model-pal.eval.json" ] ||
+          { echo "ips_estimated needs the pal method first (METHODS order)" >&2; exit 1; }
+        for split in train val test; do
+          /usr/bin/python3 - "$sim/$split.csv" "$sim/$split.truth.csv" "$kind" "$sim/model-pal.eval.json" \
+            >"$sim/$split$suffix" <<'PY'
+import csv, json, math, sys
+log, truth, kind, pal = sys.argv[1:5]
+theta = {}
+if kind == "estimated":
+    for b in json.load(open(pal))["truth"]["bias_by_position"]:
+        theta[str(b["position"])] = math.exp(b["learned"])  # log P(seen), 0 at position 1
+out = csv.writer(sys.stdout, lineterminator="\n")
+with open(log) as f, open(truth) as t:
+    rows, truths = csv.reader(f), csv.DictReader(t)
+    header = next(rows)
+    out.writerow(header + ["ipw"])
+    click, position = header.index("click"), header.index("position")
+    for row, tr in zip(rows, truths):
+        p = float(tr["p_examined"]) if kind == "true" else theta[row[position]]
+        out.writerow(row + ["%.6g" % (1.0 / p if row[click] == "1" else 1.0)])
+PY
+        done
+      fi
       model="$sim/model-$method"
       "$MTRANK" train --config "$config" --train "$sim/train$suffix" --val "$sim/val$suffix" --out "$model" \
         --seed "$seed" --threads 1 --quiet >"$model.log" 2>&1 || { cat "$model.log"; exit 1; }
@@ -78,13 +109,14 @@ rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
 by = collections.defaultdict(lambda: collections.defaultdict(list))
 for r in rows:
     by[(r["click_model"], r["eta"], r["logger"])][r["method"]].append(float(r["ndcg10"]))
-print("\n| click model | eta | logger | naive | feature | tower | tower, no dropout | PAL | oracle | gap closed: feature | tower | tower, no dropout | PAL |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+methods = ("naive", "feature", "tower", "tower_no_dropout", "pal", "ips_true", "ips_estimated", "oracle")
+print("\n| click model | eta | logger | seeds | " + " | ".join(methods) + " | gap closed: " + " | ".join(methods[1:-1]) + " |")
+print("|---|---|---|---|" + "---|" * (2 * len(methods) - 2))
 for key, m in sorted(by.items()):
     mean = {k: sum(v) / len(v) for k, v in m.items()}
     if not all(k in mean for k in ("naive", "oracle")): continue
     gap = mean["oracle"] - mean["naive"]
     closed = lambda k: "-" if k not in mean or abs(gap) < 1e-9 else "%.0f%%" % (100 * (mean[k] - mean["naive"]) / gap)
-    cells = ["%.4f" % mean[k] if k in mean else "-" for k in ("naive", "feature", "tower", "tower_no_dropout", "pal", "oracle")]
-    print("| %s | %s | %s | %s | %s | %s | %s | %s |" % (key[0], key[1], key[2], " | ".join(cells), closed("feature"), closed("tower"), closed("tower_no_dropout"), closed("pal")))
+    cells = ["%.4f" % mean[k] if k in mean else "-" for k in methods]
+    print("| %s | %s | %s | %d | %s | %s |" % (key[0], key[1], key[2], len(m["naive"]), " | ".join(cells), " | ".join(closed(k) for k in methods[1:-1])))
 PY

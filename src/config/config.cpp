@@ -588,6 +588,7 @@ Config parse_table(const toml::table& root_table, const std::string& source_name
     d.max_bad_rows = t.integer("max_bad_rows", d.max_bad_rows, 0);
     d.cache_dir = t.string("cache_dir", "");
     d.group_column = t.string("group_column", "");
+    d.weight_column = t.string("weight_column", "");
     d.hash_seed = static_cast<std::uint64_t>(t.integer("hash_seed", static_cast<std::int64_t>(d.hash_seed), 0));
     d.quantile_sample = t.integer("quantile_sample", d.quantile_sample, 16, 1 << 26);
   }
@@ -718,6 +719,7 @@ std::string to_toml(const Config& c) {
                    {"max_bad_rows", d.max_bad_rows},
                    {"cache_dir", d.cache_dir},
                    {"group_column", d.group_column},
+                   {"weight_column", d.weight_column},
                    {"hash_seed", static_cast<std::int64_t>(d.hash_seed)},
                    {"quantile_sample", d.quantile_sample}};
   toml::array features;

@@ -78,6 +78,9 @@ struct DataConfig {
   std::int64_t max_bad_rows = 1000;
   std::string cache_dir;  // "" = no binary cache
   std::string group_column;  // optional: rows with the same value form a group (user) for GAUC
+  // Optional: a per-row weight (>= 0) multiplying the row's loss in every task,
+  // e.g. inverse propensities (IPS). Each task's loss is then the weighted mean.
+  std::string weight_column;
   std::uint64_t hash_seed = 0x6d7472616e6bULL;
   std::int64_t quantile_sample = 1 << 20;  // reservoir size per numeric column when fitting
 };

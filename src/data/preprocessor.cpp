@@ -292,6 +292,8 @@ ColumnBinding Preprocessor::bind(const std::vector<std::string>& header, const s
   }
   if (!config_.data.group_column.empty())
     b.group = find(config_.data.group_column, "data.group_column, the group of each row for GAUC", require_labels);
+  if (!config_.data.weight_column.empty())
+    b.weight = find(config_.data.weight_column, "data.weight_column, the weight of each row in the loss", require_labels);
   return b;
 }
 
@@ -438,6 +440,17 @@ void Preprocessor::transform(const ColumnBinding& b, const std::vector<std::stri
         out.dense.push_back(memo->dense_value[i]);
       }
     }
+    // The row's weight in every task's loss: the mask carries it (0 = outside the
+    // task's sample space), so each task's loss is the weighted mean and the
+    // metrics, which count rows with mask > 0, stay unweighted.
+    float row_weight = 1.0f;
+    if (b.weight >= 0) {
+      const std::string_view raw = fields[b.weight];
+      double v;
+      if (!parse_finite(raw, v) || v < 0 || v > 1e30)
+        throw RowError{b.weight, "weight '" + printable(raw) + "' (data.weight_column) is not a finite number >= 0"};
+      row_weight = static_cast<float>(v);
+    }
     for (std::size_t t = 0; t < config_.tasks.size(); ++t) {
       const TaskConfig& task = config_.tasks[t];
       float label = 0.0f, mask = 0.0f;
@@ -485,7 +498,7 @@ void Preprocessor::transform(const ColumnBinding& b, const std::vector<std::stri
         }
       }
       out.labels.push_back(label);
-      out.mask.push_back(mask);
+      out.mask.push_back(mask * row_weight);
     }
     if (b.group >= 0) out.groups.push_back(hash_string(fields[b.group], 0));
   } catch (...) {

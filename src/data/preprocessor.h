@@ -80,6 +80,7 @@ struct ColumnBinding {
   std::vector<int> label;                    // per task; -1 if the file has no label column
   std::vector<int> where;                    // per task: sample-space column, -1 if none
   int group = -1;                            // data.group_column, -1 if none or absent
+  int weight = -1;                           // data.weight_column, -1 if none or absent
 };
 
 class Preprocessor {

@@ -128,9 +128,9 @@ std::vector<double> initial_task_logits(const Config& config, const data::Featur
   const std::size_t T = config.tasks.size();
   std::vector<double> sum(T, 0.0), count(T, 0.0);
   for (std::size_t i = 0; i < train.labels.size(); ++i)
-    if (train.mask[i] > 0) {
-      sum[i % T] += train.labels[i];
-      count[i % T] += 1;
+    if (train.mask[i] > 0) {  // the mask carries data.weight_column's weight: a weighted mean, as the loss
+      sum[i % T] += static_cast<double>(train.mask[i]) * train.labels[i];
+      count[i % T] += train.mask[i];
     }
   std::vector<double> logits(T, 0.0);
   for (std::size_t t = 0; t < T; ++t)

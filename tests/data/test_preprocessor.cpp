@@ -344,6 +344,50 @@ TEST(Labels, UsualMissingMarkersAreMissingNotNegative) {
   EXPECT_EQ(d.labels[4], 1.0f);
 }
 
+TEST(Labels, WeightColumnScalesEveryTaskMaskAndBadWeightsAreNamed) {
+  // data.weight_column: the mask carries the row's weight (0 outside a task's
+  // sample space stays 0); a weight that is not a finite number >= 0 is a bad
+  // row named by file, line and column.
+  TempDir dir;
+  const std::string path = dir.write("w.csv", "x,y,c,w\n1,1,1,2.5\n2,0,0,1\n3,1,0,0\n4,NA,1,4\n");
+  Config c = parse_config(R"(
+[data]
+weight_column = "w"
+[[features]]
+name = "x"
+type = "numeric"
+[[tasks]]
+name = "t"
+column = "y"
+[[tasks]]
+name = "on_c"
+column = "y"
+where = { column = "c", equals = ["1"] }
+)",
+                          "w.toml");
+  Preprocessor pre(c);
+  pre.fit(path);
+  FeaturizedData d = data::featurize_file(pre, path, true);
+  EXPECT_EQ(d.mask, (std::vector<float>{2.5f, 2.5f, 1, 0, 0, 0, 0, 0}));
+  // Prediction files need no weight column.
+  const std::string unweighted = dir.write("p.csv", "x\n1\n");
+  EXPECT_EQ(data::featurize_file(pre, unweighted, false).rows(), 1);
+  for (const std::string bad : {"-1", "abc", "", "inf"}) {
+    const std::string f = dir.write("bad.csv", "x,y,c,w\n1,1,1,1\n2,0,1," + bad + "\n");
+    try {
+      data::featurize_file(pre, f, true);
+      ADD_FAILURE() << "weight '" << bad << "' accepted";
+    } catch (const DataError& e) {
+      EXPECT_NE(std::string(e.what()).find("bad.csv:3"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("column 4"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("data.weight_column"), std::string::npos) << e.what();
+    }
+  }
+  // Training files must have it.
+  const std::string missing = dir.write("m.csv", "x,y,c\n1,1,1\n");
+  EXPECT_THROW(data::featurize_file(pre, missing, true), DataError);
+}
+
 TEST(Labels, PositiveComparisonOnCounts) {
   TempDir dir;
   const std::string path = dir.write("c.csv", "x,y\n1,0\n2,3\n3,1\n4,NA\n");
