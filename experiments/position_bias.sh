@@ -5,6 +5,7 @@
 # held-out users' lists as served (bias features missing), scored by NDCG@10
 # on the true grades (mtrank eval --truth).
 #   experiments/position_bias.sh [OUT=/work/exp-bias] [SEEDS="1"] [GRID=main|full]
+# SETTINGS="pbm:2:strong ..." (click model:eta:logger) replaces GRID's list.
 # Methods (METHODS, in this order by default): naive (no bias features),
 # feature (position as a feature, missing at serving), tower (YouTube's
 # shallow tower, 10% position dropout), tower_no_dropout, pal (P(seen) x
@@ -22,7 +23,9 @@ MTRANK=${MTRANK:-build/mtrank}
 SESSIONS=${SESSIONS:-20000}
 METHODS=${METHODS:-naive feature tower tower_no_dropout pal ips_true ips_estimated oracle}
 mkdir -p "$OUT"
-if [ "$GRID" = full ]; then
+if [ -n "${SETTINGS:-}" ]; then
+  :  # e.g. SETTINGS="pbm:2:strong additive:0.5:weak" (click model:eta:logger)
+elif [ "$GRID" = full ]; then
   SETTINGS=""
   for cm in pbm additive; do for eta in 0.5 1 2; do for lg in weak medium strong; do SETTINGS+="$cm:$eta:$lg "; done; done; done
 else

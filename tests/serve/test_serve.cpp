@@ -163,8 +163,13 @@ bias = true)");  // the original's next line, type = "categorical", now types `d
   const std::string cross = R"(columns = ["item_category", "device"])";
   ASSERT_NE(config.find(cross), std::string::npos);
   config.replace(config.find(cross), cross.size(), R"(columns = ["item_category", "hour"])");  // no cross over a bias column
-  train_model_dir(config, "model-bias");
-  serve::Ranker r(model::load_model_dir(dir_->file("model-bias")), {}, "bias");
+  // As a feature of the model (missing at serving), and through YouTube's
+  // shallow tower (switched off at serving).
+  for (const std::string tower : {"", "\n[model.bias_tower]\nenabled = true\ntasks = [\"click\"]\n"}) {
+  SCOPED_TRACE(tower.empty() ? "bias feature" : "bias tower");
+  const std::string name = tower.empty() ? "model-bias" : "model-bias-tower";
+  train_model_dir(config + tower, name);
+  serve::Ranker r(model::load_model_dir(dir_->file(name)), {}, "bias");
   std::string csv;
   json body = json::parse(request(40, &csv));
   const serve::RankResult logged = r.rank_json(body.dump());
@@ -188,7 +193,8 @@ bias = true)");  // the original's next line, type = "categorical", now types `d
     for (std::size_t k = 0; k < f.size(); ++k) blanked += (k ? "," : "") + f[k];
     blanked += "\n";
   }
-  model::LoadedModel m = model::load_model_dir(dir_->file("model-bias"));
+  model::LoadedModel m = model::load_model_dir(dir_->file(name));
+  if (!tower.empty()) ASSERT_TRUE(m.config.model.bias_tower.enabled);
   data::FeaturizedData d = data::featurize_file(*m.preprocessor, dir_->write("blanked.csv", blanked), false);
   train::Predictions p = train::predict(*m.net, m.config, d);
   for (const auto& c : logged.results)
@@ -199,6 +205,7 @@ bias = true)");  // the original's next line, type = "categorical", now types `d
   double diff = 0;
   for (std::size_t i = 0; i < q.values.size(); ++i) diff += std::abs(q.values[i] - p.values[i]);
   EXPECT_GT(diff, 1e-4);
+  }
 }
 
 TEST_F(Serving, AbsentFeaturesUseTheConfiguredMissingValue) {
