@@ -8,6 +8,7 @@
 //             here, so the reader's zlib path sees valid streams), 3 = .tsv.gz
 //             (the rest as raw bytes: mostly corrupt gzip)
 //   bit 3     data.group_column = "user", sum pooling and min_count = 2
+//   bit 4     data.weight_column = "weight" (the mask then carries the row's weight)
 // The build (fuzz/run.sh) shrinks RecordReader's initial buffer from 1 MiB to
 // 64 bytes through a build-time copy of src/data/record_reader.h, so inputs of
 // a few hundred bytes cross buffer boundaries: refills, compaction, growth,
@@ -35,11 +36,12 @@
 
 namespace {
 
-std::string config_text(bool skip, bool variant) {
+std::string config_text(bool skip, bool variant, bool weighted) {
   std::string t = R"(
 [data]
 missing_values = ["", "NA"]
 )";
+  if (weighted) t += "weight_column = \"weight\"\n";
   t += skip ? "on_bad_row = \"skip\"\nmax_bad_rows = 3\n" : "on_bad_row = \"error\"\n";
   if (variant) t += "group_column = \"user\"\nquantile_sample = 16\n";
   t += R"(
@@ -147,7 +149,7 @@ int report_fd = 2;
   std::abort();
 }
 
-void check(const mtrank::data::Preprocessor& pre, const mtrank::data::FeaturizedData& d) {
+void check(const mtrank::data::Preprocessor& pre, const mtrank::data::FeaturizedData& d, bool weighted) {
   const std::int64_t rows = d.rows();
   const auto n = [&](int width) { return static_cast<std::size_t>(rows) * static_cast<std::size_t>(width); };
   if (rows <= 0) finding("featurize_file returned no rows without an error");
@@ -181,8 +183,9 @@ void check(const mtrank::data::Preprocessor& pre, const mtrank::data::Featurized
     // Tolerated so the run goes on; make it finding() once transform refuses it.
     if (!std::isfinite(label)) finding("label not finite");
     if (std::isnan(label)) finding("label is NaN");
-    if (mask != 0.0f && mask != 1.0f) finding("mask not 0 or 1");
-    if (mask == 0.0f && label != 0.0f) finding("masked-out row has a label");
+    if (!weighted && mask != 0.0f && mask != 1.0f) finding("mask not 0 or 1");
+    if (weighted && !(std::isfinite(mask) && mask >= 0.0f)) finding("weighted mask not a finite number >= 0");
+    if (!weighted && mask == 0.0f && label != 0.0f) finding("masked-out row has a label");  // weight 0 keeps its label
     const auto& task = tasks[i % tasks.size()];
     if (task.type == mtrank::TaskType::kBinary && label != 0.0f && label != 1.0f) finding("binary label not 0/1");
   }
@@ -200,23 +203,24 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   static const std::string dir = temp_dir() + "/mtrank-fuzz-csv-" + std::to_string(getpid());
-  static std::unique_ptr<mtrank::Config> configs[4];
+  static std::unique_ptr<mtrank::Config> configs[8];
   static const bool verbose = std::getenv("FUZZ_VERBOSE") != nullptr;  // outcome of each input, to stderr
   if (size == 0) return 0;
   const unsigned mode = data[0];
-  const bool skip = mode & 1, variant = mode & 8;
+  const bool skip = mode & 1, variant = mode & 8, weighted = mode & 16;
   const unsigned format = (mode >> 1) & 3;
   static const char* const kSuffix[4] = {".csv", ".tsv", ".csv.gz", ".tsv.gz"};
   const std::string path = dir + kSuffix[format];
-  auto& config = configs[(skip ? 1 : 0) | (variant ? 2 : 0)];
-  if (!config) config = std::make_unique<mtrank::Config>(mtrank::parse_config(config_text(skip, variant), "fuzz.toml"));
+  auto& config = configs[(skip ? 1 : 0) | (variant ? 2 : 0) | (weighted ? 4 : 0)];
+  if (!config)
+    config = std::make_unique<mtrank::Config>(mtrank::parse_config(config_text(skip, variant, weighted), "fuzz.toml"));
   if (!write_file(path, data + 1, size - 1, format == 2)) finding("cannot write the temporary data file");
   try {
     mtrank::data::Preprocessor pre(*config);
     pre.fit(path);
     if (pre.embedding_rows() <= 0) finding("empty embedding table after fit");
     const mtrank::data::FeaturizedData out = mtrank::data::featurize_file(pre, path, true);
-    check(pre, out);
+    check(pre, out, weighted);
     if (verbose) std::fprintf(stderr, "ok: %lld rows\n", static_cast<long long>(out.rows()));
   } catch (const mtrank::DataError& e) {
     if (verbose) std::fprintf(stderr, "DataError: %s\n", e.what());
