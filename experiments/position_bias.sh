@@ -54,6 +54,9 @@ for setting in $SETTINGS; do
       if [ "$method" = ips_true ] || [ "$method" = ips_estimated ]; then
         # The weight column: 1 / theta on clicked rows, 1 elsewhere; theta the
         # true examination probability, or PAL's learned P(seen) by position.
+        # Weighting clicks only is the common approximation, not the unbiased
+        # pointwise estimator (Saito et al. 2020: soft labels c / theta), whose
+        # labels can exceed 1; its expected loss still depends on theta.
         kind=${method#ips_} suffix=.ipw-${method#ips_}.csv
         [ "$kind" = true ] || [ -f "$sim/model-pal.eval.json" ] ||
           { echo "ips_estimated needs the pal method first (METHODS order)" >&2; exit 1; }
@@ -73,7 +76,12 @@ with open(log) as f, open(truth) as t:
     out.writerow(header + ["ipw"])
     click, position = header.index("click"), header.index("position")
     for row, tr in zip(rows, truths):
-        p = float(tr["p_examined"]) if kind == "true" else theta[row[position]]
+        if kind == "true":
+            p = float(tr["p_examined"])
+        elif row[position] in theta:
+            p = theta[row[position]]
+        else:
+            sys.exit("%s: position %s has no learned P(seen) in %s" % (log, row[position], pal))
         out.writerow(row + ["%.6g" % (1.0 / p if row[click] == "1" else 1.0)])
 PY
         done

@@ -594,6 +594,13 @@ Config parse_table(const toml::table& root_table, const std::string& source_name
   }
   parse_features(root, cfg);
   parse_tasks(root, cfg);
+  // An inverse propensity is 1 exactly on unclicked rows: as an input it would leak the label.
+  if (const std::string& w = cfg.data.weight_column; !w.empty())
+    for (const FeatureConfig& f : cfg.features)
+      if (f.name == w || std::find(f.columns.begin(), f.columns.end(), w) != f.columns.end())
+        throw ConfigError(source.where(nullptr, "data.weight_column") + ": key 'data.weight_column' = \"" + w + "\" is also read by the feature '" + f.name +
+                          "': a row's weight (an inverse propensity is 1 on every unclicked row) would leak its "
+                          "label into the model; remove it from the [[features]]");
   if (const toml::table* model = root.subtable("model")) {
     TableReader t(*model, "model", source);
     const std::string type = t.choice("type", cfg.model.type, model_family_names());

@@ -292,8 +292,10 @@ ColumnBinding Preprocessor::bind(const std::vector<std::string>& header, const s
   }
   if (!config_.data.group_column.empty())
     b.group = find(config_.data.group_column, "data.group_column, the group of each row for GAUC", require_labels);
-  if (!config_.data.weight_column.empty())
-    b.weight = find(config_.data.weight_column, "data.weight_column, the weight of each row in the loss", require_labels);
+  // Only labelled files (train, val, test, eval) read the weight: predict and
+  // serve never need it, even when the column is there.
+  if (!config_.data.weight_column.empty() && require_labels)
+    b.weight = find(config_.data.weight_column, "data.weight_column, the weight of each row in the loss", true);
   return b;
 }
 

@@ -333,6 +333,9 @@ Monitor resolve_monitor(const Config& config) {
   if (m.task < 0) throw ConfigError(where + "no task is named \"" + task + "\" (tasks: " + tasks + ")");
   const TaskConfig& tc = config.tasks[static_cast<std::size_t>(m.task)];
   if (m.metric == "loss") return m;
+  if (m.metric == "calibration")
+    throw ConfigError(where + "calibration is best at 1, neither higher nor lower: monitor \"" + task +
+                      ".logloss\" (which calibration is part of) or \"" + task + ".auc\"");
   try {
     m.higher_is_better = make_metric(m.metric)->higher_is_better();
   } catch (const std::invalid_argument& e) {

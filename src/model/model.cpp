@@ -172,7 +172,20 @@ torch::Tensor select_fields(const torch::Tensor& features, const InputShape& sha
   return torch::cat(parts, -1);
 }
 
-WideHead::WideHead(const InputShape& shape) : shape_(shape) {
+WideHead::WideHead(const InputShape& shape, bool skip_bias_fields) : shape_(shape) {
+  if (skip_bias_fields) {
+    std::vector<float> categorical(static_cast<std::size_t>(shape.num_categorical), 1.0f),
+        bags(static_cast<std::size_t>(shape.num_bags), 1.0f);
+    bool any = false;
+    for (const InputField* f : shape.fields_in_group("bias")) {
+      if (f->kind == FieldKind::kCategorical) categorical[static_cast<std::size_t>(f->slot)] = 0.0f, any = true;
+      if (f->kind == FieldKind::kBag) bags[static_cast<std::size_t>(f->slot)] = 0.0f, any = true;
+    }
+    if (any) {
+      categorical_keep_ = torch::tensor(categorical).view({1, shape.num_categorical, 1});
+      bag_keep_ = torch::tensor(bags).view({1, shape.num_bags, 1});
+    }
+  }
   // Linear weights start at zero, as a logistic regression does.
   table_ = {"wide",
             register_parameter("table", torch::zeros({std::max<std::int64_t>(shape.embedding_rows, 1), shape.num_tasks}),
@@ -187,22 +200,26 @@ torch::Tensor WideHead::forward(const HeadInput& in) {
   const std::int64_t B = batch.size, T = shape_.num_tasks;
   const torch::Tensor& source = lookup.training ? in.table_rows : table_.table;
   torch::Tensor out = bias_.expand({B, T});
-  if (shape_.num_categorical > 0)
-    out = out + (lookup.training ? select_rows(source, lookup.categorical) : gather_rows(table_.table, lookup.categorical))
-                    .view({B, shape_.num_categorical, T})
-                    .sum(1);
-  if (shape_.num_bags > 0)
-    out = out + std::get<0>(torch::embedding_bag(source, lookup.bag_ids, batch.bag_offsets, false, 0, false,
-                                                 batch.bag_weights, true))
-                    .view({B, shape_.num_bags, T})
-                    .sum(1);
+  if (shape_.num_categorical > 0) {
+    torch::Tensor w = (lookup.training ? select_rows(source, lookup.categorical) : gather_rows(table_.table, lookup.categorical))
+                          .view({B, shape_.num_categorical, T});
+    if (categorical_keep_.defined()) w = w * categorical_keep_;
+    out = out + w.sum(1);
+  }
+  if (shape_.num_bags > 0) {
+    torch::Tensor w = std::get<0>(torch::embedding_bag(source, lookup.bag_ids, batch.bag_offsets, false, 0, false,
+                                                       batch.bag_weights, true))
+                          .view({B, shape_.num_bags, T});
+    if (bag_keep_.defined()) w = w * bag_keep_;
+    out = out + w.sum(1);
+  }
   return out;
 }
 
 RankingModel::RankingModel(const ModelConfig& config, const InputShape& shape, std::int64_t embedding_copies)
     : shape_(shape) {
   input_ = register_module("input", FeatureInput(shape, config.integer("embedding_dim"), embedding_copies));
-  if (config.flag("wide")) add_head("wide", std::make_shared<WideHead>(shape));
+  if (config.flag("wide")) add_head("wide", std::make_shared<WideHead>(shape, config.bias_tower.enabled));
   if (const BiasTowerConfig& tower = config.bias_tower; tower.enabled) {
     const std::int64_t dim = config.integer("embedding_dim");
     std::vector<bool> bias_column(static_cast<std::size_t>(input_->output_dim()), false);

@@ -145,7 +145,9 @@ class AdditiveHead : public torch::nn::Module {
 // per task; FTRL (train.wide_optimizer) trains both.
 class WideHead : public AdditiveHead {
  public:
-  explicit WideHead(const InputShape& shape);
+  // skip_bias_fields: leave the bias features (`bias = true`) out, as the deep
+  // part does when a bias tower reads them (the tower is then their only reader).
+  WideHead(const InputShape& shape, bool skip_bias_fields);
   torch::Tensor forward(const HeadInput& input) override;
   const SparseTable* sparse_table() override { return &table_; }
   std::vector<torch::Tensor> wide_optimizer_parameters() override { return {bias_}; }
@@ -154,6 +156,7 @@ class WideHead : public AdditiveHead {
   SparseTable table_;  // "table": [embedding_rows, T]
   torch::Tensor bias_;  // [T]
   InputShape shape_;
+  torch::Tensor categorical_keep_, bag_keep_;  // [1, fields, 1]: 0 for a skipped bias field; undefined if none is skipped
 };
 
 class RankingModel : public torch::nn::Module {

@@ -21,7 +21,9 @@ namespace mtrank::model {
 struct MaskedLoss {
   torch::Tensor sum;    // scalar
   torch::Tensor count;  // scalar: rows in the sample space (mask sum)
-  torch::Tensor mean() const { return sum / count.clamp_min(1.0); }
+  // count is the sum of the rows' weights (data.weight_column; 1 each without
+  // it), which may be below 1: clamped only so an empty task gives 0, not NaN.
+  torch::Tensor mean() const { return sum / count.clamp_min(1e-12); }
 };
 
 class Objective {

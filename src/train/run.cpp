@@ -92,6 +92,9 @@ RunRecord run_training(const RunRequest& request) {
   check_training_file(config);
   eval::check_task_metrics(config);  // a misspelt metric is refused now, not after training
   eval::resolve_monitor(config);     // and so is a train.monitor that names no task or metric
+  if (config.train.monitor != "loss" && config.data.val.empty() && request.show_progress)
+    std::fprintf(stderr, "warning: train.monitor = \"%s\" needs validation data (--val); without it the last epoch is kept\n",
+                 config.train.monitor.c_str());
   // Checked before any work: a bad --out used to fail only after a whole epoch.
   model::check_model_output_dir(request.out);
   const bool progress = request.show_progress;

@@ -369,9 +369,19 @@ where = { column = "c", equals = ["1"] }
   pre.fit(path);
   FeaturizedData d = data::featurize_file(pre, path, true);
   EXPECT_EQ(d.mask, (std::vector<float>{2.5f, 2.5f, 1, 0, 0, 0, 0, 0}));
-  // Prediction files need no weight column.
+  // Prediction files need no weight column, and do not read one that is there.
   const std::string unweighted = dir.write("p.csv", "x\n1\n");
   EXPECT_EQ(data::featurize_file(pre, unweighted, false).rows(), 1);
+  EXPECT_EQ(data::featurize_file(pre, dir.write("pw.csv", "x,w\n1,NA\n"), false).rows(), 1);
+  // A weight column read as a feature would leak the label (an inverse propensity is 1 on unclicked rows).
+  try {
+    parse_config("[data]\nweight_column = \"w\"\n[[features]]\nnames = [\"x\", \"w\"]\ntype = \"categorical\"\n"
+                 "[[tasks]]\nname = \"t\"\ncolumn = \"y\"\n", "leak.toml");
+    ADD_FAILURE() << "a weight column read as a feature was accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("data.weight_column"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("leak"), std::string::npos) << e.what();
+  }
   for (const std::string bad : {"-1", "abc", "", "inf"}) {
     const std::string f = dir.write("bad.csv", "x,y,c,w\n1,1,1,1\n2,0,1," + bad + "\n");
     try {

@@ -94,11 +94,12 @@ protected:
     std::shared_ptr<model::RankingModel> net;
     data::FeaturizedData train;
   };
-  // `tower_keys`: more [model.bias_tower] keys.
-  static Run prepare(const std::string &tower_keys = "") {
+  // `tower_keys`: more [model.bias_tower] keys; `model_keys`: more [model] keys.
+  static Run prepare(const std::string &tower_keys = "", const std::string &model_keys = "") {
     Run r;
     std::string text = kConfig;
     text.insert(text.find("[train]"), tower_keys);
+    text.insert(text.find("[model]\n") + 8, model_keys);
     r.config = parse_config(text, "tower.toml");
     torch::manual_seed(1);
     at::set_num_threads(1);
@@ -176,6 +177,37 @@ TEST_F(BiasTower, MainModelIgnoresBiasFeaturesAndServingIgnoresPosition) {
   const torch::Tensor bias = r.net->bias_logits(a);
   EXPECT_TRUE(torch::equal(bias.select(1, 1), torch::zeros({a.size})));
   EXPECT_GT(bias.select(1, 0).abs().sum().item<float>(), 0);
+}
+
+TEST_F(BiasTower, TheWidePartLeavesTheBiasFeaturesToTheTower) {
+  // With wide = true the wide part reads every sparse id but the bias
+  // features': the tower is their only reader, so moving the position moves
+  // the logits by the tower's bias alone, whatever the wide weights are.
+  Run r = prepare("", "wide = true\n");
+  r.net->eval();
+  torch::NoGradGuard no_grad;
+  bool found = false;
+  for (auto &p : r.net->named_parameters())
+    if (p.key() == "wide.table") p.value().uniform_(-1, 1), found = true;
+  ASSERT_TRUE(found);
+  data::FeaturizedData rows = r.train.slice(0, 32), moved = rows;
+  const int slot = model::input_shape(*r.pre).field("position")->slot;
+  const std::int64_t position_3 = r.pre->find_field("position")->offset + 3;
+  for (std::int64_t i = 0; i < moved.rows(); ++i)
+    moved.categorical[i * moved.num_categorical() + slot] = position_3;
+  model::BatchBuilder b1, b2;
+  const model::Batch a = b1.build_range(rows, 0, rows.rows()), b = b2.build_range(moved, 0, moved.rows());
+  const torch::Tensor rest_a = r.net->forward(a, nullptr).logits - r.net->bias_logits(a);
+  const torch::Tensor rest_b = r.net->forward(b, nullptr).logits - r.net->bias_logits(b);
+  EXPECT_TRUE(torch::allclose(rest_a, rest_b, 1e-5, 1e-6));
+  // The other sparse fields still count: moving the item moves the wide logit.
+  const int item_slot = model::input_shape(*r.pre).field("item")->slot;
+  data::FeaturizedData other_item = rows;
+  for (std::int64_t i = 0; i < other_item.rows(); ++i)
+    other_item.categorical[i * other_item.num_categorical() + item_slot] = r.pre->find_field("item")->offset + 1;
+  model::BatchBuilder b3;
+  const model::Batch c = b3.build_range(other_item, 0, other_item.rows());
+  EXPECT_FALSE(torch::allclose(r.net->forward(c, nullptr).logits - r.net->bias_logits(c), rest_a, 1e-5, 1e-6));
 }
 
 TEST_F(BiasTower, PositionDropoutReplacesItsShareInTrainingOnly) {

@@ -95,6 +95,11 @@ TEST(Objective, MaskedLossSumsOverPartsGiveTheWholeMean) {
     const model::MaskedLoss b = objective->loss(z.slice(0, 3), y.slice(0, 3), m.slice(0, 3));
     EXPECT_NEAR(((a.sum + b.sum) / (a.count + b.count)).item<double>(), whole.mean().item<double>(), 1e-6) << name;
     EXPECT_EQ(whole.count.item<double>(), 8) << name;
+    // A mask of weights gives the weighted mean, also when the weights sum to less than 1.
+    const torch::Tensor w = torch::full({10}, 0.1);
+    const model::MaskedLoss weighted = objective->loss(z, y, w);
+    EXPECT_NEAR(weighted.mean().item<double>(), objective->loss(z, y, torch::ones({10})).mean().item<double>(), 1e-6)
+        << name;
   }
 }
 

@@ -327,6 +327,11 @@ column = "never"
   EXPECT_NEAR(z[0], std::log(0.25 / 0.75), 1e-12);
   EXPECT_DOUBLE_EQ(z[1], 4.5);
   EXPECT_DOUBLE_EQ(z[2], 0.0);  // no labelled row: left at 0
+  // With data.weight_column the mask carries weights: the weighted mean, as the loss.
+  d.mask = {3, 1, 0, /**/ 1, 0.5, 0, /**/ 0, 0, 0, /**/ 0, 0, 0};  // click: (3 x 1) / 4; rating: (4 + 0.5 x 5) / 1.5
+  const std::vector<double> w = train::initial_task_logits(c, d);
+  EXPECT_NEAR(w[0], std::log(0.75 / 0.25), 1e-12);
+  EXPECT_NEAR(w[1], 6.5 / 1.5, 1e-12);
 }
 
 TEST(Monitor, ResolvesTaskAndMetricAndRefusesWhatValidationDoesNotCompute) {
@@ -364,7 +369,8 @@ column = "rating"
   };
   refused("auc", "TASK.METRIC");
   refused("like.auc", "no task is named \"like\" (tasks: click, rating)");
-  refused("click.bogus", "bogus");
+  refused("click.bogus", "unknown metric 'bogus'");
+  refused("click.calibration", "best at 1");
   refused("click.recall@5", "add it to the task's metrics");
   refused("click.gauc", "data.group_column");
   refused("rating.auc", "add it to the task's metrics");
