@@ -92,8 +92,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   simulate->add_option("--logger", sim.logger,
                        "Logging policy: weak, medium, strong (true rating + noise of sd 2, 1, 0.25, fixed per user and item "
-                       "as a deployed model's errors are), random, or model "
-                       "(a factorization fitted on --logger-share of the ratings)")
+                       "as a deployed model's errors are), random, model "
+                       "(a factorization fitted on --logger-share of the ratings), or popularity (the most rated "
+                       "items first, the same order for every user)")
       ->capture_default_str();
   simulate->add_option("--logger-share", sim.logger_share, "Share of ratings the 'model' logger learns from")
       ->capture_default_str();

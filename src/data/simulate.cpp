@@ -278,8 +278,8 @@ SimulateSummary simulate_impressions(const SimulateOptions& o) {
   if (o.logger == "weak") logger_noise = 2.0;
   else if (o.logger == "medium") logger_noise = 1.0;
   else if (o.logger == "strong") logger_noise = 0.25;
-  else if (o.logger != "random" && o.logger != "model")
-    throw ConfigError("--logger: '" + o.logger + "' is not one of weak, medium, strong, random, model");
+  else if (o.logger != "random" && o.logger != "model" && o.logger != "popularity")
+    throw ConfigError("--logger: '" + o.logger + "' is not one of weak, medium, strong, random, model, popularity");
   if (o.logger == "model" && !(o.logger_share > 0 && o.logger_share <= 1))
     throw ConfigError("--logger-share must be in (0, 1]");
   if (o.out_dir.empty()) throw ConfigError("--out: name the output folder");
@@ -375,6 +375,7 @@ SimulateSummary simulate_impressions(const SimulateOptions& o) {
       rating[k] = true_rating(u, cand[k]);
       if (o.logger == "random") score[k] = 0;
       else if (o.logger == "model") score[k] = logger_mf.predict(u, cand[k]);
+      else if (o.logger == "popularity") score[k] = popularity[static_cast<std::size_t>(cand[k])];
       else score[k] = rating[k] + logger_noise * pair_noise(o.seed, u, cand[k]);
     }
     order.resize(n);

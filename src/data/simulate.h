@@ -48,7 +48,9 @@ struct SimulateOptions {
   // deviation 2 / 1 / 0.25, fixed per (user, item) as a deployed model's
   // errors are (deterministic for a seed); "random": a uniform shuffle; "model": a
   // factorization fitted on `logger_share` of the ratings (a production-like
-  // logger that knows little).
+  // logger that knows little); "popularity": the items with the most ratings
+  // first, the same order for every user (a logger that is not personalized,
+  // so an item's logged position says how popular it is, not how relevant).
   std::string logger = "medium";
   double logger_share = 0.1;
   bool plackett_luce = false;  // sample the ranking (Plackett-Luce on exp(score)) instead of sorting

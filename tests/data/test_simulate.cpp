@@ -157,6 +157,36 @@ TEST(Simulate, StrongLoggerPutsBetterItemsHigher) {
   EXPECT_GT(top / n_top, bottom / n_bottom + 0.3);
 }
 
+TEST(Simulate, PopularityLoggerPutsTheMostRatedItemsFirst) {
+  Sim sim;
+  // Item i is rated by the users u with u % 20 >= i: item 0 by all 40, item 19 by 2.
+  std::string ratings = "userId,movieId,rating\n";
+  for (int u = 0; u < 40; ++u)
+    for (int i = 0; i <= u % 20; ++i)
+      ratings += std::to_string(u) + "," + std::to_string(i) + "," + std::to_string(1 + (u + i) % 5) + "\n";
+  sim.options.ratings = sim.dir.write("popular.csv", ratings);
+  sim.options.logger = "popularity";
+  mtrank::data::simulate_impressions(sim.options);
+  // Count each item's ratings in the input, then check every logged list is in
+  // non-increasing order of that count.
+  std::map<std::string, int> count;
+  mtrank::data::RecordReader reader(sim.options.ratings);
+  std::vector<std::string_view> f;
+  while (reader.next(f)) ++count[std::string(f[1])];
+  const auto log = sim.rows("train.csv");
+  const auto truth = sim.rows("train.truth.csv");
+  ASSERT_EQ(log.size(), truth.size());
+  int ordered = 0, lists = 0;
+  for (std::size_t i = 1; i < log.size(); ++i) {
+    if (truth[i][0] != truth[i - 1][0]) continue;  // a new session
+    EXPECT_GE(count[log[i - 1][2]], count[log[i][2]]) << "row " << i;
+    ordered += count[log[i - 1][2]] > count[log[i][2]];
+    ++lists;
+  }
+  EXPECT_GT(lists, 100);
+  EXPECT_GT(ordered, 0);
+}
+
 TEST(Simulate, BadRatingsAreNamedByFileLineAndColumn) {
   Sim sim;
   sim.options.ratings = sim.dir.write("bad.csv", "userId,movieId,rating\n1,2,4\n1,3,abc\n");
