@@ -141,6 +141,7 @@ RecordReader::RecordReader(const std::string& path, ReaderOptions options)
     bytes_consumed_ += 3;
   }
 
+  if (!options.has_header) return;
   std::vector<std::string_view> fields;
   if (!next(fields)) throw DataError(path_ + ": file is empty (expected a header row)");
   header_.assign(fields.begin(), fields.end());

@@ -15,6 +15,9 @@ struct ReaderOptions {
   char delimiter = 0;
   // Quote character for RFC 4180 quoting ("" inside a quoted field is one ").
   char quote = '"';
+  // false: the file has no header row (the `user item` lines of sequential
+  // data sets); header() is then empty and the first line is a record.
+  bool has_header = true;
 };
 
 // Reads records of a delimited file with a header row.
