@@ -1,0 +1,96 @@
+#include "model/lru.h"
+
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+namespace mtrank::model {
+namespace {
+
+// LRURec's initialization of every weight but LayerNorm's and lambda's: a
+// normal of standard deviation `std` truncated to +-2 std, drawn by inverting
+// the CDF on the uniform range the truncation leaves.
+torch::Tensor truncated_normal(std::vector<std::int64_t> shape, double std = 0.02) {
+  const double lo = (1.0 + std::erf(-2.0 / std::sqrt(2.0))) / 2.0, hi = (1.0 + std::erf(2.0 / std::sqrt(2.0))) / 2.0;
+  return torch::empty(shape).uniform_(2 * lo - 1, 2 * hi - 1).erfinv_().mul_(std * std::sqrt(2.0));
+}
+
+}  // namespace
+
+LruLayerImpl::LruLayerImpl(std::int64_t d, std::int64_t state, double r_min, double r_max) : d_(d), state_(state) {
+  if (d < 1 || state < 1) throw std::invalid_argument("LruLayer: d and state must be >= 1");
+  if (!(r_min >= 0 && r_min <= r_max && r_max < 1))
+    throw std::invalid_argument("LruLayer: the ring needs 0 <= r_min <= r_max < 1");
+  // Ring initialization: |lambda|^2 uniform in [r_min^2, r_max^2], phase uniform in [0, 2 pi).
+  const torch::Tensor u1 = torch::rand({state}), u2 = torch::rand({state});
+  const torch::Tensor nu_log = torch::log(-0.5 * torch::log(u1 * (r_max * r_max - r_min * r_min) + r_min * r_min));
+  const torch::Tensor theta_log = torch::log(u2 * (2 * M_PI));
+  const torch::Tensor modulus = torch::exp(-torch::exp(nu_log));
+  nu_log_ = register_parameter("lambda_nu_log", nu_log);
+  theta_log_ = register_parameter("lambda_theta_log", theta_log);
+  gamma_log_ = register_parameter("lambda_gamma_log", torch::log(torch::sqrt(1 - modulus * modulus)));
+  b_re_ = register_parameter("in_re", truncated_normal({state, d}));
+  b_im_ = register_parameter("in_im", truncated_normal({state, d}));
+  b_bias_re_ = register_parameter("in_bias_re", truncated_normal({state}));
+  b_bias_im_ = register_parameter("in_bias_im", truncated_normal({state}));
+  c_re_ = register_parameter("out_re", truncated_normal({d, state}));
+  c_im_ = register_parameter("out_im", truncated_normal({d, state}));
+  c_bias_ = register_parameter("out_bias", truncated_normal({d}));
+}
+
+torch::Tensor LruLayerImpl::lambda() const {
+  const torch::Tensor r = torch::exp(-torch::exp(nu_log_)), phase = torch::exp(theta_log_);
+  return torch::complex(r * torch::cos(phase), r * torch::sin(phase));
+}
+
+torch::Tensor LruLayerImpl::input(const torch::Tensor& x) {
+  const torch::Tensor gamma = torch::exp(gamma_log_);
+  return torch::complex(torch::nn::functional::linear(x, b_re_, b_bias_re_) * gamma,
+                        torch::nn::functional::linear(x, b_im_, b_bias_im_) * gamma);
+}
+
+torch::Tensor LruLayerImpl::output(const torch::Tensor& h) {
+  // Re((C_re + i C_im)(h_re + i h_im)) = C_re h_re - C_im h_im.
+  return torch::nn::functional::linear(torch::real(h), c_re_, c_bias_) -
+         torch::nn::functional::linear(torch::imag(h), c_im_);
+}
+
+torch::Tensor LruLayerImpl::states(const torch::Tensor& x, const torch::Tensor& mask) {
+  const std::int64_t L = x.size(1);
+  std::int64_t padded = 1;
+  while (padded < L) padded *= 2;
+  torch::Tensor u = input(x);
+  torch::Tensor m = mask.to(torch::kFloat32);
+  if (padded > L) {  // left-pad to a power of two; padding is masked
+    u = torch::cat({torch::zeros({x.size(0), padded - L, state_}, u.options()), u}, 1);
+    m = torch::cat({torch::zeros({x.size(0), padded - L}, m.options()), m}, 1);
+  }
+  return lru_scan(u, lambda(), m).slice(1, padded - L);
+}
+
+torch::Tensor LruLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& mask) {
+  return output(states(x, mask));
+}
+
+torch::Tensor LruLayerImpl::step(const torch::Tensor& previous, const torch::Tensor& x) {
+  return lambda() * previous + input(x);
+}
+
+torch::Tensor lru_scan(const torch::Tensor& u, const torch::Tensor& lambda, const torch::Tensor& mask) {
+  const std::int64_t B = u.size(0), L = u.size(1), N = u.size(2);
+  if (L & (L - 1)) throw std::invalid_argument("lru_scan: length " + std::to_string(L) + " is not a power of two");
+  torch::Tensor h = u, powers = lambda.unsqueeze(0);  // [l/2, N]: lambda^1 .. lambda^(l/2)
+  const torch::Tensor m = mask.to(torch::kFloat32);
+  for (std::int64_t l = 2; l <= L; l *= 2) {
+    if (l > 2) powers = torch::cat({powers, powers * powers[-1]}, 0);
+    const torch::Tensor blocks = h.reshape({B * L / l, l, N});
+    const torch::Tensor first = blocks.slice(1, 0, l / 2), second = blocks.slice(1, l / 2);
+    // The first half's last state carries over only from a real position.
+    const torch::Tensor carry_mask = m.reshape({B * L / l, l}).slice(1, l / 2 - 1, l / 2).unsqueeze(-1);
+    const torch::Tensor carried = second + powers * first.slice(1, l / 2 - 1, l / 2) * carry_mask;
+    h = torch::cat({first, carried}, 1).reshape({B, L, N});
+  }
+  return h;
+}
+
+}  // namespace mtrank::model
