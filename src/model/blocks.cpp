@@ -6,6 +6,12 @@
 
 namespace mtrank::model {
 
+void truncated_normal_(torch::Tensor t, double std) {
+  torch::NoGradGuard no_grad;
+  const double lo = (1.0 + std::erf(-2.0 / std::sqrt(2.0))) / 2.0, hi = (1.0 + std::erf(2.0 / std::sqrt(2.0))) / 2.0;
+  t.uniform_(2 * lo - 1, 2 * hi - 1).erfinv_().mul_(std * std::sqrt(2.0));
+}
+
 torch::Tensor linear_init(std::vector<std::int64_t> shape, std::int64_t fan_in) {
   const double bound = 1.0 / std::sqrt(static_cast<double>(fan_in));
   return torch::empty(shape).uniform_(-bound, bound);

@@ -13,6 +13,11 @@ namespace mtrank::model {
 // nn.Linear's default init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
 torch::Tensor linear_init(std::vector<std::int64_t> shape, std::int64_t fan_in);
 
+// LRURec's initialization (of every weight but LayerNorm's and the LRU's
+// lambda): a normal of standard deviation `std` truncated to +-2 std, drawn
+// by inverting the CDF on the uniform range the truncation leaves. In place.
+void truncated_normal_(torch::Tensor t, double std = 0.02);
+
 // G independent MLPs applied with baddbmm: input [G, B, in] -> [G, B, out].
 // ReLU after every layer, or after every layer but the last.
 class GroupedMLPImpl : public torch::nn::Module {

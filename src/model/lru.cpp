@@ -4,20 +4,16 @@
 #include <stdexcept>
 #include <string>
 
+#include "model/blocks.h"
+
 namespace mtrank::model {
-namespace {
-
-// LRURec's initialization of every weight but LayerNorm's and lambda's: a
-// normal of standard deviation `std` truncated to +-2 std, drawn by inverting
-// the CDF on the uniform range the truncation leaves.
-torch::Tensor truncated_normal(std::vector<std::int64_t> shape, double std = 0.02) {
-  const double lo = (1.0 + std::erf(-2.0 / std::sqrt(2.0))) / 2.0, hi = (1.0 + std::erf(2.0 / std::sqrt(2.0))) / 2.0;
-  return torch::empty(shape).uniform_(2 * lo - 1, 2 * hi - 1).erfinv_().mul_(std * std::sqrt(2.0));
-}
-
-}  // namespace
 
 LruLayerImpl::LruLayerImpl(std::int64_t d, std::int64_t state, double r_min, double r_max) : d_(d), state_(state) {
+  const auto truncated = [](std::vector<std::int64_t> shape) {
+    torch::Tensor t = torch::empty(shape);
+    truncated_normal_(t);
+    return t;
+  };
   if (d < 1 || state < 1) throw std::invalid_argument("LruLayer: d and state must be >= 1");
   if (!(r_min >= 0 && r_min <= r_max && r_max < 1))
     throw std::invalid_argument("LruLayer: the ring needs 0 <= r_min <= r_max < 1");
@@ -29,13 +25,13 @@ LruLayerImpl::LruLayerImpl(std::int64_t d, std::int64_t state, double r_min, dou
   nu_log_ = register_parameter("lambda_nu_log", nu_log);
   theta_log_ = register_parameter("lambda_theta_log", theta_log);
   gamma_log_ = register_parameter("lambda_gamma_log", torch::log(torch::sqrt(1 - modulus * modulus)));
-  b_re_ = register_parameter("in_re", truncated_normal({state, d}));
-  b_im_ = register_parameter("in_im", truncated_normal({state, d}));
-  b_bias_re_ = register_parameter("in_bias_re", truncated_normal({state}));
-  b_bias_im_ = register_parameter("in_bias_im", truncated_normal({state}));
-  c_re_ = register_parameter("out_re", truncated_normal({d, state}));
-  c_im_ = register_parameter("out_im", truncated_normal({d, state}));
-  c_bias_ = register_parameter("out_bias", truncated_normal({d}));
+  b_re_ = register_parameter("in_re", truncated({state, d}));
+  b_im_ = register_parameter("in_im", truncated({state, d}));
+  b_bias_re_ = register_parameter("in_bias_re", truncated({state}));
+  b_bias_im_ = register_parameter("in_bias_im", truncated({state}));
+  c_re_ = register_parameter("out_re", truncated({d, state}));
+  c_im_ = register_parameter("out_im", truncated({d, state}));
+  c_bias_ = register_parameter("out_bias", truncated({d}));
 }
 
 torch::Tensor LruLayerImpl::lambda() const {
