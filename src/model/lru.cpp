@@ -8,7 +8,9 @@
 
 namespace mtrank::model {
 
-LruLayerImpl::LruLayerImpl(std::int64_t d, std::int64_t state, double r_min, double r_max) : d_(d), state_(state) {
+LruLayerImpl::LruLayerImpl(std::int64_t d, std::int64_t state, double r_min, double r_max,
+                           const std::vector<std::int64_t>& widths)
+    : d_(d), state_(state) {
   const auto truncated = [](std::vector<std::int64_t> shape) {
     torch::Tensor t = torch::empty(shape);
     truncated_normal_(t);
@@ -32,6 +34,19 @@ LruLayerImpl::LruLayerImpl(std::int64_t d, std::int64_t state, double r_min, dou
   c_re_ = register_parameter("out_re", truncated({d, state}));
   c_im_ = register_parameter("out_im", truncated({d, state}));
   c_bias_ = register_parameter("out_bias", truncated({d}));
+  if (!widths.empty()) {
+    if (state != d || widths.back() != d)
+      throw std::invalid_argument("LruLayer: Matryoshka widths need state = d = the last width");
+    torch::Tensor mask = torch::zeros({d, d});
+    std::int64_t row = 0;
+    for (std::int64_t w : widths) {
+      mask.slice(0, row, w).slice(1, 0, w).fill_(1.0);
+      row = w;
+    }
+    prefix_mask_ = register_buffer("prefix_mask", mask);
+    torch::NoGradGuard no_grad;
+    for (torch::Tensor* p : {&b_re_, &b_im_, &c_re_, &c_im_}) p->mul_(mask);
+  }
 }
 
 torch::Tensor LruLayerImpl::lambda() const {
@@ -41,14 +56,17 @@ torch::Tensor LruLayerImpl::lambda() const {
 
 torch::Tensor LruLayerImpl::input(const torch::Tensor& x) {
   const torch::Tensor gamma = torch::exp(gamma_log_);
-  return torch::complex(torch::nn::functional::linear(x, b_re_, b_bias_re_) * gamma,
-                        torch::nn::functional::linear(x, b_im_, b_bias_im_) * gamma);
+  const bool masked = prefix_mask_.defined();
+  return torch::complex(
+      torch::nn::functional::linear(x, masked ? b_re_ * prefix_mask_ : b_re_, b_bias_re_) * gamma,
+      torch::nn::functional::linear(x, masked ? b_im_ * prefix_mask_ : b_im_, b_bias_im_) * gamma);
 }
 
 torch::Tensor LruLayerImpl::output(const torch::Tensor& h) {
   // Re((C_re + i C_im)(h_re + i h_im)) = C_re h_re - C_im h_im.
-  return torch::nn::functional::linear(torch::real(h), c_re_, c_bias_) -
-         torch::nn::functional::linear(torch::imag(h), c_im_);
+  const bool masked = prefix_mask_.defined();
+  return torch::nn::functional::linear(torch::real(h), masked ? c_re_ * prefix_mask_ : c_re_, c_bias_) -
+         torch::nn::functional::linear(torch::imag(h), masked ? c_im_ * prefix_mask_ : c_im_);
 }
 
 torch::Tensor LruLayerImpl::states(const torch::Tensor& x, const torch::Tensor& mask) {

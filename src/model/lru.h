@@ -9,6 +9,7 @@
 // keeps padded positions out of every real position's state. Inference can
 // advance one event at a time (step), with the scan's result.
 #include <cstdint>
+#include <vector>
 
 #include <torch/torch.h>
 
@@ -17,7 +18,11 @@ namespace mtrank::model {
 class LruLayerImpl : public torch::nn::Module {
  public:
   // d: input and output width; state: complex state size (LRURec: 2d).
-  LruLayerImpl(std::int64_t d, std::int64_t state, double r_min, double r_max);
+  // widths (fMRLRec; state = d): B and C are Matryoshka linears over them, so
+  // the first s outputs read only the first s inputs (the recurrence is
+  // diagonal, so the state keeps the prefix property).
+  LruLayerImpl(std::int64_t d, std::int64_t state, double r_min, double r_max,
+               const std::vector<std::int64_t>& widths = {});
 
   // x [B, L, d] real, mask [B, L] (1 = a real position, 0 = padding, which
   // sits on the left): y [B, L, d] = Re(C h) + c at every position.
@@ -40,6 +45,7 @@ class LruLayerImpl : public torch::nn::Module {
   torch::Tensor nu_log_, theta_log_, gamma_log_;
   torch::Tensor b_re_, b_im_, b_bias_re_, b_bias_im_;  // B: [state, d], bias [state]
   torch::Tensor c_re_, c_im_, c_bias_;                 // C: [d, state], bias (real part) [d]
+  torch::Tensor prefix_mask_;                          // [d, d] with widths: 1 where a row may read a column
 };
 TORCH_MODULE(LruLayer);
 

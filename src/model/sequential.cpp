@@ -55,4 +55,62 @@ torch::Tensor LruRecImpl::loss(const torch::Tensor& tokens, const torch::Tensor&
                           F::CrossEntropyFuncOptions().ignore_index(0));
 }
 
+FmrlBlockImpl::FmrlBlockImpl(const std::vector<std::int64_t>& widths, double dropout, double r_min, double r_max)
+    : dropout_(dropout) {
+  const std::int64_t D = widths.back();
+  norm1 = register_module("norm1", ChunkedLayerNorm(widths));
+  lru = register_module("lru", LruLayer(D, D, r_min, r_max, widths));
+  norm2 = register_module("norm2", ChunkedLayerNorm(widths));
+  w1 = register_module("w1", MatryoshkaLinear(widths, widths));
+  wg = register_module("wg", MatryoshkaLinear(widths, widths));
+  w2 = register_module("w2", MatryoshkaLinear(widths, widths));
+}
+
+torch::Tensor FmrlBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& mask) {
+  const torch::Tensor h = x + lru->forward(norm1(x), mask);
+  const torch::Tensor z = norm2(h);
+  const torch::Tensor gated =
+      F::silu(wg(z)) * F::dropout(w1(z), F::DropoutFuncOptions().p(dropout_).training(is_training()));
+  return h + w2(gated);
+}
+
+FmrlRecImpl::FmrlRecImpl(const FmrlRecOptions& options) : options_(options) {
+  check_widths(options.widths);
+  if (options.num_items < 1 || options.blocks < 1) throw std::invalid_argument("FmrlRec: num_items and blocks must be >= 1");
+  items = register_module("items", torch::nn::Embedding(options.num_items + 1, options.widths.back()));
+  truncated_normal_(items->weight);
+  for (int b = 0; b < options.blocks; ++b)
+    blocks_.push_back(register_module("block" + std::to_string(b),
+                                      FmrlBlock(options.widths, options.dropout, options.r_min, options.r_max)));
+  final_norm = register_module("final_norm", ChunkedLayerNorm(options.widths));
+}
+
+torch::Tensor FmrlRecImpl::forward(const torch::Tensor& tokens) {
+  const torch::Tensor mask = tokens > 0;
+  torch::Tensor x = F::dropout(items(tokens), F::DropoutFuncOptions().p(options_.dropout).training(is_training()));
+  for (auto& block : blocks_) x = block->forward(x, mask);
+  return final_norm(x);
+}
+
+torch::Tensor FmrlRecImpl::scores_by_width(const torch::Tensor& hidden) {
+  std::vector<torch::Tensor> out;
+  torch::Tensor running;
+  std::int64_t begin = 0;
+  for (std::int64_t w : options_.widths) {
+    const torch::Tensor part =
+        torch::matmul(hidden.slice(-1, begin, w), items->weight.slice(1, begin, w).t());
+    running = running.defined() ? running + part : part;
+    out.push_back(running);
+    begin = w;
+  }
+  return torch::stack(out, 0);
+}
+
+torch::Tensor FmrlRecImpl::loss(const torch::Tensor& tokens, const torch::Tensor& labels) {
+  const torch::Tensor logits = scores_by_width(forward(tokens));  // [W, B, L, V]
+  const std::int64_t W = logits.size(0), V = logits.size(-1);
+  return F::cross_entropy(logits.reshape({-1, V}), labels.reshape({-1}).repeat({W}),
+                          F::CrossEntropyFuncOptions().ignore_index(0));
+}
+
 }  // namespace mtrank::model
