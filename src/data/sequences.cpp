@@ -43,11 +43,11 @@ ItemVocabulary ItemVocabulary::from_json(const nlohmann::json& j) {
 
 namespace {
 
-bool is_unsigned_integer(std::string_view s) {
-  if (s.empty()) return false;
+// The decimal form of a non-negative integer ("010" -> "10"), or "" if `s` is not one.
+std::string canonical_integer(std::string_view s) {
   std::uint64_t v;
   const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  return ec == std::errc() && end == s.data() + s.size();
+  return !s.empty() && ec == std::errc() && end == s.data() + s.size() ? std::to_string(v) : std::string();
 }
 
 // Users in first-appearance order.
@@ -75,12 +75,13 @@ Interactions read_user_item_lines(const std::string& path) {
     if (f.size() != 2)
       throw DataError(where + "expected 'user item' (two fields separated by one space), got " +
                       std::to_string(f.size()) + " field" + (f.size() == 1 ? "" : "s"));
+    std::string ids[2];
     for (int k = 0; k < 2; ++k)
-      if (!is_unsigned_integer(f[k]))
+      if ((ids[k] = canonical_integer(f[k])).empty())
         throw DataError(where + (k == 0 ? "user" : "item") + " id '" + std::string(f[k].substr(0, 40)) +
                         "' is not a non-negative integer (this format has integer ids; a log with other ids is a "
                         "CSV/TSV with a header, read by column names)");
-    out.histories[user_index(out, users, f[0])].push_back(out.items.add(f[1]));
+    out.histories[user_index(out, users, ids[0])].push_back(out.items.add(ids[1]));
     ++out.events;
   }
   if (out.events == 0) throw DataError(path + ": no interactions (expected 'user item' lines)");

@@ -35,9 +35,9 @@ struct Interactions {
   std::int64_t events = 0;
 };
 
-// One `user item` pair a line, separated by one space or tab, each user's
-// lines in time order (ml-1m.txt.gz, beauty.txt.gz); gzip by the .gz suffix.
-// Both ids must be non-negative integers. Throws DataError naming file and
+// One `user item` pair a line, separated by one space, each user's lines in
+// time order (ml-1m.txt.gz, beauty.txt.gz); gzip by the .gz suffix. Both ids
+// must be non-negative integers, read as numbers ("010" is item 10). Throws DataError naming file and
 // line: a line with other than two fields, an id that is not an integer, an
 // empty file.
 Interactions read_user_item_lines(const std::string& path);

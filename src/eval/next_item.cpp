@@ -9,8 +9,9 @@ namespace mtrank::eval {
 
 std::int64_t next_item_rank(const float* scores, std::int64_t n, std::int32_t target,
                             const std::vector<std::int32_t>& excluded) {
-  if (target < 0 || target >= n) throw std::out_of_range("next_item_rank: target " + std::to_string(target) +
-                                                         " outside the " + std::to_string(n) + " scores");
+  if (target < 1 || target >= n)
+    throw std::out_of_range("next_item_rank: target " + std::to_string(target) + " is not an item id 1.." +
+                            std::to_string(n - 1) + " (0 is padding: a user without a target has none to rank)");
   std::vector<char> out(static_cast<std::size_t>(n), 0);
   out[0] = 1;  // padding
   for (std::int32_t id : excluded)
@@ -20,7 +21,7 @@ std::int64_t next_item_rank(const float* scores, std::int64_t n, std::int32_t ta
   for (std::int64_t i = 0; i < n; ++i) {
     if (out[static_cast<std::size_t>(i)]) continue;
     ++kept;
-    higher += scores[i] > s || std::isnan(s);
+    if (i != target) higher += scores[i] >= s;  // an equal score ranks above the target
   }
   // Left out, or NaN: after every kept item.
   if (out[static_cast<std::size_t>(target)] || std::isnan(s)) return kept;

@@ -20,7 +20,8 @@ LruLayerImpl::LruLayerImpl(std::int64_t d, std::int64_t state, double r_min, dou
   if (!(r_min >= 0 && r_min <= r_max && r_max < 1))
     throw std::invalid_argument("LruLayer: the ring needs 0 <= r_min <= r_max < 1");
   // Ring initialization: |lambda|^2 uniform in [r_min^2, r_max^2], phase uniform in [0, 2 pi).
-  const torch::Tensor u1 = torch::rand({state}), u2 = torch::rand({state});
+  // u1 = 0 with r_min = 0 (fMRLRec's ring) would give |lambda| = 0 exactly and NaN gradients.
+  const torch::Tensor u1 = torch::rand({state}).clamp_min(1e-6), u2 = torch::rand({state});
   const torch::Tensor nu_log = torch::log(-0.5 * torch::log(u1 * (r_max * r_max - r_min * r_min) + r_min * r_min));
   const torch::Tensor theta_log = torch::log(u2 * (2 * M_PI));
   const torch::Tensor modulus = torch::exp(-torch::exp(nu_log));

@@ -67,11 +67,11 @@ FmrlBlockImpl::FmrlBlockImpl(const std::vector<std::int64_t>& widths, double dro
 }
 
 torch::Tensor FmrlBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& mask) {
-  const torch::Tensor h = x + lru->forward(norm1(x), mask);
+  const auto drop = F::DropoutFuncOptions().p(dropout_).training(is_training());  // elementwise: prefix-closed
+  const torch::Tensor h = x + F::dropout(lru->forward(norm1(x), mask), drop);
   const torch::Tensor z = norm2(h);
-  const torch::Tensor gated =
-      F::silu(wg(z)) * F::dropout(w1(z), F::DropoutFuncOptions().p(dropout_).training(is_training()));
-  return h + w2(gated);
+  const torch::Tensor gated = F::silu(wg(z)) * F::dropout(w1(z), drop);
+  return h + F::dropout(w2(gated), drop);
 }
 
 FmrlRecImpl::FmrlRecImpl(const FmrlRecOptions& options) : options_(options) {

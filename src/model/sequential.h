@@ -61,7 +61,7 @@ TORCH_MODULE(LruRec);
 // fMRLRec (Lai et al., EMNLP Findings 2024): the same recurrence in pre-LN
 // blocks whose every linear is a Matryoshka linear over `widths` and whose
 // LayerNorms are per chunk, so the width-s model is exactly the prefix:
-//   block:  h = x + LRU(LN1(x));  y = h + W2(SiLU(Wg z) * Dropout(W1 z)), z = LN2(h)
+//   block:  h = x + Dropout(LRU(LN1(x)));  y = h + Dropout(W2(SiLU(Wg z) * Dropout(W1 z))), z = LN2(h)
 //   output: a final per-chunk LayerNorm; width-s scores x[:s] . E[:, :s]^T (no bias).
 // The item table is read by prefix too, as input and output.
 struct FmrlRecOptions {

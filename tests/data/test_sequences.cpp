@@ -1,5 +1,6 @@
 // Sequential data: reading interaction logs, the item vocabulary, LRURec's
 // leave-one-out split and training windows, on hand-checked cases.
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -28,7 +29,7 @@ std::string error_of(const std::function<void()>& f) {
 
 TEST(Sequences, UserItemLinesKeepFileOrderPerUser) {
   TempDir dir;
-  const Interactions x = read_user_item_lines(dir.write("s.txt", "1 10\n1 11\n2 10\n1 12\n"));
+  const Interactions x = read_user_item_lines(dir.write("s.txt", "1 10\n1 11\n2 010\n1 12\n"));  // 010 is 10
   EXPECT_EQ(x.users, (std::vector<std::string>{"1", "2"}));
   ASSERT_EQ(x.histories.size(), 2u);
   EXPECT_EQ(x.histories[0], (Ids{1, 2, 3}));  // 10 -> 1, 11 -> 2, 12 -> 3 in first-appearance order

@@ -18,9 +18,11 @@ TEST(NextItem, RankLeavesOutPaddingAndTheInputWindow) {
   EXPECT_EQ(next_item_rank(s.data(), 6, 3, {}), 0);
   EXPECT_EQ(next_item_rank(s.data(), 6, 4, {4, 1}), 3);  // a left-out target ranks after the 3 kept items (2, 3, 5)
   EXPECT_THROW(next_item_rank(s.data(), 6, 6, {}), std::out_of_range);
-  // Ties: items scored equal to the target do not rank above it.
+  EXPECT_THROW(next_item_rank(s.data(), 6, 0, {}), std::out_of_range);  // padding is no target
+  // Ties: items scored equal to the target rank above it, so a constant score earns nothing.
   const std::vector<float> tie = {0, 1, 1, 1};
-  EXPECT_EQ(next_item_rank(tie.data(), 4, 2, {}), 0);
+  EXPECT_EQ(next_item_rank(tie.data(), 4, 2, {}), 2);
+  EXPECT_EQ(next_item_rank(tie.data(), 4, 2, {1}), 1);
 }
 
 TEST(NextItem, MetricsFromRanksByHand) {
