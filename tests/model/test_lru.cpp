@@ -102,7 +102,7 @@ TEST(Lru, MatryoshkaWidthsKeepThePrefixClosed) {
   // With widths, B and C are block lower-triangular: the first 4 outputs
   // read only the first 4 inputs, through the (diagonal) recurrence too.
   torch::manual_seed(5);
-  model::LruLayer layer(8, 8, 0.0, 0.1, {4, 8});
+  model::LruLayer layer(8, 8, 0.0, 0.1, std::vector<std::int64_t>{4, 8});
   const torch::Tensor x = torch::randn({2, 6, 8}), mask = left_padded_mask(6, {0, 2});
   const torch::Tensor y = layer->forward(x, mask);
   torch::Tensor changed = x.clone();
@@ -110,5 +110,5 @@ TEST(Lru, MatryoshkaWidthsKeepThePrefixClosed) {
   const torch::Tensor z = layer->forward(changed, mask);
   EXPECT_TRUE(torch::allclose(z.slice(2, 0, 4), y.slice(2, 0, 4), 1e-6, 1e-6));
   EXPECT_FALSE(torch::allclose(z.slice(2, 4), y.slice(2, 4), 1e-3, 1e-3));
-  EXPECT_THROW(model::LruLayer(8, 16, 0.0, 0.1, {4, 8}), std::invalid_argument);  // state must equal d
+  EXPECT_THROW(model::LruLayer(8, 16, 0.0, 0.1, std::vector<std::int64_t>{4, 8}), std::invalid_argument);  // state must equal d
 }
