@@ -37,9 +37,11 @@ TEST(Lru, RingInitialization) {
   const torch::Tensor modulus = torch::abs(layer->lambda());
   EXPECT_GE(modulus.min().item<double>(), 0.8 - 1e-6);
   EXPECT_LE(modulus.max().item<double>(), 0.99 + 1e-6);
-  for (const auto& p : layer->named_parameters())
-    if (p.key() == "lambda_gamma_log")
+  for (const auto& p : layer->named_parameters()) {
+    if (p.key() == "lambda_gamma_log") {
       EXPECT_TRUE(torch::allclose(torch::exp(p.value()), torch::sqrt(1 - modulus * modulus), 1e-5, 1e-6));
+    }
+  }
 }
 
 TEST(Lru, ScanEqualsTheRecurrenceWithAndWithoutPadding) {
