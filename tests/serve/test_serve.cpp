@@ -194,7 +194,7 @@ bias = true)");  // the original's next line, type = "categorical", now types `d
     blanked += "\n";
   }
   model::LoadedModel m = model::load_model_dir(dir_->file(name));
-  if (!tower.empty()) ASSERT_TRUE(m.config.model.bias_tower.enabled);
+  ASSERT_EQ(m.config.model.bias_tower.enabled, !tower.empty());
   data::FeaturizedData d = data::featurize_file(*m.preprocessor, dir_->write("blanked.csv", blanked), false);
   train::Predictions p = train::predict(*m.net, m.config, d);
   for (const auto& c : logged.results)
