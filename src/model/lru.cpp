@@ -36,17 +36,23 @@ LruLayerImpl::LruLayerImpl(std::int64_t d, std::int64_t state, double r_min, dou
   c_im_ = register_parameter("out_im", truncated({d, state}));
   c_bias_ = register_parameter("out_bias", truncated({d}));
   if (!widths.empty()) {
-    if (state != d || widths.back() != d)
-      throw std::invalid_argument("LruLayer: Matryoshka widths need state = d = the last width");
-    torch::Tensor mask = torch::zeros({d, d});
-    std::int64_t row = 0;
+    if (widths.back() != d || state % d != 0)
+      throw std::invalid_argument("LruLayer: Matryoshka widths need the last width = d and state a multiple of d");
+    // State chunk i (of width ratio * s_i) reads the input prefix [0, s_i),
+    // and output chunk i reads the state prefix [0, ratio * s_i).
+    const std::int64_t ratio = state / d;
+    torch::Tensor in_mask = torch::zeros({state, d}), out_mask = torch::zeros({d, state});
+    std::int64_t previous = 0;
     for (std::int64_t w : widths) {
-      mask.slice(0, row, w).slice(1, 0, w).fill_(1.0);
-      row = w;
+      in_mask.slice(0, ratio * previous, ratio * w).slice(1, 0, w).fill_(1.0);
+      out_mask.slice(0, previous, w).slice(1, 0, ratio * w).fill_(1.0);
+      previous = w;
     }
-    prefix_mask_ = register_buffer("prefix_mask", mask);
+    in_mask_ = register_buffer("in_mask", in_mask);
+    out_mask_ = register_buffer("out_mask", out_mask);
     torch::NoGradGuard no_grad;
-    for (torch::Tensor* p : {&b_re_, &b_im_, &c_re_, &c_im_}) p->mul_(mask);
+    for (torch::Tensor* p : {&b_re_, &b_im_}) p->mul_(in_mask);
+    for (torch::Tensor* p : {&c_re_, &c_im_}) p->mul_(out_mask);
   }
 }
 
@@ -57,17 +63,17 @@ torch::Tensor LruLayerImpl::lambda() const {
 
 torch::Tensor LruLayerImpl::input(const torch::Tensor& x) {
   const torch::Tensor gamma = torch::exp(gamma_log_);
-  const bool masked = prefix_mask_.defined();
+  const bool masked = in_mask_.defined();
   return torch::complex(
-      torch::nn::functional::linear(x, masked ? b_re_ * prefix_mask_ : b_re_, b_bias_re_) * gamma,
-      torch::nn::functional::linear(x, masked ? b_im_ * prefix_mask_ : b_im_, b_bias_im_) * gamma);
+      torch::nn::functional::linear(x, masked ? b_re_ * in_mask_ : b_re_, b_bias_re_) * gamma,
+      torch::nn::functional::linear(x, masked ? b_im_ * in_mask_ : b_im_, b_bias_im_) * gamma);
 }
 
 torch::Tensor LruLayerImpl::output(const torch::Tensor& h) {
   // Re((C_re + i C_im)(h_re + i h_im)) = C_re h_re - C_im h_im.
-  const bool masked = prefix_mask_.defined();
-  return torch::nn::functional::linear(torch::real(h), masked ? c_re_ * prefix_mask_ : c_re_, c_bias_) -
-         torch::nn::functional::linear(torch::imag(h), masked ? c_im_ * prefix_mask_ : c_im_);
+  const bool masked = out_mask_.defined();
+  return torch::nn::functional::linear(torch::real(h), masked ? c_re_ * out_mask_ : c_re_, c_bias_) -
+         torch::nn::functional::linear(torch::imag(h), masked ? c_im_ * out_mask_ : c_im_);
 }
 
 torch::Tensor LruLayerImpl::states(const torch::Tensor& x, const torch::Tensor& mask) {

@@ -18,9 +18,10 @@ namespace mtrank::model {
 class LruLayerImpl : public torch::nn::Module {
  public:
   // d: input and output width; state: complex state size (LRURec: 2d).
-  // widths (fMRLRec; state = d): B and C are Matryoshka linears over them, so
-  // the first s outputs read only the first s inputs (the recurrence is
-  // diagonal, so the state keeps the prefix property).
+  // widths (Matryoshka; the last = d, state a multiple r of d): B and C are
+  // Matryoshka linears over widths and r x widths, so the first s outputs read
+  // only the first s inputs (the recurrence is diagonal, so the state keeps
+  // the prefix property).
   LruLayerImpl(std::int64_t d, std::int64_t state, double r_min, double r_max,
                const std::vector<std::int64_t>& widths = {});
 
@@ -45,7 +46,7 @@ class LruLayerImpl : public torch::nn::Module {
   torch::Tensor nu_log_, theta_log_, gamma_log_;
   torch::Tensor b_re_, b_im_, b_bias_re_, b_bias_im_;  // B: [state, d], bias [state]
   torch::Tensor c_re_, c_im_, c_bias_;                 // C: [d, state], bias (real part) [d]
-  torch::Tensor prefix_mask_;                          // [d, d] with widths: 1 where a row may read a column
+  torch::Tensor in_mask_, out_mask_;                   // with widths: 1 where a row of B / C may read a column
 };
 TORCH_MODULE(LruLayer);
 

@@ -1,6 +1,5 @@
 #include "model/sequential.h"
 
-#include <cmath>
 #include <stdexcept>
 #include <string>
 
@@ -8,97 +7,125 @@
 
 namespace mtrank::model {
 namespace F = torch::nn::functional;
+namespace {
 
-LruBlockImpl::LruBlockImpl(std::int64_t dim, double dropout, double r_min, double r_max) : dropout_(dropout) {
-  lru = register_module("lru", LruLayer(dim, 2 * dim, r_min, r_max));
-  lru_norm = register_module("lru_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim})));
-  w1 = register_module("w1", torch::nn::Linear(dim, 4 * dim));
-  w2 = register_module("w2", torch::nn::Linear(4 * dim, dim));
-  ffn_norm = register_module("ffn_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim})));
-  for (torch::Tensor p : {w1->weight, w1->bias, w2->weight, w2->bias}) truncated_normal_(p);
+std::vector<std::int64_t> scaled(const std::vector<std::int64_t>& widths, std::int64_t factor) {
+  std::vector<std::int64_t> out;
+  for (std::int64_t w : widths) out.push_back(w * factor);
+  return out;
 }
 
-torch::Tensor LruBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& mask) {
-  const bool train = is_training();
-  torch::Tensor h = lru_norm(F::dropout(lru->forward(x, mask), F::DropoutFuncOptions().p(dropout_).training(train)) + x);
-  const torch::Tensor inner = F::dropout(F::gelu(w1(h)), F::DropoutFuncOptions().p(dropout_).training(train));
-  return ffn_norm(F::dropout(w2(inner), F::DropoutFuncOptions().p(dropout_).training(train)) + h);
+// LRURec's block: post-LN around the LRU (state 2d) and a GELU FFN of 4d.
+class LruRecBlockImpl : public torch::nn::Module {
+ public:
+  LruRecBlockImpl(const std::vector<std::int64_t>& widths, double dropout, double r_min, double r_max)
+      : dropout_(dropout) {
+    const std::int64_t d = widths.back();
+    const bool nested = widths.size() > 1;
+    lru = register_module("lru", LruLayer(d, 2 * d, r_min, r_max, nested ? widths : std::vector<std::int64_t>{}));
+    lru_norm = register_module("lru_norm", ChunkedLayerNorm(widths));
+    w1 = register_module("w1", MatryoshkaLinear(widths, scaled(widths, 4)));
+    w2 = register_module("w2", MatryoshkaLinear(scaled(widths, 4), widths));
+    ffn_norm = register_module("ffn_norm", ChunkedLayerNorm(widths));
+    // LRURec initializes every weight and bias but LayerNorm's and lambda's
+    // with a truncated normal (std 0.02, clipped at +-0.04).
+    for (MatryoshkaLinear* l : {&w1, &w2})
+      for (torch::Tensor p : (*l)->parameters()) truncated_normal_(p);
+  }
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask) {
+    const auto drop = F::DropoutFuncOptions().p(dropout_).training(is_training());
+    const torch::Tensor h = lru_norm(F::dropout(lru->forward(x, mask), drop) + x);
+    const torch::Tensor inner = F::dropout(F::gelu(w1(h)), drop);
+    return ffn_norm(F::dropout(w2(inner), drop) + h);
+  }
+
+ private:
+  LruLayer lru{nullptr};
+  ChunkedLayerNorm lru_norm{nullptr}, ffn_norm{nullptr};
+  MatryoshkaLinear w1{nullptr}, w2{nullptr};
+  double dropout_;
+};
+TORCH_MODULE(LruRecBlock);
+
+// fMRLRec's block: pre-LN, LRU state d, gated SiLU FFN of d.
+class FmrlRecBlockImpl : public torch::nn::Module {
+ public:
+  FmrlRecBlockImpl(const std::vector<std::int64_t>& widths, double dropout, double r_min, double r_max)
+      : dropout_(dropout) {
+    const std::int64_t d = widths.back();
+    norm1 = register_module("norm1", ChunkedLayerNorm(widths));
+    lru = register_module("lru", LruLayer(d, d, r_min, r_max, widths.size() > 1 ? widths : std::vector<std::int64_t>{}));
+    norm2 = register_module("norm2", ChunkedLayerNorm(widths));
+    w1 = register_module("w1", MatryoshkaLinear(widths, widths));
+    wg = register_module("wg", MatryoshkaLinear(widths, widths));
+    w2 = register_module("w2", MatryoshkaLinear(widths, widths));
+  }
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask) {
+    const auto drop = F::DropoutFuncOptions().p(dropout_).training(is_training());  // elementwise: prefix-closed
+    const torch::Tensor h = x + F::dropout(lru->forward(norm1(x), mask), drop);
+    const torch::Tensor z = norm2(h);
+    const torch::Tensor gated = F::silu(wg(z)) * F::dropout(w1(z), drop);
+    return h + F::dropout(w2(gated), drop);
+  }
+
+ private:
+  ChunkedLayerNorm norm1{nullptr}, norm2{nullptr};
+  LruLayer lru{nullptr};
+  MatryoshkaLinear w1{nullptr}, wg{nullptr}, w2{nullptr};
+  double dropout_;
+};
+TORCH_MODULE(FmrlRecBlock);
+
+}  // namespace
+
+SequentialBlock sequential_block(const std::string& name) {
+  if (name == "lrurec") return SequentialBlock::kLruRec;
+  if (name == "fmrlrec") return SequentialBlock::kFmrlRec;
+  throw std::invalid_argument("unknown sequential block '" + name + "' (lrurec, fmrlrec)");
 }
 
-LruRecImpl::LruRecImpl(const LruRecOptions& options) : options_(options) {
-  if (options.num_items < 1 || options.dim < 1 || options.blocks < 1)
-    throw std::invalid_argument("LruRec: num_items, dim and blocks must be >= 1");
-  items = register_module("items", torch::nn::Embedding(options.num_items + 1, options.dim));
-  truncated_normal_(items->weight);
-  input_norm = register_module("input_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({options.dim})));
-  item_bias_ = register_parameter("item_bias", torch::zeros({options.num_items + 1}));
-  for (int b = 0; b < options.blocks; ++b)
-    blocks_.push_back(register_module("block" + std::to_string(b),
-                                      LruBlock(options.dim, options.dropout, options.r_min, options.r_max)));
-}
+const char* to_string(SequentialBlock block) { return block == SequentialBlock::kLruRec ? "lrurec" : "fmrlrec"; }
 
-torch::Tensor LruRecImpl::forward(const torch::Tensor& tokens) {
-  const torch::Tensor mask = tokens > 0;
-  torch::Tensor x = input_norm(
-      F::dropout(items(tokens), F::DropoutFuncOptions().p(options_.dropout).training(is_training())));
-  for (auto& block : blocks_) x = block->forward(x, mask);
-  return x;
-}
-
-torch::Tensor LruRecImpl::scores(const torch::Tensor& hidden) {
-  return torch::matmul(hidden, items->weight.t()) + item_bias_;
-}
-
-torch::Tensor LruRecImpl::loss(const torch::Tensor& tokens, const torch::Tensor& labels) {
-  const torch::Tensor logits = scores(forward(tokens));
-  return F::cross_entropy(logits.reshape({-1, logits.size(-1)}), labels.reshape({-1}),
-                          F::CrossEntropyFuncOptions().ignore_index(0));
-}
-
-FmrlBlockImpl::FmrlBlockImpl(const std::vector<std::int64_t>& widths, double dropout, double r_min, double r_max)
-    : dropout_(dropout) {
-  const std::int64_t D = widths.back();
-  norm1 = register_module("norm1", ChunkedLayerNorm(widths));
-  lru = register_module("lru", LruLayer(D, D, r_min, r_max, widths));
-  norm2 = register_module("norm2", ChunkedLayerNorm(widths));
-  w1 = register_module("w1", MatryoshkaLinear(widths, widths));
-  wg = register_module("wg", MatryoshkaLinear(widths, widths));
-  w2 = register_module("w2", MatryoshkaLinear(widths, widths));
-}
-
-torch::Tensor FmrlBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& mask) {
-  const auto drop = F::DropoutFuncOptions().p(dropout_).training(is_training());  // elementwise: prefix-closed
-  const torch::Tensor h = x + F::dropout(lru->forward(norm1(x), mask), drop);
-  const torch::Tensor z = norm2(h);
-  const torch::Tensor gated = F::silu(wg(z)) * F::dropout(w1(z), drop);
-  return h + F::dropout(w2(gated), drop);
-}
-
-FmrlRecImpl::FmrlRecImpl(const FmrlRecOptions& options) : options_(options) {
+SequentialRecommenderImpl::SequentialRecommenderImpl(const SequentialOptions& options) : options_(options) {
   check_widths(options.widths);
-  if (options.num_items < 1 || options.blocks < 1) throw std::invalid_argument("FmrlRec: num_items and blocks must be >= 1");
-  items = register_module("items", torch::nn::Embedding(options.num_items + 1, options.widths.back()));
+  if (options.num_items < 1 || options.blocks < 1)
+    throw std::invalid_argument("SequentialRecommender: num_items and blocks must be >= 1");
+  const std::int64_t d = options.widths.back();
+  items = register_module("items", torch::nn::Embedding(options.num_items + 1, d));
   truncated_normal_(items->weight);
-  for (int b = 0; b < options.blocks; ++b)
-    blocks_.push_back(register_module("block" + std::to_string(b),
-                                      FmrlBlock(options.widths, options.dropout, options.r_min, options.r_max)));
-  final_norm = register_module("final_norm", ChunkedLayerNorm(options.widths));
+  const bool lrurec = options.block == SequentialBlock::kLruRec;
+  if (lrurec) {
+    input_norm = register_module("input_norm", ChunkedLayerNorm(options.widths));
+    item_bias_ = register_parameter("item_bias", torch::zeros({options.num_items + 1}));
+  }
+  for (int b = 0; b < options.blocks; ++b) {
+    const std::string name = "block" + std::to_string(b);
+    if (lrurec)
+      blocks_.push_back(register_module(name, LruRecBlock(options.widths, options.dropout, options.r_min, options.r_max)));
+    else
+      blocks_.push_back(register_module(name, FmrlRecBlock(options.widths, options.dropout, options.r_min, options.r_max)));
+  }
+  if (!lrurec) final_norm = register_module("final_norm", ChunkedLayerNorm(options.widths));
 }
 
-torch::Tensor FmrlRecImpl::forward(const torch::Tensor& tokens) {
+torch::Tensor SequentialRecommenderImpl::forward(const torch::Tensor& tokens) {
   const torch::Tensor mask = tokens > 0;
   torch::Tensor x = F::dropout(items(tokens), F::DropoutFuncOptions().p(options_.dropout).training(is_training()));
-  for (auto& block : blocks_) x = block->forward(x, mask);
-  return final_norm(x);
+  const bool lrurec = options_.block == SequentialBlock::kLruRec;
+  if (lrurec) x = input_norm(x);
+  for (auto& block : blocks_) {
+    if (lrurec) x = std::static_pointer_cast<LruRecBlockImpl>(block)->forward(x, mask);
+    else x = std::static_pointer_cast<FmrlRecBlockImpl>(block)->forward(x, mask);
+  }
+  return lrurec ? x : final_norm(x);
 }
 
-torch::Tensor FmrlRecImpl::scores_by_width(const torch::Tensor& hidden) {
+torch::Tensor SequentialRecommenderImpl::scores_by_width(const torch::Tensor& hidden) {
   std::vector<torch::Tensor> out;
-  torch::Tensor running;
+  torch::Tensor running = item_bias_.defined() ? item_bias_ : torch::Tensor();
   std::int64_t begin = 0;
   for (std::int64_t w : options_.widths) {
-    const torch::Tensor part =
-        torch::matmul(hidden.slice(-1, begin, w), items->weight.slice(1, begin, w).t());
+    const torch::Tensor part = torch::matmul(hidden.slice(-1, begin, w), items->weight.slice(1, begin, w).t());
     running = running.defined() ? running + part : part;
     out.push_back(running);
     begin = w;
@@ -106,11 +133,16 @@ torch::Tensor FmrlRecImpl::scores_by_width(const torch::Tensor& hidden) {
   return torch::stack(out, 0);
 }
 
-torch::Tensor FmrlRecImpl::loss(const torch::Tensor& tokens, const torch::Tensor& labels) {
-  const torch::Tensor logits = scores_by_width(forward(tokens));  // [W, B, L, V]
+torch::Tensor SequentialRecommenderImpl::loss(const torch::Tensor& tokens, const torch::Tensor& labels) {
+  // Only labelled positions are scored: padding costs no item product.
+  const torch::Tensor hidden = forward(tokens);
+  const torch::Tensor flat_labels = labels.reshape({-1});
+  const torch::Tensor keep = flat_labels.nonzero().squeeze(1);
+  const torch::Tensor h = hidden.reshape({-1, hidden.size(-1)}).index_select(0, keep);
+  const torch::Tensor target = flat_labels.index_select(0, keep);
+  const torch::Tensor logits = scores_by_width(h);  // [W, P, V]
   const std::int64_t W = logits.size(0), V = logits.size(-1);
-  return F::cross_entropy(logits.reshape({-1, V}), labels.reshape({-1}).repeat({W}),
-                          F::CrossEntropyFuncOptions().ignore_index(0));
+  return F::cross_entropy(logits.reshape({-1, V}), target.repeat({W}));
 }
 
 }  // namespace mtrank::model

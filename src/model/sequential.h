@@ -1,12 +1,26 @@
 #pragma once
-// LRURec (Yue et al., WSDM 2024), issue 9's sequential recommender: item
-// embeddings, LRU blocks, and scores over every item (reference.md section 4).
-//   input:  LayerNorm(Dropout(E[x]))              (no positional embedding)
-//   block:  x = LN(Dropout(Re(C h)) + x)           (post-LN around the LRU)
-//           x = LN(Dropout(W2 Dropout(GELU(W1 x))) + x)   (FFN of 4d)
-//   scores: x . E^T + b                            (input and output tables shared)
-// Item 0 is padding. The fMRLRec block and Matryoshka widths build on this.
+// The sequential recommender of issue 9 (reference.md section 4): item
+// embeddings, LRU blocks, and scores over every item, in two block styles,
+// each optionally Matryoshka over `widths` (fMRLRec), so one trained model of
+// width D holds working models of every listed width.
+//
+//   lrurec  (LRURec, Yue et al. WSDM 2024):
+//     input:  LN(Dropout(E[x]))                       (no positional embedding)
+//     block:  x = LN(Dropout(Re(C h)) + x)            (post-LN around the LRU, state 2d)
+//             x = LN(Dropout(W2 Dropout(GELU(W1 x))) + x)   (FFN of 4d)
+//     scores: x . E^T + b                             (tables shared, per-item bias)
+//   fmrlrec (fMRLRec, Lai et al. EMNLP Findings 2024):
+//     block:  h = x + Dropout(LRU(LN1(x)))            (pre-LN, state d)
+//             y = h + Dropout(W2(SiLU(Wg z) * Dropout(W1 z))), z = LN2(h)
+//     output: a final LN; scores x . E^T (no bias)
+//
+// With several widths every linear is a Matryoshka linear and every LayerNorm
+// is per chunk, so the first s features of every layer read only the first s
+// inputs: the width-s scores x[:s] . E[:, :s]^T (+ b) are exactly those of the
+// width-s model. With one width (D) the layers are ordinary ones. Item 0 is
+// padding.
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include <torch/torch.h>
@@ -16,93 +30,43 @@
 
 namespace mtrank::model {
 
-struct LruRecOptions {
-  std::int64_t num_items = 0;  // ids 1..num_items; 0 = padding
-  std::int64_t dim = 64;
+enum class SequentialBlock { kLruRec, kFmrlRec };
+
+struct SequentialOptions {
+  std::int64_t num_items = 0;                // ids 1..num_items; 0 = padding
+  std::vector<std::int64_t> widths = {64};   // increasing; the last is the full width D
+  SequentialBlock block = SequentialBlock::kLruRec;
   int blocks = 2;
   double dropout = 0.2;
-  double r_min = 0.8, r_max = 0.99;
+  double r_min = 0.8, r_max = 0.99;  // the LRU's ring (fMRLRec: 0, 0.1)
 };
 
-class LruBlockImpl : public torch::nn::Module {
+class SequentialRecommenderImpl : public torch::nn::Module {
  public:
-  LruBlockImpl(std::int64_t dim, double dropout, double r_min, double r_max);
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask);
-  LruLayer lru{nullptr};
-
- private:
-  torch::nn::LayerNorm lru_norm{nullptr}, ffn_norm{nullptr};
-  torch::nn::Linear w1{nullptr}, w2{nullptr};
-  double dropout_;
-};
-TORCH_MODULE(LruBlock);
-
-class LruRecImpl : public torch::nn::Module {
- public:
-  explicit LruRecImpl(const LruRecOptions& options);
-  // tokens [B, L] (0 = padding, on the left) -> hidden states [B, L, dim].
+  explicit SequentialRecommenderImpl(const SequentialOptions& options);  // throws std::invalid_argument
+  // tokens [B, L] (0 = padding, on the left) -> hidden states [B, L, D].
   torch::Tensor forward(const torch::Tensor& tokens);
-  // Scores of every item id (0 included) at each position: [B, L, num_items + 1].
-  torch::Tensor scores(const torch::Tensor& hidden);
-  // Full-softmax cross-entropy over the items at every position whose label
-  // is not 0 (padding), averaged over those positions.
-  torch::Tensor loss(const torch::Tensor& tokens, const torch::Tensor& labels);
-  const LruRecOptions& options() const { return options_; }
-
- private:
-  LruRecOptions options_;
-  torch::nn::Embedding items{nullptr};
-  torch::nn::LayerNorm input_norm{nullptr};
-  torch::Tensor item_bias_;
-  std::vector<LruBlock> blocks_;
-};
-TORCH_MODULE(LruRec);
-
-// fMRLRec (Lai et al., EMNLP Findings 2024): the same recurrence in pre-LN
-// blocks whose every linear is a Matryoshka linear over `widths` and whose
-// LayerNorms are per chunk, so the width-s model is exactly the prefix:
-//   block:  h = x + Dropout(LRU(LN1(x)));  y = h + Dropout(W2(SiLU(Wg z) * Dropout(W1 z))), z = LN2(h)
-//   output: a final per-chunk LayerNorm; width-s scores x[:s] . E[:, :s]^T (no bias).
-// The item table is read by prefix too, as input and output.
-struct FmrlRecOptions {
-  std::int64_t num_items = 0;
-  std::vector<std::int64_t> widths = {8, 16, 32, 64};  // the last is the full width D
-  int blocks = 2;
-  double dropout = 0.2;
-  double r_min = 0.0, r_max = 0.1;
-};
-
-class FmrlBlockImpl : public torch::nn::Module {
- public:
-  FmrlBlockImpl(const std::vector<std::int64_t>& widths, double dropout, double r_min, double r_max);
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask);
-
- private:
-  ChunkedLayerNorm norm1{nullptr}, norm2{nullptr};
-  LruLayer lru{nullptr};
-  MatryoshkaLinear w1{nullptr}, wg{nullptr}, w2{nullptr};
-  double dropout_;
-};
-TORCH_MODULE(FmrlBlock);
-
-class FmrlRecImpl : public torch::nn::Module {
- public:
-  explicit FmrlRecImpl(const FmrlRecOptions& options);
-  torch::Tensor forward(const torch::Tensor& tokens);  // [B, L] -> [B, L, D]
-  // Every width's scores at once: [widths, B, L, num_items + 1]. Width i's
-  // are width i-1's plus the next chunk's product, so all widths cost one
-  // full-width product.
+  // Every width's scores of every item id (0 included): hidden [..., D] ->
+  // [widths, ..., num_items + 1]. Width i's are width i-1's plus the next
+  // chunk's product, so all widths cost one full-width product.
   torch::Tensor scores_by_width(const torch::Tensor& hidden);
-  // Full-softmax cross-entropy at every non-pad label for every width, mean over widths.
+  // Full-softmax cross-entropy at every position whose label is not 0, for
+  // every width, mean over widths (one width: LRURec's loss).
   torch::Tensor loss(const torch::Tensor& tokens, const torch::Tensor& labels);
+  const SequentialOptions& options() const { return options_; }
   torch::nn::Embedding items{nullptr};
-  const FmrlRecOptions& options() const { return options_; }
 
  private:
-  FmrlRecOptions options_;
-  ChunkedLayerNorm final_norm{nullptr};
-  std::vector<FmrlBlock> blocks_;
+  struct Block;
+  SequentialOptions options_;
+  ChunkedLayerNorm input_norm{nullptr}, final_norm{nullptr};  // lrurec / fmrlrec
+  torch::Tensor item_bias_;                                   // lrurec
+  std::vector<std::shared_ptr<torch::nn::Module>> blocks_;
 };
-TORCH_MODULE(FmrlRec);
+TORCH_MODULE(SequentialRecommender);
+
+// "lrurec" / "fmrlrec"; throws std::invalid_argument for another name.
+SequentialBlock sequential_block(const std::string& name);
+const char* to_string(SequentialBlock block);
 
 }  // namespace mtrank::model

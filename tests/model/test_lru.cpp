@@ -102,15 +102,23 @@ TEST(Lru, GradientsReachEveryParameter) {
 
 TEST(Lru, MatryoshkaWidthsKeepThePrefixClosed) {
   // With widths, B and C are block lower-triangular: the first 4 outputs
-  // read only the first 4 inputs, through the (diagonal) recurrence too.
-  torch::manual_seed(5);
-  model::LruLayer layer(8, 8, 0.0, 0.1, std::vector<std::int64_t>{4, 8});
-  const torch::Tensor x = torch::randn({2, 6, 8}), mask = left_padded_mask(6, {0, 2});
-  const torch::Tensor y = layer->forward(x, mask);
-  torch::Tensor changed = x.clone();
-  changed.slice(2, 4).normal_();
-  const torch::Tensor z = layer->forward(changed, mask);
-  EXPECT_TRUE(torch::allclose(z.slice(2, 0, 4), y.slice(2, 0, 4), 1e-6, 1e-6));
-  EXPECT_FALSE(torch::allclose(z.slice(2, 4), y.slice(2, 4), 1e-3, 1e-3));
-  EXPECT_THROW(model::LruLayer(8, 16, 0.0, 0.1, std::vector<std::int64_t>{4, 8}), std::invalid_argument);  // state must equal d
+  // read only the first 4 inputs, through the (diagonal) recurrence too; with
+  // a state of 2d (LRURec), state chunk i has twice the width of chunk i.
+  for (std::int64_t state : {8, 16}) {
+    SCOPED_TRACE(state);
+    torch::manual_seed(5);
+    model::LruLayer layer(8, state, 0.0, 0.1, std::vector<std::int64_t>{4, 8});
+    const torch::Tensor x = torch::randn({2, 6, 8}), mask = left_padded_mask(6, {0, 2});
+    const torch::Tensor y = layer->forward(x, mask);
+    torch::Tensor changed = x.clone();
+    changed.slice(2, 4).normal_();
+    const torch::Tensor z = layer->forward(changed, mask);
+    EXPECT_TRUE(torch::allclose(z.slice(2, 0, 4), y.slice(2, 0, 4), 1e-6, 1e-6));
+    EXPECT_FALSE(torch::allclose(z.slice(2, 4), y.slice(2, 4), 1e-3, 1e-3));
+    // The first state chunk (state / 2 of it) reads only the first 4 inputs.
+    const torch::Tensor h = layer->states(x, mask), g = layer->states(changed, mask);
+    EXPECT_TRUE(torch::allclose(torch::view_as_real(g.slice(2, 0, state / 2)),
+                                torch::view_as_real(h.slice(2, 0, state / 2)), 1e-6, 1e-6));
+  }
+  EXPECT_THROW(model::LruLayer(8, 12, 0.0, 0.1, std::vector<std::int64_t>{4, 8}), std::invalid_argument);  // not a multiple of d
 }
