@@ -28,8 +28,10 @@
 #include "eval/seesaw.h"
 #include "serve/ranker.h"
 #include "model/model_dir.h"
+#include "model/sequential_dir.h"
 #include "report/report.h"
 #include "train/run.h"
+#include "train/sequential_run.h"
 #include "train/trainer.h"
 
 namespace mtrank::cli {
@@ -88,6 +90,40 @@ std::string format_utilization(const Config& config, const std::vector<std::vect
 
 }  // namespace
 
+namespace {
+void print_next_item_table(const train::NextItemRecord& split) {
+  std::printf("\n%s metrics (%s, %lld users):\n%-8s", split.name.c_str(), split.path.c_str(),
+              static_cast<long long>(split.users), "width");
+  for (const std::string& m : train::next_item_metric_names()) std::printf(" %10s", m.c_str());
+  std::printf("\n");
+  for (const train::WidthMetrics& w : split.widths) {
+    std::printf("%-8lld", static_cast<long long>(w.width));
+    for (const auto& [name, v] : w.metrics) std::printf(" %10.4f", v);
+    std::printf("\n");
+  }
+}
+
+int run_train_sequential(const TrainOptions& o, Config config) {
+  if (o.resume || !o.warm_start.empty())
+    throw ConfigError("--resume and --warm-start are not available for [sequential] models yet; train from scratch");
+  train::SequentialRunRequest request;
+  request.config = std::move(config);
+  request.out = o.out;
+  request.show_progress = !o.quiet;
+  const train::SequentialRunRecord run = train::run_sequential_training(request);
+  if (o.tables)
+    for (const train::NextItemRecord& split : run.splits) print_next_item_table(split);
+  if (!o.metrics_out.empty()) write_json_atomic(o.metrics_out, train::to_metrics_json(run));
+  std::fprintf(o.quiet ? stderr : stdout, "%smodel written to %s (%lld steps, best %lld, %.2f steps/s)\n",
+               o.quiet ? "" : "\n", o.out.c_str(), static_cast<long long>(run.steps),
+               static_cast<long long>(run.best_step), run.train_seconds > 0 ? run.steps / run.train_seconds : 0.0);
+  if (o.what_next && !o.quiet)
+    std::printf("\nWhat next:\n  build/mtrank eval --model %s --data LOG   (every width's metrics on a log)\n",
+                o.out.c_str());
+  return 0;
+}
+}  // namespace
+
 int run_train(const TrainOptions& o) {
   Config config = load_config(o.configs);
   if (!o.train.empty()) config.data.train = o.train;
@@ -95,9 +131,15 @@ int run_train(const TrainOptions& o) {
   if (!o.test.empty()) config.data.test = o.test;
   if (o.seed >= 0) config.train.seed = static_cast<std::uint64_t>(o.seed);
   if (o.threads >= 0) config.train.threads = o.threads;
+  if (o.max_steps >= 0) {
+    if (!config.sequential.enabled)
+      throw ConfigError("--max-steps bounds a [sequential] model's training; ranking models train by train.epochs");
+    config.train.max_steps = o.max_steps;
+  }
   // Every output is checked before any work: a bad --metrics-out used to
   // fail only after training (the model directory is checked by the run).
   check_output_file(o.metrics_out, "--metrics-out");
+  if (config.sequential.enabled) return run_train_sequential(o, std::move(config));
   check_score_formula(config);
   train::RunRequest request;
   request.config = std::move(config);
@@ -290,6 +332,31 @@ json evaluate_against_truth(const EvalOptions& o, model::LoadedModel& m, const d
 int run_eval(const EvalOptions& o) {
   check_output_file(o.metrics_out, "--metrics-out");
   configure_threads(o.threads);
+  if (model::is_sequential_model(model::read_model_files(o.model, {}).meta)) {
+    if (o.as_served || !o.truth.empty() || !o.rank_by.empty())
+      throw ConfigError("--as-served, --truth and --rank-by are for ranking models; " + o.model +
+                        " is a sequential (next-item) model");
+    model::LoadedSequentialModel m = model::load_sequential_model_dir(o.model);
+    std::int64_t unknown = 0;
+    train::NextItemRecord split;
+    try {
+      split = train::evaluate_log(*m.net, m.config, m.items, o.data, &unknown);
+    } catch (const TrainingError& e) {  // weights were checked at load: a model defect
+      throw ModelError(e.what());
+    }
+    if (unknown > 0)
+      std::fprintf(stderr, "%s: %lld events with items %s does not know were skipped\n", o.data.c_str(),
+                   static_cast<long long>(unknown), o.model.c_str());
+    print_next_item_table(split);
+    if (!o.metrics_out.empty()) {
+      json j = train::to_json(split);
+      j["model"] = m.config.sequential.block;
+      j["kind"] = "sequential";
+      j["unknown_events"] = unknown;
+      write_json_atomic(o.metrics_out, j);
+    }
+    return 0;
+  }
   model::LoadedModel m = model::load_model_dir(o.model);
   eval::check_task_metrics(m.config);
   data::IngestStats stats;

@@ -11,6 +11,7 @@ struct TrainOptions {
   std::string out, train, val, test, metrics_out;
   int threads = -1;          // -1 = from config
   std::int64_t seed = -1;    // -1 = from config
+  std::int64_t max_steps = -1;  // -1 = from config (train.max_steps; sequential models)
   bool quiet = false;          // no progress bars (metric tables still print)
   bool tables = true;          // print the metric tables (compare turns them off)
   bool resume = false;        // continue from MODEL_DIR's checkpoint

@@ -133,6 +133,9 @@ int main(int argc, char** argv) {
   train->add_option("--metrics-out", tr.metrics_out, "Write metrics JSON here");
   train->add_option("--threads", tr.threads, "Threads (0 = all cores; default: train.threads)");
   train->add_option("--seed", tr.seed, "Random seed (default: train.seed)");
+  train->add_option("--max-steps", tr.max_steps,
+                    "Sequential models: stop after N optimizer steps (validation and the test evaluation still run; "
+                    "default: train.max_steps)");
   train->add_flag("--quiet", tr.quiet, "No progress bars");
   train->add_option("--warm-start", tr.warm_start,
                     "Initialize from OLD_MODEL_DIR (trained on older data): shared categories keep their embeddings "
@@ -144,6 +147,9 @@ int main(int argc, char** argv) {
   train->footer(
       "Example (census, from the repository root):\n"
       "  mtrank train --config examples/census/mmoe.toml --out model --metrics-out metrics.json\n"
+      "A sequential (next-item) model trains from one interaction log, split leave-one-out:\n"
+      "  mtrank train --config examples/ml-1m/lru.toml --train ../shared/datasets/ml-1m.txt.gz --out M \\\n"
+      "    --metrics-out m.json   (metrics at every Matryoshka width under \"widths\")\n"
       "Writes MODEL_DIR with config.toml, preprocess.json, weights.pt, meta.json and manifest.json\n"
       "(sizes and checksums, checked at every load); an existing\n"
       "model there is replaced only once the new one is complete. With data.cache_dir set, repeated\n"

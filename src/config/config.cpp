@@ -566,6 +566,49 @@ void parse_bias_tower(const toml::table& table, const SourceInfo& source, Config
                "kind = \"pal\" multiplies probabilities: task '" + cfg.tasks[k].name + "' is not binary");
 }
 
+// ndcg@K, recall@K (K >= 1) or mrr.
+bool sequential_monitor_ok(const std::string& m) {
+  if (m == "mrr") return true;
+  for (const char* prefix : {"ndcg@", "recall@"}) {
+    const std::string p(prefix);
+    if (m.rfind(p, 0) == 0 && m.size() > p.size() && m.size() - p.size() <= 6 &&
+        std::all_of(m.begin() + static_cast<long>(p.size()), m.end(), [](char c) { return c >= '0' && c <= '9'; }) &&
+        std::stoi(m.substr(p.size())) >= 1)
+      return true;
+  }
+  return false;
+}
+
+void parse_sequential(const toml::table& table, const SourceInfo& source, Config& cfg) {
+  TableReader t(table, "sequential", source);
+  SequentialConfig& s = cfg.sequential;
+  s.enabled = true;
+  s.block = t.choice("block", s.block, {"lrurec", "fmrlrec"});
+  if (s.block == "fmrlrec") s.r_min = 0.0, s.r_max = 0.1;
+  s.widths = t.integers("widths", s.widths, 1, 1 << 14);
+  if (s.widths.empty()) t.fail(t.get("widths"), "widths", "needs at least one width");
+  for (std::size_t i = 1; i < s.widths.size(); ++i)
+    if (s.widths[i] <= s.widths[i - 1])
+      t.fail(t.get("widths"), "widths", "must increase (" + std::to_string(s.widths[i - 1]) + " then " +
+                                            std::to_string(s.widths[i]) + "); the last is the model width");
+  s.blocks = t.integer("blocks", s.blocks, 1, 64);
+  s.dropout = t.number("dropout", s.dropout, 0.0);
+  if (!(s.dropout < 1)) t.fail(t.get("dropout"), "dropout", "must be below 1");
+  s.r_min = t.number("r_min", s.r_min, 0.0);
+  s.r_max = t.number("r_max", s.r_max, 0.0);
+  if (!(s.r_min <= s.r_max && s.r_max < 1))
+    t.fail(t.get("r_max"), "r_max", "the ring needs 0 <= r_min <= r_max < 1");
+  s.max_len = t.integer("max_len", s.max_len, 1, 1 << 16);
+  s.window_step = t.integer("window_step", s.window_step, 0, 1 << 16);
+  s.exclude = t.choice("exclude", s.exclude, {"history", "none"});
+  if (!cfg.data.val.empty() || !cfg.data.test.empty())
+    throw ConfigError(source.where(nullptr, "data") + ": a [sequential] model splits data.train leave-one-out "
+                      "(each user's last item tests, the second-last validates); remove data.val and data.test");
+  s.user_column = t.string("user_column", s.user_column);
+  s.item_column = t.string("item_column", s.item_column);
+  s.time_column = t.string("time_column", s.time_column);
+}
+
 Config parse_table(const toml::table& root_table, const std::string& source_name, const Origins* origins,
                    const ParseOptions& options) {
   Config cfg;
@@ -592,8 +635,17 @@ Config parse_table(const toml::table& root_table, const std::string& source_name
     d.hash_seed = static_cast<std::uint64_t>(t.integer("hash_seed", static_cast<std::int64_t>(d.hash_seed), 0));
     d.quantile_sample = t.integer("quantile_sample", d.quantile_sample, 16, 1 << 26);
   }
-  parse_features(root, cfg);
-  parse_tasks(root, cfg);
+  if (const toml::table* seq = root.subtable("sequential")) {
+    parse_sequential(*seq, source, cfg);
+    for (const char* other : {"features", "tasks", "model"})
+      if (root.has(other))
+        root.fail(root.get(other), other,
+                  "a [sequential] config predicts the next item from histories and has no [[features]], [[tasks]] "
+                  "or [model]; remove it, or remove [sequential] for a ranking model");
+  } else {
+    parse_features(root, cfg);
+    parse_tasks(root, cfg);
+  }
   // An inverse propensity is 1 exactly on unclicked rows: as an input it would leak the label.
   if (const std::string& w = cfg.data.weight_column; !w.empty())
     for (const FeatureConfig& f : cfg.features)
@@ -644,7 +696,7 @@ Config parse_table(const toml::table& root_table, const std::string& source_name
   if (const toml::table* train = root.subtable("train")) {
     TableReader t(*train, "train", source);
     TrainConfig& tr = cfg.train;
-    tr.optimizer = t.choice("optimizer", tr.optimizer, {"adam", "adagrad"});
+    tr.optimizer = t.choice("optimizer", cfg.sequential.enabled ? "adamw" : tr.optimizer, {"adam", "adagrad", "adamw"});
     tr.learning_rate = t.number("learning_rate", tr.learning_rate, 0.0);
     tr.weight_decay = t.number("weight_decay", tr.weight_decay, 0.0);
     tr.wide_optimizer = t.choice("wide_optimizer", tr.wide_optimizer, {"ftrl", "adam", "adagrad"});
@@ -663,7 +715,28 @@ Config parse_table(const toml::table& root_table, const std::string& source_name
     tr.monitor = t.string("monitor", tr.monitor);  // checked against the tasks and metrics by eval::resolve_monitor
     tr.seed = static_cast<std::uint64_t>(t.integer("seed", static_cast<std::int64_t>(tr.seed), 0));
     tr.threads = t.integer("threads", tr.threads, 0, 1024);
-    tr.eval_batch_size = t.integer("eval_batch_size", tr.eval_batch_size, 1, 1 << 24);
+    // A sequential evaluation batch holds max_len positions per user: 256 users, not 8192 rows.
+    tr.eval_batch_size = t.integer("eval_batch_size", cfg.sequential.enabled ? 256 : tr.eval_batch_size, 1, 1 << 24);
+    tr.adam_eps = t.number("adam_eps", tr.adam_eps, 0.0);
+    tr.eval_every_steps = t.integer("eval_every_steps", tr.eval_every_steps, 0);
+    tr.max_steps = t.integer("max_steps", tr.max_steps, 0);
+    const bool sequential = cfg.sequential.enabled;
+    for (const char* key : {"adam_eps", "eval_every_steps", "max_steps"})
+      if (!sequential && t.has(key)) t.fail(t.get(key), key, "is read by [sequential] models only");
+    if (sequential) {
+      if (tr.optimizer != "adamw") t.fail(t.get("optimizer"), "optimizer", "[sequential] models train with \"adamw\"");
+      if (tr.lr_decay == "exponential")
+        t.fail(t.get("lr_decay"), "lr_decay", "[sequential] models take \"none\" or \"cosine\" (over all steps)");
+      tr.monitor = t.string("monitor", "recall@10");
+      if (!sequential_monitor_ok(tr.monitor))
+        t.fail(t.get("monitor"), "monitor", "\"" + tr.monitor + "\" is not ndcg@K, recall@K or mrr (sequential models validate by these)");
+    } else if (tr.optimizer == "adamw") {
+      t.fail(t.get("optimizer"), "optimizer", "\"adamw\" is for [sequential] models; ranking models take \"adam\" or \"adagrad\"");
+    }
+  } else if (cfg.sequential.enabled) {
+    cfg.train.optimizer = "adamw";
+    cfg.train.monitor = "recall@10";
+    cfg.train.eval_batch_size = 256;
   }
   if (const toml::table* serve = root.subtable("serve")) {
     TableReader t(*serve, "serve", source);
@@ -796,9 +869,30 @@ std::string to_toml(const Config& c) {
                     {"epochs", t.epochs},             {"patience", t.patience},
                     {"monitor", t.monitor},           {"seed", static_cast<std::int64_t>(t.seed)}, {"threads", t.threads},
                     {"eval_batch_size", t.eval_batch_size}};
-  toml::table root{{"data", std::move(data)},   {"features", std::move(features)}, {"tasks", std::move(tasks)},
-                   {"model", std::move(model)}, {"train", std::move(train)},
-                   {"serve", toml::table{{"score", c.serve.score}}}};
+  toml::table root;
+  if (const SequentialConfig& s = c.sequential; s.enabled) {
+    train.insert("adam_eps", t.adam_eps);
+    train.insert("eval_every_steps", t.eval_every_steps);
+    train.insert("max_steps", t.max_steps);
+    root = toml::table{{"data", std::move(data)},
+                       {"sequential", toml::table{{"block", s.block},
+                                                  {"widths", ints(s.widths)},
+                                                  {"blocks", s.blocks},
+                                                  {"dropout", s.dropout},
+                                                  {"r_min", s.r_min},
+                                                  {"r_max", s.r_max},
+                                                  {"max_len", s.max_len},
+                                                  {"window_step", s.window_step},
+                                                  {"exclude", s.exclude},
+                                                  {"user_column", s.user_column},
+                                                  {"item_column", s.item_column},
+                                                  {"time_column", s.time_column}}},
+                       {"train", std::move(train)}};
+  } else {
+    root = toml::table{{"data", std::move(data)},   {"features", std::move(features)}, {"tasks", std::move(tasks)},
+                       {"model", std::move(model)}, {"train", std::move(train)},
+                       {"serve", toml::table{{"score", c.serve.score}}}};
+  }
   std::ostringstream out;
   out << "# Written by mtrank: the full configuration of this model, every key explicit.\n"
       << toml::toml_formatter(root) << "\n";

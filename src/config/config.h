@@ -139,7 +139,7 @@ struct ModelConfig {
 ModelConfig model_defaults(const std::string& type);
 
 struct TrainConfig {
-  std::string optimizer = "adam";  // deep part: adam | adagrad
+  std::string optimizer = "adam";  // deep part: adam | adagrad; sequential models: adamw
   double learning_rate = 1e-3;
   double weight_decay = 0.0;
   // Wide part: FTRL-Proximal (McMahan et al. 2013) with L1 and L2, or the deep optimizer.
@@ -160,6 +160,32 @@ struct TrainConfig {
   std::uint64_t seed = 42;
   std::int64_t threads = 0;  // 0 = all cores
   std::int64_t eval_batch_size = 8192;
+  // Sequential models only (written to TOML only with [sequential]):
+  double adam_eps = 1e-8;
+  std::int64_t eval_every_steps = 0;  // validate every N optimizer steps (0 = after each epoch); patience counts validations
+  std::int64_t max_steps = 0;         // stop after N steps (0 = none); validation and test still run
+};
+
+// [sequential]: a next-item recommender over interaction histories (issue 9,
+// model/sequential.h) instead of a ranker over feature rows. A config with it
+// has no [[features]], [[tasks]] or [model]; data.train is one log, split
+// leave-one-out (data/sequences.h).
+struct SequentialConfig {
+  bool enabled = false;
+  std::string block = "lrurec";  // lrurec | fmrlrec
+  // Matryoshka widths, increasing; the last is the model width D. One width:
+  // an ordinary (not nested) model.
+  std::vector<std::int64_t> widths = {64};
+  std::int64_t blocks = 2;
+  double dropout = 0.2;
+  double r_min = 0.8, r_max = 0.99;  // the LRU's ring; fmrlrec's defaults are 0 and 0.1
+  std::int64_t max_len = 200;        // input window
+  std::int64_t window_step = 0;      // training windows step back by this (0 = max_len)
+  // Ranking at evaluation: "history" leaves out the input window's items
+  // (LRURec), "none" ranks every item (fMRLRec).
+  std::string exclude = "history";
+  // Columns of a CSV/TSV interaction log; `user item` lines (.txt) need none.
+  std::string user_column = "user", item_column = "item", time_column = "timestamp";
 };
 
 struct ServeConfig {
@@ -176,6 +202,7 @@ struct Config {
   ModelConfig model = model_defaults("mmoe");
   TrainConfig train;
   ServeConfig serve;
+  SequentialConfig sequential;
   std::string source;  // file name used in error messages
 };
 

@@ -1,5 +1,7 @@
 #include "eval/metric_registry.h"
 
+#include "eval/next_item.h"
+
 #include <algorithm>
 #include <charconv>
 #include <cmath>
@@ -74,10 +76,13 @@ std::vector<MetricSpec> make_registry() {
        }},
       {"rmse", false, false, "root mean squared error",
        [](const TaskRows& r, int) { return std::sqrt(mean_squared_error(r.scores, r.labels)); }},
-      {"ndcg", true, true, "NDCG@K per group (gain 2^label - 1), averaged over groups with a relevant row", ndcg_at},
-      {"recall", true, true, "share of a group's relevant rows in its top K, averaged over groups", recall_at},
+      {"ndcg", true, true, "NDCG@K per group (gain 2^label - 1), averaged over groups with a relevant row", ndcg_at,
+       ndcg_from_ranks},
+      {"recall", true, true, "share of a group's relevant rows in its top K, averaged over groups", recall_at,
+       recall_from_ranks},
       {"mrr", false, true, "1 / rank of a group's best-ranked relevant row, averaged over groups",
-       [](const TaskRows& r, int) { return mean_reciprocal_rank(r); }},
+       [](const TaskRows& r, int) { return mean_reciprocal_rank(r); },
+       [](const std::vector<std::int64_t>& ranks, int) { return mrr_from_ranks(ranks); }},
   };
 }
 
@@ -86,6 +91,10 @@ class RegisteredMetric : public Metric {
   RegisteredMetric(std::string name, const MetricSpec& spec, int cutoff)
       : Metric(std::move(name), spec.higher_is_better), spec_(spec), cutoff_(cutoff) {}
   double compute(const TaskRows& rows) const override { return spec_.compute(rows, cutoff_); }
+  double compute_from_ranks(const std::vector<std::int64_t>& ranks) const override {
+    if (!spec_.from_ranks) throw std::invalid_argument("metric '" + name() + "' needs scores, not ranks");
+    return spec_.from_ranks(ranks, cutoff_);
+  }
 
  private:
   const MetricSpec& spec_;

@@ -24,6 +24,10 @@ class Metric {
  public:
   virtual ~Metric() = default;
   virtual double compute(const TaskRows& rows) const = 0;
+  // Lists of one relevant item each (next-item prediction), given as that
+  // item's 0-based rank in every list: NDCG@K, Recall@K and MRR only; others
+  // throw std::invalid_argument.
+  virtual double compute_from_ranks(const std::vector<std::int64_t>& ranks) const = 0;
   const std::string& name() const { return name_; }  // as asked for, e.g. "ndcg@10"
   bool higher_is_better() const { return higher_is_better_; }
 
@@ -41,6 +45,8 @@ struct MetricSpec {
   bool higher_is_better;
   std::string doc;        // one line for docs and errors
   std::function<double(const TaskRows&, int cutoff)> compute;
+  // From the ranks of one relevant item per list; empty if the metric needs scores.
+  std::function<double(const std::vector<std::int64_t>& ranks, int cutoff)> from_ranks = {};
 };
 
 // Every registered metric, in the order docs and --help list them.

@@ -234,6 +234,13 @@ InputShape input_shape(const data::Preprocessor& pre);
 // False if any weight is NaN or infinite.
 bool parameters_finite(RankingModel& net);
 
+// Any network's weights as a LibTorch archive in memory (LibTorch's own file
+// writer aborts the process on a full disk), and back: load_weights checks
+// every tensor's name and shape against `net` and that all are finite.
+// Both throw ModelError naming `dir` / `path`.
+std::string serialize_weights(torch::nn::Module& net, const std::string& dir);
+void load_weights(torch::nn::Module& net, const std::string& bytes, const std::string& path);
+
 // Names of the columns of expert utilization, one per expert: "e0", "e1", ...
 // for OMoE/MMoE; for CGC/PLE (last level) each task's own experts, named by
 // kind and owner ("click:own0", ...), then the shared ones ("shared0", ...).

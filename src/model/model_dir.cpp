@@ -97,30 +97,55 @@ void check_model_output_dir(const std::string& dir) {
     throw ConfigError("--out " + dir + ": the folder " + parent.string() + " is not writable: " + std::strerror(errno));
 }
 
-void save_model_dir(const std::string& dir, const Config& config, const data::Preprocessor& pre,
-                    RankingModel& net, const nlohmann::json& meta) {
+std::string serialize_weights(torch::nn::Module& net, const std::string& dir) {
+  // Serialized to memory: LibTorch's own file writer aborts the process on a full disk.
+  std::ostringstream weights;
+  try {
+    torch::serialize::OutputArchive archive;
+    net.save(archive);
+    archive.save_to(weights);
+  } catch (const c10::Error& e) {
+    throw ModelError(dir + ": cannot serialize the weights: " + e.what_without_backtrace());
+  }
+  return weights.str();
+}
+
+void load_weights(torch::nn::Module& net, const std::string& bytes, const std::string& path) {
+  try {
+    // LibTorch resizes tensors to what the archive holds instead of checking,
+    // so weights of another config "loaded" and failed later with shape errors.
+    std::vector<std::pair<std::string, std::vector<std::int64_t>>> expected;
+    for (const auto& p : net.named_parameters()) expected.emplace_back(p.key(), p.value().sizes().vec());
+    for (const auto& b : net.named_buffers()) expected.emplace_back(b.key(), b.value().sizes().vec());
+    torch::serialize::InputArchive archive;
+    archive.load_from(bytes.data(), bytes.size());
+    net.load(archive);
+    std::size_t i = 0;
+    auto check = [&](const std::string& name, const torch::Tensor& t) {
+      if (i >= expected.size() || expected[i].first != name || expected[i].second != t.sizes().vec())
+        throw ModelError(path + ": tensor '" + name + "' has shape " + c10::str(t.sizes()) +
+                         ", but the model config needs " +
+                         (i < expected.size() ? c10::str(c10::IntArrayRef(expected[i].second)) : std::string("none")) +
+                         ": the weights belong to another config");
+      ++i;
+    };
+    for (const auto& p : net.named_parameters()) check(p.key(), p.value());
+    for (const auto& b : net.named_buffers()) check(b.key(), b.value());
+  } catch (const c10::Error& e) {
+    throw ModelError(path + ": corrupt or does not match the model config: " + e.what_without_backtrace());
+  }
+  for (const auto& p : net.parameters())
+    if (!torch::isfinite(p).all().item<bool>()) throw ModelError(path + ": holds NaN or infinite weights");
+}
+
+void write_model_files(const std::string& dir, const std::map<std::string, std::string>& files) {
   check_model_output_dir(dir);  // again at the moment of replacing: never delete user files
-  if (!parameters_finite(net)) throw TrainingError(dir + ": the model's weights hold NaN or infinity; not written");
   const fs::path target = fs::absolute(dir);
   remove_stale_litter(target);
   const fs::path tmp = target.string() + ".tmp-" + std::to_string(::getpid());
   fs::remove_all(tmp);
   fs::create_directories(tmp);
   try {
-    // Serialized to memory first: LibTorch's own file writer aborts the process on a full disk.
-    std::ostringstream weights;
-    try {
-      torch::serialize::OutputArchive archive;
-      net.save(archive);
-      archive.save_to(weights);
-    } catch (const c10::Error& e) {
-      throw ModelError(dir + ": cannot serialize the weights: " + e.what_without_backtrace());
-    }
-    std::map<std::string, std::string> files;  // emplaced, not an initializer list: the weights are not copied again
-    files.emplace("weights.pt", weights.str());
-    files.emplace("config.toml", to_toml(config));
-    files.emplace("preprocess.json", pre.to_json().dump());
-    files.emplace("meta.json", meta.dump(2) + "\n");
     // The manifest lets a loader prove that every file is from this one save.
     nlohmann::json manifest{{"format", "mtrank-manifest"}, {"version", 1}, {"files", nlohmann::json::object()}};
     for (const auto& [name, bytes] : files) {
@@ -149,30 +174,42 @@ void save_model_dir(const std::string& dir, const Config& config, const data::Pr
   }
 }
 
-LoadedModel load_model_dir(const std::string& dir) {
+void save_model_dir(const std::string& dir, const Config& config, const data::Preprocessor& pre,
+                    RankingModel& net, const nlohmann::json& meta) {
+  check_model_output_dir(dir);
+  if (!parameters_finite(net)) throw TrainingError(dir + ": the model's weights hold NaN or infinity; not written");
+  std::map<std::string, std::string> files;  // emplaced, not an initializer list: the weights are not copied again
+  files.emplace("weights.pt", serialize_weights(net, dir));
+  files.emplace("config.toml", to_toml(config));
+  files.emplace("preprocess.json", pre.to_json().dump());
+  files.emplace("meta.json", meta.dump(2) + "\n");
+  write_model_files(dir, files);
+}
+
+ModelFiles read_model_files(const std::string& dir, const std::vector<std::string>& names) {
   const fs::path root(dir);
   if (!fs::is_directory(root)) throw ModelError(dir + ": not a directory (expected a model directory from 'mtrank train')");
   // One directory handle and every file read into memory before anything is
   // parsed: a reload racing a new save can never mix two models' files.
   const int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dir_fd < 0) throw ModelError(dir + ": cannot open: " + std::strerror(errno));
-  std::map<std::string, std::string> files;
+  ModelFiles out;
+  std::map<std::string, std::string>& files = out.files;
   std::string manifest_text;
   bool has_manifest = false;
-  LoadedModel m;
   const std::string meta_path = (root / "meta.json").string();
   try {
     files["meta.json"] = read_at(dir_fd, dir, "meta.json");  // first: says whether this is a model at all
     try {
-      m.meta = nlohmann::json::parse(files["meta.json"]);
+      out.meta = nlohmann::json::parse(files["meta.json"]);
     } catch (const nlohmann::json::exception& e) {
       throw ModelError(meta_path + ": corrupt: " + e.what());
     }
-    if (!m.meta.is_object() || !m.meta.contains("format") || m.meta["format"] != "mtrank-model")
+    if (!out.meta.is_object() || !out.meta.contains("format") || out.meta["format"] != "mtrank-model")
       throw ModelError(meta_path + ": not an mtrank model (format field missing)");
-    if (m.meta.contains("model_version") && !m.meta["model_version"].is_string())
+    if (out.meta.contains("model_version") && !out.meta["model_version"].is_string())
       throw ModelError(meta_path + ": 'model_version' must be a string");
-    for (const char* name : kModelFiles) files[name] = read_at(dir_fd, dir, name);
+    for (const std::string& name : names) files[name] = read_at(dir_fd, dir, name);
     if (::faccessat(dir_fd, "manifest.json", F_OK, 0) == 0) {
       manifest_text = read_at(dir_fd, dir, "manifest.json");
       has_manifest = true;
@@ -200,6 +237,20 @@ LoadedModel load_model_dir(const std::string& dir) {
       throw ModelError(path + ": corrupt: " + e.what());
     }
   }
+  return out;
+}
+
+bool is_sequential_model(const nlohmann::json& meta) { return meta.value("kind", "") == "sequential"; }
+
+LoadedModel load_model_dir(const std::string& dir) {
+  const fs::path root(dir);
+  ModelFiles read = read_model_files(dir, {std::begin(kModelFiles), std::end(kModelFiles)});
+  if (is_sequential_model(read.meta))
+    throw ModelError(dir + ": a sequential (next-item) model; this command needs a ranking model "
+                     "(sequential models: mtrank eval, recommend, export)");
+  std::map<std::string, std::string>& files = read.files;
+  LoadedModel m;
+  m.meta = std::move(read.meta);
   try {
     // Directories written before families owned their keys store every family's keys.
     m.config = parse_config(files["config.toml"], (root / "config.toml").string(), ParseOptions{true});
@@ -218,32 +269,7 @@ LoadedModel load_model_dir(const std::string& dir) {
     throw ModelError((root / "preprocess.json").string() + ": " + e.what());
   }
   m.net = create_model(m.config.model, input_shape(*m.preprocessor));
-  const std::string weights = (root / "weights.pt").string();
-  try {
-    // LibTorch resizes tensors to what the archive holds instead of checking,
-    // so weights of another config "loaded" and failed later with shape errors.
-    std::vector<std::pair<std::string, std::vector<std::int64_t>>> expected;
-    for (const auto& p : m.net->named_parameters()) expected.emplace_back(p.key(), p.value().sizes().vec());
-    for (const auto& b : m.net->named_buffers()) expected.emplace_back(b.key(), b.value().sizes().vec());
-    torch::serialize::InputArchive archive;
-    const std::string& weight_bytes = files["weights.pt"];  // already in memory: no stream copy
-    archive.load_from(weight_bytes.data(), weight_bytes.size());
-    m.net->load(archive);
-    std::size_t i = 0;
-    auto check = [&](const std::string& name, const torch::Tensor& t) {
-      if (i >= expected.size() || expected[i].first != name || expected[i].second != t.sizes().vec())
-        throw ModelError(weights + ": tensor '" + name + "' has shape " + c10::str(t.sizes()) +
-                         ", but the model config needs " +
-                         (i < expected.size() ? c10::str(c10::IntArrayRef(expected[i].second)) : std::string("none")) +
-                         ": the weights belong to another config");
-      ++i;
-    };
-    for (const auto& p : m.net->named_parameters()) check(p.key(), p.value());
-    for (const auto& b : m.net->named_buffers()) check(b.key(), b.value());
-  } catch (const c10::Error& e) {
-    throw ModelError(weights + ": corrupt or does not match the model config: " + e.what_without_backtrace());
-  }
-  if (!parameters_finite(*m.net)) throw ModelError(weights + ": holds NaN or infinite weights");
+  load_weights(*m.net, files["weights.pt"], (root / "weights.pt").string());
   m.net->eval();
   return m;
 }

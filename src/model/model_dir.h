@@ -10,8 +10,10 @@
 // into place, so a crash never leaves a half-written model; it is loaded
 // through one directory handle and checked against the manifest, so a load
 // never mixes the files of two saves.
+#include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -42,5 +44,20 @@ void check_model_output_dir(const std::string& dir);
 void save_model_dir(const std::string& dir, const Config& config, const data::Preprocessor& pre,
                     RankingModel& net, const nlohmann::json& meta);
 LoadedModel load_model_dir(const std::string& dir);  // throws ModelError naming the file
+
+// The directory mechanics every model kind shares (the sequential model's
+// directory holds config.toml, items.json, weights.pt and meta.json).
+// Writes `files` (meta.json among them) durably with manifest.json and swaps
+// the directory in with renames; `dir` must pass check_model_output_dir.
+void write_model_files(const std::string& dir, const std::map<std::string, std::string>& files);
+struct ModelFiles {
+  nlohmann::json meta;                       // parsed meta.json, of format mtrank-model
+  std::map<std::string, std::string> files;  // meta.json and `names`
+};
+// meta.json first, then `names`, all through one directory handle and checked
+// against manifest.json. Throws ModelError naming the file.
+ModelFiles read_model_files(const std::string& dir, const std::vector<std::string>& names);
+// meta.json "kind": "sequential" for next-item models (absent: a ranking model).
+bool is_sequential_model(const nlohmann::json& meta);
 
 }  // namespace mtrank::model

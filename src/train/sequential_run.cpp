@@ -1,0 +1,388 @@
+#include "train/sequential_run.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <memory>
+
+#include <unistd.h>
+
+#include <torch/torch.h>
+
+#include "common/error.h"
+#include "common/progress.h"
+#include "common/system.h"
+#include "eval/metric_registry.h"
+#include "eval/next_item.h"
+#include "model/model_dir.h"
+#include "model/sequential.h"
+#include "model/sequential_dir.h"
+
+namespace mtrank::train {
+namespace {
+
+bool has_suffix(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+torch::Tensor windows_tensor(const std::vector<std::int32_t>& v, std::int64_t rows, std::int64_t cols) {
+  return torch::from_blob(const_cast<std::int32_t*>(v.data()), {rows, cols}, torch::kInt32).to(torch::kInt64);
+}
+
+// AdamW with LRURec's groups: LayerNorm affines and the LRU's lambda
+// parameters take no weight decay; everything else does.
+std::unique_ptr<torch::optim::AdamW> make_optimizer(model::SequentialRecommenderImpl& net, const TrainConfig& t) {
+  std::vector<torch::Tensor> decay, no_decay;
+  for (const auto& p : net.named_parameters()) {
+    const std::string& name = p.key();
+    const bool exempt = name.find("norm") != std::string::npos || name.find("lambda_") != std::string::npos;
+    (exempt ? no_decay : decay).push_back(p.value());
+  }
+  const auto options = torch::optim::AdamWOptions(t.learning_rate).eps(t.adam_eps);
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(
+                                 torch::optim::AdamWOptions(options).weight_decay(t.weight_decay)));
+  groups.emplace_back(no_decay,
+                      std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(options).weight_decay(0.0)));
+  return std::make_unique<torch::optim::AdamW>(groups, torch::optim::AdamWOptions(options).weight_decay(t.weight_decay));
+}
+
+// Linear warm-up, then constant or cosine to 0 at `total` steps.
+double learning_rate_at(const TrainConfig& t, std::int64_t step, std::int64_t total) {
+  if (t.warmup_steps > 0 && step < t.warmup_steps) return t.learning_rate * static_cast<double>(step + 1) / t.warmup_steps;
+  if (t.lr_decay != "cosine" || total <= t.warmup_steps) return t.learning_rate;
+  const double progress = static_cast<double>(step - t.warmup_steps) / static_cast<double>(total - t.warmup_steps);
+  return t.learning_rate * 0.5 * (1 + std::cos(M_PI * std::min(1.0, progress)));
+}
+
+std::string format_metrics(const std::vector<std::pair<std::string, double>>& metrics) {
+  std::string out;
+  char buf[64];
+  for (const auto& [name, v] : metrics) {
+    std::snprintf(buf, sizeof buf, "%s%s %.4f", out.empty() ? "" : ", ", name.c_str(), v);
+    out += buf;
+  }
+  return out;
+}
+
+double metric_of(const std::vector<std::pair<std::string, double>>& metrics, const std::string& name) {
+  for (const auto& [n, v] : metrics)
+    if (n == name) return v;
+  return std::numeric_limits<double>::quiet_NaN();
+}
+
+}  // namespace
+
+const std::vector<std::string>& next_item_metric_names() {
+  static const std::vector<std::string> names = {"ndcg@5",    "ndcg@10",   "ndcg@20", "recall@5",
+                                                 "recall@10", "recall@20", "mrr"};
+  return names;
+}
+
+double WidthMetrics::value(const std::string& name) const { return metric_of(metrics, name); }
+
+data::Interactions read_interactions(const SequentialConfig& config, const std::string& path) {
+  if (has_suffix(path, ".txt") || has_suffix(path, ".txt.gz")) return data::read_user_item_lines(path);
+  return data::read_interaction_table(path, {config.user_column, config.item_column, config.time_column});
+}
+
+NextItemCases validation_cases(const data::LeaveOneOut& split) {
+  NextItemCases c;
+  for (std::size_t u = 0; u < split.train.size(); ++u) {
+    if (split.val[u] == 0) continue;
+    c.inputs.push_back(split.train[u]);
+    c.targets.push_back(split.val[u]);
+  }
+  return c;
+}
+
+NextItemCases test_cases(const data::LeaveOneOut& split) {
+  NextItemCases c;
+  for (std::size_t u = 0; u < split.train.size(); ++u) {
+    if (split.test[u] == 0) continue;
+    std::vector<std::int32_t> input = split.train[u];
+    input.push_back(split.val[u]);
+    c.inputs.push_back(std::move(input));
+    c.targets.push_back(split.test[u]);
+  }
+  return c;
+}
+
+NextItemRecord evaluate_next_item(model::SequentialRecommenderImpl& net, const NextItemCases& cases, int max_len,
+                                  bool exclude_history, std::int64_t batch_size, const std::string& name,
+                                  const std::string& path) {
+  const std::vector<std::int64_t>& widths = net.options().widths;
+  const std::int64_t n = static_cast<std::int64_t>(cases.targets.size());
+  std::vector<std::vector<std::int64_t>> ranks(widths.size());
+  const bool was_training = net.is_training();
+  net.eval();
+  torch::NoGradGuard no_grad;
+  std::vector<std::int32_t> window_block;
+  for (std::int64_t begin = 0; begin < n; begin += batch_size) {
+    const std::int64_t end = std::min(n, begin + batch_size);
+    window_block.clear();
+    for (std::int64_t i = begin; i < end; ++i) {
+      const std::vector<std::int32_t> w = data::input_window(cases.inputs[static_cast<std::size_t>(i)], max_len);
+      window_block.insert(window_block.end(), w.begin(), w.end());
+    }
+    const torch::Tensor tokens = windows_tensor(window_block, end - begin, max_len);
+    const torch::Tensor last = net.forward(tokens).select(1, max_len - 1);      // [B, D]
+    const torch::Tensor scores = net.scores_by_width(last).contiguous();        // [W, B, V]
+    if (!torch::isfinite(scores).all().item<bool>())
+      throw TrainingError(path + ": the model scores nan or infinity for a user of " + name);
+    const std::int64_t V = scores.size(2);
+    std::vector<std::int32_t> excluded;
+    for (std::int64_t i = begin; i < end; ++i) {
+      excluded.clear();
+      if (exclude_history) {
+        const std::int32_t* w = window_block.data() + (i - begin) * max_len;
+        excluded.assign(w, w + max_len);
+      }
+      for (std::size_t k = 0; k < widths.size(); ++k) {
+        const float* row = scores.data_ptr<float>() + (static_cast<std::int64_t>(k) * (end - begin) + (i - begin)) * V;
+        ranks[k].push_back(eval::next_item_rank(row, V, cases.targets[static_cast<std::size_t>(i)], excluded));
+      }
+    }
+  }
+  if (was_training) net.train();
+  NextItemRecord record;
+  record.name = name;
+  record.path = path;
+  record.users = n;
+  for (std::size_t k = 0; k < widths.size(); ++k) {
+    WidthMetrics w;
+    w.width = widths[k];
+    for (const std::string& metric : next_item_metric_names())
+      w.metrics.emplace_back(metric, n ? eval::make_metric(metric)->compute_from_ranks(ranks[k])
+                                       : std::numeric_limits<double>::quiet_NaN());
+    record.widths.push_back(std::move(w));
+  }
+  return record;
+}
+
+nlohmann::json to_json(const NextItemRecord& record) {
+  nlohmann::json widths = nlohmann::json::object();
+  auto num = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); };
+  for (const WidthMetrics& w : record.widths) {
+    nlohmann::json m = nlohmann::json::object();
+    for (const auto& [name, v] : w.metrics) m[name] = num(v);
+    widths[std::to_string(w.width)] = m;
+  }
+  return {{"users", record.users}, {"widths", widths}};
+}
+
+NextItemRecord evaluate_log(model::SequentialRecommenderImpl& net, const Config& config,
+                            const data::ItemVocabulary& items, const std::string& path, std::int64_t* unknown_events) {
+  data::Interactions log = read_interactions(config.sequential, path);
+  std::int64_t unknown = 0;
+  std::vector<std::string> names;
+  for (std::vector<std::int32_t>& h : log.histories) {
+    names.clear();
+    for (std::int32_t id : h) names.push_back(log.items.external(id));
+    h = data::map_items(items, names, &unknown);
+  }
+  if (unknown_events) *unknown_events = unknown;
+  const NextItemCases cases = test_cases(data::leave_one_out(log));
+  if (cases.targets.empty())
+    throw DataError(path + ": no user has 3 or more known events, so there is no test item to evaluate (" +
+                    std::to_string(unknown) + " events had items the model does not know)");
+  return evaluate_next_item(net, cases, static_cast<int>(config.sequential.max_len),
+                            config.sequential.exclude == "history", config.train.eval_batch_size, "test", path);
+}
+
+SequentialRunRecord run_sequential_training(const SequentialRunRequest& request) {
+  SequentialRunRecord run;
+  run.config = request.config;
+  const Config& config = run.config;
+  const SequentialConfig& sc = config.sequential;
+  const TrainConfig& tc = config.train;
+  const bool progress = request.show_progress;
+  if (!sc.enabled) throw ConfigError(config.source + ": no [sequential] section");
+  if (config.data.train.empty())
+    throw ConfigError(config.source + ": no training log: set data.train or pass --train FILE");
+  if (!config.data.val.empty() || !config.data.test.empty())
+    throw ConfigError("a [sequential] model splits the training log leave-one-out (each user's last item tests, the "
+                      "second-last validates); drop --val/--test and data.val/data.test");
+  model::check_model_output_dir(request.out);  // before any work
+  run.threads = configure_threads(static_cast<int>(tc.threads));
+  torch::manual_seed(tc.seed);
+
+  Progress read_timer("read", 0, "events", false);
+  const data::Interactions log = read_interactions(sc, config.data.train);
+  const data::LeaveOneOut split = data::leave_one_out(log);
+  run.read_seconds = read_timer.elapsed_seconds();
+  run.users = static_cast<std::int64_t>(log.histories.size());
+  run.items = log.items.size();
+  run.events = log.events;
+  run.users_train_only = split.users_train_only;
+  const int max_len = static_cast<int>(sc.max_len);
+  const data::TrainingWindows windows =
+      data::training_windows(split.train, max_len, static_cast<int>(sc.window_step > 0 ? sc.window_step : sc.max_len));
+  run.train_samples = windows.samples();
+  if (run.train_samples == 0) throw DataError(config.data.train + ": no training sequences (every history is empty)");
+  const NextItemCases val_cases = validation_cases(split);
+  if (val_cases.targets.empty())
+    throw DataError(config.data.train + ": no user has 3 or more events, so there is nothing to validate or test on "
+                    "(leave-one-out needs a training item, a validation item and a test item)");
+  if (progress)
+    std::fprintf(stderr, "read %s in %s: %lld users, %lld items, %lld events (%lld users too short to validate)\n",
+                 config.data.train.c_str(), human_seconds(run.read_seconds).c_str(), static_cast<long long>(run.users),
+                 static_cast<long long>(run.items), static_cast<long long>(run.events),
+                 static_cast<long long>(run.users_train_only));
+
+  auto net = model::create_sequential_model(sc, run.items);
+  for (const auto& p : net->parameters()) run.parameters += p.numel();
+  auto optimizer = make_optimizer(*net, tc);
+  const torch::Tensor inputs = windows_tensor(windows.inputs, windows.samples(), max_len);
+  const torch::Tensor labels = windows_tensor(windows.labels, windows.samples(), max_len);
+  const std::int64_t batch = std::min<std::int64_t>(tc.batch_size, windows.samples());
+  const std::int64_t steps_per_epoch = (windows.samples() + batch - 1) / batch;
+  std::int64_t total = steps_per_epoch * tc.epochs;
+  if (tc.max_steps > 0) total = std::min(total, tc.max_steps);
+  if (progress)
+    std::fprintf(stderr, "model %s, widths %s: %s parameters, %d threads, %lld training sequences, %lld steps per epoch\n",
+                 sc.block.c_str(),
+                 [&] {
+                   std::string w;
+                   for (std::int64_t x : sc.widths) w += (w.empty() ? "" : "/") + std::to_string(x);
+                   return w;
+                 }().c_str(),
+                 human_count(static_cast<double>(run.parameters)).c_str(), run.threads,
+                 static_cast<long long>(windows.samples()), static_cast<long long>(steps_per_epoch));
+
+  const std::string& monitor = tc.monitor;
+  double best = -std::numeric_limits<double>::infinity();
+  std::vector<torch::Tensor> best_weights;
+  std::int64_t validations_without_gain = 0;
+  double loss_sum = 0;
+  std::int64_t loss_count = 0;
+  Progress bar("train", static_cast<std::uint64_t>(total), "steps", progress);
+  auto clock = std::chrono::steady_clock::now();
+  const auto seconds_since = [](std::chrono::steady_clock::time_point t) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+  };
+  std::string last_val;
+  net->train();
+  bool stop = false;
+  for (int epoch = 1; !stop && run.steps < total; ++epoch) {
+    const torch::Tensor order = torch::randperm(windows.samples(), torch::kInt64);
+    for (std::int64_t b = 0; b < steps_per_epoch && run.steps < total; ++b) {
+      const torch::Tensor idx = order.slice(0, b * batch, std::min(windows.samples(), (b + 1) * batch));
+      const double lr = learning_rate_at(tc, run.steps, total);
+      for (auto& group : optimizer->param_groups())
+        static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+      torch::Tensor loss = net->loss(inputs.index_select(0, idx), labels.index_select(0, idx));
+      const double value = loss.item<double>();
+      if (!std::isfinite(value))
+        throw TrainingError("the training loss is " + std::to_string(value) + " at step " + std::to_string(run.steps + 1) +
+                            " (epoch " + std::to_string(epoch) + "); lower train.learning_rate or set train.clip_grad_norm");
+      optimizer->zero_grad();
+      loss.backward();
+      if (tc.clip_grad_norm > 0) torch::nn::utils::clip_grad_norm_(net->parameters(), tc.clip_grad_norm);
+      optimizer->step();
+      ++run.steps;
+      loss_sum += value;
+      ++loss_count;
+      const bool end_of_epoch = b + 1 == steps_per_epoch;
+      const bool validate = run.steps == total ||
+                            (tc.eval_every_steps > 0 ? run.steps % tc.eval_every_steps == 0 : end_of_epoch);
+      if (validate) {
+        run.train_seconds += seconds_since(clock);
+        const auto val_clock = std::chrono::steady_clock::now();
+        const NextItemRecord v = evaluate_next_item(*net, val_cases, max_len, sc.exclude == "history",
+                                                    tc.eval_batch_size, "val", config.data.train);
+        run.validation_seconds += seconds_since(val_clock);
+        ValidationPoint point;
+        point.step = run.steps;
+        point.epoch = epoch;
+        point.train_loss = loss_sum / static_cast<double>(loss_count);
+        point.learning_rate = lr;
+        point.seconds = run.train_seconds;
+        point.val = v.widths.back().metrics;
+        loss_sum = 0;
+        loss_count = 0;
+        const double figure = metric_of(point.val, monitor);
+        if (figure > best) {
+          best = figure;
+          run.best_step = run.steps;
+          validations_without_gain = 0;
+          best_weights.clear();
+          for (const auto& p : net->parameters()) best_weights.push_back(p.detach().clone());
+        } else if (++validations_without_gain >= tc.patience && tc.patience > 0) {
+          run.early_stopped = true;
+          stop = true;
+        }
+        char buf[160];
+        std::snprintf(buf, sizeof buf, "loss %.4f, val %s %.4f (best %.4f at step %lld)", point.train_loss,
+                      monitor.c_str(), figure, best, static_cast<long long>(run.best_step));
+        last_val = buf;
+        if (progress && !isatty(STDERR_FILENO)) std::fprintf(stderr, "step %lld: %s\n", static_cast<long long>(run.steps), buf);
+        run.history.push_back(std::move(point));
+        clock = std::chrono::steady_clock::now();
+        if (stop) break;
+      }
+      bar.update(static_cast<std::uint64_t>(run.steps), last_val);
+    }
+  }
+  bar.finish(last_val);
+  if (!best_weights.empty()) {
+    torch::NoGradGuard no_grad;
+    std::size_t i = 0;
+    for (auto& p : net->parameters()) p.copy_(best_weights[i++]);
+  }
+  net->eval();
+  run.splits.push_back(evaluate_next_item(*net, val_cases, max_len, sc.exclude == "history", tc.eval_batch_size, "val",
+                                          config.data.train));
+  run.splits.push_back(evaluate_next_item(*net, test_cases(split), max_len, sc.exclude == "history", tc.eval_batch_size,
+                                          "test", config.data.train));
+  nlohmann::json meta{{"widths", sc.widths},
+                      {"block", sc.block},
+                      {"items", run.items},
+                      {"training", {{"steps", run.steps}, {"best_step", run.best_step}, {"monitor", monitor},
+                                    {"test", to_json(run.splits.back())}}}};
+  model::save_sequential_model_dir(request.out, config, log.items, *net, meta);
+  return run;
+}
+
+nlohmann::json to_metrics_json(const SequentialRunRecord& r) {
+  auto num = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); };
+  nlohmann::json history = nlohmann::json::array();
+  for (const ValidationPoint& p : r.history) {
+    nlohmann::json val = nlohmann::json::object();
+    for (const auto& [name, v] : p.val) val[name] = num(v);
+    history.push_back({{"step", p.step}, {"epoch", p.epoch}, {"train_loss", num(p.train_loss)},
+                       {"learning_rate", p.learning_rate}, {"seconds", p.seconds}, {"val", val}});
+  }
+  nlohmann::json splits = nlohmann::json::object();
+  for (const NextItemRecord& s : r.splits) splits[s.name] = to_json(s);
+  const NextItemRecord& test = r.splits.back();
+  nlohmann::json full = {{"type", "next_item"}, {"count", test.users}};
+  for (const auto& [name, v] : test.widths.back().metrics) full[name] = num(v);
+  const SequentialConfig& sc = r.config.sequential;
+  return {{"model", sc.block},
+          {"kind", "sequential"},
+          {"widths", to_json(test)["widths"]},
+          {"tasks", {{"next_item", full}}},
+          {"task_names", {"next_item"}},
+          {"metrics_split", "test"},
+          {"splits", splits},
+          {"history", history},
+          {"parameters", r.parameters},
+          {"threads", r.threads},
+          {"seed", r.config.train.seed},
+          {"users", r.users},
+          {"items", r.items},
+          {"events", r.events},
+          {"train_samples", r.train_samples},
+          {"steps", r.steps},
+          {"best_step", r.best_step},
+          {"early_stopped", r.early_stopped},
+          {"monitor", r.config.train.monitor},
+          {"read_seconds", r.read_seconds},
+          {"train_seconds", r.train_seconds},
+          {"validation_seconds", r.validation_seconds},
+          {"steps_per_s", r.train_seconds > 0 ? r.steps / r.train_seconds : 0.0}};
+}
+
+}  // namespace mtrank::train

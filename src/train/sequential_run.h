@@ -1,0 +1,104 @@
+#pragma once
+// Training and evaluation of a sequential (next-item) model (issue 9): from a
+// [sequential] config and one interaction log to a trained, evaluated and
+// saved model directory, as LRURec trains and evaluates: leave-one-out
+// split, training windows, AdamW, validation every N steps with early
+// stopping on a ranking metric at full width, then every width's metrics on
+// validation and test. `mtrank train` calls it for a [sequential] config.
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "config/config.h"
+#include "data/sequences.h"
+
+namespace mtrank::model {
+class SequentialRecommenderImpl;
+}
+
+namespace mtrank::train {
+
+// NDCG@5/10/20, Recall@5/10/20 and MRR: what every next-item evaluation reports.
+const std::vector<std::string>& next_item_metric_names();
+
+// Reads a log by its name: `user item` lines for .txt and .txt.gz
+// (data::read_user_item_lines), else a CSV/TSV table with the columns of
+// [sequential] (data::read_interaction_table).
+data::Interactions read_interactions(const SequentialConfig& config, const std::string& path);
+
+// The evaluation cases of a split: each user's input history and target.
+struct NextItemCases {
+  std::vector<std::vector<std::int32_t>> inputs;
+  std::vector<std::int32_t> targets;
+};
+// Validation: the training history predicts the second-last item. Test: the
+// training history plus the validation item predicts the last. Users without
+// a target are left out.
+NextItemCases validation_cases(const data::LeaveOneOut& split);
+NextItemCases test_cases(const data::LeaveOneOut& split);
+
+struct WidthMetrics {
+  std::int64_t width = 0;
+  std::vector<std::pair<std::string, double>> metrics;  // next_item_metric_names() order
+  double value(const std::string& name) const;          // NaN if absent
+};
+struct NextItemRecord {
+  std::string name, path;  // "val" / "test", the log
+  std::int64_t users = 0;
+  std::vector<WidthMetrics> widths;  // every Matryoshka width, increasing; the last is the full model
+};
+
+// Scores every item at the last position of each case's input window (its
+// last max_len items) at every width, ranks the target with the window's
+// items left out unless `exclude_history` is false (padding always is), and
+// computes the metrics through the metric registry. Batches of batch_size
+// users; eval mode, no gradients.
+NextItemRecord evaluate_next_item(model::SequentialRecommenderImpl& net, const NextItemCases& cases, int max_len,
+                                  bool exclude_history, std::int64_t batch_size, const std::string& name,
+                                  const std::string& path);
+nlohmann::json to_json(const NextItemRecord& record);  // {"users": n, "widths": {"8": {"ndcg@10": ..}, ..}}
+
+// Evaluates a trained model on a log (the test split of its leave-one-out,
+// as training reports it). Items the model does not know are dropped from the
+// histories and counted in *unknown_events.
+NextItemRecord evaluate_log(model::SequentialRecommenderImpl& net, const Config& config,
+                            const data::ItemVocabulary& items, const std::string& path, std::int64_t* unknown_events);
+
+struct SequentialRunRequest {
+  Config config;  // resolved, with [sequential]
+  std::string out;
+  bool show_progress = true;
+};
+
+struct ValidationPoint {
+  std::int64_t step = 0;
+  int epoch = 0;               // 1-based
+  double train_loss = 0;       // mean batch loss since the previous validation
+  double learning_rate = 0;
+  double seconds = 0;          // training time so far (validation excluded)
+  std::vector<std::pair<std::string, double>> val;  // full width
+};
+
+struct SequentialRunRecord {
+  Config config;
+  std::int64_t parameters = 0, users = 0, items = 0, events = 0, train_samples = 0, users_train_only = 0;
+  int threads = 0;
+  double read_seconds = 0, train_seconds = 0, validation_seconds = 0;
+  std::int64_t steps = 0, best_step = 0;
+  bool early_stopped = false;
+  std::vector<ValidationPoint> history;
+  std::vector<NextItemRecord> splits;  // val, test: with the kept (best) weights
+};
+
+// Throws ConfigError, DataError, ModelError or TrainingError with a message for the user.
+SequentialRunRecord run_sequential_training(const SequentialRunRequest& request);
+
+// The metrics JSON: model, kind "sequential", widths (the test split's
+// {"8": {...}, ...}), tasks (the full width's as one task "next_item", as
+// ranking models list theirs), splits, history, and the run's figures.
+nlohmann::json to_metrics_json(const SequentialRunRecord& record);
+
+}  // namespace mtrank::train
