@@ -47,3 +47,20 @@ class ChunkedLayerNormImpl : public torch::nn::Module {
 TORCH_MODULE(ChunkedLayerNorm);
 
 }  // namespace mtrank::model
+
+namespace mtrank::model {
+
+// The Matryoshka softmax loss of fMRLRec, fused: for widths s_0 < ... < s_m
+// = D, width k's logits are bias + H[:, :s_k] E[:, :s_k]^T, and the loss is
+// the mean over widths of the mean full-softmax cross-entropy over the P
+// rows of H [P, D] against targets [P] (ids into E's rows [V, D]). The same
+// value and gradients as materializing every width's logits and calling
+// cross_entropy, but computed in blocks of rows: the gradients are formed in
+// the forward pass (the loss is the last node, so they only scale by the
+// incoming gradient), every width reuses the previous width's logits plus one
+// chunk's product, and no [widths x P x V] tensor is ever held, only
+// [widths x block x V]. `bias` [V] may be undefined.
+torch::Tensor matryoshka_cross_entropy(const torch::Tensor& hidden, const torch::Tensor& table, const torch::Tensor& bias,
+                                       const torch::Tensor& targets, const std::vector<std::int64_t>& widths);
+
+}  // namespace mtrank::model

@@ -140,9 +140,7 @@ torch::Tensor SequentialRecommenderImpl::loss(const torch::Tensor& tokens, const
   const torch::Tensor keep = flat_labels.nonzero().squeeze(1);
   const torch::Tensor h = hidden.reshape({-1, hidden.size(-1)}).index_select(0, keep);
   const torch::Tensor target = flat_labels.index_select(0, keep);
-  const torch::Tensor logits = scores_by_width(h);  // [W, P, V]
-  const std::int64_t W = logits.size(0), V = logits.size(-1);
-  return F::cross_entropy(logits.reshape({-1, V}), target.repeat({W}));
+  return matryoshka_cross_entropy(h, items->weight, item_bias_, target, options_.widths);
 }
 
 }  // namespace mtrank::model

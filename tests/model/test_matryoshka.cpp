@@ -47,3 +47,36 @@ TEST(Matryoshka, ChunkedLayerNormNormalizesEachChunkAlone) {
   changed.slice(1, 4).normal_();
   EXPECT_TRUE(torch::equal(norm->forward(changed).slice(1, 0, 4), y.slice(1, 0, 4)));
 }
+
+TEST(MatryoshkaCrossEntropy, EqualsEveryWidthsLogitsThroughCrossEntropy) {
+  // The fused loss and its gradients against the plain computation: every
+  // width's logits materialized, cross_entropy over all of them, mean over
+  // widths. With and without the per-item bias; with V = 9 the 70 rows are
+  // one block, with V = 70000 blocks of 59 rows (2^22 / V), so two.
+  for (std::int64_t V : {9, 70000}) {
+    for (bool with_bias : {false, true}) {
+      SCOPED_TRACE(std::to_string(V) + (with_bias ? " with bias" : ""));
+      torch::manual_seed(3);
+      const std::vector<std::int64_t> widths = {2, 4, 8};
+      const std::int64_t P = 70;
+      const torch::Tensor h0 = torch::randn({P, 8}), e0 = torch::randn({V, 8}) * 0.5, b0 = torch::randn({V});
+      const torch::Tensor targets = torch::randint(V, {P}, torch::kInt64);
+      torch::Tensor h1 = h0.clone().requires_grad_(), e1 = e0.clone().requires_grad_(), b1 = b0.clone().requires_grad_();
+      torch::Tensor h2 = h0.clone().requires_grad_(), e2 = e0.clone().requires_grad_(), b2 = b0.clone().requires_grad_();
+      const torch::Tensor fused = model::matryoshka_cross_entropy(h1, e1, with_bias ? b1 : torch::Tensor(), targets, widths);
+      std::vector<torch::Tensor> losses;
+      for (std::int64_t w : widths) {
+        torch::Tensor logits = torch::matmul(h2.slice(1, 0, w), e2.slice(1, 0, w).t());
+        if (with_bias) logits = logits + b2;
+        losses.push_back(torch::nn::functional::cross_entropy(logits, targets));
+      }
+      const torch::Tensor plain = torch::stack(losses).mean();
+      EXPECT_NEAR(fused.item<double>(), plain.item<double>(), 1e-4 * std::abs(plain.item<double>()));
+      (fused * 3).backward();
+      (plain * 3).backward();
+      EXPECT_TRUE(torch::allclose(h1.grad(), h2.grad(), 1e-4, 1e-6));
+      EXPECT_TRUE(torch::allclose(e1.grad(), e2.grad(), 1e-4, 1e-6));
+      if (with_bias) EXPECT_TRUE(torch::allclose(b1.grad(), b2.grad(), 1e-4, 1e-6));
+    }
+  }
+}
