@@ -1,10 +1,13 @@
 #include "model/lru.h"
 
 #include <cmath>
+#include <complex>
 #include <stdexcept>
 #include <string>
 
 #include "model/blocks.h"
+
+#include <ATen/Parallel.h>
 
 namespace mtrank::model {
 
@@ -77,16 +80,7 @@ torch::Tensor LruLayerImpl::output(const torch::Tensor& h) {
 }
 
 torch::Tensor LruLayerImpl::states(const torch::Tensor& x, const torch::Tensor& mask) {
-  const std::int64_t L = x.size(1);
-  std::int64_t padded = 1;
-  while (padded < L) padded *= 2;
-  torch::Tensor u = input(x);
-  torch::Tensor m = mask.to(torch::kFloat32);
-  if (padded > L) {  // left-pad to a power of two; padding is masked
-    u = torch::cat({torch::zeros({x.size(0), padded - L, state_}, u.options()), u}, 1);
-    m = torch::cat({torch::zeros({x.size(0), padded - L}, m.options()), m}, 1);
-  }
-  return lru_scan(u, lambda(), m).slice(1, padded - L);
+  return lru_recurrence(input(x), lambda(), mask);
 }
 
 torch::Tensor LruLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& mask) {
@@ -95,6 +89,87 @@ torch::Tensor LruLayerImpl::forward(const torch::Tensor& x, const torch::Tensor&
 
 torch::Tensor LruLayerImpl::step(const torch::Tensor& previous, const torch::Tensor& x) {
   return lambda() * previous + input(x);
+}
+
+namespace {
+
+// h_t = u_t + m_{t-1} lambda h_{t-1} (h_{-1} = 0), one pass left to right per
+// sequence; the backward pass runs right to left: with G_t the gradient of
+// h_t (PyTorch's convention for complex tensors: dL/dRe + i dL/dIm),
+// G_{t-1} += m_{t-1} conj(lambda) G_t, dL/du_t = G_t and
+// dL/dlambda = sum_t m_{t-1} G_t conj(h_{t-1}).
+class LruRecurrence : public torch::autograd::Function<LruRecurrence> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& u, const torch::Tensor& lambda,
+                               const torch::Tensor& mask) {
+    const std::int64_t B = u.size(0), L = u.size(1), N = u.size(2);
+    const torch::Tensor uc = u.contiguous(), lc = lambda.contiguous(), m = mask.to(torch::kFloat32).contiguous();
+    torch::Tensor h = torch::empty_like(uc);
+    const auto* up = reinterpret_cast<const std::complex<float>*>(uc.data_ptr<c10::complex<float>>());
+    const auto* lp = reinterpret_cast<const std::complex<float>*>(lc.data_ptr<c10::complex<float>>());
+    auto* hp = reinterpret_cast<std::complex<float>*>(h.data_ptr<c10::complex<float>>());
+    const float* mp = m.data_ptr<float>();
+    at::parallel_for(0, B, 1, [&](std::int64_t b0, std::int64_t b1) {
+      for (std::int64_t b = b0; b < b1; ++b) {
+        const std::complex<float>* ub = up + b * L * N;
+        std::complex<float>* hb = hp + b * L * N;
+        for (std::int64_t n = 0; n < N; ++n) hb[n] = ub[n];
+        for (std::int64_t t = 1; t < L; ++t) {
+          const float carry = mp[b * L + t - 1];
+          const std::complex<float>* prev = hb + (t - 1) * N;
+          std::complex<float>* cur = hb + t * N;
+          const std::complex<float>* in = ub + t * N;
+          for (std::int64_t n = 0; n < N; ++n) cur[n] = in[n] + carry * (lp[n] * prev[n]);
+        }
+      }
+    });
+    ctx->save_for_backward({h, lc, m});
+    return h;
+  }
+
+  static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx,
+                                               torch::autograd::tensor_list grad_output) {
+    const auto saved = ctx->get_saved_variables();
+    const torch::Tensor& h = saved[0];
+    const torch::Tensor& lambda = saved[1];
+    const torch::Tensor& m = saved[2];
+    const std::int64_t B = h.size(0), L = h.size(1), N = h.size(2);
+    torch::Tensor g = grad_output[0].contiguous().clone();  // becomes dL/du in place
+    const int threads = at::get_num_threads();
+    torch::Tensor grad_lambda_parts = torch::zeros({threads, N}, lambda.options());
+    const auto* hp = reinterpret_cast<const std::complex<float>*>(h.data_ptr<c10::complex<float>>());
+    const auto* lp = reinterpret_cast<const std::complex<float>*>(lambda.data_ptr<c10::complex<float>>());
+    auto* gp = reinterpret_cast<std::complex<float>*>(g.data_ptr<c10::complex<float>>());
+    auto* glp = reinterpret_cast<std::complex<float>*>(grad_lambda_parts.data_ptr<c10::complex<float>>());
+    const float* mp = m.data_ptr<float>();
+    at::parallel_for(0, B, 1, [&](std::int64_t b0, std::int64_t b1) {
+      std::complex<float>* acc = glp + at::get_thread_num() * N;
+      for (std::int64_t b = b0; b < b1; ++b) {
+        std::complex<float>* gb = gp + b * L * N;
+        const std::complex<float>* hb = hp + b * L * N;
+        for (std::int64_t t = L - 1; t >= 1; --t) {
+          const float carry = mp[b * L + t - 1];
+          if (carry == 0.0f) continue;
+          const std::complex<float>* gt = gb + t * N;
+          std::complex<float>* gprev = gb + (t - 1) * N;
+          const std::complex<float>* hprev = hb + (t - 1) * N;
+          for (std::int64_t n = 0; n < N; ++n) {
+            gprev[n] += carry * (std::conj(lp[n]) * gt[n]);
+            acc[n] += carry * (gt[n] * std::conj(hprev[n]));
+          }
+        }
+      }
+    });
+    return {g, grad_lambda_parts.sum(0), torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+torch::Tensor lru_recurrence(const torch::Tensor& u, const torch::Tensor& lambda, const torch::Tensor& mask) {
+  if (u.dim() != 3 || !u.is_complex() || u.scalar_type() != torch::kComplexFloat)
+    throw std::invalid_argument("lru_recurrence: u must be complex64 [B, L, N]");
+  return LruRecurrence::apply(u, lambda.to(torch::kComplexFloat), mask);
 }
 
 torch::Tensor lru_scan(const torch::Tensor& u, const torch::Tensor& lambda, const torch::Tensor& mask) {

@@ -4,10 +4,11 @@
 //   h_t = lambda * h_{t-1} + gamma * (B x_t),   y_t = Re(C h_t)
 // with a complex diagonal lambda = exp(-exp(nu_log) + i exp(theta_log)) in a
 // ring r_min <= |lambda| <= r_max, gamma = sqrt(1 - |lambda|^2), complex B
-// and C with biases. Training runs the recurrence as a parallel scan by
-// recursive doubling over the sequence left-padded to a power of two; a mask
-// keeps padded positions out of every real position's state. Inference can
-// advance one event at a time (step), with the scan's result.
+// and C with biases. Training runs the recurrence over whole sequences
+// (lru_recurrence; lru_scan is LRURec's parallel scan by recursive doubling
+// over the sequence left-padded to a power of two, with the same result); a
+// mask keeps padded positions out of every real position's state. Inference
+// can advance one event at a time (step), with the same result.
 #include <cstdint>
 #include <vector>
 
@@ -49,6 +50,15 @@ class LruLayerImpl : public torch::nn::Module {
   torch::Tensor in_mask_, out_mask_;                   // with widths: 1 where a row of B / C may read a column
 };
 TORCH_MODULE(LruLayer);
+
+// The recurrence the layer trains and infers with: h_t = u_t + m_{t-1} lambda
+// h_{t-1}, left to right per sequence, and its backward pass right to left,
+// each one pass over [B, L, N] (written by hand: a custom autograd function).
+// u [B, L, N] complex64 of any length L, lambda [N], mask [B, L] (a padded
+// position carries nothing forward). Equal to lru_scan to rounding (tested);
+// on a CPU of few cores its O(L) work beats the scan's O(L log L) in
+// separate tensor ops: bench/sequential_step.cpp, docs/benchmarks.md.
+torch::Tensor lru_recurrence(const torch::Tensor& u, const torch::Tensor& lambda, const torch::Tensor& mask);
 
 // The recurrence by recursive doubling (LRURec's lru_parallel): u [B, L, N]
 // complex with L a power of two, lambda [N] complex, mask [B, L]. At step

@@ -2,9 +2,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <cstdlib>
 #include <stdexcept>
 #include <string>
+
+#include <ATen/Parallel.h>
 
 namespace mtrank::model {
 
@@ -79,58 +82,126 @@ torch::Tensor ChunkedLayerNormImpl::forward(const torch::Tensor& x) {
 namespace mtrank::model {
 namespace {
 
+// exp(x) for x <= 0 in plain arithmetic (Cephes' expf: x = n ln2 + r, a
+// degree-6 polynomial in r, 2^n from the exponent bits; relative error about
+// 1e-7), so the softmax loops below vectorize. LibTorch's exp on this build
+// costs about 1 ns an element and its softmax more; this is the loss's
+// largest elementwise cost (W x positions x items exps a step).
+inline float exp_nonpositive(float x) {
+  x = x < -87.0f ? -87.0f : x;
+  // Round to nearest by adding and removing 1.5 * 2^23 (no floor call, which
+  // would keep the loop from vectorizing); |r| <= ln2 / 2 either way.
+  const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const float y = p * r * r + r + 1.0f;
+  return y * __builtin_bit_cast(float, (static_cast<std::int32_t>(n) + 127) << 23);
+}
+
+// One row of the loss: chunks[k] (V floats) holds chunk k's product on entry
+// and S_k = sum over widths j >= k of (softmax_j - onehot(target)) on return,
+// where width j's logits are bias + chunks[0] + ... + chunks[j]. Returns the
+// sum over widths of logsumexp_j - logit_j[target]. x: V floats of scratch.
+// Each pass runs over one row (a few KB to a few hundred KB), in cache.
+__attribute__((target_clones("avx512f", "avx2", "default"))) double softmax_row(float* const* chunks, int widths,
+                                                                               std::int64_t V, const float* bias,
+                                                                               std::int64_t target, float* x) {
+  if (bias) std::copy(bias, bias + V, x);
+  else std::fill(x, x + V, 0.0f);
+  double loss = 0;
+  for (int k = 0; k < widths; ++k) {
+    float* c = chunks[k];
+    float top = -std::numeric_limits<float>::infinity();
+#pragma omp simd reduction(max : top)
+    for (std::int64_t v = 0; v < V; ++v) {
+      x[v] += c[v];
+      top = x[v] > top ? x[v] : top;
+    }
+    float sum = 0;
+#pragma omp simd reduction(+ : sum)
+    for (std::int64_t v = 0; v < V; ++v) {
+      const float e = exp_nonpositive(x[v] - top);
+      c[v] = e;
+      sum += e;
+    }
+    const float inverse = 1.0f / sum;
+#pragma omp simd
+    for (std::int64_t v = 0; v < V; ++v) c[v] *= inverse;
+    loss += std::log(static_cast<double>(sum)) + top - x[target];
+  }
+  chunks[widths - 1][target] -= 1.0f;
+  for (int k = widths - 2; k >= 0; --k) {
+    float* c = chunks[k];
+    const float* next = chunks[k + 1];
+#pragma omp simd
+    for (std::int64_t v = 0; v < V; ++v) c[v] += next[v];
+    c[target] -= 1.0f;
+  }
+  return loss;
+}
+
 class MatryoshkaCrossEntropy : public torch::autograd::Function<MatryoshkaCrossEntropy> {
  public:
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& hidden,
                                const torch::Tensor& table, const torch::Tensor& bias, const torch::Tensor& targets,
                                const std::vector<std::int64_t>& widths) {
-    const std::int64_t P = hidden.size(0), V = table.size(0), W = static_cast<std::int64_t>(widths.size());
+    const std::int64_t P = hidden.size(0), V = table.size(0);
+    const int W = static_cast<int>(widths.size());
     const bool has_bias = bias.numel() > 0;  // an empty tensor stands for none (apply needs defined inputs)
-    const torch::Tensor h = hidden.contiguous(), e = table.contiguous();
-    torch::Tensor grad_h = torch::zeros_like(h), grad_e = torch::zeros_like(e);
-    torch::Tensor grad_b = has_bias ? torch::zeros_like(bias) : torch::Tensor();
-    // Blocks of about 256k logits per width: big enough for efficient GEMMs,
-    // small enough that a block's logits stay in the caches (fastest of
-    // 64k..4M on ML-1M's shape: bench/sequential_step.cpp).
-    const std::int64_t rows = std::clamp<std::int64_t>((std::int64_t{1} << 18) / std::max<std::int64_t>(V, 1), 16, 2048);
+    const torch::Tensor h = hidden.contiguous().to(torch::kFloat32), t = targets.contiguous().to(torch::kInt64);
+    const torch::Tensor b = has_bias ? bias.contiguous() : torch::Tensor();
+    // Each chunk's columns of H and E as contiguous matrices: BLAS runs
+    // small-K products on strided slices at a third of the speed.
+    std::vector<torch::Tensor> e_chunks, grad_e_chunks;
+    std::vector<std::int64_t> lo(static_cast<std::size_t>(W)), hi(static_cast<std::size_t>(W));
+    for (int k = 0; k < W; ++k) {
+      lo[k] = k == 0 ? 0 : widths[static_cast<std::size_t>(k - 1)];
+      hi[k] = widths[static_cast<std::size_t>(k)];
+      e_chunks.push_back(table.slice(1, lo[k], hi[k]).contiguous());
+      grad_e_chunks.push_back(torch::zeros({V, hi[k] - lo[k]}, table.options()));
+    }
+    torch::Tensor grad_h = torch::empty_like(h);
+    torch::Tensor grad_b = has_bias ? torch::zeros_like(b) : torch::zeros({0}, h.options());
+    // Blocks of about 256k logits per width: the products are GEMMs of
+    // useful size, and the softmax reads one row at a time. 64k to 1M ran
+    // within 10% of each other on ML-1M's shape (bench/sequential_step.cpp).
+    const std::int64_t rows = std::clamp<std::int64_t>((std::int64_t{1} << 18) / std::max<std::int64_t>(V, 1), 16, 1024);
     const double scale = 1.0 / static_cast<double>(W * std::max<std::int64_t>(P, 1));
     double loss = 0;
-    std::vector<torch::Tensor> probs(static_cast<std::size_t>(W));
+    std::vector<torch::Tensor> products(static_cast<std::size_t>(W)), h_chunks(static_cast<std::size_t>(W));
+    std::vector<double> row_loss(static_cast<std::size_t>(rows));
     for (std::int64_t r0 = 0; r0 < P; r0 += rows) {
-      const std::int64_t r1 = std::min(P, r0 + rows);
-      const torch::Tensor hb = h.slice(0, r0, r1), tb = targets.slice(0, r0, r1).unsqueeze(1);
-      torch::Tensor running;
-      std::int64_t begin = 0;
-      for (std::int64_t k = 0; k < W; ++k) {
-        const std::int64_t end = widths[static_cast<std::size_t>(k)];
-        const torch::Tensor chunk = hb.slice(1, begin, end), rows_e = e.slice(1, begin, end);
-        if (!running.defined())
-          running = has_bias ? torch::addmm(bias, chunk, rows_e.t()) : torch::mm(chunk, rows_e.t());
-        else
-          running = torch::addmm(running, chunk, rows_e.t());
-        // softmax and the loss of this width, lse - logit[target], with one exp pass.
-        const torch::Tensor top = std::get<0>(running.max(1, true));
-        torch::Tensor p = (running - top).exp_();
-        const torch::Tensor sum = p.sum(1, true);
-        loss += (top + sum.log() - running.gather(1, tb)).sum().item<double>();
-        probs[static_cast<std::size_t>(k)] = p.div_(sum);
-        begin = end;
+      const std::int64_t r1 = std::min(P, r0 + rows), R = r1 - r0;
+      for (int k = 0; k < W; ++k) {
+        h_chunks[k] = h.slice(0, r0, r1).slice(1, lo[k], hi[k]).contiguous();
+        products[k] = torch::mm(h_chunks[k], e_chunks[k].t());  // [R, V], contiguous
       }
-      // d loss / d (chunk j's product) = sum over widths k >= j of (p_k - onehot), scaled.
-      torch::Tensor suffix;
-      for (std::int64_t k = W - 1; k >= 0; --k) {
-        torch::Tensor& p = probs[static_cast<std::size_t>(k)];
-        p.scatter_add_(1, tb, torch::full({r1 - r0, 1}, -1.0f, p.options()));
-        if (suffix.defined()) suffix.add_(p);
-        else suffix = p;
-        const std::int64_t lo = k == 0 ? 0 : widths[static_cast<std::size_t>(k - 1)], hi = widths[static_cast<std::size_t>(k)];
-        grad_h.slice(0, r0, r1).slice(1, lo, hi).addmm_(suffix, e.slice(1, lo, hi), 0.0, scale);
-        grad_e.slice(1, lo, hi).addmm_(suffix.t(), hb.slice(1, lo, hi), 1.0, scale);
+      const std::int64_t* target = t.data_ptr<std::int64_t>() + r0;
+      at::parallel_for(0, R, 8, [&](std::int64_t begin, std::int64_t end) {
+        std::vector<float> scratch(static_cast<std::size_t>(V));
+        std::vector<float*> chunks(static_cast<std::size_t>(W));
+        for (std::int64_t r = begin; r < end; ++r) {
+          for (int k = 0; k < W; ++k) chunks[k] = products[k].data_ptr<float>() + r * V;
+          row_loss[static_cast<std::size_t>(r)] = softmax_row(chunks.data(), W, V, has_bias ? b.data_ptr<float>() : nullptr,
+                                                              target[r], scratch.data());
+        }
+      });
+      for (std::int64_t r = 0; r < R; ++r) loss += row_loss[static_cast<std::size_t>(r)];
+      // products[k] now holds S_k, the gradient of chunk k's product.
+      for (int k = 0; k < W; ++k) {
+        grad_h.slice(0, r0, r1).slice(1, lo[k], hi[k]).copy_(torch::mm(products[k], e_chunks[k]).mul_(scale));
+        grad_e_chunks[k].addmm_(products[k].t(), h_chunks[k], 1.0, scale);
       }
-      if (has_bias) grad_b.add_(suffix.sum(0), scale);
+      if (has_bias) grad_b.add_(products[0].sum(0), scale);
     }
-    ctx->save_for_backward({grad_h, grad_e, has_bias ? grad_b : torch::zeros({0}, hidden.options())});
-    return torch::tensor(loss * scale, hidden.options());
+    torch::Tensor grad_e = torch::cat(grad_e_chunks, 1);
+    ctx->save_for_backward({grad_h, grad_e, grad_b});
+    return torch::tensor(loss * scale, h.options());
   }
 
   static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx,

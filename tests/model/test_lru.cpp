@@ -58,10 +58,30 @@ TEST(Lru, ScanEqualsTheRecurrenceWithAndWithoutPadding) {
                std::invalid_argument);
 }
 
+TEST(Lru, HandWrittenRecurrenceEqualsTheScanInValueAndGradients) {
+  // lru_recurrence (what the layer trains with) against lru_scan, whose
+  // gradients LibTorch's autograd derives: the same states, and the same
+  // gradients of a real loss with respect to u and lambda, with padding.
+  torch::manual_seed(7);
+  const std::int64_t N = 5, L = 16;
+  const torch::Tensor lambda0 = torch::polar(torch::rand({N}) * 0.5 + 0.45, torch::rand({N}) * 6.28);
+  const torch::Tensor u0 = torch::complex(torch::randn({3, L, N}), torch::randn({3, L, N}));
+  const torch::Tensor mask = left_padded_mask(L, {0, 5, L - 1});
+  const torch::Tensor weights = torch::randn({3, L, N, 2});
+  torch::Tensor u1 = u0.clone().requires_grad_(), l1 = lambda0.clone().requires_grad_();
+  torch::Tensor u2 = u0.clone().requires_grad_(), l2 = lambda0.clone().requires_grad_();
+  const torch::Tensor mine = model::lru_recurrence(u1, l1, mask), scan = model::lru_scan(u2, l2, mask);
+  EXPECT_TRUE(torch::allclose(torch::view_as_real(mine), torch::view_as_real(scan), 1e-5, 1e-5));
+  (torch::view_as_real(mine) * weights).sum().backward();
+  (torch::view_as_real(scan) * weights).sum().backward();
+  EXPECT_TRUE(torch::allclose(torch::view_as_real(u1.grad()), torch::view_as_real(u2.grad()), 1e-4, 1e-5));
+  EXPECT_TRUE(torch::allclose(torch::view_as_real(l1.grad()), torch::view_as_real(l2.grad()), 1e-4, 1e-4));
+}
+
 TEST(Lru, PaddingNeverReachesARealPositionAndLengthsNeedNotBePowersOfTwo) {
   // A real position's state is the sum over earlier real positions only:
   // h_t = sum_s lambda^(t-s) u_s from the first real position, whatever the
-  // padded inputs are; a length of 13 is padded to 16 inside.
+  // padded inputs are; at a length of 13 too.
   torch::manual_seed(2);
   model::LruLayer layer(4, 8, 0.5, 0.9);
   torch::Tensor x = torch::randn({2, 13, 4});

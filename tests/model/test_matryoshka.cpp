@@ -52,7 +52,7 @@ TEST(MatryoshkaCrossEntropy, EqualsEveryWidthsLogitsThroughCrossEntropy) {
   // The fused loss and its gradients against the plain computation: every
   // width's logits materialized, cross_entropy over all of them, mean over
   // widths. With and without the per-item bias; with V = 9 the 70 rows are
-  // one block, with V = 70000 blocks of 59 rows (2^22 / V), so two.
+  // one block, with V = 70000 blocks of 16 rows (the least), so five.
   for (std::int64_t V : {9, 70000}) {
     for (bool with_bias : {false, true}) {
       SCOPED_TRACE(std::to_string(V) + (with_bias ? " with bias" : ""));
