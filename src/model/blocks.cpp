@@ -1,8 +1,11 @@
 #include "model/blocks.h"
 
 #include <cmath>
+#include <limits>
 #include <stdexcept>
 #include <string>
+
+#include <ATen/Parallel.h>
 
 namespace mtrank::model {
 
@@ -74,6 +77,29 @@ torch::Tensor gate_dropout(const torch::Tensor& gates, double p, bool training) 
   // If every expert of a gate was dropped, keep that gate as it was.
   torch::Tensor total = kept.sum(-1, /*keepdim=*/true);
   return torch::where(total > 0, kept / total.clamp_min(1e-12), gates);
+}
+
+torch::Tensor hashed_dropout(const torch::Tensor& x, double p, bool training) {
+  if (!training || p <= 0) return x;
+  if (p >= 1) return x * 0;
+  const std::uint64_t seed = static_cast<std::uint64_t>(
+      torch::randint(std::numeric_limits<std::int64_t>::max(), {1}, torch::kInt64).item<std::int64_t>());
+  const std::uint32_t threshold = static_cast<std::uint32_t>(std::llround(p * 65536.0));
+  const float keep = static_cast<float>(1.0 / (1.0 - threshold / 65536.0));
+  torch::Tensor mask = torch::empty(x.sizes(), x.options().dtype(torch::kFloat32).requires_grad(false));
+  float* m = mask.data_ptr<float>();
+  const std::int64_t n = mask.numel(), words = (n + 3) / 4;
+  at::parallel_for(0, words, 4096, [&](std::int64_t begin, std::int64_t end) {
+    for (std::int64_t w = begin; w < end; ++w) {
+      std::uint64_t z = seed + static_cast<std::uint64_t>(w) * 0x9e3779b97f4a7c15ULL;  // splitmix64
+      z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+      z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+      z ^= z >> 31;
+      for (std::int64_t j = 0; j < 4 && 4 * w + j < n; ++j)
+        m[4 * w + j] = static_cast<std::uint32_t>((z >> (16 * j)) & 0xffff) >= threshold ? keep : 0.0f;
+    }
+  });
+  return x * mask;
 }
 
 }  // namespace mtrank::model

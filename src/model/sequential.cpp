@@ -33,10 +33,10 @@ class LruRecBlockImpl : public torch::nn::Module {
       for (torch::Tensor p : (*l)->parameters()) truncated_normal_(p);
   }
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask) {
-    const auto drop = F::DropoutFuncOptions().p(dropout_).training(is_training());
-    const torch::Tensor h = lru_norm(F::dropout(lru->forward(x, mask), drop) + x);
-    const torch::Tensor inner = F::dropout(F::gelu(w1(h)), drop);
-    return ffn_norm(F::dropout(w2(inner), drop) + h);
+    const bool train = is_training();
+    const torch::Tensor h = lru_norm(hashed_dropout(lru->forward(x, mask), dropout_, train) + x);
+    const torch::Tensor inner = hashed_dropout(F::gelu(w1(h)), dropout_, train);
+    return ffn_norm(hashed_dropout(w2(inner), dropout_, train) + h);
   }
 
  private:
@@ -61,11 +61,11 @@ class FmrlRecBlockImpl : public torch::nn::Module {
     w2 = register_module("w2", MatryoshkaLinear(widths, widths));
   }
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask) {
-    const auto drop = F::DropoutFuncOptions().p(dropout_).training(is_training());  // elementwise: prefix-closed
-    const torch::Tensor h = x + F::dropout(lru->forward(norm1(x), mask), drop);
+    const bool train = is_training();  // dropout is elementwise: prefix-closed
+    const torch::Tensor h = x + hashed_dropout(lru->forward(norm1(x), mask), dropout_, train);
     const torch::Tensor z = norm2(h);
-    const torch::Tensor gated = F::silu(wg(z)) * F::dropout(w1(z), drop);
-    return h + F::dropout(w2(gated), drop);
+    const torch::Tensor gated = F::silu(wg(z)) * hashed_dropout(w1(z), dropout_, train);
+    return h + hashed_dropout(w2(gated), dropout_, train);
   }
 
  private:
@@ -110,7 +110,7 @@ SequentialRecommenderImpl::SequentialRecommenderImpl(const SequentialOptions& op
 
 torch::Tensor SequentialRecommenderImpl::forward(const torch::Tensor& tokens) {
   const torch::Tensor mask = tokens > 0;
-  torch::Tensor x = F::dropout(items(tokens), F::DropoutFuncOptions().p(options_.dropout).training(is_training()));
+  torch::Tensor x = hashed_dropout(items(tokens), options_.dropout, is_training());
   const bool lrurec = options_.block == SequentialBlock::kLruRec;
   if (lrurec) x = input_norm(x);
   for (auto& block : blocks_) {

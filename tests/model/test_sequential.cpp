@@ -7,6 +7,7 @@
 
 #include "data/sequences.h"
 #include "eval/next_item.h"
+#include "model/blocks.h"
 #include "model/sequential.h"
 
 using namespace mtrank;
@@ -155,4 +156,28 @@ TEST(SequentialFmrlRec, LearnsAMarkovChainAtEveryWidth) {
     const std::vector<std::int64_t> ranks = test_ranks(scores[width], split);
     EXPECT_GT(eval::ndcg_from_ranks(ranks, 10), 0.4) << "width " << o.widths[static_cast<std::size_t>(width)];
   }
+}
+
+TEST(HashedDropout, DropsItsShareScalesTheRestAndRepeatsUnderTheSeed) {
+  const torch::Tensor x = torch::ones({1000, 100});
+  torch::manual_seed(9);
+  const torch::Tensor y = model::hashed_dropout(x, 0.2, true);
+  const double dropped = (y == 0).to(torch::kFloat64).mean().item<double>();
+  EXPECT_NEAR(dropped, 0.2, 0.005);  // 100,000 draws: 4 standard deviations is 0.005
+  EXPECT_TRUE(torch::allclose(y.masked_select(y != 0), torch::full({1}, 1.25f)));
+  EXPECT_NEAR(y.mean().item<double>(), 1.0, 0.01);  // inverted dropout keeps the mean
+  torch::manual_seed(9);
+  EXPECT_TRUE(torch::equal(model::hashed_dropout(x, 0.2, true), y));  // same seed, same mask
+  at::set_num_threads(2);
+  torch::manual_seed(9);
+  EXPECT_TRUE(torch::equal(model::hashed_dropout(x, 0.2, true), y));  // any thread count
+  at::set_num_threads(1);
+  EXPECT_FALSE(torch::equal(model::hashed_dropout(x, 0.2, true), y));  // the next call draws a new mask
+  EXPECT_TRUE(torch::equal(model::hashed_dropout(x, 0.2, false), x));  // off in eval mode
+  // The gradient flows through the kept elements, scaled.
+  torch::Tensor z = torch::ones({64}, torch::requires_grad());
+  torch::manual_seed(3);
+  const torch::Tensor out = model::hashed_dropout(z, 0.5, true);
+  out.sum().backward();
+  EXPECT_TRUE(torch::equal(z.grad(), out.detach()));
 }
