@@ -244,10 +244,12 @@ bool is_sequential_model(const nlohmann::json& meta) { return meta.value("kind",
 
 LoadedModel load_model_dir(const std::string& dir) {
   const fs::path root(dir);
-  ModelFiles read = read_model_files(dir, {std::begin(kModelFiles), std::end(kModelFiles)});
-  if (is_sequential_model(read.meta))
+  // meta.json alone first: a sequential model lacks preprocess.json, and the
+  // user should hear what kind of model it is, not which file is missing.
+  if (is_sequential_model(read_model_files(dir, {}).meta))
     throw ModelError(dir + ": a sequential (next-item) model; this command needs a ranking model "
-                     "(sequential models: mtrank eval, recommend, export)");
+                     "(sequential models: mtrank train, eval)");
+  ModelFiles read = read_model_files(dir, {std::begin(kModelFiles), std::end(kModelFiles)});
   std::map<std::string, std::string>& files = read.files;
   LoadedModel m;
   m.meta = std::move(read.meta);

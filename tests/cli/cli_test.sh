@@ -186,4 +186,44 @@ mkfifo fifo.csv
 set +e; timeout 20 "$MTRANK" train --config qs/quickstart.toml --train fifo.csv --out m10 >out.txt 2>err.txt; rc=$?; set -e
 [ "$rc" -eq 3 ] || { cat err.txt; fail "FIFO --train: exit $rc"; }
 grep -qF "training data must be a regular file" err.txt || { cat err.txt; fail "FIFO message"; }
+# A sequential (next-item) model: train from one `user item` log with
+# --max-steps, metrics by width, eval on the saved model gives the same test
+# metrics, and the mistakes are named with the config exit code.
+python3 - <<'PY'
+import random
+random.seed(5)
+with open("seq.txt", "w") as f:
+    for u in range(120):
+        item = random.randrange(30) + 1
+        for e in range(15):
+            f.write(f"{u} {item}\n")
+            item = (7 * item + 3) % 30 + 1 if random.random() < 0.8 else random.randrange(30) + 1
+PY
+cat > seq.toml <<'TOML'
+[sequential]
+widths = [4, 8]
+blocks = 1
+max_len = 12
+exclude = "none"
+[train]
+batch_size = 32
+eval_every_steps = 20
+TOML
+"$MTRANK" train --config seq.toml --train seq.txt --out seqm --metrics-out seq.json --max-steps 40 --threads 1 >seq.out 2>seq.err || { cat seq.err; fail "sequential train"; }
+grep -q "test metrics" seq.out || fail "sequential train printed no test metrics"
+for f in config.toml items.json weights.pt meta.json manifest.json; do [ -s "seqm/$f" ] || fail "missing seqm/$f"; done
+"$MTRANK" eval --model seqm --data seq.txt --metrics-out seqeval.json >/dev/null 2>&1 || fail "sequential eval"
+python3 - <<'PY' || fail "sequential metrics JSON"
+import json
+m = json.load(open("seq.json")); e = json.load(open("seqeval.json"))
+assert set(m["widths"]) == {"4", "8"}, m["widths"]
+assert m["steps"] == 40 and len(m["history"]) == 2, (m["steps"], m["history"])
+assert m["tasks"]["next_item"]["ndcg@10"] == m["widths"]["8"]["ndcg@10"]
+for w in ("4", "8"):
+    for k, v in m["widths"][w].items():
+        assert abs(e["widths"][w][k] - v) < 1e-12, (w, k, v, e["widths"][w][k])
+PY
+expect_error 2 "--max-steps bounds a [sequential] model" -- "$MTRANK" train --config qs/quickstart.toml --out m11 --max-steps 3
+expect_error 2 "leave-one-out" -- "$MTRANK" train --config seq.toml --train seq.txt --val seq.txt --out m12
+expect_error 4 "a sequential (next-item) model" -- "$MTRANK" predict --model seqm --data seq.txt --out p.csv
 echo "cli tests passed"
