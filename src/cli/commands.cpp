@@ -28,6 +28,7 @@
 #include "eval/seesaw.h"
 #include "serve/ranker.h"
 #include "model/model_dir.h"
+#include "model/sequential.h"
 #include "model/sequential_dir.h"
 #include "report/report.h"
 #include "train/run.h"
@@ -380,6 +381,71 @@ int run_eval(const EvalOptions& o) {
     j["as_served"] = o.as_served;
     if (!truth.is_null()) j["truth"] = truth;
     write_json_atomic(o.metrics_out, j);
+  }
+  return 0;
+}
+
+int run_export(const ExportOptions& o) {
+  model::check_model_output_dir(o.out);
+  model::LoadedSequentialModel m = model::load_sequential_model_dir(o.model);
+  model::SequentialRecommender small{nullptr};
+  try {
+    small = model::extract_width(*m.net, o.width);
+  } catch (const std::invalid_argument& e) {
+    throw ConfigError("--width: " + std::string(e.what()));
+  }
+  Config config = m.config;
+  config.sequential.widths = small->options().widths;
+  json meta = m.meta;
+  meta["widths"] = config.sequential.widths;
+  meta["exported_from"] = {{"model", o.model}, {"widths", m.config.sequential.widths}, {"width", o.width}};
+  model::save_sequential_model_dir(o.out, config, m.items, *small, meta);
+  std::int64_t before = 0, after = 0;
+  for (const auto& p : m.net->parameters()) before += p.numel();
+  for (const auto& p : small->parameters()) after += p.numel();
+  std::printf("width-%lld model written to %s: %s parameters (the full model: %s)\n", static_cast<long long>(o.width),
+              o.out.c_str(), human_count(static_cast<double>(after)).c_str(), human_count(static_cast<double>(before)).c_str());
+  return 0;
+}
+
+int run_recommend(const RecommendOptions& o) {
+  model::LoadedSequentialModel m = model::load_sequential_model_dir(o.model);
+  std::vector<std::string> names;
+  std::string token;
+  for (char c : o.history + " ") {
+    if (c == ' ' || c == ',' || c == '\t') {
+      if (!token.empty()) names.push_back(token);
+      token.clear();
+    } else {
+      token += c;
+    }
+  }
+  // A `user item` log's ids were read as numbers ("010" is item 10): an
+  // unknown id made of digits is tried without its leading zeros.
+  for (std::string& n : names) {
+    if (m.items.find(n) != 0 || n.find_first_not_of("0123456789") != std::string::npos) continue;
+    const std::size_t first = n.find_first_not_of('0');
+    n = first == std::string::npos ? "0" : n.substr(first);
+  }
+  std::int64_t unknown = 0;
+  const std::vector<std::int32_t> history = data::map_items(m.items, names, &unknown);
+  if (unknown > 0)
+    std::fprintf(stderr, "%lld of the %zu history items are unknown to %s and were skipped\n",
+                 static_cast<long long>(unknown), names.size(), o.model.c_str());
+  if (o.k < 1) throw ConfigError("-k " + std::to_string(o.k) + ": must be at least 1");
+  std::vector<std::pair<std::int32_t, float>> top;
+  try {
+    top = train::recommend(*m.net, history, static_cast<int>(m.config.sequential.max_len), o.width, o.k);
+  } catch (const std::invalid_argument& e) {
+    throw ConfigError("--width: " + std::string(e.what()));
+  }
+  if (o.json) {
+    json items = json::array();
+    for (const auto& [id, score] : top) items.push_back({{"item", m.items.external(id)}, {"score", score}});
+    std::printf("%s\n", json{{"items", items}, {"unknown_history_items", unknown}}.dump().c_str());
+  } else {
+    for (std::size_t i = 0; i < top.size(); ++i)
+      std::printf("%zu\t%s\t%.6g\n", i + 1, m.items.external(top[i].first).c_str(), top[i].second);
   }
   return 0;
 }

@@ -37,6 +37,22 @@ struct PredictOptions {
 };
 int run_predict(const PredictOptions& o);
 
+struct ExportOptions {
+  std::string model, out;
+  std::int64_t width = 0;
+};
+// Writes a sequential model's width-W model alone (model::extract_width).
+int run_export(const ExportOptions& o);
+
+struct RecommendOptions {
+  std::string model, history;  // history: external item ids, oldest first, separated by spaces or commas
+  std::int64_t width = 0;      // 0 = full
+  std::int64_t k = 10;
+  bool json = false;
+};
+// Prints the top k items to follow a history, the history's items left out.
+int run_recommend(const RecommendOptions& o);
+
 struct QuickstartOptions {
   std::string dir = "mtrank-quickstart";
   int threads = 0;

@@ -172,6 +172,31 @@ int main(int argc, char** argv) {
   evalc->add_option("--truth-column", ev.truth_column, "Graded relevance column of --truth")->capture_default_str();
   evalc->add_option("--rank-by", ev.rank_by, "Rank by this task's prediction (default: the model's [serve] score)");
 
+  mtrank::cli::ExportOptions ex;
+  auto* exportc = app.add_subcommand("export", "Write one width of a sequential (Matryoshka) model as a model of its own.");
+  exportc->add_option("--model", ex.model, "Sequential model directory from 'mtrank train'")->required();
+  exportc->add_option("--width", ex.width, "One of the model's widths ([sequential] widths)")->required();
+  exportc->add_option("--out", ex.out, "Model directory to write")->required();
+  exportc->footer(
+      "Every layer of a Matryoshka model is prefix-closed, so its width-W model is the leading slice of\n"
+      "every tensor: smaller files and faster scoring, and 'mtrank eval' on it gives the full model's\n"
+      "width-W metrics. Example:\n"
+      "  mtrank export --model M --width 16 --out M16 && mtrank eval --model M16 --data ../shared/datasets/ml-1m.txt.gz");
+
+  mtrank::cli::RecommendOptions rc;
+  auto* recommendc = app.add_subcommand("recommend", "Print the items a sequential model recommends after a history.");
+  recommendc->add_option("--model", rc.model, "Sequential model directory from 'mtrank train' or 'mtrank export'")->required();
+  recommendc->add_option("--history", rc.history,
+                         "The user's items, oldest first, separated by spaces or commas (ids as in the training log)")
+      ->required();
+  recommendc->add_option("--width", rc.width, "Score at this Matryoshka width (default: the full width)");
+  recommendc->add_option("-k", rc.k, "How many items")->capture_default_str();
+  recommendc->add_flag("--json", rc.json, "Print {\"items\": [{\"item\": .., \"score\": ..}, ..]} instead of lines");
+  recommendc->footer(
+      "Prints 'rank<TAB>item<TAB>score' lines, best first; the history's items are never recommended, and\n"
+      "items the model does not know are skipped (counted on stderr). Example:\n"
+      "  mtrank recommend --model M --width 16 --history \"1193 661 914 3408\" -k 10");
+
   mtrank::cli::PredictOptions pr;
   auto* predict = app.add_subcommand("predict", "Score a file: one output row per input row, one column per task.");
   predict->add_option("--model", pr.model, "Model directory from 'mtrank train'")->required();
@@ -334,6 +359,8 @@ int main(int argc, char** argv) {
     if (*train) return mtrank::cli::run_train(tr);
     if (*evalc) return mtrank::cli::run_eval(ev);
     if (*predict) return mtrank::cli::run_predict(pr);
+    if (*exportc) return mtrank::cli::run_export(ex);
+    if (*recommendc) return mtrank::cli::run_recommend(rc);
     if (*doctor) return mtrank::cli::run_doctor(dr);
     if (*report) return mtrank::cli::run_report(rp);
     if (*compare) return mtrank::cli::run_compare(cmp);

@@ -1,5 +1,6 @@
 #include "model/sequential.h"
 
+#include <algorithm>
 #include <stdexcept>
 #include <string>
 
@@ -77,6 +78,30 @@ class FmrlRecBlockImpl : public torch::nn::Module {
 TORCH_MODULE(FmrlRecBlock);
 
 }  // namespace
+
+SequentialRecommender extract_width(SequentialRecommenderImpl& net, std::int64_t width) {
+  SequentialOptions o = net.options();
+  const auto it = std::find(o.widths.begin(), o.widths.end(), width);
+  if (it == o.widths.end()) {
+    std::string list;
+    for (std::int64_t w : o.widths) list += (list.empty() ? "" : ", ") + std::to_string(w);
+    throw std::invalid_argument("width " + std::to_string(width) + " is not one of the model's widths (" + list + ")");
+  }
+  o.widths.erase(it + 1, o.widths.end());
+  SequentialRecommender small(o);
+  torch::NoGradGuard no_grad;
+  const auto copy_prefix = [](torch::Tensor& to, const torch::Tensor& from) {
+    torch::Tensor view = from;
+    for (std::int64_t d = 0; d < to.dim(); ++d) view = view.slice(d, 0, to.size(d));
+    to.copy_(view);
+  };
+  auto big_params = net.named_parameters();
+  for (auto& p : small->named_parameters()) copy_prefix(p.value(), big_params[p.key()]);
+  auto big_buffers = net.named_buffers();
+  for (auto& b : small->named_buffers()) copy_prefix(b.value(), big_buffers[b.key()]);
+  small->eval();
+  return small;
+}
 
 SequentialBlock sequential_block(const std::string& name) {
   if (name == "lrurec") return SequentialBlock::kLruRec;

@@ -65,6 +65,13 @@ class SequentialRecommenderImpl : public torch::nn::Module {
 };
 TORCH_MODULE(SequentialRecommender);
 
+// The width-`width` model alone (width one of net's widths): the same block
+// with the widths up to `width`, every tensor the leading slice of net's
+// (every layer is prefix-closed, so that is the whole width-s model). Its
+// scores equal net's width-s scores up to summation order. Throws
+// std::invalid_argument for a width net does not have.
+SequentialRecommender extract_width(SequentialRecommenderImpl& net, std::int64_t width);
+
 // "lrurec" / "fmrlrec"; throws std::invalid_argument for another name.
 SequentialBlock sequential_block(const std::string& name);
 const char* to_string(SequentialBlock block);

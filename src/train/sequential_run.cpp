@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <limits>
 #include <memory>
+#include <set>
 
 #include <unistd.h>
 
@@ -170,6 +171,34 @@ nlohmann::json to_json(const NextItemRecord& record) {
     widths[std::to_string(w.width)] = m;
   }
   return {{"users", record.users}, {"widths", widths}};
+}
+
+std::vector<std::pair<std::int32_t, float>> recommend(model::SequentialRecommenderImpl& net,
+                                                      const std::vector<std::int32_t>& history, int max_len,
+                                                      std::int64_t width, std::int64_t k) {
+  const std::vector<std::int64_t>& widths = net.options().widths;
+  const std::int64_t level =
+      width == 0 ? static_cast<std::int64_t>(widths.size()) - 1
+                 : std::find(widths.begin(), widths.end(), width) - widths.begin();
+  if (level >= static_cast<std::int64_t>(widths.size())) {
+    std::string list;
+    for (std::int64_t w : widths) list += (list.empty() ? "" : ", ") + std::to_string(w);
+    throw std::invalid_argument("width " + std::to_string(width) + " is not one of the model's widths (" + list + ")");
+  }
+  net.eval();
+  torch::NoGradGuard no_grad;
+  const std::vector<std::int32_t> window = data::input_window(history, max_len);
+  const torch::Tensor tokens = windows_tensor(window, 1, max_len);
+  torch::Tensor scores = net.scores_by_width(net.forward(tokens).select(1, max_len - 1))[level][0].clone();  // [V]
+  scores[0] = -std::numeric_limits<float>::infinity();
+  for (std::int32_t id : history) scores[id] = -std::numeric_limits<float>::infinity();
+  const std::int64_t available = scores.size(0) - 1 - static_cast<std::int64_t>(
+                                     std::set<std::int32_t>(history.begin(), history.end()).size());
+  const auto [values, ids] = scores.topk(std::max<std::int64_t>(0, std::min(k, available)));
+  std::vector<std::pair<std::int32_t, float>> out;
+  for (std::int64_t i = 0; i < ids.size(0); ++i)
+    out.emplace_back(static_cast<std::int32_t>(ids[i].item<std::int64_t>()), values[i].item<float>());
+  return out;
 }
 
 NextItemRecord evaluate_log(model::SequentialRecommenderImpl& net, const Config& config,

@@ -67,6 +67,15 @@ nlohmann::json to_json(const NextItemRecord& record);  // {"users": n, "widths":
 NextItemRecord evaluate_log(model::SequentialRecommenderImpl& net, const Config& config,
                             const data::ItemVocabulary& items, const std::string& path, std::int64_t* unknown_events);
 
+// The k best items (model ids, with their scores, best first) to follow
+// `history` (model ids, oldest first; its last max_len items are the input)
+// at `width` (one of the model's widths; 0 = full), leaving out every item
+// of the history and padding. Throws std::invalid_argument for a width the
+// model does not have.
+std::vector<std::pair<std::int32_t, float>> recommend(model::SequentialRecommenderImpl& net,
+                                                      const std::vector<std::int32_t>& history, int max_len,
+                                                      std::int64_t width, std::int64_t k);
+
 struct SequentialRunRequest {
   Config config;  // resolved, with [sequential]
   std::string out;

@@ -223,6 +223,25 @@ for w in ("4", "8"):
     for k, v in m["widths"][w].items():
         assert abs(e["widths"][w][k] - v) < 1e-12, (w, k, v, e["widths"][w][k])
 PY
+# export one width; eval on it gives the full model's metrics at that width.
+"$MTRANK" export --model seqm --width 4 --out seqm4 >/dev/null 2>&1 || fail "export"
+"$MTRANK" eval --model seqm4 --data seq.txt --metrics-out seq4.json >/dev/null 2>&1 || fail "eval of the exported model"
+"$MTRANK" recommend --model seqm --history "1 2 3" -k 5 >rec.txt 2>rec.err || { cat rec.err; fail "recommend"; }
+"$MTRANK" recommend --model seqm4 --history "1,2,999" -k 3 --json >rec.json 2>rec4.err || { cat rec4.err; fail "recommend --json"; }
+grep -q "1 of the 3 history items are unknown" rec4.err || { cat rec4.err; fail "recommend: unknown items not counted"; }
+python3 - <<'PY' || fail "export / recommend"
+import json
+full = json.load(open("seq.json"))["widths"]["4"]; small = json.load(open("seq4.json"))["widths"]
+assert set(small) == {"4"}, small
+for k, v in full.items():
+    assert abs(small["4"][k] - v) < 1e-12, (k, v, small["4"][k])
+lines = [l.split("\t") for l in open("rec.txt").read().splitlines()]
+assert [l[0] for l in lines] == ["1", "2", "3", "4", "5"], lines
+assert not {l[1] for l in lines} & {"1", "2", "3"}, lines
+scores = [float(l[2]) for l in lines]; assert scores == sorted(scores, reverse=True), scores
+r = json.load(open("rec.json")); assert len(r["items"]) == 3 and r["unknown_history_items"] == 1, r
+PY
+expect_error 2 "is not one of the model's widths" -- "$MTRANK" export --model seqm --width 5 --out seqm5
 expect_error 2 "--max-steps bounds a [sequential] model" -- "$MTRANK" train --config qs/quickstart.toml --out m11 --max-steps 3
 expect_error 2 "leave-one-out" -- "$MTRANK" train --config seq.toml --train seq.txt --val seq.txt --out m12
 expect_error 4 "a sequential (next-item) model" -- "$MTRANK" predict --model seqm --data seq.txt --out p.csv

@@ -148,3 +148,52 @@ TEST(SequentialRun, NamesWhatIsWrongWithTheData) {
   }
   EXPECT_FALSE(std::filesystem::exists(request.out));  // nothing written
 }
+
+TEST(SequentialRun, AnExportedWidthScoresAsThatWidthOfTheFullModelAndRecommendLeavesTheHistoryOut) {
+  mtrank::testing::TempDir dir;
+  const std::string log = dir.write("log.txt", markov_log(120, 20, 4));
+  train::SequentialRunRequest request;
+  request.config = parse_config(kConfig, "seq.toml");
+  request.config.data.train = log;
+  request.config.train.max_steps = 60;
+  request.out = dir.file("model");
+  request.show_progress = false;
+  const train::SequentialRunRecord run = train::run_sequential_training(request);
+  model::LoadedSequentialModel full = model::load_sequential_model_dir(request.out);
+  model::SequentialRecommender small = model::extract_width(*full.net, 8);
+  EXPECT_EQ(small->options().widths, (std::vector<std::int64_t>{4, 8}));
+  std::int64_t full_parameters = 0, small_parameters = 0;
+  for (const auto& p : full.net->parameters()) full_parameters += p.numel();
+  for (const auto& p : small->parameters()) small_parameters += p.numel();
+  EXPECT_LT(small_parameters, full_parameters / 2);
+  // Scores: the width-8 model's widths 4 and 8 against the full model's.
+  torch::NoGradGuard no_grad;
+  const torch::Tensor tokens = torch::tensor({0, 0, 3, 5, 7, 2, 1, 4, 4, 9, 12, 6}, torch::kInt64).view({1, 12});
+  const torch::Tensor a = full.net->scores_by_width(full.net->forward(tokens));
+  const torch::Tensor b = small->scores_by_width(small->forward(tokens));
+  EXPECT_TRUE(torch::allclose(b[0], a[0], 1e-5, 1e-5));
+  EXPECT_TRUE(torch::allclose(b[1], a[1], 1e-5, 1e-5));
+  // Metrics on the log: the exported model's are the full model's width-8 ones.
+  Config small_config = full.config;
+  small_config.sequential.widths = {4, 8};
+  const train::NextItemRecord exported = train::evaluate_log(*small, small_config, full.items, log, nullptr);
+  const train::NextItemRecord& test = run.splits[1];
+  for (std::size_t k = 0; k < 2; ++k)
+    for (std::size_t i = 0; i < test.widths[k].metrics.size(); ++i)
+      EXPECT_NEAR(exported.widths[k].metrics[i].second, test.widths[k].metrics[i].second, 1e-12)
+          << test.widths[k].metrics[i].first << " at width " << test.widths[k].width;
+  EXPECT_THROW(model::extract_width(*full.net, 5), std::invalid_argument);
+  // recommend: best first, never an item of the history, at the asked width.
+  const std::vector<std::int32_t> history = {3, 5, 7, 3};
+  const auto top = train::recommend(*full.net, history, 16, 8, 5);
+  ASSERT_EQ(top.size(), 5u);
+  const torch::Tensor width8 = full.net->scores_by_width(full.net->forward(
+      torch::tensor(data::input_window(history, 16), torch::kInt32).to(torch::kInt64).view({1, 16})))[1][0][15];
+  for (std::size_t i = 0; i < top.size(); ++i) {
+    EXPECT_TRUE(top[i].first != 3 && top[i].first != 5 && top[i].first != 7 && top[i].first != 0) << top[i].first;
+    EXPECT_FLOAT_EQ(top[i].second, width8[top[i].first].item<float>());
+    if (i > 0) EXPECT_GE(top[i - 1].second, top[i].second);
+  }
+  EXPECT_EQ(train::recommend(*full.net, history, 16, 0, 100).size(), 40u - 3u);  // every item but the history's
+  EXPECT_THROW(train::recommend(*full.net, history, 16, 6, 5), std::invalid_argument);
+}
