@@ -28,6 +28,8 @@
 #include "eval/seesaw.h"
 #include "serve/ranker.h"
 #include "model/model_dir.h"
+#include "data/item_text.h"
+#include "model/lsa.h"
 #include "model/sequential.h"
 #include "model/sequential_dir.h"
 #include "report/report.h"
@@ -447,6 +449,39 @@ int run_recommend(const RecommendOptions& o) {
     for (std::size_t i = 0; i < top.size(); ++i)
       std::printf("%zu\t%s\t%.6g\n", i + 1, m.items.external(top[i].first).c_str(), top[i].second);
   }
+  return 0;
+}
+
+int run_item_vectors(const ItemVectorsOptions& o) {
+  check_output_file(o.out, "--out");
+  if (o.text_columns.empty()) throw ConfigError("--text-columns: name at least one column of " + o.items);
+  if (o.min_df < 1) throw ConfigError("--min-df " + std::to_string(o.min_df) + ": must be at least 1");
+  const data::ItemText items = data::read_item_text(o.items, o.id_column, o.text_columns);
+  const data::TfIdf tfidf = data::tf_idf(items.texts, o.min_df, o.bigrams);
+  const std::int64_t limit = std::min<std::int64_t>(tfidf.matrix.rows, tfidf.matrix.cols);
+  if (o.dim < 1 || o.dim > limit)
+    throw ConfigError("--dim " + std::to_string(o.dim) + ": must be from 1 to " + std::to_string(limit) + " (" +
+                      std::to_string(tfidf.matrix.rows) + " items, " + std::to_string(tfidf.matrix.cols) +
+                      " terms seen in at least --min-df " + std::to_string(o.min_df) + " items)");
+  const torch::Tensor vectors = model::truncated_svd(tfidf.matrix, o.dim, o.power_iterations, o.seed).contiguous();
+  std::string text;
+  char buf[32];
+  const float* v = vectors.data_ptr<float>();
+  std::int64_t empty_rows = 0;
+  for (std::int64_t i = 0; i < tfidf.matrix.rows; ++i) {
+    empty_rows += tfidf.matrix.indptr[i] == tfidf.matrix.indptr[i + 1];
+    text += items.ids[static_cast<std::size_t>(i)];
+    for (std::int64_t d = 0; d < o.dim; ++d) {
+      std::snprintf(buf, sizeof buf, "%c%.6g", d == 0 ? '\t' : ' ', v[i * o.dim + d]);
+      text += buf;
+    }
+    text += '\n';
+  }
+  write_file_atomic(o.out, text);
+  std::printf("%lld item vectors of %lld dimensions written to %s (%lld terms; %lld items with no kept term are zero "
+              "vectors)\n",
+              static_cast<long long>(tfidf.matrix.rows), static_cast<long long>(o.dim), o.out.c_str(),
+              static_cast<long long>(tfidf.matrix.cols), static_cast<long long>(empty_rows));
   return 0;
 }
 

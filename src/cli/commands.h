@@ -53,6 +53,19 @@ struct RecommendOptions {
 // Prints the top k items to follow a history, the history's items left out.
 int run_recommend(const RecommendOptions& o);
 
+struct ItemVectorsOptions {
+  std::string items, id_column = "item", out;
+  std::vector<std::string> text_columns;
+  std::int64_t dim = 64;
+  int min_df = 2;
+  bool bigrams = true;
+  int power_iterations = 5;
+  std::uint64_t seed = 0;
+};
+// LSA item vectors from item text: TF-IDF of word uni- and bigrams, then a
+// truncated SVD; writes `item<TAB>v1 v2 ...` lines.
+int run_item_vectors(const ItemVectorsOptions& o);
+
 struct QuickstartOptions {
   std::string dir = "mtrank-quickstart";
   int threads = 0;

@@ -197,6 +197,29 @@ int main(int argc, char** argv) {
       "items the model does not know are skipped (counted on stderr). Example:\n"
       "  mtrank recommend --model M --width 16 --history \"1193 661 914 3408\" -k 10");
 
+  mtrank::cli::ItemVectorsOptions iv;
+  auto* itemvec = app.add_subcommand("item-vectors",
+                                     "Compute LSA item vectors from item text (TF-IDF of word uni- and bigrams, then a "
+                                     "truncated SVD).");
+  itemvec->add_option("--items", iv.items, "Item table (CSV/TSV with a header, gzip by .gz)")->required()->check(
+      CLI::ExistingFile);
+  itemvec->add_option("--id-column", iv.id_column, "Column of the item ids")->capture_default_str();
+  itemvec->add_option("--text-columns", iv.text_columns, "Text columns, comma-separated (e.g. title,genres)")
+      ->required()
+      ->delimiter(',');
+  itemvec->add_option("--dim", iv.dim, "Vector dimensions")->capture_default_str();
+  itemvec->add_option("--min-df", iv.min_df, "Keep terms found in at least this many items")->capture_default_str();
+  itemvec->add_flag("!--no-bigrams", iv.bigrams, "Words only, no adjacent word pairs");
+  itemvec->add_option("--power-iterations", iv.power_iterations, "Randomized SVD power iterations")
+      ->capture_default_str();
+  itemvec->add_option("--seed", iv.seed, "Seed of the randomized SVD")->capture_default_str();
+  itemvec->add_option("--out", iv.out, "Output: one 'item<TAB>v1 v2 ...' line per item")->required();
+  itemvec->footer(
+      "No pretrained text encoder ships in Debian; these vectors stand in for one: items whose text\n"
+      "shares rare words get similar vectors. Example:\n"
+      "  mtrank item-vectors --items ../shared/datasets/ml-1m.items.tsv.gz --text-columns title,genres \\\n"
+      "    --dim 64 --out ml-1m.lsa64.tsv");
+
   mtrank::cli::PredictOptions pr;
   auto* predict = app.add_subcommand("predict", "Score a file: one output row per input row, one column per task.");
   predict->add_option("--model", pr.model, "Model directory from 'mtrank train'")->required();
@@ -360,6 +383,7 @@ int main(int argc, char** argv) {
     if (*evalc) return mtrank::cli::run_eval(ev);
     if (*predict) return mtrank::cli::run_predict(pr);
     if (*exportc) return mtrank::cli::run_export(ex);
+    if (*itemvec) return mtrank::cli::run_item_vectors(iv);
     if (*recommendc) return mtrank::cli::run_recommend(rc);
     if (*doctor) return mtrank::cli::run_doctor(dr);
     if (*report) return mtrank::cli::run_report(rp);

@@ -241,6 +241,13 @@ assert not {l[1] for l in lines} & {"1", "2", "3"}, lines
 scores = [float(l[2]) for l in lines]; assert scores == sorted(scores, reverse=True), scores
 r = json.load(open("rec.json")); assert len(r["items"]) == 3 and r["unknown_history_items"] == 1, r
 PY
+# item-vectors: LSA vectors of item text, one 'item<TAB>v1 v2 ...' line per item.
+printf 'item\ttitle\tgenres\n1\tToy Story\tAnimation|Comedy\n2\tToy Story 2\tAnimation|Comedy\n3\tHeat\tAction|Crime\n4\tHeat Wave\tAction\n5\tComedy Night\tComedy\n' > items.tsv
+"$MTRANK" item-vectors --items items.tsv --text-columns title,genres --dim 3 --min-df 1 --out vec.tsv >/dev/null || fail "item-vectors"
+[ "$(wc -l < vec.tsv)" -eq 5 ] || fail "item-vectors: expected 5 lines"
+awk -F'\t' '{ if (split($2, v, " ") != 3) exit 1 }' vec.tsv || fail "item-vectors: expected 3 values a line"
+expect_error 2 "--dim 50: must be from 1 to" -- "$MTRANK" item-vectors --items items.tsv --text-columns title --dim 50 --out v2.tsv
+expect_error 3 "missing column 'name'" -- "$MTRANK" item-vectors --items items.tsv --text-columns name --out v3.tsv
 expect_error 2 "is not one of the model's widths" -- "$MTRANK" export --model seqm --width 5 --out seqm5
 expect_error 2 "--max-steps bounds a [sequential] model" -- "$MTRANK" train --config qs/quickstart.toml --out m11 --max-steps 3
 expect_error 2 "leave-one-out" -- "$MTRANK" train --config seq.toml --train seq.txt --val seq.txt --out m12

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "data/item_text.h"
+#include "model/lsa.h"
 #include "model/matryoshka.h"
 
 using namespace mtrank;
@@ -79,4 +81,33 @@ TEST(MatryoshkaCrossEntropy, EqualsEveryWidthsLogitsThroughCrossEntropy) {
       if (with_bias) EXPECT_TRUE(torch::allclose(b1.grad(), b2.grad(), 1e-4, 1e-6));
     }
   }
+}
+
+TEST(Lsa, TruncatedSvdMatchesTheExactSvd) {
+  // A random sparse 60 x 40 matrix: the randomized SVD's top 5 singular
+  // values and directions against LAPACK's exact SVD of the dense matrix.
+  torch::manual_seed(2);
+  const torch::Tensor dense = torch::rand({60, 40}) * (torch::rand({60, 40}) < 0.2).to(torch::kFloat32);
+  data::SparseMatrix x;
+  x.rows = 60, x.cols = 40;
+  x.indptr.push_back(0);
+  for (std::int64_t i = 0; i < 60; ++i) {
+    for (std::int64_t j = 0; j < 40; ++j)
+      if (dense[i][j].item<float>() != 0) {
+        x.indices.push_back(static_cast<std::int32_t>(j));
+        x.values.push_back(dense[i][j].item<float>());
+      }
+    x.indptr.push_back(static_cast<std::int64_t>(x.indices.size()));
+  }
+  const torch::Tensor us = model::truncated_svd(x, 5, 5, 7);
+  ASSERT_EQ(us.sizes(), (std::vector<std::int64_t>{60, 5}));
+  const auto [u, s, vh] = torch::linalg_svd(dense, false);
+  for (std::int64_t k = 0; k < 5; ++k) {
+    const torch::Tensor column = us.select(1, k);
+    EXPECT_NEAR(column.norm().item<double>(), s[k].item<double>(), 1e-3 * s[k].item<double>()) << k;
+    // Same direction up to sign.
+    EXPECT_NEAR(std::abs(torch::dot(column / column.norm(), u.select(1, k)).item<double>()), 1.0, 1e-3) << k;
+  }
+  EXPECT_TRUE(torch::equal(model::truncated_svd(x, 5, 5, 7), us));  // deterministic for a seed
+  EXPECT_THROW(model::truncated_svd(x, 41, 5, 7), std::invalid_argument);
 }
