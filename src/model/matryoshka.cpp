@@ -166,39 +166,56 @@ class MatryoshkaCrossEntropy : public torch::autograd::Function<MatryoshkaCrossE
       grad_e_chunks.push_back(torch::zeros({V, hi[k] - lo[k]}, table.options()));
     }
     torch::Tensor grad_h = torch::empty_like(h);
-    torch::Tensor grad_b = has_bias ? torch::zeros_like(b) : torch::zeros({0}, h.options());
     // Blocks of about 256k logits per width: the products are GEMMs of
-    // useful size, and the softmax reads one row at a time. 64k to 1M ran
-    // within 10% of each other on ML-1M's shape (bench/sequential_step.cpp).
+    // useful size, and the softmax reads one row at a time. Threads take
+    // whole blocks (their BLAS calls then run on one thread each): a second
+    // thread inside each block's small products made a step slower, not
+    // faster (bench/sequential_step.cpp, docs/benchmarks.md).
     const std::int64_t rows = std::clamp<std::int64_t>((std::int64_t{1} << 18) / std::max<std::int64_t>(V, 1), 16, 1024);
+    const std::int64_t blocks = (P + rows - 1) / rows;
     const double scale = 1.0 / static_cast<double>(W * std::max<std::int64_t>(P, 1));
-    double loss = 0;
-    std::vector<torch::Tensor> products(static_cast<std::size_t>(W)), h_chunks(static_cast<std::size_t>(W));
-    std::vector<double> row_loss(static_cast<std::size_t>(rows));
-    for (std::int64_t r0 = 0; r0 < P; r0 += rows) {
-      const std::int64_t r1 = std::min(P, r0 + rows), R = r1 - r0;
-      for (int k = 0; k < W; ++k) {
-        h_chunks[k] = h.slice(0, r0, r1).slice(1, lo[k], hi[k]).contiguous();
-        products[k] = torch::mm(h_chunks[k], e_chunks[k].t());  // [R, V], contiguous
-      }
-      const std::int64_t* target = t.data_ptr<std::int64_t>() + r0;
-      at::parallel_for(0, R, 8, [&](std::int64_t begin, std::int64_t end) {
-        std::vector<float> scratch(static_cast<std::size_t>(V));
-        std::vector<float*> chunks(static_cast<std::size_t>(W));
-        for (std::int64_t r = begin; r < end; ++r) {
-          for (int k = 0; k < W; ++k) chunks[k] = products[k].data_ptr<float>() + r * V;
-          row_loss[static_cast<std::size_t>(r)] = softmax_row(chunks.data(), W, V, has_bias ? b.data_ptr<float>() : nullptr,
-                                                              target[r], scratch.data());
+    // Per thread: its share of the E and bias gradients and of the loss.
+    const int threads = at::get_num_threads();
+    std::vector<std::vector<torch::Tensor>> grad_e_parts(static_cast<std::size_t>(threads));
+    std::vector<torch::Tensor> grad_b_parts(static_cast<std::size_t>(threads));
+    std::vector<double> block_loss(static_cast<std::size_t>(blocks), 0.0);
+    at::parallel_for(0, blocks, 1, [&](std::int64_t first, std::int64_t last) {
+      const std::size_t thread = static_cast<std::size_t>(at::get_thread_num());
+      std::vector<torch::Tensor>& grad_e_part = grad_e_parts[thread];
+      if (grad_e_part.empty())
+        for (int k = 0; k < W; ++k) grad_e_part.push_back(torch::zeros({V, hi[k] - lo[k]}, table.options()));
+      if (has_bias && !grad_b_parts[thread].defined()) grad_b_parts[thread] = torch::zeros_like(b);
+      std::vector<torch::Tensor> products(static_cast<std::size_t>(W)), h_chunks(static_cast<std::size_t>(W));
+      std::vector<float> scratch(static_cast<std::size_t>(V));
+      std::vector<float*> chunks(static_cast<std::size_t>(W));
+      for (std::int64_t block = first; block < last; ++block) {
+        const std::int64_t r0 = block * rows, r1 = std::min(P, r0 + rows), R = r1 - r0;
+        for (int k = 0; k < W; ++k) {
+          h_chunks[k] = h.slice(0, r0, r1).slice(1, lo[k], hi[k]).contiguous();
+          products[k] = torch::mm(h_chunks[k], e_chunks[k].t());  // [R, V], contiguous
         }
-      });
-      for (std::int64_t r = 0; r < R; ++r) loss += row_loss[static_cast<std::size_t>(r)];
-      // products[k] now holds S_k, the gradient of chunk k's product.
-      for (int k = 0; k < W; ++k) {
-        grad_h.slice(0, r0, r1).slice(1, lo[k], hi[k]).copy_(torch::mm(products[k], e_chunks[k]).mul_(scale));
-        grad_e_chunks[k].addmm_(products[k].t(), h_chunks[k], 1.0, scale);
+        const std::int64_t* target = t.data_ptr<std::int64_t>() + r0;
+        double loss = 0;
+        for (std::int64_t r = 0; r < R; ++r) {
+          for (int k = 0; k < W; ++k) chunks[k] = products[k].data_ptr<float>() + r * V;
+          loss += softmax_row(chunks.data(), W, V, has_bias ? b.data_ptr<float>() : nullptr, target[r], scratch.data());
+        }
+        block_loss[static_cast<std::size_t>(block)] = loss;
+        // products[k] now holds S_k, the gradient of chunk k's product.
+        for (int k = 0; k < W; ++k) {
+          grad_h.slice(0, r0, r1).slice(1, lo[k], hi[k]).copy_(torch::mm(products[k], e_chunks[k]).mul_(scale));
+          grad_e_part[k].addmm_(products[k].t(), h_chunks[k], 1.0, scale);
+        }
+        if (has_bias) grad_b_parts[thread].add_(products[0].sum(0), scale);
       }
-      if (has_bias) grad_b.add_(products[0].sum(0), scale);
-    }
+    });
+    double loss = 0;
+    for (double l : block_loss) loss += l;  // in block order: the same sum for any thread count
+    for (const auto& part : grad_e_parts)
+      for (int k = 0; k < static_cast<int>(part.size()); ++k) grad_e_chunks[k].add_(part[k]);
+    torch::Tensor grad_b = has_bias ? torch::zeros_like(b) : torch::zeros({0}, h.options());
+    for (const auto& part : grad_b_parts)
+      if (part.defined()) grad_b.add_(part);
     torch::Tensor grad_e = torch::cat(grad_e_chunks, 1);
     ctx->save_for_backward({grad_h, grad_e, grad_b});
     return torch::tensor(loss * scale, h.options());
