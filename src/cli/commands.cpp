@@ -401,6 +401,8 @@ int run_export(const ExportOptions& o) {
   json meta = m.meta;
   meta["widths"] = config.sequential.widths;
   meta["exported_from"] = {{"model", o.model}, {"widths", m.config.sequential.widths}, {"width", o.width}};
+  // The full model's test metrics cover widths this model does not have.
+  if (meta.contains("training") && meta["training"].is_object()) meta["training"].erase("test");
   model::save_sequential_model_dir(o.out, config, m.items, *small, meta);
   std::int64_t before = 0, after = 0;
   for (const auto& p : m.net->parameters()) before += p.numel();
@@ -424,8 +426,11 @@ int run_recommend(const RecommendOptions& o) {
   }
   // A `user item` log's ids were read as numbers ("010" is item 10): an
   // unknown id made of digits is tried without its leading zeros.
+  const std::string& log = m.config.data.train;
+  const bool numeric_ids = log.size() >= 4 && (log.compare(log.size() - 4, 4, ".txt") == 0 ||
+                                               (log.size() >= 7 && log.compare(log.size() - 7, 7, ".txt.gz") == 0));
   for (std::string& n : names) {
-    if (m.items.find(n) != 0 || n.find_first_not_of("0123456789") != std::string::npos) continue;
+    if (!numeric_ids || m.items.find(n) != 0 || n.find_first_not_of("0123456789") != std::string::npos) continue;
     const std::size_t first = n.find_first_not_of('0');
     n = first == std::string::npos ? "0" : n.substr(first);
   }
@@ -458,6 +463,9 @@ int run_item_vectors(const ItemVectorsOptions& o) {
   if (o.min_df < 1) throw ConfigError("--min-df " + std::to_string(o.min_df) + ": must be at least 1");
   const data::ItemText items = data::read_item_text(o.items, o.id_column, o.text_columns);
   const data::TfIdf tfidf = data::tf_idf(items.texts, o.min_df, o.bigrams);
+  if (tfidf.matrix.cols == 0)
+    throw ConfigError("--min-df " + std::to_string(o.min_df) + ": no term is in that many of the " +
+                      std::to_string(tfidf.matrix.rows) + " items; lower it");
   const std::int64_t limit = std::min<std::int64_t>(tfidf.matrix.rows, tfidf.matrix.cols);
   if (o.dim < 1 || o.dim > limit)
     throw ConfigError("--dim " + std::to_string(o.dim) + ": must be from 1 to " + std::to_string(limit) + " (" +

@@ -153,8 +153,8 @@ class MatryoshkaCrossEntropy : public torch::autograd::Function<MatryoshkaCrossE
     const std::int64_t P = hidden.size(0), V = table.size(0);
     const int W = static_cast<int>(widths.size());
     const bool has_bias = bias.numel() > 0;  // an empty tensor stands for none (apply needs defined inputs)
-    const torch::Tensor h = hidden.contiguous().to(torch::kFloat32), t = targets.contiguous().to(torch::kInt64);
-    const torch::Tensor b = has_bias ? bias.contiguous() : torch::Tensor();
+    const torch::Tensor h = hidden.detach().contiguous().to(torch::kFloat32), t = targets.contiguous().to(torch::kInt64);
+    const torch::Tensor b = has_bias ? bias.detach().contiguous() : torch::Tensor();
     // Each chunk's columns of H and E as contiguous matrices: BLAS runs
     // small-K products on strided slices at a third of the speed.
     std::vector<torch::Tensor> e_chunks, grad_e_chunks;
@@ -162,7 +162,7 @@ class MatryoshkaCrossEntropy : public torch::autograd::Function<MatryoshkaCrossE
     for (int k = 0; k < W; ++k) {
       lo[k] = k == 0 ? 0 : widths[static_cast<std::size_t>(k - 1)];
       hi[k] = widths[static_cast<std::size_t>(k)];
-      e_chunks.push_back(table.slice(1, lo[k], hi[k]).contiguous());
+      e_chunks.push_back(table.detach().slice(1, lo[k], hi[k]).contiguous());
       grad_e_chunks.push_back(torch::zeros({V, hi[k] - lo[k]}, table.options()));
     }
     torch::Tensor grad_h = torch::empty_like(h);
@@ -180,6 +180,10 @@ class MatryoshkaCrossEntropy : public torch::autograd::Function<MatryoshkaCrossE
     std::vector<torch::Tensor> grad_b_parts(static_cast<std::size_t>(threads));
     std::vector<double> block_loss(static_cast<std::size_t>(blocks), 0.0);
     at::parallel_for(0, blocks, 1, [&](std::int64_t first, std::int64_t last) {
+      // Grad mode is per thread, and autograd turns it off only on the
+      // calling one: without this, the other threads' ops on `h` (which
+      // requires grad) would record graphs, racing on the shared grad_h.
+      torch::NoGradGuard no_grad;
       const std::size_t thread = static_cast<std::size_t>(at::get_thread_num());
       std::vector<torch::Tensor>& grad_e_part = grad_e_parts[thread];
       if (grad_e_part.empty())

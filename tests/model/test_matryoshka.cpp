@@ -55,9 +55,13 @@ TEST(MatryoshkaCrossEntropy, EqualsEveryWidthsLogitsThroughCrossEntropy) {
   // width's logits materialized, cross_entropy over all of them, mean over
   // widths. With and without the per-item bias; with V = 9 the 70 rows are
   // one block, with V = 70000 blocks of 16 rows (the least), so five.
+  // On 2 threads too: the threads take blocks, and grad mode must be off on
+  // every one of them (it is per thread).
+  for (int threads : {1, 2})
   for (std::int64_t V : {9, 70000}) {
     for (bool with_bias : {false, true}) {
-      SCOPED_TRACE(std::to_string(V) + (with_bias ? " with bias" : ""));
+      at::set_num_threads(threads);
+      SCOPED_TRACE(std::to_string(V) + (with_bias ? " with bias" : "") + ", threads " + std::to_string(threads));
       torch::manual_seed(3);
       const std::vector<std::int64_t> widths = {2, 4, 8};
       const std::int64_t P = 70;
@@ -81,6 +85,7 @@ TEST(MatryoshkaCrossEntropy, EqualsEveryWidthsLogitsThroughCrossEntropy) {
       if (with_bias) EXPECT_TRUE(torch::allclose(b1.grad(), b2.grad(), 1e-4, 1e-6));
     }
   }
+  at::set_num_threads(1);
 }
 
 TEST(Lsa, TruncatedSvdMatchesTheExactSvd) {

@@ -76,7 +76,13 @@ TEST(SequentialConfig, ParsesRoundTripsAndRefusesRankingSections) {
   };
   EXPECT_NE(error_of(std::string(kConfig) + "[[features]]\nname = \"x\"\n").find("has no [[features]]"), std::string::npos);
   EXPECT_NE(error_of("[sequential]\nwidths = [16, 8]\n").find("must increase"), std::string::npos);
-  EXPECT_NE(error_of("[sequential]\n[train]\nmonitor = \"auc\"\n").find("not ndcg@K"), std::string::npos);
+  EXPECT_NE(error_of("[sequential]\n[train]\nmonitor = \"auc\"\n").find("is not one of ndcg@5"), std::string::npos);
+  // A cut-off validation does not compute would never improve: refused too.
+  EXPECT_NE(error_of("[sequential]\n[train]\nmonitor = \"recall@50\"\n").find("is not one of"), std::string::npos);
+  for (const std::string& name : train::next_item_metric_names()) {  // every computed metric is accepted
+    Config c = parse_config("[sequential]\n[train]\nmonitor = \"" + name + "\"\n", "ok.toml");
+    EXPECT_EQ(c.train.monitor, name);
+  }
   EXPECT_NE(error_of("[sequential]\n[train]\noptimizer = \"adagrad\"\n").find("adamw"), std::string::npos);
   EXPECT_NE(error_of("[data]\nval = \"v.txt\"\n[sequential]\n").find("leave-one-out"), std::string::npos);
   // The sequential-only keys are refused for a ranking model.
