@@ -425,15 +425,11 @@ int run_recommend(const RecommendOptions& o) {
     }
   }
   // A `user item` log's ids were read as numbers ("010" is item 10): an
-  // unknown id made of digits is tried without its leading zeros.
-  const std::string& log = m.config.data.train;
-  const bool numeric_ids = log.size() >= 4 && (log.compare(log.size() - 4, 4, ".txt") == 0 ||
-                                               (log.size() >= 7 && log.compare(log.size() - 7, 7, ".txt.gz") == 0));
-  for (std::string& n : names) {
-    if (!numeric_ids || m.items.find(n) != 0 || n.find_first_not_of("0123456789") != std::string::npos) continue;
-    const std::size_t first = n.find_first_not_of('0');
-    n = first == std::string::npos ? "0" : n.substr(first);
-  }
+  // unknown id is tried in that form too.
+  if (train::is_user_item_log(m.config.data.train))
+    for (std::string& n : names)
+      if (m.items.find(n) == 0)
+        if (std::string canonical = data::canonical_integer(n); !canonical.empty()) n = canonical;
   std::int64_t unknown = 0;
   const std::vector<std::int32_t> history = data::map_items(m.items, names, &unknown);
   if (unknown > 0)

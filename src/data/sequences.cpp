@@ -41,14 +41,13 @@ ItemVocabulary ItemVocabulary::from_json(const nlohmann::json& j) {
   return v;
 }
 
-namespace {
-
-// The decimal form of a non-negative integer ("010" -> "10"), or "" if `s` is not one.
 std::string canonical_integer(std::string_view s) {
   std::uint64_t v;
   const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
   return !s.empty() && ec == std::errc() && end == s.data() + s.size() ? std::to_string(v) : std::string();
 }
+
+namespace {
 
 // Users in first-appearance order.
 std::size_t user_index(Interactions& out, std::unordered_map<std::string, std::size_t>& users, std::string_view user) {

@@ -41,6 +41,9 @@ struct Interactions {
 // line: a line with other than two fields, an id that is not an integer, an
 // empty file.
 Interactions read_user_item_lines(const std::string& path);
+// The decimal form of a non-negative integer ("010" -> "10"), or "" if `s` is
+// not one: how read_user_item_lines reads ids.
+std::string canonical_integer(std::string_view s);
 
 // A CSV/TSV log with a header: rows grouped by user and sorted by time within
 // each user, ties in file order. `time` may be empty (file order is time

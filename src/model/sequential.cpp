@@ -79,15 +79,17 @@ TORCH_MODULE(FmrlRecBlock);
 
 }  // namespace
 
+std::size_t width_index(const std::vector<std::int64_t>& widths, std::int64_t width) {
+  const auto it = std::find(widths.begin(), widths.end(), width);
+  if (it != widths.end()) return static_cast<std::size_t>(it - widths.begin());
+  std::string list;
+  for (std::int64_t w : widths) list += (list.empty() ? "" : ", ") + std::to_string(w);
+  throw std::invalid_argument("width " + std::to_string(width) + " is not one of the model's widths (" + list + ")");
+}
+
 SequentialRecommender extract_width(SequentialRecommenderImpl& net, std::int64_t width) {
   SequentialOptions o = net.options();
-  const auto it = std::find(o.widths.begin(), o.widths.end(), width);
-  if (it == o.widths.end()) {
-    std::string list;
-    for (std::int64_t w : o.widths) list += (list.empty() ? "" : ", ") + std::to_string(w);
-    throw std::invalid_argument("width " + std::to_string(width) + " is not one of the model's widths (" + list + ")");
-  }
-  o.widths.erase(it + 1, o.widths.end());
+  o.widths.resize(width_index(o.widths, width) + 1);
   SequentialRecommender small(o);
   torch::NoGradGuard no_grad;
   const auto copy_prefix = [](torch::Tensor& to, const torch::Tensor& from) {

@@ -65,6 +65,10 @@ class SequentialRecommenderImpl : public torch::nn::Module {
 };
 TORCH_MODULE(SequentialRecommender);
 
+// The index of `width` in `widths`; throws std::invalid_argument naming the
+// widths there are when it is not one of them.
+std::size_t width_index(const std::vector<std::int64_t>& widths, std::int64_t width);
+
 // The width-`width` model alone (width one of net's widths): the same block
 // with the widths up to `width`, every tensor the leading slice of net's
 // (every layer is prefix-closed, so that is the whole width-s model). Its

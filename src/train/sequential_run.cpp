@@ -83,8 +83,10 @@ const std::vector<std::string>& next_item_metric_names() {
 
 double WidthMetrics::value(const std::string& name) const { return metric_of(metrics, name); }
 
+bool is_user_item_log(const std::string& path) { return has_suffix(path, ".txt") || has_suffix(path, ".txt.gz"); }
+
 data::Interactions read_interactions(const SequentialConfig& config, const std::string& path) {
-  if (has_suffix(path, ".txt") || has_suffix(path, ".txt.gz")) return data::read_user_item_lines(path);
+  if (is_user_item_log(path)) return data::read_user_item_lines(path);
   return data::read_interaction_table(path, {config.user_column, config.item_column, config.time_column});
 }
 
@@ -178,22 +180,17 @@ std::vector<std::pair<std::int32_t, float>> recommend(model::SequentialRecommend
                                                       std::int64_t width, std::int64_t k) {
   const std::vector<std::int64_t>& widths = net.options().widths;
   const std::int64_t level =
-      width == 0 ? static_cast<std::int64_t>(widths.size()) - 1
-                 : std::find(widths.begin(), widths.end(), width) - widths.begin();
-  if (level >= static_cast<std::int64_t>(widths.size())) {
-    std::string list;
-    for (std::int64_t w : widths) list += (list.empty() ? "" : ", ") + std::to_string(w);
-    throw std::invalid_argument("width " + std::to_string(width) + " is not one of the model's widths (" + list + ")");
-  }
+      static_cast<std::int64_t>(width == 0 ? widths.size() - 1 : model::width_index(widths, width));
   net.eval();
   torch::NoGradGuard no_grad;
   const std::vector<std::int32_t> window = data::input_window(history, max_len);
   const torch::Tensor tokens = windows_tensor(window, 1, max_len);
   torch::Tensor scores = net.scores_by_width(net.forward(tokens).select(1, max_len - 1))[level][0].clone();  // [V]
-  scores[0] = -std::numeric_limits<float>::infinity();
-  for (std::int32_t id : history) scores[id] = -std::numeric_limits<float>::infinity();
-  const std::int64_t available = scores.size(0) - 1 - static_cast<std::int64_t>(
-                                     std::set<std::int32_t>(history.begin(), history.end()).size());
+  const std::set<std::int32_t> left_out(history.begin(), history.end());
+  std::vector<std::int64_t> masked(left_out.begin(), left_out.end());
+  masked.push_back(0);  // padding
+  scores.index_fill_(0, torch::tensor(masked, torch::kInt64), -std::numeric_limits<float>::infinity());
+  const std::int64_t available = scores.size(0) - static_cast<std::int64_t>(masked.size());
   const auto [values, ids] = scores.topk(std::max<std::int64_t>(0, std::min(k, available)));
   std::vector<std::pair<std::int32_t, float>> out;
   for (std::int64_t i = 0; i < ids.size(0); ++i)

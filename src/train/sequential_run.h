@@ -28,6 +28,7 @@ const std::vector<std::string>& next_item_metric_names();
 // (data::read_user_item_lines), else a CSV/TSV table with the columns of
 // [sequential] (data::read_interaction_table).
 data::Interactions read_interactions(const SequentialConfig& config, const std::string& path);
+bool is_user_item_log(const std::string& path);  // .txt or .txt.gz: read as `user item` lines
 
 // The evaluation cases of a split: each user's input history and target.
 struct NextItemCases {
