@@ -19,6 +19,7 @@
 #include "common/system.h"
 #include "config/config.h"
 #include "data/dataset.h"
+#include "data/item_features.h"
 #include "data/preprocessor.h"
 #include "data/record_reader.h"
 #include "data/synth.h"
@@ -138,6 +139,13 @@ int run_train(const TrainOptions& o) {
     if (!config.sequential.enabled)
       throw ConfigError("--max-steps bounds a [sequential] model's training; ranking models train by train.epochs");
     config.train.max_steps = o.max_steps;
+  }
+  if (!o.items.empty() || !o.item_vectors.empty()) {
+    if (!config.sequential.enabled)
+      throw ConfigError("--items and --item-vectors give a [sequential] model item side information; a ranking "
+                        "model reads item columns from its data rows ([[features]])");
+    if (!o.items.empty()) config.data.items = o.items;
+    if (!o.item_vectors.empty()) config.data.item_vectors = o.item_vectors;
   }
   // Every output is checked before any work: a bad --metrics-out used to
   // fail only after training (the model directory is checked by the run).
@@ -468,20 +476,13 @@ int run_item_vectors(const ItemVectorsOptions& o) {
                       std::to_string(tfidf.matrix.rows) + " items, " + std::to_string(tfidf.matrix.cols) +
                       " terms seen in at least --min-df " + std::to_string(o.min_df) + " items)");
   const torch::Tensor vectors = model::truncated_svd(tfidf.matrix, o.dim, o.power_iterations, o.seed).contiguous();
-  std::string text;
-  char buf[32];
-  const float* v = vectors.data_ptr<float>();
+  data::ItemVectors out;
+  out.ids = items.ids;
+  out.dim = o.dim;
+  out.values.assign(vectors.data_ptr<float>(), vectors.data_ptr<float>() + vectors.numel());
   std::int64_t empty_rows = 0;
-  for (std::int64_t i = 0; i < tfidf.matrix.rows; ++i) {
-    empty_rows += tfidf.matrix.indptr[i] == tfidf.matrix.indptr[i + 1];
-    text += items.ids[static_cast<std::size_t>(i)];
-    for (std::int64_t d = 0; d < o.dim; ++d) {
-      std::snprintf(buf, sizeof buf, "%c%.6g", d == 0 ? '\t' : ' ', v[i * o.dim + d]);
-      text += buf;
-    }
-    text += '\n';
-  }
-  write_file_atomic(o.out, text);
+  for (std::int64_t i = 0; i < tfidf.matrix.rows; ++i) empty_rows += tfidf.matrix.indptr[i] == tfidf.matrix.indptr[i + 1];
+  data::write_item_vectors(o.out, out);
   std::printf("%lld item vectors of %lld dimensions written to %s (%lld terms; %lld items with no kept term are zero "
               "vectors)\n",
               static_cast<long long>(tfidf.matrix.rows), static_cast<long long>(o.dim), o.out.c_str(),

@@ -12,6 +12,8 @@ struct TrainOptions {
   int threads = -1;          // -1 = from config
   std::int64_t seed = -1;    // -1 = from config
   std::int64_t max_steps = -1;  // -1 = from config (train.max_steps; sequential models)
+  std::string items;            // sequential models: the item table (overrides data.items)
+  std::vector<std::string> item_vectors;  // sequential models: vector files (override data.item_vectors)
   bool quiet = false;          // no progress bars (metric tables still print)
   bool tables = true;          // print the metric tables (compare turns them off)
   bool resume = false;        // continue from MODEL_DIR's checkpoint

@@ -136,6 +136,15 @@ int main(int argc, char** argv) {
   train->add_option("--max-steps", tr.max_steps,
                     "Sequential models: stop after N optimizer steps (validation and the test evaluation still run; "
                     "default: train.max_steps)");
+  train->add_option("--items", tr.items,
+                    "Sequential models: the item table whose sequential.text_columns and multi_hot_columns are learned "
+                    "item features (overrides data.items)")
+      ->check(CLI::ExistingFile);
+  train->add_option("--item-vectors", tr.item_vectors,
+                    "Sequential models: a file of frozen item vectors (.npy with the id in column 0, or "
+                    "'item<TAB>v1 v2 ...' text as `mtrank item-vectors` writes); repeat for several, concatenated "
+                    "(overrides data.item_vectors)")
+      ->check(CLI::ExistingFile);
   train->add_flag("--quiet", tr.quiet, "No progress bars");
   train->add_option("--warm-start", tr.warm_start,
                     "Initialize from OLD_MODEL_DIR (trained on older data): shared categories keep their embeddings "
@@ -213,12 +222,16 @@ int main(int argc, char** argv) {
   itemvec->add_option("--power-iterations", iv.power_iterations, "Randomized SVD power iterations")
       ->capture_default_str();
   itemvec->add_option("--seed", iv.seed, "Seed of the randomized SVD")->capture_default_str();
-  itemvec->add_option("--out", iv.out, "Output: one 'item<TAB>v1 v2 ...' line per item")->required();
+  itemvec->add_option("--out", iv.out,
+                      "Output: one 'item<TAB>v1 v2 ...' line per item, or with a .npy suffix a float32 NumPy array "
+                      "[items, 1 + dim] whose column 0 is the (integer) item id")
+      ->required();
   itemvec->footer(
       "No pretrained text encoder ships in Debian; these vectors stand in for one: items whose text\n"
       "shares rare words get similar vectors. Example:\n"
       "  mtrank item-vectors --items ../shared/datasets/ml-1m.items.tsv.gz --text-columns title,genres \\\n"
-      "    --dim 64 --out ml-1m.lsa64.tsv");
+      "    --dim 64 --out ml-1m.lsa64.tsv\n"
+      "A sequential model reads them as frozen item vectors (data.item_vectors or train --item-vectors).");
 
   mtrank::cli::PredictOptions pr;
   auto* predict = app.add_subcommand("predict", "Score a file: one output row per input row, one column per task.");

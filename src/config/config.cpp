@@ -459,6 +459,14 @@ void resolve_data_paths(toml::table& t, const std::filesystem::path& dir) {
     for (const char* key : {"train", "val", "test", "cache_dir"})
       if (auto* v = data->get_as<std::string>(key); v && !v->get().empty() && std::filesystem::path(v->get()).is_relative())
         *v = std::filesystem::absolute(dir / v->get()).lexically_normal().string();
+  if (toml::table* data = t["data"].as_table()) {
+    if (auto* v = data->get_as<std::string>("items"); v && !v->get().empty() && std::filesystem::path(v->get()).is_relative())
+      *v = std::filesystem::absolute(dir / v->get()).lexically_normal().string();
+    if (toml::array* files = data->get_as<toml::array>("item_vectors"))
+      for (toml::node& f : *files)
+        if (auto* v = f.as_string(); v && !v->get().empty() && std::filesystem::path(v->get()).is_relative())
+          *v = std::filesystem::absolute(dir / v->get()).lexically_normal().string();
+  }
 }
 
 // Loads a config file, resolving `extends = "base.toml"` or `extends = ["a.toml", "b.toml"]`
@@ -602,6 +610,17 @@ void parse_sequential(const toml::table& table, const SourceInfo& source, Config
   s.user_column = t.string("user_column", s.user_column);
   s.item_column = t.string("item_column", s.item_column);
   s.time_column = t.string("time_column", s.time_column);
+  s.item_ids = t.boolean("item_ids", s.item_ids);
+  s.item_id_column = t.string("item_id_column", s.item_id_column);
+  s.text_columns = t.strings("text_columns", {});
+  s.multi_hot_columns = t.strings("multi_hot_columns", {});
+  s.feature_buckets = t.integer("feature_buckets", s.feature_buckets, 1, std::int64_t{1} << 26);
+  // Columns without data.items, or item_ids = false with nothing else, may
+  // be completed by train --items / --item-vectors: the run checks those.
+  const bool columns = !s.text_columns.empty() || !s.multi_hot_columns.empty();
+  if (!cfg.data.items.empty() && !columns)
+    throw ConfigError(source.where(nullptr, "data.items") + ": data.items is set but [sequential] reads none of its "
+                      "columns; name them in text_columns or multi_hot_columns");
 }
 
 Config parse_table(const toml::table& root_table, const std::string& source_name, const Origins* origins,
@@ -629,6 +648,11 @@ Config parse_table(const toml::table& root_table, const std::string& source_name
     d.weight_column = t.string("weight_column", "");
     d.hash_seed = static_cast<std::uint64_t>(t.integer("hash_seed", static_cast<std::int64_t>(d.hash_seed), 0));
     d.quantile_sample = t.integer("quantile_sample", d.quantile_sample, 16, 1 << 26);
+    d.items = t.string("items", "");
+    d.item_vectors = t.strings("item_vectors", {});
+    for (const char* key : {"items", "item_vectors"})
+      if (t.has(key) && !root.has("sequential"))
+        t.fail(t.get(key), key, "item side information is read by [sequential] models only");
   }
   if (const toml::table* seq = root.subtable("sequential")) {
     parse_sequential(*seq, source, cfg);
@@ -750,7 +774,9 @@ Config load_config(const std::vector<std::string>& paths) {
     const std::filesystem::path base = std::filesystem::path(paths[0]).parent_path();
     // Relative data paths in a config file are relative to the file's directory,
     // so a config works from any working directory.
-    for (std::string* p : {&cfg.data.train, &cfg.data.val, &cfg.data.test, &cfg.data.cache_dir})
+    std::vector<std::string*> paths{&cfg.data.train, &cfg.data.val, &cfg.data.test, &cfg.data.cache_dir, &cfg.data.items};
+    for (std::string& f : cfg.data.item_vectors) paths.push_back(&f);
+    for (std::string* p : paths)
       if (!p->empty() && std::filesystem::path(*p).is_relative())
         *p = std::filesystem::absolute(base / *p).lexically_normal().string();
     return cfg;
@@ -866,6 +892,8 @@ std::string to_toml(const Config& c) {
                     {"eval_batch_size", t.eval_batch_size}};
   toml::table root;
   if (const SequentialConfig& s = c.sequential; s.enabled) {
+    data.insert("items", d.items);
+    data.insert("item_vectors", strings(d.item_vectors));
     train.insert("adam_eps", t.adam_eps);
     train.insert("eval_every_steps", t.eval_every_steps);
     train.insert("max_steps", t.max_steps);
@@ -881,7 +909,12 @@ std::string to_toml(const Config& c) {
                                                   {"exclude", s.exclude},
                                                   {"user_column", s.user_column},
                                                   {"item_column", s.item_column},
-                                                  {"time_column", s.time_column}}},
+                                                  {"time_column", s.time_column},
+                                                  {"item_ids", s.item_ids},
+                                                  {"item_id_column", s.item_id_column},
+                                                  {"text_columns", strings(s.text_columns)},
+                                                  {"multi_hot_columns", strings(s.multi_hot_columns)},
+                                                  {"feature_buckets", s.feature_buckets}}},
                        {"train", std::move(train)}};
   } else {
     root = toml::table{{"data", std::move(data)},   {"features", std::move(features)}, {"tasks", std::move(tasks)},

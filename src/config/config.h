@@ -83,6 +83,9 @@ struct DataConfig {
   std::string weight_column;
   std::uint64_t hash_seed = 0x6d7472616e6bULL;
   std::int64_t quantile_sample = 1 << 20;  // reservoir size per numeric column when fitting
+  // Sequential models only: item side information (data/item_features.h).
+  std::string items;                      // an item table (CSV/TSV with a header) for learned item features
+  std::vector<std::string> item_vectors;  // files of frozen item vectors (.npy or text), concatenated
 };
 
 // One value of a [model] key (model_families.h ModelKey gives its kind).
@@ -186,6 +189,15 @@ struct SequentialConfig {
   std::string exclude = "history";
   // Columns of a CSV/TSV interaction log; `user item` lines (.txt) need none.
   std::string user_column = "user", item_column = "item", time_column = "timestamp";
+  // The item representation, the sum of: learned id embeddings (item_ids),
+  // learned embeddings of the item table's (data.items) text and multi-hot
+  // columns, and the trainable projection of the frozen vectors of
+  // data.item_vectors. The same table embeds the input and scores the output.
+  bool item_ids = true;
+  std::string item_id_column = "item";           // the id column of data.items
+  std::vector<std::string> text_columns;         // hashed word uni- and bigram bags
+  std::vector<std::string> multi_hot_columns;    // hashed '|'-separated values
+  std::int64_t feature_buckets = 1 << 16;        // hash space of those terms
 };
 
 struct ServeConfig {

@@ -11,8 +11,7 @@
 
 namespace mtrank::data {
 
-ItemText read_item_text(const std::string& path, const std::string& id_column,
-                        const std::vector<std::string>& text_columns) {
+ItemTable read_item_table(const std::string& path, const std::string& id_column, const std::vector<std::string>& columns) {
   RecordReader reader(path);
   const std::vector<std::string>& header = reader.header();
   const auto column = [&](const std::string& name) {
@@ -23,11 +22,12 @@ ItemText read_item_text(const std::string& path, const std::string& id_column,
     throw DataError(path + ":1: missing column '" + name + "'; the header has: " + known);
   };
   const int id_col = column(id_column);
-  std::vector<int> text_cols;
-  for (const std::string& c : text_columns) text_cols.push_back(column(c));
+  std::vector<int> cols;
+  for (const std::string& c : columns) cols.push_back(column(c));
   int needed = id_col + 1;
-  for (int c : text_cols) needed = std::max(needed, c + 1);
-  ItemText out;
+  for (int c : cols) needed = std::max(needed, c + 1);
+  ItemTable out;
+  out.columns.resize(cols.size());
   std::unordered_set<std::string> seen;
   std::vector<std::string_view> f;
   while (reader.next(f)) {
@@ -39,12 +39,21 @@ ItemText read_item_text(const std::string& path, const std::string& id_column,
     if (!seen.insert(id).second)
       throw DataError(where + ":" + std::to_string(id_col + 1) + ": column '" + id_column + "': item '" + id +
                       "' appears twice");
-    std::string text;
-    for (int c : text_cols) text += (text.empty() ? "" : " | ") + std::string(f[c]);
     out.ids.push_back(id);
-    out.texts.push_back(std::move(text));
+    for (std::size_t c = 0; c < cols.size(); ++c) out.columns[c].emplace_back(f[cols[c]]);
   }
   if (out.ids.empty()) throw DataError(path + ": no items (the file has only a header)");
+  return out;
+}
+
+ItemText read_item_text(const std::string& path, const std::string& id_column,
+                        const std::vector<std::string>& text_columns) {
+  ItemTable table = read_item_table(path, id_column, text_columns);
+  ItemText out;
+  out.ids = std::move(table.ids);
+  out.texts.resize(out.ids.size());
+  for (std::size_t i = 0; i < out.ids.size(); ++i)
+    for (const auto& column : table.columns) out.texts[i] += (out.texts[i].empty() ? "" : " | ") + column[i];
   return out;
 }
 

@@ -9,12 +9,21 @@
 
 namespace mtrank::data {
 
+// An item table's id column and the named columns, row by row: ids[i] and
+// columns[c][i] (c in the order named). Throws DataError naming the file,
+// line and column: a missing column, a short row, an empty or repeated id, a
+// file with no items.
+struct ItemTable {
+  std::vector<std::string> ids;
+  std::vector<std::vector<std::string>> columns;
+};
+ItemTable read_item_table(const std::string& path, const std::string& id_column, const std::vector<std::string>& columns);
+
 struct ItemText {
   std::vector<std::string> ids;    // the id column, in file order
   std::vector<std::string> texts;  // the text columns joined with " | " (a bigram never spans two columns)
 };
-// A CSV/TSV item table with a header. Throws DataError naming the file, line
-// and column: a missing column, an empty or repeated id, an empty file.
+// A CSV/TSV item table with a header (read_item_table's errors).
 ItemText read_item_text(const std::string& path, const std::string& id_column,
                         const std::vector<std::string>& text_columns);
 

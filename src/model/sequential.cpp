@@ -118,12 +118,30 @@ SequentialRecommenderImpl::SequentialRecommenderImpl(const SequentialOptions& op
   if (options.num_items < 1 || options.blocks < 1)
     throw std::invalid_argument("SequentialRecommender: num_items and blocks must be >= 1");
   const std::int64_t d = options.widths.back();
-  items = register_module("items", torch::nn::Embedding(options.num_items + 1, d));
-  truncated_normal_(items->weight);
+  if (!options.item_ids && options.feature_buckets < 1 && options.vector_dim < 1)
+    throw std::invalid_argument("SequentialRecommender: no item representation (no ids, features or vectors)");
+  if (options.feature_buckets < 0 || options.feature_entries < 0 || options.vector_dim < 0)
+    throw std::invalid_argument("SequentialRecommender: negative item feature sizes");
+  if (options.item_ids) {
+    items = register_module("items", torch::nn::Embedding(options.num_items + 1, d));
+    truncated_normal_(items->weight);
+  }
+  if (options.feature_buckets > 0) {
+    term_embeddings_ = register_parameter("item_terms", torch::empty({options.feature_buckets, d}));
+    truncated_normal_(term_embeddings_);
+    bag_offsets_ = register_buffer("item_bag_offsets", torch::zeros({options.num_items + 1}, torch::kInt64));
+    bag_ids_ = register_buffer("item_bag_ids", torch::zeros({options.feature_entries}, torch::kInt64));
+    bag_weights_ = register_buffer("item_bag_weights", torch::zeros({options.feature_entries}));
+  }
+  if (options.vector_dim > 0) {
+    frozen_vectors_ = register_buffer("item_vectors", torch::zeros({options.num_items + 1, options.vector_dim}));
+    vector_projector = register_module("vector_projector", torch::nn::Linear(options.vector_dim, d));
+  }
   const bool lrurec = options.block == SequentialBlock::kLruRec;
   if (lrurec) {
     input_norm = register_module("input_norm", ChunkedLayerNorm(options.widths));
-    item_bias_ = register_parameter("item_bias", torch::zeros({options.num_items + 1}));
+    // A per-item bias is an id parameter: a model without ids has none.
+    if (options.item_ids) item_bias_ = register_parameter("item_bias", torch::zeros({options.num_items + 1}));
   }
   for (int b = 0; b < options.blocks; ++b) {
     const std::string name = "block" + std::to_string(b);
@@ -135,9 +153,54 @@ SequentialRecommenderImpl::SequentialRecommenderImpl(const SequentialOptions& op
   if (!lrurec) final_norm = register_module("final_norm", ChunkedLayerNorm(options.widths));
 }
 
+void SequentialRecommenderImpl::set_item_features(const std::vector<std::int64_t>& bag_offsets,
+                                                  const std::vector<std::int64_t>& bag_ids,
+                                                  const std::vector<float>& bag_weights, const std::vector<float>& vectors) {
+  const auto n = static_cast<std::size_t>(options_.num_items + 1);
+  torch::NoGradGuard no_grad;
+  if (options_.feature_buckets > 0) {
+    if (bag_offsets.size() != n + 1 || bag_ids.size() != static_cast<std::size_t>(options_.feature_entries) ||
+        bag_weights.size() != bag_ids.size() || bag_offsets.back() != static_cast<std::int64_t>(bag_ids.size()))
+      throw std::invalid_argument("set_item_features: the bags do not match the model's items and feature entries");
+    for (std::int64_t id : bag_ids)
+      if (id < 0 || id >= options_.feature_buckets) throw std::invalid_argument("set_item_features: a term outside the buckets");
+    // embedding_bag takes each bag's start; the last bag ends at the end.
+    bag_offsets_.copy_(torch::tensor(std::vector<std::int64_t>(bag_offsets.begin(), bag_offsets.end() - 1)));
+    if (!bag_ids.empty()) {
+      bag_ids_.copy_(torch::tensor(bag_ids));
+      bag_weights_.copy_(torch::tensor(bag_weights));
+    }
+  } else if (!bag_ids.empty()) {
+    throw std::invalid_argument("set_item_features: bags given to a model without item features");
+  }
+  if (options_.vector_dim > 0) {
+    if (vectors.size() != n * static_cast<std::size_t>(options_.vector_dim))
+      throw std::invalid_argument("set_item_features: the vectors do not match the model's items and vector_dim");
+    frozen_vectors_.copy_(torch::from_blob(const_cast<float*>(vectors.data()),
+                                           {options_.num_items + 1, options_.vector_dim}));
+  } else if (!vectors.empty()) {
+    throw std::invalid_argument("set_item_features: vectors given to a model without vectors");
+  }
+}
+
+torch::Tensor SequentialRecommenderImpl::item_table() {
+  torch::Tensor table;
+  const auto add = [&](const torch::Tensor& part) { table = table.defined() ? table + part : part; };
+  if (items) add(items->weight);
+  if (term_embeddings_.defined())
+    add(std::get<0>(torch::embedding_bag(term_embeddings_, bag_ids_, bag_offsets_, /*scale_grad_by_freq=*/false,
+                                         /*mode=sum*/ 0, /*sparse=*/false, bag_weights_)));
+  if (vector_projector) add(vector_projector(frozen_vectors_));
+  return table;
+}
+
 torch::Tensor SequentialRecommenderImpl::forward(const torch::Tensor& tokens) {
+  return forward(tokens, item_table());
+}
+
+torch::Tensor SequentialRecommenderImpl::forward(const torch::Tensor& tokens, const torch::Tensor& table) {
   const torch::Tensor mask = tokens > 0;
-  torch::Tensor x = hashed_dropout(items(tokens), options_.dropout, is_training());
+  torch::Tensor x = hashed_dropout(torch::embedding(table, tokens), options_.dropout, is_training());
   const bool lrurec = options_.block == SequentialBlock::kLruRec;
   if (lrurec) x = input_norm(x);
   for (auto& block : blocks_) {
@@ -147,12 +210,13 @@ torch::Tensor SequentialRecommenderImpl::forward(const torch::Tensor& tokens) {
   return lrurec ? x : final_norm(x);
 }
 
-torch::Tensor SequentialRecommenderImpl::scores_by_width(const torch::Tensor& hidden) {
+torch::Tensor SequentialRecommenderImpl::scores_by_width(const torch::Tensor& hidden, torch::Tensor table) {
+  if (!table.defined()) table = item_table();
   std::vector<torch::Tensor> out;
   torch::Tensor running = item_bias_.defined() ? item_bias_ : torch::Tensor();
   std::int64_t begin = 0;
   for (std::int64_t w : options_.widths) {
-    const torch::Tensor part = torch::matmul(hidden.slice(-1, begin, w), items->weight.slice(1, begin, w).t());
+    const torch::Tensor part = torch::matmul(hidden.slice(-1, begin, w), table.slice(1, begin, w).t());
     running = running.defined() ? running + part : part;
     out.push_back(running);
     begin = w;
@@ -162,12 +226,13 @@ torch::Tensor SequentialRecommenderImpl::scores_by_width(const torch::Tensor& hi
 
 torch::Tensor SequentialRecommenderImpl::loss(const torch::Tensor& tokens, const torch::Tensor& labels) {
   // Only labelled positions are scored: padding costs no item product.
-  const torch::Tensor hidden = forward(tokens);
+  const torch::Tensor table = item_table();
+  const torch::Tensor hidden = forward(tokens, table);
   const torch::Tensor flat_labels = labels.reshape({-1});
   const torch::Tensor keep = flat_labels.nonzero().squeeze(1);
   const torch::Tensor h = hidden.reshape({-1, hidden.size(-1)}).index_select(0, keep);
   const torch::Tensor target = flat_labels.index_select(0, keep);
-  return matryoshka_cross_entropy(h, items->weight, item_bias_, target, options_.widths);
+  return matryoshka_cross_entropy(h, table, item_bias_, target, options_.widths);
 }
 
 }  // namespace mtrank::model

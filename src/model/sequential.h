@@ -39,26 +39,45 @@ struct SequentialOptions {
   int blocks = 2;
   double dropout = 0.2;
   double r_min = 0.8, r_max = 0.99;  // the LRU's ring (fMRLRec: 0, 0.1)
+  // The item representation (the sum of the parts there are; at least one):
+  bool item_ids = true;               // learned id embeddings [num_items + 1, D]
+  std::int64_t feature_buckets = 0;   // > 0: learned embeddings [buckets, D] of each item's bag of terms
+  std::int64_t feature_entries = 0;   //       the bags' total number of terms
+  std::int64_t vector_dim = 0;        // > 0: frozen vectors [num_items + 1, vector_dim], projected to D
 };
 
 class SequentialRecommenderImpl : public torch::nn::Module {
  public:
   explicit SequentialRecommenderImpl(const SequentialOptions& options);  // throws std::invalid_argument
+  // The item features the options declare (data/item_features.h): each
+  // item's bag of term buckets (offsets [num_items + 2], ids, weights) and the
+  // frozen vectors (row-major [num_items + 1, vector_dim]). Throws
+  // std::invalid_argument when a size differs from the options'.
+  void set_item_features(const std::vector<std::int64_t>& bag_offsets, const std::vector<std::int64_t>& bag_ids,
+                         const std::vector<float>& bag_weights, const std::vector<float>& vectors);
+  // Every item's representation [num_items + 1, D]: what embeds the input
+  // and what the hidden states are scored against.
+  torch::Tensor item_table();
   // tokens [B, L] (0 = padding, on the left) -> hidden states [B, L, D].
   torch::Tensor forward(const torch::Tensor& tokens);
+  // The same with item_table() computed already (evaluation computes it once).
+  torch::Tensor forward(const torch::Tensor& tokens, const torch::Tensor& table);
   // Every width's scores of every item id (0 included): hidden [..., D] ->
   // [widths, ..., num_items + 1]. Width i's are width i-1's plus the next
-  // chunk's product, so all widths cost one full-width product.
-  torch::Tensor scores_by_width(const torch::Tensor& hidden);
+  // chunk's product, so all widths cost one full-width product. `table` is
+  // item_table(), when the caller has it already.
+  torch::Tensor scores_by_width(const torch::Tensor& hidden, torch::Tensor table = {});
   // Full-softmax cross-entropy at every position whose label is not 0, for
   // every width, mean over widths (one width: LRURec's loss).
   torch::Tensor loss(const torch::Tensor& tokens, const torch::Tensor& labels);
   const SequentialOptions& options() const { return options_; }
-  torch::nn::Embedding items{nullptr};
+  torch::nn::Embedding items{nullptr};  // when options().item_ids
 
  private:
-  struct Block;
   SequentialOptions options_;
+  torch::Tensor term_embeddings_, bag_ids_, bag_offsets_, bag_weights_;  // learned item features
+  torch::Tensor frozen_vectors_;                                        // frozen vectors (a buffer)
+  torch::nn::Linear vector_projector{nullptr};
   ChunkedLayerNorm input_norm{nullptr}, final_norm{nullptr};  // lrurec / fmrlrec
   torch::Tensor item_bias_;                                   // lrurec
   std::vector<std::shared_ptr<torch::nn::Module>> blocks_;

@@ -9,9 +9,18 @@
 
 namespace mtrank::model {
 
+nlohmann::json to_json(const ItemFeatureSizes& sizes) {
+  return {{"buckets", sizes.buckets}, {"entries", sizes.entries}, {"vector_dim", sizes.vector_dim}};
+}
+
 std::shared_ptr<SequentialRecommenderImpl> create_sequential_model(const SequentialConfig& config,
-                                                                   std::int64_t num_items) {
+                                                                   std::int64_t num_items,
+                                                                   const ItemFeatureSizes& features) {
   SequentialOptions o;
+  o.item_ids = config.item_ids;
+  o.feature_buckets = features.buckets;
+  o.feature_entries = features.entries;
+  o.vector_dim = features.vector_dim;
   o.num_items = num_items;
   o.widths = config.widths;
   o.block = sequential_block(config.block);
@@ -34,6 +43,8 @@ void save_sequential_model_dir(const std::string& dir, const Config& config, con
       throw TrainingError(dir + ": the model's weights hold NaN or infinity; not written");
   meta["format"] = "mtrank-model";
   meta["kind"] = "sequential";
+  const SequentialOptions& o = net.options();
+  meta["item_features"] = to_json(ItemFeatureSizes{o.feature_buckets, o.feature_entries, o.vector_dim});
   std::map<std::string, std::string> files;
   files.emplace("weights.pt", serialize_weights(net, dir));
   files.emplace("config.toml", to_toml(config));
@@ -64,8 +75,21 @@ LoadedSequentialModel load_sequential_model_dir(const std::string& dir) {
     throw ModelError(items_path + ": " + e.what());
   }
   if (m.items.size() < 1) throw ModelError(items_path + ": holds no items");
+  ItemFeatureSizes sizes;
+  const std::string meta_path = (root / "meta.json").string();
+  if (const auto it = m.meta.find("item_features"); it != m.meta.end()) {
+    try {
+      sizes.buckets = it->at("buckets").get<std::int64_t>();
+      sizes.entries = it->at("entries").get<std::int64_t>();
+      sizes.vector_dim = it->at("vector_dim").get<std::int64_t>();
+    } catch (const nlohmann::json::exception& e) {
+      throw ModelError(meta_path + ": corrupt item_features: " + e.what());
+    }
+    if (sizes.buckets < 0 || sizes.entries < 0 || sizes.vector_dim < 0 || (sizes.buckets == 0 && sizes.entries > 0))
+      throw ModelError(meta_path + ": corrupt item_features: " + it->dump());
+  }
   try {
-    m.net = create_sequential_model(m.config.sequential, m.items.size());
+    m.net = create_sequential_model(m.config.sequential, m.items.size(), sizes);
   } catch (const ConfigError& e) {
     throw ModelError(std::string("corrupt model config: ") + e.what());
   }

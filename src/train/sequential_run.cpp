@@ -14,6 +14,7 @@
 #include "common/error.h"
 #include "common/progress.h"
 #include "common/system.h"
+#include "data/item_features.h"
 #include "eval/metric_registry.h"
 #include "eval/next_item.h"
 #include "model/model_dir.h"
@@ -55,16 +56,6 @@ double learning_rate_at(const TrainConfig& t, std::int64_t step, std::int64_t to
   if (t.lr_decay != "cosine" || total <= t.warmup_steps) return t.learning_rate;
   const double progress = static_cast<double>(step - t.warmup_steps) / static_cast<double>(total - t.warmup_steps);
   return t.learning_rate * 0.5 * (1 + std::cos(M_PI * std::min(1.0, progress)));
-}
-
-std::string format_metrics(const std::vector<std::pair<std::string, double>>& metrics) {
-  std::string out;
-  char buf[64];
-  for (const auto& [name, v] : metrics) {
-    std::snprintf(buf, sizeof buf, "%s%s %.4f", out.empty() ? "" : ", ", name.c_str(), v);
-    out += buf;
-  }
-  return out;
 }
 
 double metric_of(const std::vector<std::pair<std::string, double>>& metrics, const std::string& name) {
@@ -121,6 +112,7 @@ NextItemRecord evaluate_next_item(model::SequentialRecommenderImpl& net, const N
   const bool was_training = net.is_training();
   net.eval();
   torch::NoGradGuard no_grad;
+  const torch::Tensor table = net.item_table();
   std::vector<std::int32_t> window_block;
   for (std::int64_t begin = 0; begin < n; begin += batch_size) {
     const std::int64_t end = std::min(n, begin + batch_size);
@@ -130,8 +122,8 @@ NextItemRecord evaluate_next_item(model::SequentialRecommenderImpl& net, const N
       window_block.insert(window_block.end(), w.begin(), w.end());
     }
     const torch::Tensor tokens = windows_tensor(window_block, end - begin, max_len);
-    const torch::Tensor last = net.forward(tokens).select(1, max_len - 1);      // [B, D]
-    const torch::Tensor scores = net.scores_by_width(last).contiguous();        // [W, B, V]
+    const torch::Tensor last = net.forward(tokens, table).select(1, max_len - 1);  // [B, D]
+    const torch::Tensor scores = net.scores_by_width(last, table).contiguous();    // [W, B, V]
     if (!torch::isfinite(scores).all().item<bool>())
       throw TrainingError(path + ": the model scores nan or infinity for a user of " + name);
     const std::int64_t V = scores.size(2);
@@ -185,7 +177,9 @@ std::vector<std::pair<std::int32_t, float>> recommend(model::SequentialRecommend
   torch::NoGradGuard no_grad;
   const std::vector<std::int32_t> window = data::input_window(history, max_len);
   const torch::Tensor tokens = windows_tensor(window, 1, max_len);
-  torch::Tensor scores = net.scores_by_width(net.forward(tokens).select(1, max_len - 1))[level][0].clone();  // [V]
+  const torch::Tensor table = net.item_table();
+  torch::Tensor scores =
+      net.scores_by_width(net.forward(tokens, table).select(1, max_len - 1), table)[level][0].clone();  // [V]
   const std::set<std::int32_t> left_out(history.begin(), history.end());
   std::vector<std::int64_t> masked(left_out.begin(), left_out.end());
   masked.push_back(0);  // padding
@@ -230,6 +224,15 @@ SequentialRunRecord run_sequential_training(const SequentialRunRequest& request)
   if (!config.data.val.empty() || !config.data.test.empty())
     throw ConfigError("a [sequential] model splits the training log leave-one-out (each user's last item tests, the "
                       "second-last validates); drop --val/--test and data.val/data.test");
+  const bool columns = !sc.text_columns.empty() || !sc.multi_hot_columns.empty();
+  if (columns && config.data.items.empty())
+    throw ConfigError("sequential.text_columns and multi_hot_columns are columns of an item table: set data.items or "
+                      "pass --items FILE");
+  if (!columns && !config.data.items.empty())
+    throw ConfigError(config.data.items + ": an item table, but sequential.text_columns and multi_hot_columns name "
+                      "none of its columns");
+  if (!sc.item_ids && !columns && config.data.item_vectors.empty())
+    throw ConfigError("sequential.item_ids = false and no item features or vectors: items have no representation");
   model::check_model_output_dir(request.out);  // before any work
   run.threads = configure_threads(static_cast<int>(tc.threads));
   torch::manual_seed(tc.seed);
@@ -257,7 +260,47 @@ SequentialRunRecord run_sequential_training(const SequentialRunRequest& request)
                  static_cast<long long>(run.items), static_cast<long long>(run.events),
                  static_cast<long long>(run.users_train_only));
 
-  auto net = model::create_sequential_model(sc, run.items);
+  model::ItemFeatureSizes sizes;
+  data::ItemBags bags;
+  data::ItemVectorTable vectors;
+  const bool integer_ids = is_user_item_log(config.data.train);
+  if (columns) {
+    data::ItemFeatureColumns feature_columns;
+    feature_columns.id_column = sc.item_id_column;
+    feature_columns.text = sc.text_columns;
+    feature_columns.multi_hot = sc.multi_hot_columns;
+    feature_columns.buckets = sc.feature_buckets;
+    feature_columns.seed = config.data.hash_seed;
+    feature_columns.integer_ids = integer_ids;
+    bags = data::item_bags(config.data.items, log.items, feature_columns);
+    sizes.buckets = bags.buckets;
+    sizes.entries = static_cast<std::int64_t>(bags.ids.size());
+    ItemFeatureSummary& f = run.item_features;
+    f.buckets = bags.buckets;
+    f.entries = sizes.entries;
+    f.items_without_row = bags.items_without_row;
+    f.items_without_terms = bags.items_without_terms;
+    f.table_rows_unused = bags.rows_unused;
+    if (progress)
+      std::fprintf(stderr, "item features from %s: %lld terms in %lld buckets; %lld of %lld items have no row, %lld no term\n",
+                   config.data.items.c_str(), static_cast<long long>(f.entries), static_cast<long long>(f.buckets),
+                   static_cast<long long>(f.items_without_row), static_cast<long long>(run.items),
+                   static_cast<long long>(f.items_without_terms));
+  }
+  if (!config.data.item_vectors.empty()) {
+    vectors = data::item_vector_table(config.data.item_vectors, log.items, integer_ids);
+    sizes.vector_dim = vectors.dim;
+    run.item_features.vector_dims = vectors.file_dims;
+    run.item_features.items_without_vector = vectors.items_without_vector;
+    run.item_features.vector_rows_unused = vectors.rows_unused;
+    if (progress)
+      for (std::size_t i = 0; i < config.data.item_vectors.size(); ++i)
+        std::fprintf(stderr, "item vectors from %s: %lld dimensions; %lld of %lld items have none (zero vectors)\n",
+                     config.data.item_vectors[i].c_str(), static_cast<long long>(vectors.file_dims[i]),
+                     static_cast<long long>(vectors.items_without_vector[i]), static_cast<long long>(run.items));
+  }
+  auto net = model::create_sequential_model(sc, run.items, sizes);
+  net->set_item_features(bags.offsets, bags.ids, bags.weights, vectors.values);
   for (const auto& p : net->parameters()) run.parameters += p.numel();
   auto optimizer = make_optimizer(*net, tc);
   const torch::Tensor inputs = windows_tensor(windows.inputs, windows.samples(), max_len);
@@ -408,7 +451,16 @@ nlohmann::json to_metrics_json(const SequentialRunRecord& r) {
           {"read_seconds", r.read_seconds},
           {"train_seconds", r.train_seconds},
           {"validation_seconds", r.validation_seconds},
-          {"steps_per_s", r.train_seconds > 0 ? r.steps / r.train_seconds : 0.0}};
+          {"steps_per_s", r.train_seconds > 0 ? r.steps / r.train_seconds : 0.0},
+          {"item_features", {{"ids", sc.item_ids},
+                             {"buckets", r.item_features.buckets},
+                             {"terms", r.item_features.entries},
+                             {"items_without_row", r.item_features.items_without_row},
+                             {"items_without_terms", r.item_features.items_without_terms},
+                             {"table_rows_unused", r.item_features.table_rows_unused},
+                             {"vector_dims", r.item_features.vector_dims},
+                             {"items_without_vector", r.item_features.items_without_vector},
+                             {"vector_rows_unused", r.item_features.vector_rows_unused}}}};
 }
 
 }  // namespace mtrank::train

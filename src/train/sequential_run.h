@@ -92,8 +92,16 @@ struct ValidationPoint {
   std::vector<std::pair<std::string, double>> val;  // full width
 };
 
+// What the item side information covered (data/item_features.h), for the
+// run's output: which items had a table row or a vector.
+struct ItemFeatureSummary {
+  std::int64_t buckets = 0, entries = 0, items_without_row = 0, items_without_terms = 0, table_rows_unused = 0;
+  std::vector<std::int64_t> vector_dims, items_without_vector, vector_rows_unused;  // per file
+};
+
 struct SequentialRunRecord {
   Config config;
+  ItemFeatureSummary item_features;
   std::int64_t parameters = 0, users = 0, items = 0, events = 0, train_samples = 0, users_train_only = 0;
   int threads = 0;
   double read_seconds = 0, train_seconds = 0, validation_seconds = 0;

@@ -248,6 +248,48 @@ printf 'item\ttitle\tgenres\n1\tToy Story\tAnimation|Comedy\n2\tToy Story 2\tAni
 awk -F'\t' '{ if (split($2, v, " ") != 3) exit 1 }' vec.tsv || fail "item-vectors: expected 3 values a line"
 expect_error 2 "--dim 50: must be from 1 to" -- "$MTRANK" item-vectors --items items.tsv --text-columns title --dim 50 --out v2.tsv
 expect_error 3 "missing column 'name'" -- "$MTRANK" item-vectors --items items.tsv --text-columns name --out v3.tsv
+# item-vectors --out X.npy: a float32 NumPy array [items, 1 + dim], the id in column 0.
+"$MTRANK" item-vectors --items items.tsv --text-columns title,genres --dim 3 --min-df 1 --out vec.npy >/dev/null || fail "item-vectors .npy"
+python3 - <<'PY' || fail "item-vectors .npy contents"
+import struct
+b = open("vec.npy", "rb").read()
+assert b[:8] == b"\x93NUMPY\x01\x00", b[:8]
+n = struct.unpack("<H", b[8:10])[0]; header = b[10:10 + n].decode()
+assert "'descr': '<f4'" in header and "'shape': (5, 4)" in header and (10 + n) % 64 == 0, header
+rows = [struct.unpack("<4f", b[10 + n + 16 * r:10 + n + 16 * (r + 1)]) for r in range(5)]
+text = [l.split("\t") for l in open("vec.tsv").read().splitlines()]
+for row, (item, values) in zip(rows, text):
+    assert row[0] == float(item), (row, item)
+    assert all(abs(a - float(v)) < 1e-5 for a, v in zip(row[1:], values.split())), (row, values)
+PY
+# Item side information by flags: the seq.txt items' table (title, genres) and
+# LSA vectors of it, with no id embeddings; the model directory holds them.
+python3 - <<'PY'
+with open("items30.tsv", "w") as f:
+    f.write("item\ttitle\tgenres\n")
+    for i in range(1, 31):
+        f.write(f"{i}\tmovie m{i}\tg{i % 4}|all\n")
+PY
+"$MTRANK" item-vectors --items items30.tsv --text-columns title,genres --dim 4 --min-df 1 --out vec30.npy >/dev/null || fail "item-vectors items30"
+printf '[sequential]\nitem_ids = false\ntext_columns = ["title"]\nmulti_hot_columns = ["genres"]\nfeature_buckets = 512\n' > seqfeat.toml
+"$MTRANK" train --config seq.toml --config seqfeat.toml --train seq.txt --items items30.tsv --item-vectors vec30.npy \
+  --out seqf --metrics-out seqf.json --max-steps 20 --threads 1 >seqf.out 2>seqf.err || { cat seqf.err; fail "train with item features"; }
+grep -q "item vectors from .*vec30.npy: 4 dimensions; 0 of 30 items have none" seqf.err || { cat seqf.err; fail "item vectors not reported"; }
+mv items30.tsv items30.moved; mv vec30.npy vec30.moved
+"$MTRANK" eval --model seqf --data seq.txt --metrics-out seqfeval.json >/dev/null 2>&1 || fail "eval of a model with item features"
+python3 - <<'PY' || fail "item features metrics"
+import json
+m = json.load(open("seqf.json")); e = json.load(open("seqfeval.json"))
+f = m["item_features"]
+assert f["ids"] is False and f["terms"] == 30 * 5 and f["vector_dims"] == [4], f
+for w in ("4", "8"):
+    for k, v in m["widths"][w].items():
+        assert abs(e["widths"][w][k] - v) < 1e-12, (w, k, v, e["widths"][w][k])
+PY
+printf '1\t0.1 0.2\n2\t0.3\n' > short.tsv
+expect_error 3 "short.tsv:2: item '2' has 1 values, but line 1's item has 2" -- "$MTRANK" train --config seq.toml --train seq.txt --item-vectors short.tsv --out m13
+expect_error 2 "set data.items or pass --items FILE" -- "$MTRANK" train --config seq.toml --config seqfeat.toml --train seq.txt --out m14
+expect_error 2 "--items and --item-vectors give a [sequential] model" -- "$MTRANK" train --config qs/quickstart.toml --out m15 --item-vectors short.tsv
 expect_error 2 "is not one of the model's widths" -- "$MTRANK" export --model seqm --width 5 --out seqm5
 expect_error 2 "--max-steps bounds a [sequential] model" -- "$MTRANK" train --config qs/quickstart.toml --out m11 --max-steps 3
 expect_error 2 "leave-one-out" -- "$MTRANK" train --config seq.toml --train seq.txt --val seq.txt --out m12

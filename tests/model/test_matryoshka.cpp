@@ -82,7 +82,9 @@ TEST(MatryoshkaCrossEntropy, EqualsEveryWidthsLogitsThroughCrossEntropy) {
       (plain * 3).backward();
       EXPECT_TRUE(torch::allclose(h1.grad(), h2.grad(), 1e-4, 1e-6));
       EXPECT_TRUE(torch::allclose(e1.grad(), e2.grad(), 1e-4, 1e-6));
-      if (with_bias) EXPECT_TRUE(torch::allclose(b1.grad(), b2.grad(), 1e-4, 1e-6));
+      if (with_bias) {
+        EXPECT_TRUE(torch::allclose(b1.grad(), b2.grad(), 1e-4, 1e-6));
+      }
     }
   }
   at::set_num_threads(1);

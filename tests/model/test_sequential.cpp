@@ -181,3 +181,103 @@ TEST(HashedDropout, DropsItsShareScalesTheRestAndRepeatsUnderTheSeed) {
   out.sum().backward();
   EXPECT_TRUE(torch::equal(z.grad(), out.detach()));
 }
+
+TEST(SequentialRecommender, ItemFeaturesAndFrozenVectorsFormTheItemTableAndKeepThePrefixProperty) {
+  // No ids: each item's representation is its bag of terms (weighted sum of
+  // term embeddings) plus the projection of its frozen vector.
+  torch::manual_seed(11);
+  model::SequentialOptions o;
+  o.num_items = 12;
+  o.widths = {4, 8, 16};
+  o.item_ids = false;
+  o.feature_buckets = 10;
+  o.vector_dim = 3;
+  // Item i's bag: terms i % 10 (weight 1) and (i + 1) % 10 (weight 0.5); padding's is empty.
+  std::vector<std::int64_t> offsets{0, 0}, ids;
+  std::vector<float> weights, vectors(13 * 3, 0.0f);
+  for (int i = 1; i <= 12; ++i) {
+    ids.insert(ids.end(), {i % 10, (i + 1) % 10});
+    weights.insert(weights.end(), {1.0f, 0.5f});
+    offsets.push_back(static_cast<std::int64_t>(ids.size()));
+    for (int d = 0; d < 3; ++d) vectors[static_cast<std::size_t>(i * 3 + d)] = std::sin(static_cast<float>(i + 5 * d));
+  }
+  o.feature_entries = static_cast<std::int64_t>(ids.size());
+  model::SequentialRecommender net(o);
+  EXPECT_THROW(net->set_item_features(offsets, ids, weights, std::vector<float>(5)), std::invalid_argument);
+  std::vector<std::int64_t> out_of_range = ids;
+  out_of_range[3] = 10;
+  EXPECT_THROW(net->set_item_features(offsets, out_of_range, weights, vectors), std::invalid_argument);
+  net->set_item_features(offsets, ids, weights, vectors);
+  auto params = net->named_parameters();
+  EXPECT_FALSE(params.contains("items.weight"));
+  EXPECT_FALSE(params.contains("item_bias"));  // a per-item bias is an id parameter
+  net->eval();
+  torch::NoGradGuard no_grad;
+  const torch::Tensor terms = params["item_terms"];
+  const torch::Tensor w = params["vector_projector.weight"], b = params["vector_projector.bias"];
+  const torch::Tensor table = net->item_table();
+  ASSERT_EQ(table.sizes(), (std::vector<std::int64_t>{13, 16}));
+  const torch::Tensor v = torch::tensor(vectors).view({13, 3});
+  EXPECT_TRUE(torch::allclose(table[0], b, 1e-6, 1e-6));  // empty bag, zero vector
+  for (int i = 1; i <= 12; ++i) {
+    const torch::Tensor expected = terms[i % 10] + 0.5 * terms[(i + 1) % 10] + torch::matmul(w, v[i]) + b;
+    EXPECT_TRUE(torch::allclose(table[i], expected, 1e-5, 1e-6)) << i;
+  }
+  // Scores read the same table; the exported width-8 model scores as width 8.
+  const torch::Tensor tokens = torch::tensor({0, 0, 3, 5, 7, 2, 1, 4, 4, 9, 12, 6}, torch::kInt64).view({2, 6});
+  const torch::Tensor hidden = net->forward(tokens);
+  const torch::Tensor s = net->scores_by_width(hidden);
+  EXPECT_TRUE(torch::allclose(s[2], torch::matmul(hidden, table.t()), 1e-5, 1e-5));
+  model::SequentialRecommender small = model::extract_width(*net, 8);
+  const torch::Tensor small_scores = small->scores_by_width(small->forward(tokens));
+  EXPECT_TRUE(torch::allclose(small_scores[0], s[0], 1e-5, 1e-5));
+  EXPECT_TRUE(torch::allclose(small_scores[1], s[1], 1e-5, 1e-5));
+  // The suffix of the term table and of the projector reaches width 16 only.
+  terms.slice(1, 8).normal_();
+  w.slice(0, 8).normal_();
+  const torch::Tensor t = net->scores_by_width(net->forward(tokens));
+  EXPECT_TRUE(torch::allclose(t[0], s[0], 1e-6, 1e-6));
+  EXPECT_TRUE(torch::allclose(t[1], s[1], 1e-6, 1e-6));
+  EXPECT_FALSE(torch::allclose(t[2], s[2], 1e-3, 1e-3));
+  // No representation at all is refused.
+  model::SequentialOptions none = o;
+  none.feature_buckets = none.feature_entries = none.vector_dim = 0;
+  EXPECT_THROW(model::SequentialRecommender{none}, std::invalid_argument);
+}
+
+TEST(SequentialLruRec, LearnsAMarkovChainFromItemFeaturesWithoutIds) {
+  // Each item's only representation is a bag of two terms, its own (i) and
+  // one it shares with item i + 15 (30 + i % 15): identity must come from the
+  // features. Measured NDCG@10 0.80, loss 3.44 -> 1.64 (ids: 0.77; chance
+  // about 0.16).
+  torch::manual_seed(0);
+  at::set_num_threads(1);
+  const int items = 30, L = 16;
+  const data::Interactions x = markov_users(300, 24, items, 1);
+  const data::LeaveOneOut split = data::leave_one_out(x);
+  const data::TrainingWindows w = data::training_windows(split.train, L, L);
+  model::SequentialOptions o;
+  o.num_items = items;
+  o.widths = {16};
+  o.blocks = 1;
+  o.dropout = 0.1;
+  o.item_ids = false;
+  o.feature_buckets = 45;
+  std::vector<std::int64_t> offsets{0, 0}, ids;
+  std::vector<float> weights;
+  for (int i = 1; i <= items; ++i) {
+    ids.insert(ids.end(), {i - 1, 30 + (i - 1) % 15});
+    weights.insert(weights.end(), {0.5f, 0.5f});
+    offsets.push_back(static_cast<std::int64_t>(ids.size()));
+  }
+  o.feature_entries = static_cast<std::int64_t>(ids.size());
+  model::SequentialRecommender net(o);
+  net->set_item_features(offsets, ids, weights, {});
+  const auto [first, last] = fit(net, w, 120);
+  EXPECT_LT(last, first - 1.0);
+  net->eval();
+  torch::NoGradGuard no_grad;
+  const std::vector<std::int64_t> ranks =
+      test_ranks(net->scores_by_width(net->forward(test_inputs(split, L)))[0].select(1, L - 1), split);
+  EXPECT_GT(eval::ndcg_from_ranks(ranks, 10), 0.6);
+}

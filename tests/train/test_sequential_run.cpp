@@ -54,6 +54,22 @@ monitor = "ndcg@10"
 threads = 1
 )";
 
+// kConfig with `keys` added to its [sequential] section.
+std::string with_sequential_keys(const std::string& keys) {
+  std::string text = kConfig;
+  return text.insert(text.find("[train]"), keys);
+}
+
+// The ConfigError parsing `text` gives, or "no error".
+std::string error_of(const std::string& text) {
+  try {
+    parse_config(text, "bad.toml");
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
 }  // namespace
 
 TEST(SequentialConfig, ParsesRoundTripsAndRefusesRankingSections) {
@@ -66,14 +82,6 @@ TEST(SequentialConfig, ParsesRoundTripsAndRefusesRankingSections) {
   const Config again = parse_config(to_toml(c), "again.toml");
   EXPECT_EQ(to_toml(again), to_toml(c));
   EXPECT_TRUE(again.sequential.enabled);
-  const auto error_of = [](const std::string& text) {
-    try {
-      parse_config(text, "bad.toml");
-    } catch (const ConfigError& e) {
-      return std::string(e.what());
-    }
-    return std::string("no error");
-  };
   EXPECT_NE(error_of(std::string(kConfig) + "[[features]]\nname = \"x\"\n").find("has no [[features]]"), std::string::npos);
   EXPECT_NE(error_of("[sequential]\nwidths = [16, 8]\n").find("must increase"), std::string::npos);
   EXPECT_NE(error_of("[sequential]\n[train]\nmonitor = \"auc\"\n").find("is not one of ndcg@5"), std::string::npos);
@@ -198,8 +206,113 @@ TEST(SequentialRun, AnExportedWidthScoresAsThatWidthOfTheFullModelAndRecommendLe
   for (std::size_t i = 0; i < top.size(); ++i) {
     EXPECT_TRUE(top[i].first != 3 && top[i].first != 5 && top[i].first != 7 && top[i].first != 0) << top[i].first;
     EXPECT_FLOAT_EQ(top[i].second, width8[top[i].first].item<float>());
-    if (i > 0) EXPECT_GE(top[i - 1].second, top[i].second);
+    if (i > 0) {
+      EXPECT_GE(top[i - 1].second, top[i].second);
+    }
   }
   EXPECT_EQ(train::recommend(*full.net, history, 16, 0, 100).size(), 40u - 3u);  // every item but the history's
   EXPECT_THROW(train::recommend(*full.net, history, 16, 6, 5), std::invalid_argument);
+}
+
+TEST(SequentialConfig, ItemSideInformationKeys) {
+  const Config c = parse_config(with_sequential_keys(R"(
+text_columns = ["title"]
+multi_hot_columns = ["genres"]
+item_ids = false
+feature_buckets = 1024
+)") + "[data]\nitems = \"items.tsv\"\nitem_vectors = [\"a.npy\", \"b.tsv\"]\n",
+                                "seq.toml");
+  EXPECT_EQ(c.data.items, "items.tsv");
+  EXPECT_EQ(c.data.item_vectors, (std::vector<std::string>{"a.npy", "b.tsv"}));
+  EXPECT_FALSE(c.sequential.item_ids);
+  EXPECT_EQ(c.sequential.feature_buckets, 1024);
+  const Config again = parse_config(to_toml(c), "again.toml");
+  EXPECT_EQ(to_toml(again), to_toml(c));
+  EXPECT_EQ(again.data.item_vectors, c.data.item_vectors);
+  std::string e = error_of("[data]\nitems = \"i.tsv\"\n[sequential]\n");
+  EXPECT_NE(e.find("reads none of its columns"), std::string::npos) << e;
+  // Columns without a table, or no representation at all, may be completed by
+  // train --items / --item-vectors, so the run refuses them.
+  mtrank::testing::TempDir dir;
+  train::SequentialRunRequest request;
+  request.config = parse_config("[sequential]\ntext_columns = [\"title\"]\n", "seq.toml");
+  request.config.data.train = dir.write("log.txt", markov_log(10, 5, 1));
+  request.out = dir.file("model");
+  request.show_progress = false;
+  const auto run_error = [&] {
+    try {
+      train::run_sequential_training(request);
+    } catch (const ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  e = run_error();
+  EXPECT_NE(e.find("set data.items or pass --items FILE"), std::string::npos) << e;
+  request.config = parse_config("[sequential]\nitem_ids = false\n", "seq.toml");
+  request.config.data.train = dir.file("log.txt");
+  e = run_error();
+  EXPECT_NE(e.find("no representation"), std::string::npos) << e;
+  e = error_of("[data]\nitem_vectors = [\"v.tsv\"]\n[[features]]\nname = \"a\"\n[[tasks]]\nname = \"t\"\ncolumn = \"c\"\n");
+  EXPECT_NE(e.find("[sequential] models only"), std::string::npos) << e;
+}
+
+TEST(SequentialRun, LearnsFromItemFeaturesAndFrozenVectorsWithoutIdsAndServesThemFromTheModelDirectory) {
+  // The Markov log's items carry a unique title word each ("tok<i>") and one
+  // of 5 genres; the vectors are random but fixed. Without ids, identity comes
+  // from the title bag.
+  mtrank::testing::TempDir dir;
+  const std::string log = dir.write("log.txt", markov_log(240, 20, 3));
+  std::string table = "item\ttitle\tgenres\n", text_vectors, wide_vectors;
+  std::mt19937 rng(9);
+  std::normal_distribution<float> normal;
+  for (int i = 1; i <= 41; ++i) {  // item 1041 is not in the log: its row and vector go unused
+    table += std::to_string(1000 + i) + "\tThe tok" + std::to_string(i) + "\tg" + std::to_string(i % 5) + "|all\n";
+    text_vectors += std::to_string(1000 + i) + "\t";
+    for (int d = 0; d < 4; ++d) text_vectors += (d ? " " : "") + std::to_string(normal(rng));
+    text_vectors += "\n";
+  }
+  train::SequentialRunRequest request;
+  request.config = parse_config(with_sequential_keys("item_ids = false\ntext_columns = [\"title\"]\n"
+                                                     "multi_hot_columns = [\"genres\"]\nfeature_buckets = 4096\n") +
+                                    "[data]\nitems = \"x\"\n",
+                                "seq.toml");
+  request.config.data.train = log;
+  request.config.data.items = dir.write("items.tsv", table);
+  request.config.data.item_vectors = {dir.write("vectors.tsv", text_vectors)};
+  request.config.train.max_steps = 200;
+  request.out = dir.file("model");
+  request.show_progress = false;
+  const train::SequentialRunRecord run = train::run_sequential_training(request);
+  EXPECT_EQ(run.item_features.items_without_row, 0);
+  EXPECT_EQ(run.item_features.table_rows_unused, 1);
+  EXPECT_EQ(run.item_features.entries, 40 * 5);  // the, tok<i>, "the tok<i>", g<i % 5>, all
+  EXPECT_EQ(run.item_features.vector_dims, (std::vector<std::int64_t>{4}));
+  EXPECT_EQ(run.item_features.vector_rows_unused, (std::vector<std::int64_t>{1}));
+  const train::NextItemRecord& test = run.splits[1];
+  EXPECT_GT(test.widths.back().value("ndcg@10"), 0.5);  // chance about 0.12
+  const nlohmann::json metrics = train::to_metrics_json(run);
+  EXPECT_EQ(metrics["item_features"]["ids"], false);
+  EXPECT_EQ(metrics["item_features"]["terms"], 200);
+  // The model directory holds the features: evaluation needs neither file.
+  std::filesystem::remove(request.config.data.items);
+  std::filesystem::remove(request.config.data.item_vectors[0]);
+  model::LoadedSequentialModel m = model::load_sequential_model_dir(request.out);
+  EXPECT_EQ(m.net->options().feature_entries, 200);
+  EXPECT_EQ(m.net->options().vector_dim, 4);
+  const train::NextItemRecord again = train::evaluate_log(*m.net, m.config, m.items, log, nullptr);
+  for (std::size_t k = 0; k < 3; ++k)
+    for (std::size_t i = 0; i < test.widths[k].metrics.size(); ++i)
+      EXPECT_DOUBLE_EQ(again.widths[k].metrics[i].second, test.widths[k].metrics[i].second);
+  // A vector file with a short row is named by file and line; nothing is written.
+  request.config.data.items = dir.write("items.tsv", table);
+  request.config.data.item_vectors = {dir.write("short.tsv", "1001\t1 2 3\n1002\t1 2\n")};
+  request.out = dir.file("model2");
+  try {
+    train::run_sequential_training(request);
+    FAIL() << "no error";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("short.tsv:2: item '1002' has 2 values"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(std::filesystem::exists(request.out));
 }
