@@ -466,6 +466,12 @@ int run_item_vectors(const ItemVectorsOptions& o) {
   if (o.text_columns.empty()) throw ConfigError("--text-columns: name at least one column of " + o.items);
   if (o.min_df < 1) throw ConfigError("--min-df " + std::to_string(o.min_df) + ": must be at least 1");
   const data::ItemText items = data::read_item_text(o.items, o.id_column, o.text_columns);
+  if (o.out.size() >= 4 && o.out.compare(o.out.size() - 4, 4, ".npy") == 0)  // before the SVD, not after
+    for (std::size_t i = 0; i < items.ids.size(); ++i)
+      if (!data::fits_float32_id(items.ids[i]))
+        throw DataError(o.items + ": item '" + items.ids[i] + "' (row " + std::to_string(i + 1) +
+                        ") is not an integer below 2^24, which the float32 id column of --out " + o.out +
+                        " cannot hold exactly; write text vectors (another suffix than .npy)");
   const data::TfIdf tfidf = data::tf_idf(items.texts, o.min_df, o.bigrams);
   if (tfidf.matrix.cols == 0)
     throw ConfigError("--min-df " + std::to_string(o.min_df) + ": no term is in that many of the " +

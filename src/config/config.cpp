@@ -604,6 +604,8 @@ void parse_sequential(const toml::table& table, const SourceInfo& source, Config
   s.max_len = t.integer("max_len", s.max_len, 1, 1 << 16);
   s.window_step = t.integer("window_step", s.window_step, 0, 1 << 16);
   s.exclude = t.choice("exclude", s.exclude, {"history", "none"});
+  s.softmax = t.choice("softmax", s.softmax, {"full", "sampled"});
+  s.negatives = t.integer("negatives", s.negatives, 1, std::int64_t{1} << 24);
   if (!cfg.data.val.empty() || !cfg.data.test.empty())
     throw ConfigError(source.where(nullptr, "data") + ": a [sequential] model splits data.train leave-one-out "
                       "(each user's last item tests, the second-last validates); remove data.val and data.test");
@@ -907,6 +909,8 @@ std::string to_toml(const Config& c) {
                                                   {"max_len", s.max_len},
                                                   {"window_step", s.window_step},
                                                   {"exclude", s.exclude},
+                                                  {"softmax", s.softmax},
+                                                  {"negatives", s.negatives},
                                                   {"user_column", s.user_column},
                                                   {"item_column", s.item_column},
                                                   {"time_column", s.time_column},

@@ -187,6 +187,11 @@ struct SequentialConfig {
   // Ranking at evaluation: "history" leaves out the input window's items
   // (LRURec), "none" ranks every item (fMRLRec).
   std::string exclude = "history";
+  // Training loss: "full" softmax over every item, or "sampled": over the
+  // batch's labels and `negatives` items drawn by training popularity, with
+  // the log-Q correction (for catalogs too large for a full softmax).
+  std::string softmax = "full";
+  std::int64_t negatives = 1024;
   // Columns of a CSV/TSV interaction log; `user item` lines (.txt) need none.
   std::string user_column = "user", item_column = "item", time_column = "timestamp";
   // The item representation, the sum of: learned id embeddings (item_ids),

@@ -1,6 +1,5 @@
 #include "data/item_features.h"
 
-#include <charconv>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -51,13 +50,20 @@ ItemBags item_bags(const std::string& path, const ItemVocabulary& items, const I
   ItemBags out;
   out.buckets = columns.buckets;
   std::vector<std::int64_t> terms;
+  std::vector<std::size_t> row_of(n + 1, 0);
   for (std::size_t r = 0; r < table.ids.size(); ++r) {
     const std::int32_t id = vocabulary_id(items, table.ids[r], columns.integer_ids);
     if (id == 0) {
       ++out.rows_unused;
       continue;
     }
+    if (has_row[static_cast<std::size_t>(id)])
+      throw DataError(path + ":" + std::to_string(table.lines[r]) + ": item '" + table.ids[r] + "' is line " +
+                      std::to_string(table.lines[row_of[static_cast<std::size_t>(id)]]) + "'s item '" +
+                      table.ids[row_of[static_cast<std::size_t>(id)]] +
+                      "' again (the log's ids are integers, so leading zeros do not count)");
     has_row[static_cast<std::size_t>(id)] = true;
+    row_of[static_cast<std::size_t>(id)] = r;
     auto& bag = bags[static_cast<std::size_t>(id)];
     for (std::size_t c = 0; c < names.size(); ++c) {
       const std::string& value = table.columns[c][r];
@@ -81,6 +87,11 @@ ItemBags item_bags(const std::string& path, const ItemVocabulary& items, const I
       for (std::int64_t t : terms) bag.emplace_back(t, 1.0f / static_cast<float>(terms.size()));
     }
   }
+  if (out.rows_unused == static_cast<std::int64_t>(table.ids.size()))
+    throw DataError(path + ": none of its " + std::to_string(table.ids.size()) + " items (column '" +
+                    columns.id_column + "') is an item of the log" +
+                    (columns.integer_ids ? " (a `user item` log's ids are integers)" : " (ids match as strings)") +
+                    "; is it the item table of that log, and the right item_id_column?");
   out.offsets.reserve(n + 2);
   out.offsets.push_back(0);
   for (std::size_t i = 0; i <= n; ++i) {
@@ -150,16 +161,19 @@ ItemVectors read_npy(const std::string& path) {
     throw DataError(path + ": a Fortran-order npy array; save it in C order (np.ascontiguousarray)");
   const std::string shape = npy_field(header, "shape", path);
   long long rows = -1, cols = -1;
-  if (std::sscanf(shape.c_str(), "(%lld, %lld)", &rows, &cols) != 2 || rows < 0 || cols < 0)
+  char close = 0;
+  if (std::sscanf(shape.c_str(), "(%lld, %lld%c", &rows, &cols, &close) != 3 || close != ')' || rows < 0 || cols < 0)
     throw DataError(path + ": npy shape " + shape + "; item vectors are a 2-D array [items, 1 + dim] (id column first)");
   if (rows == 0) throw DataError(path + ": no item vectors (shape " + shape + ")");
   if (cols < 2) throw DataError(path + ": npy shape " + shape + ": needs the id column and at least one value");
   const std::size_t width = f4 ? 4 : 8;
   const std::size_t data_start = start + header_len;
-  const auto expected = static_cast<unsigned long long>(rows) * static_cast<unsigned long long>(cols) * width;
-  if (bytes.size() - data_start != expected)
-    throw DataError(path + ": holds " + std::to_string(bytes.size() - data_start) + " data bytes, shape " + shape +
-                    " needs " + std::to_string(expected) + " (truncated or corrupt)");
+  // Compared by division: rows x cols x width of a crafted header overflows.
+  const std::size_t available = bytes.size() - data_start;
+  const auto ucols = static_cast<unsigned long long>(cols), urows = static_cast<unsigned long long>(rows);
+  if (ucols > available / width || urows != available / (width * ucols) || available % (width * ucols) != 0)
+    throw DataError(path + ": holds " + std::to_string(available) + " data bytes, not what shape " + shape +
+                    " needs (truncated or corrupt)");
   const char* data = bytes.data() + data_start;
   const auto value = [&](std::size_t i) {
     if (f4) {
@@ -178,11 +192,14 @@ ItemVectors read_npy(const std::string& path) {
   for (long long r = 0; r < rows; ++r) {
     const std::string where = path + ": row " + std::to_string(r) + " (0-based)";
     const double id = value(static_cast<std::size_t>(r * cols));
-    if (!(id >= 0 && id < 9007199254740992.0 && id == std::floor(id)))
-      throw DataError(where + ": item id " + std::to_string(id) + " in column 0 is not a non-negative integer");
+    // float32 holds integers exactly only below 2^24: a larger one may be another id rounded.
+    if (!(id >= 0 && id < (f4 ? 16777216.0 : 9007199254740992.0) && id == std::floor(id)))
+      throw DataError(where + ": item id " + std::to_string(id) + " in column 0 is not a non-negative integer" +
+                      (f4 ? " below 2^24 (what float32 holds exactly; save the array as float64)" : ""));
     std::string name = std::to_string(static_cast<long long>(id));
     if (!seen.insert(name).second) throw DataError(where + ": item " + name + " appears twice");
     out.ids.push_back(std::move(name));
+    out.places.push_back("row " + std::to_string(r) + " (0-based)");
     for (long long c = 1; c < cols; ++c) {
       const double v = value(static_cast<std::size_t>(r * cols + c));
       if (!std::isfinite(v) || std::fabs(v) > 3.4e38)
@@ -216,16 +233,18 @@ ItemVectors read_text_vectors(const std::string& path) {
     for (;;) {
       while (p < end && (*p == ' ' || *p == '\r')) ++p;
       if (p == end) break;
-      float v = 0;
-      const auto [next, ec] = std::from_chars(p, end, v);
-      const char* stop = next;
-      while (stop < end && *stop != ' ') ++stop;
-      if (ec != std::errc() || next != stop || !std::isfinite(v))
-        throw DataError(where + ":2: value " + std::to_string(count + 1) + " '" + std::string(p, std::min<std::size_t>(stop - p, 40)) +
+      const char* stop = p;
+      while (stop < end && *stop != ' ' && *stop != '\r') ++stop;
+      // strtod on a copy: an underflow ("1e-50") reads as its nearest float (or 0), as in an npy file.
+      const std::string token(p, stop);
+      char* parsed = nullptr;
+      const double value = std::strtod(token.c_str(), &parsed);
+      if (token.empty() || parsed != token.c_str() + token.size() || !std::isfinite(value) || std::fabs(value) > 3.4028234e38)
+        throw DataError(where + ":2: value " + std::to_string(count + 1) + " '" + token.substr(0, 40) +
                         "' is not a finite number");
-      out.values.push_back(v);
+      out.values.push_back(static_cast<float>(value));
       ++count;
-      p = next;
+      p = stop;
     }
     if (out.ids.empty()) {
       if (count == 0) throw DataError(where + ":2: item '" + id + "' has no values");
@@ -237,6 +256,7 @@ ItemVectors read_text_vectors(const std::string& path) {
                       " (every vector of a file has one width)");
     }
     out.ids.push_back(id);
+    out.places.push_back("line " + std::to_string(reader.line()));
   }
   if (out.ids.empty()) throw DataError(path + ": no item vectors (expected 'item<TAB>v1 v2 ...' lines)");
   return out;
@@ -246,6 +266,11 @@ ItemVectors read_text_vectors(const std::string& path) {
 
 ItemVectors read_item_vectors(const std::string& path) {
   return ends_with(path, ".npy") ? read_npy(path) : read_text_vectors(path);
+}
+
+bool fits_float32_id(const std::string& id) {
+  const std::string canonical = canonical_integer(id);
+  return !canonical.empty() && canonical.size() <= 8 && std::stoull(canonical) < (1ULL << 24);
 }
 
 void write_item_vectors(const std::string& path, const ItemVectors& v) {
@@ -264,14 +289,11 @@ void write_item_vectors(const std::string& path, const ItemVectors& v) {
     out += header;
     out.reserve(out.size() + n * (dim + 1) * 4);
     for (std::size_t i = 0; i < n; ++i) {
-      const std::string canonical = canonical_integer(v.ids[i]);
-      char* end = nullptr;
-      const unsigned long long id = canonical.empty() ? 0 : std::strtoull(canonical.c_str(), &end, 10);
-      if (canonical.empty() || canonical.size() > 8 || id >= (1ULL << 24))
+      if (!fits_float32_id(v.ids[i]))
         throw DataError(path + ": item id '" + v.ids[i] +
                         "' is not an integer below 2^24, which a float32 npy id column cannot hold exactly; "
                         "write text vectors (another suffix than .npy)");
-      const float fid = static_cast<float>(id);
+      const auto fid = static_cast<float>(std::stoull(canonical_integer(v.ids[i])));
       out.append(reinterpret_cast<const char*>(&fid), 4);
       out.append(reinterpret_cast<const char*>(v.values.data() + i * dim), dim * 4);
     }
@@ -300,8 +322,10 @@ ItemVectorTable item_vector_table(const std::vector<std::string>& paths, const I
   const auto n = static_cast<std::size_t>(items.size());
   out.values.assign((n + 1) * static_cast<std::size_t>(out.dim), 0.0f);
   std::int64_t column = 0;
-  for (const ItemVectors& f : files) {
+  for (std::size_t k = 0; k < files.size(); ++k) {
+    const ItemVectors& f = files[k];
     std::vector<bool> has(n + 1, false);
+    std::vector<std::size_t> row_of(n + 1, 0);
     std::int64_t unused = 0;
     for (std::size_t r = 0; r < f.ids.size(); ++r) {
       const std::int32_t id = vocabulary_id(items, f.ids[r], integer_ids);
@@ -309,10 +333,19 @@ ItemVectorTable item_vector_table(const std::vector<std::string>& paths, const I
         ++unused;
         continue;
       }
-      has[static_cast<std::size_t>(id)] = true;
+      const auto i = static_cast<std::size_t>(id);
+      if (has[i])
+        throw DataError(paths[k] + ": " + f.places[r] + ": item '" + f.ids[r] + "' is " + f.places[row_of[i]] +
+                        "'s item '" + f.ids[row_of[i]] + "' again (the log's ids are integers, so leading zeros do not count)");
+      has[i] = true;
+      row_of[i] = r;
       std::memcpy(out.values.data() + static_cast<std::size_t>(id) * static_cast<std::size_t>(out.dim) + column,
                   f.values.data() + r * static_cast<std::size_t>(f.dim), static_cast<std::size_t>(f.dim) * sizeof(float));
     }
+    if (unused == static_cast<std::int64_t>(f.ids.size()))
+      throw DataError(paths[k] + ": none of its " + std::to_string(f.ids.size()) + " item ids is an item of the log" +
+                      (integer_ids ? " (a `user item` log's ids are integers)" : " (ids match as strings)") +
+                      "; are these the vectors of that log's items?");
     std::int64_t missing = 0;
     for (std::size_t i = 1; i <= n; ++i) missing += !has[i];
     out.items_without_vector.push_back(missing);

@@ -39,7 +39,9 @@ struct ItemBags {
   std::int64_t items_without_terms = 0;  // items with a row whose columns hold no term
   std::int64_t rows_unused = 0;          // table rows of items not in the vocabulary
 };
-// Throws DataError naming the file, line and column (read_item_table's errors).
+// Throws DataError naming the file, line and column (read_item_table's
+// errors), for two rows of one item ("7" and "07" with integer ids), and for
+// a table none of whose rows is an item of the vocabulary (ids of another kind).
 ItemBags item_bags(const std::string& path, const ItemVocabulary& items, const ItemFeatureColumns& columns);
 
 // One file of item vectors, by suffix:
@@ -53,17 +55,22 @@ ItemBags item_bags(const std::string& path, const ItemVocabulary& items, const I
 // non-integer id in an npy file, a malformed npy header, an empty file.
 struct ItemVectors {
   std::vector<std::string> ids;  // in file order
+  std::vector<std::string> places;  // each id's place for messages: "line 3" (text), "row 2 (0-based)" (npy)
   std::int64_t dim = 0;
   std::vector<float> values;     // ids.size() x dim
 };
 ItemVectors read_item_vectors(const std::string& path);
+// Whether `id` can be an id of a float32 npy id column: an integer below 2^24.
+bool fits_float32_id(const std::string& id);
 // Writes vectors as text or, for a .npy path, as a float32 npy array with the
 // id column first (ids must then be integers below 2^24, exact in float32;
 // throws DataError otherwise). Atomic (temporary file, then rename).
 void write_item_vectors(const std::string& path, const ItemVectors& vectors);
 
 // The files' vectors side by side, rows by model item id 0..n (row 0 and
-// items a file lacks are zero).
+// items a file lacks are zero). Throws DataError as read_item_vectors does,
+// for two vectors of one item, and for a file none of whose ids is an item
+// of the vocabulary.
 struct ItemVectorTable {
   std::int64_t dim = 0;  // the sum of the files' dims
   std::vector<std::int64_t> file_dims;

@@ -40,6 +40,7 @@ ItemTable read_item_table(const std::string& path, const std::string& id_column,
       throw DataError(where + ":" + std::to_string(id_col + 1) + ": column '" + id_column + "': item '" + id +
                       "' appears twice");
     out.ids.push_back(id);
+    out.lines.push_back(reader.line());
     for (std::size_t c = 0; c < cols.size(); ++c) out.columns[c].emplace_back(f[cols[c]]);
   }
   if (out.ids.empty()) throw DataError(path + ": no items (the file has only a header)");

@@ -15,6 +15,7 @@ namespace mtrank::data {
 // file with no items.
 struct ItemTable {
   std::vector<std::string> ids;
+  std::vector<std::uint64_t> lines;  // each row's line in the file
   std::vector<std::vector<std::string>> columns;
 };
 ItemTable read_item_table(const std::string& path, const std::string& id_column, const std::vector<std::string>& columns);

@@ -183,6 +183,22 @@ void SequentialRecommenderImpl::set_item_features(const std::vector<std::int64_t
   }
 }
 
+void SequentialRecommenderImpl::check_item_features() const {
+  if (bag_offsets_.defined()) {
+    const torch::Tensor steps = bag_offsets_.slice(0, 1) - bag_offsets_.slice(0, 0, -1);
+    if (bag_offsets_[0].item<std::int64_t>() != 0 || (steps < 0).any().item<bool>() ||
+        bag_offsets_[-1].item<std::int64_t>() > options_.feature_entries)
+      throw std::invalid_argument("item_bag_offsets do not increase from 0 within the feature entries");
+    if (bag_ids_.numel() > 0 &&
+        (bag_ids_.min().item<std::int64_t>() < 0 || bag_ids_.max().item<std::int64_t>() >= options_.feature_buckets))
+      throw std::invalid_argument("item_bag_ids holds a term outside the " + std::to_string(options_.feature_buckets) +
+                                  " buckets");
+    if (!torch::isfinite(bag_weights_).all().item<bool>()) throw std::invalid_argument("item_bag_weights holds NaN or infinity");
+  }
+  if (frozen_vectors_.defined() && !torch::isfinite(frozen_vectors_).all().item<bool>())
+    throw std::invalid_argument("item_vectors holds NaN or infinity");
+}
+
 torch::Tensor SequentialRecommenderImpl::item_table() {
   torch::Tensor table;
   const auto add = [&](const torch::Tensor& part) { table = table.defined() ? table + part : part; };
@@ -225,6 +241,11 @@ torch::Tensor SequentialRecommenderImpl::scores_by_width(const torch::Tensor& hi
 }
 
 torch::Tensor SequentialRecommenderImpl::loss(const torch::Tensor& tokens, const torch::Tensor& labels) {
+  return loss(tokens, labels, torch::Tensor(), torch::Tensor());
+}
+
+torch::Tensor SequentialRecommenderImpl::loss(const torch::Tensor& tokens, const torch::Tensor& labels,
+                                              const torch::Tensor& candidates, const torch::Tensor& logit_shift) {
   // Only labelled positions are scored: padding costs no item product.
   const torch::Tensor table = item_table();
   const torch::Tensor hidden = forward(tokens, table);
@@ -232,7 +253,11 @@ torch::Tensor SequentialRecommenderImpl::loss(const torch::Tensor& tokens, const
   const torch::Tensor keep = flat_labels.nonzero().squeeze(1);
   const torch::Tensor h = hidden.reshape({-1, hidden.size(-1)}).index_select(0, keep);
   const torch::Tensor target = flat_labels.index_select(0, keep);
-  return matryoshka_cross_entropy(h, table, item_bias_, target, options_.widths);
+  if (!candidates.defined()) return matryoshka_cross_entropy(h, table, item_bias_, target, options_.widths);
+  // A label's column is its place among the sorted candidates.
+  const torch::Tensor column = torch::searchsorted(candidates, target);
+  const torch::Tensor bias = item_bias_.defined() ? item_bias_.index_select(0, candidates) + logit_shift : logit_shift;
+  return matryoshka_cross_entropy(h, table.index_select(0, candidates), bias, column, options_.widths);
 }
 
 }  // namespace mtrank::model

@@ -55,6 +55,10 @@ class SequentialRecommenderImpl : public torch::nn::Module {
   // std::invalid_argument when a size differs from the options'.
   void set_item_features(const std::vector<std::int64_t>& bag_offsets, const std::vector<std::int64_t>& bag_ids,
                          const std::vector<float>& bag_weights, const std::vector<float>& vectors);
+  // Throws std::invalid_argument when the item feature buffers (as loaded
+  // from a file) are not valid: offsets not increasing from 0 to the entries,
+  // a term outside the buckets, a weight or vector value that is not finite.
+  void check_item_features() const;
   // Every item's representation [num_items + 1, D]: what embeds the input
   // and what the hidden states are scored against.
   torch::Tensor item_table();
@@ -70,6 +74,12 @@ class SequentialRecommenderImpl : public torch::nn::Module {
   // Full-softmax cross-entropy at every position whose label is not 0, for
   // every width, mean over widths (one width: LRURec's loss).
   torch::Tensor loss(const torch::Tensor& tokens, const torch::Tensor& labels);
+  // Sampled softmax: the same loss over `candidates` only (sorted unique item
+  // ids [C] holding every label of the batch), each candidate's logit
+  // shifted by `logit_shift` [C] (the log-Q correction, -log of its expected
+  // count). Costs C instead of num_items + 1 columns.
+  torch::Tensor loss(const torch::Tensor& tokens, const torch::Tensor& labels, const torch::Tensor& candidates,
+                     const torch::Tensor& logit_shift);
   const SequentialOptions& options() const { return options_; }
   torch::nn::Embedding items{nullptr};  // when options().item_ids
 

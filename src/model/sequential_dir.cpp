@@ -94,6 +94,11 @@ LoadedSequentialModel load_sequential_model_dir(const std::string& dir) {
     throw ModelError(std::string("corrupt model config: ") + e.what());
   }
   load_weights(*m.net, read.files["weights.pt"], (root / "weights.pt").string());
+  try {
+    m.net->check_item_features();
+  } catch (const std::invalid_argument& e) {
+    throw ModelError((root / "weights.pt").string() + ": corrupt item features: " + e.what());
+  }
   m.net->eval();
   return m;
 }

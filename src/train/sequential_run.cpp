@@ -20,6 +20,7 @@
 #include "model/model_dir.h"
 #include "model/sequential.h"
 #include "model/sequential_dir.h"
+#include "train/candidate_sampler.h"
 
 namespace mtrank::train {
 namespace {
@@ -320,6 +321,9 @@ SequentialRunRecord run_sequential_training(const SequentialRunRequest& request)
                  human_count(static_cast<double>(run.parameters)).c_str(), run.threads,
                  static_cast<long long>(windows.samples()), static_cast<long long>(steps_per_epoch));
 
+  std::unique_ptr<CandidateSampler> sampler;
+  if (sc.softmax == "sampled") sampler = std::make_unique<CandidateSampler>(labels, run.items, sc.negatives);
+  double candidate_sum = 0;
   const std::string& monitor = tc.monitor;
   double best = -std::numeric_limits<double>::infinity();
   std::vector<torch::Tensor> best_weights;
@@ -341,7 +345,15 @@ SequentialRunRecord run_sequential_training(const SequentialRunRequest& request)
       const double lr = learning_rate_at(tc, run.steps, total);
       for (auto& group : optimizer->param_groups())
         static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
-      torch::Tensor loss = net->loss(inputs.index_select(0, idx), labels.index_select(0, idx));
+      const torch::Tensor batch_labels = labels.index_select(0, idx);
+      torch::Tensor loss;
+      if (sampler) {
+        const auto [candidates, shift] = sampler->draw(batch_labels);
+        candidate_sum += static_cast<double>(candidates.numel());
+        loss = net->loss(inputs.index_select(0, idx), batch_labels, candidates, shift);
+      } else {
+        loss = net->loss(inputs.index_select(0, idx), batch_labels);
+      }
       const double value = loss.item<double>();
       if (!std::isfinite(value))
         throw TrainingError("the training loss is " + std::to_string(value) + " at step " + std::to_string(run.steps + 1) +
@@ -395,6 +407,7 @@ SequentialRunRecord run_sequential_training(const SequentialRunRequest& request)
     }
   }
   bar.finish(last_val);
+  if (sampler && run.steps > 0) run.mean_candidates = candidate_sum / static_cast<double>(run.steps);
   if (!best_weights.empty()) {
     torch::NoGradGuard no_grad;
     std::size_t i = 0;
@@ -452,6 +465,9 @@ nlohmann::json to_metrics_json(const SequentialRunRecord& r) {
           {"train_seconds", r.train_seconds},
           {"validation_seconds", r.validation_seconds},
           {"steps_per_s", r.train_seconds > 0 ? r.steps / r.train_seconds : 0.0},
+          {"softmax", sc.softmax},
+          {"negatives", sc.softmax == "sampled" ? nlohmann::json(sc.negatives) : nlohmann::json(nullptr)},
+          {"mean_candidates", sc.softmax == "sampled" ? nlohmann::json(r.mean_candidates) : nlohmann::json(nullptr)},
           {"item_features", {{"ids", sc.item_ids},
                              {"buckets", r.item_features.buckets},
                              {"terms", r.item_features.entries},

@@ -79,6 +79,14 @@ TEST(ItemBags, HashedTermsPerColumnAsMeansThatAddUp) {
   // String ids: "010" is not "10".
   columns.integer_ids = false;
   EXPECT_EQ(item_bags(table, items, columns).items_without_row, 2);
+  // Two rows of one item, and a table of other items, are refused.
+  const std::string twice = dir.write("twice.tsv", "item\ttitle\tgenres\n10\ta\tb\n010\tc\td\n");
+  columns.integer_ids = true;
+  std::string e = data_error([&] { item_bags(twice, items, columns); });
+  EXPECT_NE(e.find("twice.tsv:3: item '010' is line 2's item '10' again"), std::string::npos) << e;
+  const std::string other = dir.write("other.tsv", "item\ttitle\tgenres\nx\ta\tb\n");
+  e = data_error([&] { item_bags(other, items, columns); });
+  EXPECT_NE(e.find("other.tsv: none of its 1 items (column 'item') is an item of the log"), std::string::npos) << e;
   // A missing column is named with the header there is.
   columns.text = {"name"};
   EXPECT_NE(data_error([&] { item_bags(table, items, columns); }).find("items.tsv:1: missing column 'name'"),
@@ -103,6 +111,7 @@ TEST(ItemVectors, TextFilesAndTheirErrorsByLine) {
   EXPECT_NE(e.find("bad.tsv:1:2: value 2 'inf'"), std::string::npos) << e;
   e = error("a\t1 1e99\n");  // beyond float
   EXPECT_NE(e.find("bad.tsv:1:2: value 2"), std::string::npos) << e;
+  EXPECT_EQ(read_item_vectors(dir.write("tiny.tsv", "a\t1e-50 2\n")).values, (std::vector<float>{0, 2}));  // underflow
   e = error("a 1 2 3\n");
   EXPECT_NE(e.find("bad.tsv:1: expected 'item<TAB>v1 v2 ...'"), std::string::npos) << e;
   e = error("a\t1\na\t2\n");
@@ -134,7 +143,15 @@ TEST(ItemVectors, NpyFilesRoundTripAndBadOnesAreNamed) {
     return data_error([&] { read_item_vectors(path); });
   };
   std::string e = error(npy("<f8", "(2, 3)", f8, sizeof f8 - 8));
-  EXPECT_NE(e.find("bad.npy: holds 40 data bytes, shape (2, 3) needs 48"), std::string::npos) << e;
+  EXPECT_NE(e.find("bad.npy: holds 40 data bytes, not what shape (2, 3) needs"), std::string::npos) << e;
+  // A shape whose byte count overflows 64 bits is refused, not read past the file.
+  e = error(npy("<f4", "(4611686018427387905, 5)", f8, 20));
+  EXPECT_NE(e.find("not what shape (4611686018427387905, 5) needs"), std::string::npos) << e;
+  e = error(npy("<f8", "(2, 3, 1)", f8, sizeof f8));
+  EXPECT_NE(e.find("2-D array"), std::string::npos) << e;
+  const float big_id[] = {16777217.0f, 1};  // 2^24 + 1 rounds to 2^24 in float32
+  e = error(npy("<f4", "(1, 2)", big_id, sizeof big_id));
+  EXPECT_NE(e.find("below 2^24"), std::string::npos) << e;
   const double fractional[] = {1.5, 0};
   e = error(npy("<f8", "(1, 2)", fractional, sizeof fractional));
   EXPECT_NE(e.find("bad.npy: row 0 (0-based): item id 1.5"), std::string::npos) << e;
@@ -170,4 +187,12 @@ TEST(ItemVectorTable, FilesSideBySideByModelId) {
                                           0, 0, 5}));
   EXPECT_EQ(t.items_without_vector, (std::vector<std::int64_t>{1, 2}));
   EXPECT_EQ(t.rows_unused, (std::vector<std::int64_t>{0, 1}));
+  // With integer ids "7" and "07" are one item: two vectors of it are refused.
+  const std::string twice = dir.write("twice.tsv", "20\t1 2\n010\t3 4\n10\t5 6\n");
+  std::string e = data_error([&] { item_vector_table({twice}, items, true); });
+  EXPECT_NE(e.find("twice.tsv: line 3: item '10' is line 2's item '010' again"), std::string::npos) << e;
+  // A file of other ids (strings against numbers) is refused, not all zeros.
+  const std::string other = dir.write("other.tsv", "a\t1\nb\t2\n");
+  e = data_error([&] { item_vector_table({a, other}, items, true); });
+  EXPECT_NE(e.find("other.tsv: none of its 2 item ids is an item of the log"), std::string::npos) << e;
 }

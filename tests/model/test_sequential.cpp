@@ -281,3 +281,42 @@ TEST(SequentialLruRec, LearnsAMarkovChainFromItemFeaturesWithoutIds) {
       test_ranks(net->scores_by_width(net->forward(test_inputs(split, L)))[0].select(1, L - 1), split);
   EXPECT_GT(eval::ndcg_from_ranks(ranks, 10), 0.6);
 }
+
+TEST(SequentialRecommender, SampledLossIsTheFullLossOverTheCandidatesWithTheirShift) {
+  torch::manual_seed(3);
+  model::SequentialOptions o;
+  o.num_items = 20;
+  o.widths = {4, 8};
+  o.dropout = 0;  // the same forward on every call
+  model::SequentialRecommender net(o);
+  const torch::Tensor tokens = torch::tensor({0, 0, 3, 5, 7, 2, 1, 4, 4, 9, 12, 6}, torch::kInt64).view({2, 6});
+  const torch::Tensor labels = torch::tensor({0, 3, 5, 7, 2, 8, 4, 4, 9, 12, 6, 17}, torch::kInt64).view({2, 6});
+  const auto gradients = [&](const torch::Tensor& loss) {
+    net->zero_grad();
+    loss.backward();
+    std::vector<torch::Tensor> g;
+    for (const auto& p : net->parameters()) g.push_back(p.grad().clone());
+    return g;
+  };
+  // Every item a candidate, no shift: the full softmax, value and gradients.
+  const torch::Tensor full = net->loss(tokens, labels);
+  const std::vector<torch::Tensor> full_grad = gradients(full);
+  const torch::Tensor all = net->loss(tokens, labels, torch::arange(21, torch::kInt64), torch::zeros({21}));
+  EXPECT_NEAR(all.item<double>(), full.item<double>(), 1e-6);
+  const std::vector<torch::Tensor> all_grad = gradients(all);
+  for (std::size_t i = 0; i < full_grad.size(); ++i) EXPECT_TRUE(torch::allclose(all_grad[i], full_grad[i], 1e-5, 1e-7)) << i;
+  // A subset with shifts: cross-entropy over those columns of every width's scores, mean over widths.
+  const torch::Tensor candidates = torch::tensor({2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 17}, torch::kInt64);
+  const torch::Tensor shift = torch::linspace(-1, 1, 11);
+  const torch::Tensor sampled = net->loss(tokens, labels, candidates, shift);
+  torch::NoGradGuard no_grad;
+  const torch::Tensor scores = net->scores_by_width(net->forward(tokens));  // [2, 2, 6, 21]
+  const torch::Tensor keep = labels.reshape({-1}).nonzero().squeeze(1);
+  const torch::Tensor target = torch::searchsorted(candidates, labels.reshape({-1}).index_select(0, keep));
+  double expected = 0;
+  for (int w = 0; w < 2; ++w) {
+    const torch::Tensor logits = scores[w].reshape({-1, 21}).index_select(0, keep).index_select(1, candidates) + shift;
+    expected += torch::nn::functional::cross_entropy(logits, target).item<double>() / 2;
+  }
+  EXPECT_NEAR(sampled.item<double>(), expected, 1e-5);
+}

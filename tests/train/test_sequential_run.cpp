@@ -12,6 +12,7 @@
 #include "model/sequential.h"
 #include "model/sequential_dir.h"
 #include "test_util.h"
+#include "train/candidate_sampler.h"
 #include "train/sequential_run.h"
 
 using namespace mtrank;
@@ -315,4 +316,46 @@ TEST(SequentialRun, LearnsFromItemFeaturesAndFrozenVectorsWithoutIdsAndServesThe
     EXPECT_NE(std::string(e.what()).find("short.tsv:2: item '1002' has 2 values"), std::string::npos) << e.what();
   }
   EXPECT_FALSE(std::filesystem::exists(request.out));
+}
+
+TEST(CandidateSampler, TheBatchLabelsAndDrawsByPopularityWithTheLogQShift) {
+  // Training labels: item 1 twice, item 2 once (f = 2/3, 1/3; items 0 and 3 never).
+  const train::CandidateSampler sampler(torch::tensor({0, 1, 1, 2}, torch::kInt64).view({1, 4}), 3, 2);
+  torch::manual_seed(1);
+  const auto [candidates, shift] = sampler.draw(torch::tensor({0, 2, 1}, torch::kInt64).view({1, 3}));
+  // Labels 1 and 2 are candidates; draws come from {1, 2} only. Shift:
+  // -log(1 - (1 - f)^(P + S)) with P = 2 labels and S = 2 draws.
+  EXPECT_TRUE(torch::equal(candidates, torch::tensor({1, 2}, torch::kInt64)));
+  EXPECT_NEAR(shift[0].item<double>(), -std::log(1 - std::pow(1.0 / 3, 4)), 1e-6);
+  EXPECT_NEAR(shift[1].item<double>(), -std::log(1 - std::pow(2.0 / 3, 4)), 1e-6);
+  // With a larger catalog the draws add items, never item 0 or an unseen one.
+  std::vector<std::int64_t> many;
+  for (int i = 0; i < 400; ++i) many.push_back(i % 40 + 1);
+  const train::CandidateSampler popular(torch::tensor(many).view({4, 100}), 50, 30);
+  const auto [c, s] = popular.draw(torch::tensor({0, 0, 5}, torch::kInt64).view({1, 3}));
+  EXPECT_GT(c.numel(), 1);
+  EXPECT_LE(c.numel(), 31);
+  EXPECT_GE(c.min().item<std::int64_t>(), 1);
+  EXPECT_LE(c.max().item<std::int64_t>(), 40);
+  EXPECT_TRUE((c == 5).any().item<bool>());
+  EXPECT_TRUE(torch::isfinite(s).all().item<bool>());
+}
+
+TEST(SequentialRun, SampledSoftmaxLearnsTheGeneratedLog) {
+  mtrank::testing::TempDir dir;
+  train::SequentialRunRequest request;
+  request.config = parse_config(with_sequential_keys("softmax = \"sampled\"\nnegatives = 8\n"), "seq.toml");
+  request.config.data.train = dir.write("log.txt", markov_log(240, 20, 3));
+  request.config.train.max_steps = 200;
+  request.out = dir.file("model");
+  request.show_progress = false;
+  const train::SequentialRunRecord run = train::run_sequential_training(request);
+  // 32 windows of 16 labels hold most of the 40 items, so the candidates are
+  // most of the catalog here; the point is the sampled path end to end.
+  EXPECT_GT(run.mean_candidates, 8);
+  EXPECT_LE(run.mean_candidates, 40);
+  EXPECT_GT(run.splits[1].widths.back().value("ndcg@10"), 0.5);  // chance about 0.12
+  const nlohmann::json metrics = train::to_metrics_json(run);
+  EXPECT_EQ(metrics["softmax"], "sampled");
+  EXPECT_EQ(metrics["negatives"], 8);
 }
