@@ -200,8 +200,10 @@ std::string runs_table(const std::vector<Run>& runs) {
   for (const Run& r : runs) {
     s += "<tr>" + cell(r.label) + cell(r.model) + cell(r.seed >= 0 ? std::to_string(r.seed) : "-", "num") +
          cell(std::to_string(r.parameters), "num") +
-         cell(std::to_string(r.history.size()) + " (" + std::to_string(r.best_epoch) + ")" +
-                  (r.early_stopped ? ", stopped early" : ""),
+         cell(r.sequential ? std::to_string(r.total_steps) + " steps (" + std::to_string(r.best_step) + ")" +
+                                 (r.early_stopped ? ", stopped early" : "")
+                           : std::to_string(r.history.size()) + " (" + std::to_string(r.best_epoch) + ")" +
+                                 (r.early_stopped ? ", stopped early" : ""),
               "num") +
          cell(std::isfinite(r.train_rows_per_s) ? std::to_string(std::llround(r.train_rows_per_s)) : "-", "num") + cell(r.metrics_split) + cell(r.source, "path") +
          "</tr>\n";
@@ -534,6 +536,204 @@ svg .marker { stroke: #666; stroke-dasharray: 2 3; } svg .legend-swatch { stroke
 p.note { color: #555; font-size: 13px; }
 )css";
 
+// ---- sequential (next-item) runs -------------------------------------------
+
+double named(const std::vector<std::pair<std::string, double>>& metrics, const std::string& name) {
+  for (const auto& [key, v] : metrics)
+    if (key == name) return v;
+  return kNaN;
+}
+
+const WidthRecord* find_width(const Run& r, std::int64_t width) {
+  for (const WidthRecord& w : r.widths)
+    if (w.width == width) return &w;
+  return nullptr;
+}
+
+std::vector<std::int64_t> widths_of(const Group& g) {
+  std::vector<std::int64_t> widths;
+  for (const Run* r : g.runs)
+    for (const WidthRecord& w : r->widths)
+      if (std::find(widths.begin(), widths.end(), w.width) == widths.end()) widths.push_back(w.width);
+  std::sort(widths.begin(), widths.end());
+  return widths;
+}
+
+// The group's mean of a metric at a width over the seeds that have it.
+double mean_at(const Group& g, std::int64_t width, const std::string& metric) {
+  double sum = 0;
+  int n = 0;
+  for (const Run* r : g.runs)
+    if (const WidthRecord* w = find_width(*r, width))
+      if (const double v = named(w->metrics, metric); std::isfinite(v)) sum += v, ++n;
+  return n ? sum / n : kNaN;
+}
+
+std::int64_t parameters_at(const Group& g, std::int64_t width) {
+  for (const Run* r : g.runs)
+    if (const WidthRecord* w = find_width(*r, width); w && w->parameters > 0) return w->parameters;
+  return 0;
+}
+
+std::string width_table(const Group& g) {
+  std::vector<std::string> columns;
+  for (const Run* r : g.runs)
+    for (const WidthRecord& w : r->widths)
+      for (const auto& [name, v] : w.metrics)
+        if (std::find(columns.begin(), columns.end(), name) == columns.end()) columns.push_back(name);
+  // LRURec's order: NDCG, then Recall, each by cut-off, then MRR; anything else after.
+  const std::vector<std::string> order{"ndcg@5", "ndcg@10", "ndcg@20", "recall@5", "recall@10", "recall@20", "mrr"};
+  std::stable_sort(columns.begin(), columns.end(), [&](const std::string& a, const std::string& b) {
+    return std::find(order.begin(), order.end(), a) < std::find(order.begin(), order.end(), b);
+  });
+  std::string s = "<table class=\"metrics\" data-plot=\"width-metrics\">\n<tr><th>width</th><th>parameters</th>";
+  for (const std::string& c : columns) s += "<th>" + escape(c) + "</th>";
+  s += "</tr>\n";
+  for (std::int64_t width : widths_of(g)) {
+    const std::int64_t params = parameters_at(g, width);
+    s += "<tr>" + cell(std::to_string(width), "num") + cell(params > 0 ? std::to_string(params) : "-", "num");
+    for (const std::string& c : columns) {
+      std::vector<double> values;
+      for (const Run* r : g.runs)
+        if (const WidthRecord* w = find_width(*r, width)) values.push_back(named(w->metrics, c));
+      s += cell(mean_and_spread(values), "num");
+    }
+    s += "</tr>\n";
+  }
+  const std::string split = g.runs.front()->metrics_split;
+  return s + "</table>\n<p class=\"note\">Next-item metrics on the " + escape(split.empty() ? "test" : split) +
+         " split at every width of the model (each width's scores are exactly those of the exported width-s model, "
+         "whose parameters the second column gives), with the kept (best) step's weights" +
+         (g.runs.size() > 1 ? "; mean \u00b1 half the range over " + std::to_string(g.runs.size()) + " seeds"
+                            : std::string()) +
+         ".</p>\n";
+}
+
+std::string validation_curve(const Group& g) {
+  LineChart loss{"training loss by step", "step", "loss (mean over widths)", {}, std::nullopt, "", false, true};
+  LineChart quality{"", "step", "", {}, std::nullopt, "", false, true};
+  const std::string monitor = g.runs.front()->monitor.empty() ? "ndcg@10" : g.runs.front()->monitor;
+  std::vector<std::string> metrics{monitor};
+  for (const char* m : {"ndcg@10", "recall@10"})
+    if (monitor != m) metrics.push_back(m);
+  for (std::size_t i = 0; i < g.runs.size(); ++i) {
+    const Run& r = *g.runs[i];
+    Series train{seed_name(r, g) + "train", {}, {}, palette(i), false, true};
+    for (const StepRecord& p : r.steps) {
+      train.x.push_back(p.step);
+      train.y.push_back(p.train_loss);
+    }
+    loss.series.push_back(std::move(train));
+    for (std::size_t k = 0; k < metrics.size(); ++k) {
+      Series v{seed_name(r, g) + metrics[k], {}, {}, palette(g.runs.size() == 1 ? k : i), k > 0, true};
+      for (const StepRecord& p : r.steps) {
+        v.x.push_back(p.step);
+        v.y.push_back(named(p.val, metrics[k]));
+      }
+      quality.series.push_back(std::move(v));
+    }
+  }
+  quality.title = "validation at full width by step";
+  quality.y_label = "metric";
+  if (g.runs.size() == 1 && g.runs.front()->best_step > 0) {
+    loss.x_marker = quality.x_marker = static_cast<double>(g.runs.front()->best_step);
+    loss.x_marker_label = quality.x_marker_label = "kept";
+  }
+  return "<figure class=\"plot\" data-plot=\"validation-curve\">\n" + render_line_chart(loss) +
+         render_line_chart(quality) +
+         "<figcaption>The mean training loss between validations, and the validation metrics at full width (" +
+         escape(monitor) + " decides early stopping and the kept weights).</figcaption>\n</figure>\n";
+}
+
+// NDCG@10 and Recall@10 against width and against the width's parameters,
+// one series per group (a single-width model is a point).
+std::string width_charts(const std::vector<const Group*>& groups, const char* kind, const std::string& caption) {
+  std::string charts;
+  for (const bool by_parameters : {false, true}) {
+    for (const char* metric : {"ndcg@10", "recall@10"}) {
+      LineChart chart{std::string(metric) + (by_parameters ? " by parameters" : " by width"),
+                      by_parameters ? "parameters of the width's model" : "width", metric, {}, std::nullopt, "",
+                      false, false};
+      bool any = false;
+      for (std::size_t i = 0; i < groups.size(); ++i) {
+        Series series{groups.size() > 1 ? groups[i]->label : std::string(metric), {}, {}, palette(i), false, true};
+        for (std::int64_t width : widths_of(*groups[i])) {
+          const double x = by_parameters ? static_cast<double>(parameters_at(*groups[i], width)) : static_cast<double>(width);
+          if (!(x > 0)) continue;
+          series.x.push_back(x);
+          series.y.push_back(mean_at(*groups[i], width, metric));
+          any = true;
+        }
+        chart.series.push_back(std::move(series));
+      }
+      if (any) charts += render_line_chart(chart);
+    }
+  }
+  return "<figure class=\"plot\" data-plot=\"" + std::string(kind) + "\">\n" + charts + "<figcaption>" +
+         escape(caption) + "</figcaption>\n</figure>\n";
+}
+
+// A sequential run: "widths" {"8": {metric: value}}, "parameters_by_width",
+// "history" [{step, seconds, train_loss, val: {metric: value}}].
+Run parse_sequential_run(const json& record, Run run, const Reader& read) {
+  run.sequential = true;
+  run.train_rows_per_s = kNaN;  // steps, not rows
+  if (const auto seed = record.find("seed"); seed != record.end() && seed->is_number_integer())
+    run.seed = seed->get<std::int64_t>();
+  const double params = read.number(record, "parameters", "parameters", false);
+  run.parameters = std::isfinite(params) ? static_cast<std::int64_t>(params) : 0;
+  run.early_stopped = record.value("early_stopped", false);
+  run.metrics_split = record.value("metrics_split", std::string("test"));
+  run.monitor = record.value("monitor", std::string());
+  const double best = read.number(record, "best_step", "best_step", false);
+  run.best_step = std::isfinite(best) ? static_cast<std::int64_t>(best) : 0;
+  const double total = read.number(record, "steps", "steps", false);
+  run.total_steps = std::isfinite(total) ? static_cast<std::int64_t>(total) : 0;
+  const auto metrics_of = [&](const json& j, const std::string& at) {
+    std::vector<std::pair<std::string, double>> out;
+    for (const auto& [name, v] : j.items()) {
+      if (!v.is_number() && !v.is_null()) read.fail(at + "." + name, "is not a number");
+      out.emplace_back(name, v.is_number() ? v.get<double>() : kNaN);
+    }
+    return out;
+  };
+  const json* widths = read.object(record, "widths", "widths", true);
+  const json* params_by_width = read.object(record, "parameters_by_width", "parameters_by_width", false);
+  for (const auto& [key, metrics] : widths->items()) {
+    WidthRecord w;
+    try {
+      std::size_t used = 0;
+      w.width = std::stoll(key, &used);
+      if (used != key.size() || w.width < 1) throw std::invalid_argument(key);
+    } catch (const std::exception&) {
+      read.fail("widths." + key, "is not a width (a positive integer key)");
+    }
+    if (!metrics.is_object()) read.fail("widths." + key, "is not an object of metrics");
+    w.metrics = metrics_of(metrics, "widths." + key);
+    if (params_by_width) {
+      const double p = read.number(*params_by_width, key, "parameters_by_width." + key, false);
+      w.parameters = std::isfinite(p) ? static_cast<std::int64_t>(p) : 0;
+    }
+    run.widths.push_back(std::move(w));
+  }
+  std::sort(run.widths.begin(), run.widths.end(), [](const WidthRecord& a, const WidthRecord& b) { return a.width < b.width; });
+  if (const auto h = record.find("history"); h != record.end() && !h->is_null()) {
+    if (!h->is_array()) read.fail("history", "is not an array");
+    for (std::size_t i = 0; i < h->size(); ++i) {
+      const json& e = (*h)[i];
+      const std::string at = "history[" + std::to_string(i) + "]";
+      if (!e.is_object()) read.fail(at, "is not an object");
+      StepRecord p;
+      p.step = read.number(e, "step", at + ".step", true);
+      p.seconds = read.number(e, "seconds", at + ".seconds", false);
+      p.train_loss = read.number(e, "train_loss", at + ".train_loss", false);
+      if (const json* val = read.object(e, "val", at + ".val", false)) p.val = metrics_of(*val, at + ".val");
+      run.steps.push_back(std::move(p));
+    }
+  }
+  return run;
+}
+
 }  // namespace
 
 Run parse_run(const json& record, const std::string& label, const std::string& source) {
@@ -546,6 +746,7 @@ Run parse_run(const json& record, const std::string& label, const std::string& s
   const auto model = record.find("model");
   if (model == record.end() || !model->is_string()) read.fail("model", "is missing or not a string");
   run.model = model->get<std::string>();
+  if (record.value("kind", std::string()) == "sequential") return parse_sequential_run(record, std::move(run), read);
   if (const auto seed = record.find("seed"); seed != record.end() && !seed->is_null()) {
     if (!seed->is_number_integer()) read.fail("seed", "is not an integer");
     run.seed = seed->get<std::int64_t>();
@@ -630,16 +831,43 @@ std::string render_report(const std::vector<Run>& runs, const ReportOptions& opt
   s += "<p class=\"note\">" + std::to_string(runs.size()) + " run" + (runs.size() == 1 ? "" : "s") + " of " +
        std::to_string(groups.size()) + " model" + (groups.size() == 1 ? "" : "s") +
        ". Written by <code>mtrank report</code>; every plot is inline SVG.</p>\n";
+  std::size_t ranking_groups = 0, sequential_groups = 0;
+  for (const Group& g : groups) ++(g.runs.front()->sequential ? sequential_groups : ranking_groups);
   s += "<nav><p>";
-  if (groups.size() > 1) s += "<a href=\"#seesaw\">seesaw table</a> \u00b7 ";
+  if (ranking_groups > 1) s += "<a href=\"#seesaw\">seesaw table</a> \u00b7 ";
+  if (sequential_groups > 1) s += "<a href=\"#width-comparison\">quality by width</a> \u00b7 ";
   for (std::size_t i = 0; i < groups.size(); ++i)
     s += std::string(i ? " \u00b7 " : "") + "<a href=\"#model-" + id_of(groups[i].label, i) + "\">" +
          escape(groups[i].label) + "</a>";
   s += "</p></nav>\n<h2>Runs</h2>\n" + runs_table(runs);
-  if (groups.size() > 1) s += seesaw_section(groups, options);
+  // Sequential models have no tasks to compare in a seesaw table: theirs is the width comparison.
+  std::vector<Group> ranking;
+  std::vector<const Group*> sequential;
+  for (const Group& g : groups)
+    if (g.runs.front()->sequential) sequential.push_back(&g);
+    else ranking.push_back(g);
+  if (ranking.size() > 1) s += seesaw_section(ranking, options);
+  if (sequential.size() > 1)
+    s += "<section id=\"width-comparison\">\n<h2>Next-item quality by width</h2>\n" +
+         width_charts(sequential, "width-comparison",
+                      "Test NDCG@10 and Recall@10 of every sequential model at each of its widths, against the width "
+                      "and against the parameters of the width's model (a model trained at one width is one point).") +
+         "</section>\n";
   s += position_bias_section(runs);
   for (std::size_t gi = 0; gi < groups.size(); ++gi) {
     const Group& g = groups[gi];
+    if (g.runs.front()->sequential) {
+      s += "<section class=\"model\" id=\"model-" + id_of(g.label, gi) + "\">\n<h2>" + escape(g.label) + " <small>(" +
+           escape(g.runs.front()->model) + ", next item)</small></h2>\n";
+      s += "<h3>Metrics by width</h3>\n" + width_table(g);
+      s += "<h3>Validation curve</h3>\n" + validation_curve(g);
+      s += "<h3>Width plot</h3>\n" +
+           width_charts({&g}, "width",
+                        "Test NDCG@10 and Recall@10 at each width of this one trained model, against the width and "
+                        "against the parameters of the exported width-s model.");
+      s += "</section>\n";
+      continue;
+    }
     std::vector<std::string> tasks;
     for (const Run* r : g.runs)
       for (const auto& m : r->tasks)

@@ -20,6 +20,19 @@ struct EpochRecord {
   std::vector<eval::TaskMetrics> val;                           // empty without validation data
 };
 
+// A sequential (next-item) run's validation point.
+struct StepRecord {
+  double step = 0, seconds = 0, train_loss = 0;   // NaN where the record lacks one
+  std::vector<std::pair<std::string, double>> val;  // full width: ndcg@10, recall@10, ...
+};
+
+// The metrics of one width of a sequential run.
+struct WidthRecord {
+  std::int64_t width = 0;
+  std::int64_t parameters = 0;  // the width-s model's; 0 where the record lacks it
+  std::vector<std::pair<std::string, double>> metrics;
+};
+
 // One training run, read from its metrics JSON.
 struct Run {
   std::string label;   // the model it is a seed of (runs with one label are averaged over seeds)
@@ -40,6 +53,13 @@ struct Run {
   // `mtrank eval --truth`'s "truth" (NDCG on the true grades, the learned bias
   // by position, the simulation's options); null in training records.
   nlohmann::json truth;
+  // A sequential (next-item) record (kind "sequential"): its test metrics by
+  // width and its validation curve by step instead of tasks and epochs.
+  bool sequential = false;
+  std::vector<WidthRecord> widths;  // increasing width
+  std::vector<StepRecord> steps;
+  std::int64_t best_step = 0, total_steps = 0;
+  std::string monitor;
 };
 
 // Reads one metrics JSON record (`mtrank train --metrics-out`, compare's
@@ -62,8 +82,9 @@ struct ReportOptions {
 
 // The whole page, well-formed XHTML. Each plot is a <figure data-plot="KIND">
 // (learning-curve, calibration, expert-utilization; position-bias and
-// ndcg-by-logger for eval --truth records) and the seesaw table a
-// <table data-plot="seesaw">, so tests and scripts can find them.
+// ndcg-by-logger for eval --truth records; validation-curve and width for
+// sequential runs, width-comparison across sequential models) and the seesaw
+// table a <table data-plot="seesaw">, so tests and scripts can find them.
 std::string render_report(const std::vector<Run>& runs, const ReportOptions& options);
 
 }  // namespace mtrank::report

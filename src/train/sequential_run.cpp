@@ -414,6 +414,11 @@ SequentialRunRecord run_sequential_training(const SequentialRunRequest& request)
     for (auto& p : net->parameters()) p.copy_(best_weights[i++]);
   }
   net->eval();
+  for (std::int64_t w : sc.widths) {
+    std::int64_t n = 0;
+    for (const auto& p : model::extract_width(*net, w)->parameters()) n += p.numel();
+    run.parameters_by_width.push_back(n);
+  }
   run.splits.push_back(evaluate_next_item(*net, val_cases, max_len, sc.exclude == "history", tc.eval_batch_size, "val",
                                           config.data.train));
   run.splits.push_back(evaluate_next_item(*net, test_cases(split), max_len, sc.exclude == "history", tc.eval_batch_size,
@@ -451,6 +456,13 @@ nlohmann::json to_metrics_json(const SequentialRunRecord& r) {
           {"splits", splits},
           {"history", history},
           {"parameters", r.parameters},
+          {"parameters_by_width",
+           [&] {
+             nlohmann::json by_width = nlohmann::json::object();
+             for (std::size_t k = 0; k < r.parameters_by_width.size() && k < sc.widths.size(); ++k)
+               by_width[std::to_string(sc.widths[k])] = r.parameters_by_width[k];
+             return by_width;
+           }()},
           {"threads", r.threads},
           {"seed", r.config.train.seed},
           {"users", r.users},

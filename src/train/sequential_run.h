@@ -106,6 +106,7 @@ struct SequentialRunRecord {
   int threads = 0;
   double read_seconds = 0, train_seconds = 0, validation_seconds = 0;
   std::int64_t steps = 0, best_step = 0;
+  std::vector<std::int64_t> parameters_by_width;  // the exported width-s model's, per width
   double mean_candidates = 0;  // softmax = "sampled": items scored per training step, on average
   bool early_stopped = false;
   std::vector<ValidationPoint> history;

@@ -286,6 +286,17 @@ for w in ("4", "8"):
     for k, v in m["widths"][w].items():
         assert abs(e["widths"][w][k] - v) < 1e-12, (w, k, v, e["widths"][w][k])
 PY
+# report: metrics by width, the validation curve and the width plot of each
+# sequential model, and their comparison; well-formed XHTML.
+"$MTRANK" report nested=seq.json features=seqf.json --out seqreport.html >/dev/null || fail "report of sequential runs"
+python3 - <<'PY' || fail "sequential report contents"
+import xml.etree.ElementTree as ET
+page = open("seqreport.html").read()
+ET.fromstring(page.split("\n", 1)[1])  # after the doctype: well-formed XML
+for kind, n in (("width-metrics", 2), ("validation-curve", 2), ("width", 2), ("width-comparison", 1)):
+    assert page.count('data-plot="%s"' % kind) == n, (kind, page.count('data-plot="%s"' % kind))
+assert 'data-plot="seesaw"' not in page
+PY
 printf '1\t0.1 0.2\n2\t0.3\n' > short.tsv
 expect_error 3 "short.tsv:2: item '2' has 1 values, but line 1's item has 2" -- "$MTRANK" train --config seq.toml --train seq.txt --item-vectors short.tsv --out m13
 expect_error 2 "set data.items or pass --items FILE" -- "$MTRANK" train --config seq.toml --config seqfeat.toml --train seq.txt --out m14

@@ -273,3 +273,62 @@ TEST(Report, PositionBiasSectionFromEvalTruthRecords) {
                 .find("position-bias"),
             std::string::npos);
 }
+
+namespace {
+// A sequential metrics JSON as `mtrank train` writes it for a [sequential] config.
+json sequential_record(const std::vector<int>& widths, double top_ndcg) {
+  json r{{"model", "lrurec"}, {"kind", "sequential"}, {"seed", 42}, {"parameters", 5000}, {"steps", 1000},
+         {"best_step", 500}, {"early_stopped", true}, {"monitor", "recall@10"}, {"metrics_split", "test"}};
+  for (std::size_t i = 0; i < widths.size(); ++i) {
+    const double scale = static_cast<double>(i + 1) / static_cast<double>(widths.size());
+    const std::string w = std::to_string(widths[i]);
+    r["widths"][w] = {{"ndcg@10", top_ndcg * scale}, {"recall@10", 2 * top_ndcg * scale}, {"mrr", top_ndcg * scale / 2}};
+    r["parameters_by_width"][w] = 100 * widths[i];
+  }
+  for (int step : {500, 1000})
+    r["history"].push_back({{"step", step}, {"seconds", step / 10.0}, {"train_loss", 8000.0 / step},
+                            {"val", {{"ndcg@10", step / 5000.0}, {"recall@10", step / 2500.0}}}});
+  return r;
+}
+}  // namespace
+
+TEST(Report, SequentialRunsHaveMetricsByWidthTheValidationCurveAndTheWidthPlot) {
+  const report::Run nested = report::parse_run(sequential_record({16, 8}, 0.2), "nested", "n.json");
+  ASSERT_TRUE(nested.sequential);
+  ASSERT_EQ(nested.widths.size(), 2u);
+  EXPECT_EQ(nested.widths[0].width, 8);  // sorted by width
+  EXPECT_EQ(nested.widths[0].parameters, 800);
+  EXPECT_EQ(nested.steps.size(), 2u);
+  EXPECT_EQ(nested.best_step, 500);
+  const report::Run single = report::parse_run(sequential_record({16}, 0.21), "independent16", "i.json");
+  const std::string page = report::render_report({nested, single}, {});
+  EXPECT_EQ(count(page, "data-plot=\"width-metrics\""), 2u);
+  EXPECT_EQ(count(page, "data-plot=\"validation-curve\""), 2u);
+  EXPECT_EQ(count(page, "data-plot=\"width\""), 2u);
+  EXPECT_EQ(count(page, "data-plot=\"width-comparison\""), 1u);
+  EXPECT_EQ(count(page, "data-plot=\"seesaw\""), 0u);  // no tasks to compare
+  EXPECT_EQ(count(page, "href=\"#seesaw\""), 0u);
+  // Width 8's row (listed second in the record): 800 parameters, then
+  // NDCG@10, Recall@10 and MRR in LRURec's order.
+  EXPECT_NE(page.find("<td class=\"num\">8</td><td class=\"num\">800</td><td class=\"num\">0.2</td><td class=\"num\">0.4</td>"
+                      "<td class=\"num\">0.1</td>"),
+            std::string::npos);
+  EXPECT_NE(page.find("1000 steps (500), stopped early"), std::string::npos);
+  // Bad records are named by file and key.
+  json bad = sequential_record({8}, 0.1);
+  bad["widths"]["wide"] = json::object();
+  try {
+    report::parse_run(bad, "x", "bad.json");
+    FAIL() << "no error";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("bad.json: key 'widths.wide' is not a width"), std::string::npos) << e.what();
+  }
+  bad = sequential_record({8}, 0.1);
+  bad["history"][0]["val"]["ndcg@10"] = "high";
+  try {
+    report::parse_run(bad, "x", "bad.json");
+    FAIL() << "no error";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("key 'history[0].val.ndcg@10' is not a number"), std::string::npos) << e.what();
+  }
+}
