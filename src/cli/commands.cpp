@@ -409,12 +409,13 @@ int run_export(const ExportOptions& o) {
   json meta = m.meta;
   meta["widths"] = config.sequential.widths;
   meta["exported_from"] = {{"model", o.model}, {"widths", m.config.sequential.widths}, {"width", o.width}};
-  // The full model's test metrics cover widths this model does not have.
-  if (meta.contains("training") && meta["training"].is_object()) meta["training"].erase("test");
-  model::save_sequential_model_dir(o.out, config, m.items, *small, meta);
   std::int64_t before = 0, after = 0;
   for (const auto& p : m.net->parameters()) before += p.numel();
   for (const auto& p : small->parameters()) after += p.numel();
+  // The full model's record covers widths this model does not have.
+  if (meta.contains("training") && meta["training"].is_object())
+    meta["training"] = train::exported_record(meta["training"], config.sequential.widths, after);
+  model::save_sequential_model_dir(o.out, config, m.items, *small, meta);
   std::printf("width-%lld model written to %s: %s parameters (the full model: %s)\n", static_cast<long long>(o.width),
               o.out.c_str(), human_count(static_cast<double>(after)).c_str(), human_count(static_cast<double>(before)).c_str());
   return 0;

@@ -423,13 +423,33 @@ SequentialRunRecord run_sequential_training(const SequentialRunRequest& request)
                                           config.data.train));
   run.splits.push_back(evaluate_next_item(*net, test_cases(split), max_len, sc.exclude == "history", tc.eval_batch_size,
                                           "test", config.data.train));
-  nlohmann::json meta{{"widths", sc.widths},
-                      {"block", sc.block},
-                      {"items", run.items},
-                      {"training", {{"steps", run.steps}, {"best_step", run.best_step}, {"monitor", monitor},
-                                    {"test", to_json(run.splits.back())}}}};
+  // The whole run record, as for ranking models: `mtrank report M` reads it.
+  nlohmann::json meta{{"widths", sc.widths}, {"block", sc.block}, {"items", run.items}, {"training", to_metrics_json(run)}};
   model::save_sequential_model_dir(request.out, config, log.items, *net, meta);
   return run;
+}
+
+nlohmann::json exported_record(const nlohmann::json& record, const std::vector<std::int64_t>& widths,
+                               std::int64_t parameters) {
+  nlohmann::json out = record;
+  const auto keep = [&](nlohmann::json& by_width) {
+    if (!by_width.is_object()) return;
+    nlohmann::json kept = nlohmann::json::object();
+    for (std::int64_t w : widths)
+      if (by_width.contains(std::to_string(w))) kept[std::to_string(w)] = by_width[std::to_string(w)];
+    by_width = kept;
+  };
+  if (out.contains("widths")) keep(out["widths"]);
+  if (out.contains("parameters_by_width")) keep(out["parameters_by_width"]);
+  if (out.contains("splits") && out["splits"].is_object())
+    for (auto& [name, split] : out["splits"].items())
+      if (split.is_object() && split.contains("widths")) keep(split["widths"]);
+  const std::string top = std::to_string(widths.back());
+  if (out.contains("tasks") && out["tasks"].contains("next_item") && out["widths"].contains(top))
+    for (const auto& [metric, v] : out["widths"][top].items()) out["tasks"]["next_item"][metric] = v;
+  out["parameters"] = parameters;
+  out.erase("history");  // the validation curve is the full width's
+  return out;
 }
 
 nlohmann::json to_metrics_json(const SequentialRunRecord& r) {

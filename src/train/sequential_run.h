@@ -121,4 +121,10 @@ SequentialRunRecord run_sequential_training(const SequentialRunRequest& request)
 // ranking models list theirs), splits, history, and the run's figures.
 nlohmann::json to_metrics_json(const SequentialRunRecord& record);
 
+// A run record (to_metrics_json's) for the exported model of `widths` (the
+// leading widths of the run's) with `parameters`: the metrics of those widths
+// only (exactly the exported model's), the full width's validation curve left out.
+nlohmann::json exported_record(const nlohmann::json& record, const std::vector<std::int64_t>& widths,
+                               std::int64_t parameters);
+
 }  // namespace mtrank::train

@@ -297,6 +297,17 @@ for kind, n in (("width-metrics", 2), ("validation-curve", 2), ("width", 2), ("w
     assert page.count('data-plot="%s"' % kind) == n, (kind, page.count('data-plot="%s"' % kind))
 assert 'data-plot="seesaw"' not in page
 PY
+# Model directories hold their run record: report reads them, and an exported
+# width's record has only its widths' metrics (exactly the exported model's).
+"$MTRANK" report full=seqm small=seqm4 --out seqdirs.html >/dev/null || fail "report of sequential model directories"
+python3 - <<'PY' || fail "exported record"
+import json
+full = json.load(open("seqm/meta.json"))["training"]; small = json.load(open("seqm4/meta.json"))["training"]
+assert set(full["widths"]) == {"4", "8"} and set(small["widths"]) == {"4"}, (full["widths"], small["widths"])
+assert small["widths"]["4"] == full["widths"]["4"] and small["tasks"]["next_item"]["ndcg@10"] == full["widths"]["4"]["ndcg@10"]
+assert small["parameters"] == small["parameters_by_width"]["4"] == full["parameters_by_width"]["4"] < full["parameters"], small
+assert "history" not in small and len(full["history"]) == 2
+PY
 printf '1\t0.1 0.2\n2\t0.3\n' > short.tsv
 expect_error 3 "short.tsv:2: item '2' has 1 values, but line 1's item has 2" -- "$MTRANK" train --config seq.toml --train seq.txt --item-vectors short.tsv --out m13
 expect_error 2 "set data.items or pass --items FILE" -- "$MTRANK" train --config seq.toml --config seqfeat.toml --train seq.txt --out m14
