@@ -241,6 +241,10 @@ torch::Tensor matryoshka_cross_entropy(const torch::Tensor& hidden, const torch:
   check_widths(widths);
   if (hidden.dim() != 2 || table.dim() != 2 || hidden.size(1) != widths.back() || table.size(1) != widths.back())
     throw std::invalid_argument("matryoshka_cross_entropy: hidden [P, D] and table [V, D] with D the last width");
+  // The kernel indexes rows of the table by target: one out of range would write past its buffers.
+  if (targets.numel() > 0 && (targets.min().item<std::int64_t>() < 0 || targets.max().item<std::int64_t>() >= table.size(0)))
+    throw std::invalid_argument("matryoshka_cross_entropy: a target outside the table's " + std::to_string(table.size(0)) +
+                                " rows");
   return MatryoshkaCrossEntropy::apply(hidden, table, bias.defined() ? bias : torch::zeros({0}, hidden.options()), targets,
                                        widths);
 }

@@ -40,6 +40,18 @@ struct Reader {
     if (!it->is_number()) fail(path, "is not a number");
     return it->get<double>();
   }
+  std::string text(const json& j, const std::string& key, const std::string& path, const std::string& fallback) const {
+    const auto it = j.find(key);
+    if (it == j.end() || it->is_null()) return fallback;
+    if (!it->is_string()) fail(path, "is not a string");
+    return it->get<std::string>();
+  }
+  bool flag(const json& j, const std::string& key, const std::string& path, bool fallback) const {
+    const auto it = j.find(key);
+    if (it == j.end() || it->is_null()) return fallback;
+    if (!it->is_boolean()) fail(path, "is not true or false");
+    return it->get<bool>();
+  }
   const json* object(const json& j, const std::string& key, const std::string& path, bool required) const {
     const auto it = j.find(key);
     if (it == j.end() || it->is_null()) {
@@ -678,13 +690,15 @@ std::string width_charts(const std::vector<const Group*>& groups, const char* ki
 Run parse_sequential_run(const json& record, Run run, const Reader& read) {
   run.sequential = true;
   run.train_rows_per_s = kNaN;  // steps, not rows
-  if (const auto seed = record.find("seed"); seed != record.end() && seed->is_number_integer())
+  if (const auto seed = record.find("seed"); seed != record.end() && !seed->is_null()) {
+    if (!seed->is_number_integer()) read.fail("seed", "is not an integer");
     run.seed = seed->get<std::int64_t>();
+  }
   const double params = read.number(record, "parameters", "parameters", false);
   run.parameters = std::isfinite(params) ? static_cast<std::int64_t>(params) : 0;
-  run.early_stopped = record.value("early_stopped", false);
-  run.metrics_split = record.value("metrics_split", std::string("test"));
-  run.monitor = record.value("monitor", std::string());
+  run.early_stopped = read.flag(record, "early_stopped", "early_stopped", false);
+  run.metrics_split = read.text(record, "metrics_split", "metrics_split", "test");
+  run.monitor = read.text(record, "monitor", "monitor", "");
   const double best = read.number(record, "best_step", "best_step", false);
   run.best_step = std::isfinite(best) ? static_cast<std::int64_t>(best) : 0;
   const double total = read.number(record, "steps", "steps", false);
@@ -701,13 +715,10 @@ Run parse_sequential_run(const json& record, Run run, const Reader& read) {
   const json* params_by_width = read.object(record, "parameters_by_width", "parameters_by_width", false);
   for (const auto& [key, metrics] : widths->items()) {
     WidthRecord w;
-    try {
-      std::size_t used = 0;
-      w.width = std::stoll(key, &used);
-      if (used != key.size() || w.width < 1) throw std::invalid_argument(key);
-    } catch (const std::exception&) {
-      read.fail("widths." + key, "is not a width (a positive integer key)");
-    }
+    const bool digits = !key.empty() && key.size() <= 9 &&
+                        std::all_of(key.begin(), key.end(), [](char c) { return c >= '0' && c <= '9'; });
+    w.width = digits ? std::stoll(key) : 0;
+    if (w.width < 1) read.fail("widths." + key, "is not a width (a positive integer key)");
     if (!metrics.is_object()) read.fail("widths." + key, "is not an object of metrics");
     w.metrics = metrics_of(metrics, "widths." + key);
     if (params_by_width) {
@@ -746,7 +757,7 @@ Run parse_run(const json& record, const std::string& label, const std::string& s
   const auto model = record.find("model");
   if (model == record.end() || !model->is_string()) read.fail("model", "is missing or not a string");
   run.model = model->get<std::string>();
-  if (record.value("kind", std::string()) == "sequential") return parse_sequential_run(record, std::move(run), read);
+  if (read.text(record, "kind", "kind", "") == "sequential") return parse_sequential_run(record, std::move(run), read);
   if (const auto seed = record.find("seed"); seed != record.end() && !seed->is_null()) {
     if (!seed->is_number_integer()) read.fail("seed", "is not an integer");
     run.seed = seed->get<std::int64_t>();
@@ -755,7 +766,7 @@ Run parse_run(const json& record, const std::string& label, const std::string& s
   run.parameters = std::isfinite(params) ? static_cast<std::int64_t>(params) : 0;
   const double best = read.number(record, "best_epoch", "best_epoch", false);
   run.best_epoch = std::isfinite(best) ? static_cast<int>(best) : 0;
-  run.early_stopped = record.value("early_stopped", false);
+  run.early_stopped = read.flag(record, "early_stopped", "early_stopped", false);
   run.train_rows_per_s = read.number(record, "train_rows_per_s", "train_rows_per_s", false);
   run.metrics_split = record.contains("metrics_split") && record["metrics_split"].is_string()
                           ? record["metrics_split"].get<std::string>()
@@ -812,7 +823,10 @@ std::vector<Run> load_runs(const std::vector<std::string>& arguments) {
   if (runs.empty()) throw DataError("no runs to report on: give metrics JSON files, model directories or compare folders");
   for (std::size_t i = 0; i < runs.size(); ++i)
     for (std::size_t j = 0; j < i; ++j)
-      if (runs[i].label == runs[j].label && runs[i].seed >= 0 && runs[i].seed == runs[j].seed)
+      if (runs[i].label == runs[j].label && runs[i].sequential != runs[j].sequential)
+        throw DataError(runs[j].source + " and " + runs[i].source + ": one label '" + runs[i].label +
+                        "' for a ranking and a sequential run; label them apart");
+      else if (runs[i].label == runs[j].label && runs[i].seed >= 0 && runs[i].seed == runs[j].seed)
         throw DataError(runs[j].source + " and " + runs[i].source + ": two runs of '" + runs[i].label +
                         "' with seed " + std::to_string(runs[i].seed) +
                         " (runs with one label are seeds of one model); label them apart, e.g. " + runs[i].label +
@@ -860,7 +874,8 @@ std::string render_report(const std::vector<Run>& runs, const ReportOptions& opt
       s += "<section class=\"model\" id=\"model-" + id_of(g.label, gi) + "\">\n<h2>" + escape(g.label) + " <small>(" +
            escape(g.runs.front()->model) + ", next item)</small></h2>\n";
       s += "<h3>Metrics by width</h3>\n" + width_table(g);
-      s += "<h3>Validation curve</h3>\n" + validation_curve(g);
+      const bool curve = std::any_of(g.runs.begin(), g.runs.end(), [](const Run* r) { return !r->steps.empty(); });
+      if (curve) s += "<h3>Validation curve</h3>\n" + validation_curve(g);
       s += "<h3>Width plot</h3>\n" +
            width_charts({&g}, "width",
                         "Test NDCG@10 and Recall@10 at each width of this one trained model, against the width and "

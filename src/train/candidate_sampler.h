@@ -28,7 +28,7 @@ class CandidateSampler {
 
  private:
   std::int64_t negatives_;
-  torch::Tensor popularity_, log1m_popularity_;  // [num_items + 1], double
+  torch::Tensor popularity_, log1m_popularity_, cumulative_;  // [num_items + 1], double
 };
 
 }  // namespace mtrank::train

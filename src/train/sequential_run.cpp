@@ -449,6 +449,7 @@ nlohmann::json exported_record(const nlohmann::json& record, const std::vector<s
     for (const auto& [metric, v] : out["widths"][top].items()) out["tasks"]["next_item"][metric] = v;
   out["parameters"] = parameters;
   out.erase("history");  // the validation curve is the full width's
+  out.erase("test");     // the full model's test metrics of every width (records of older mtrank versions)
   return out;
 }
 

@@ -118,3 +118,12 @@ TEST(Lsa, TruncatedSvdMatchesTheExactSvd) {
   EXPECT_TRUE(torch::equal(model::truncated_svd(x, 5, 5, 7), us));  // deterministic for a seed
   EXPECT_THROW(model::truncated_svd(x, 41, 5, 7), std::invalid_argument);
 }
+
+TEST(MatryoshkaCrossEntropy, RefusesATargetOutsideTheTable) {
+  const torch::Tensor h = torch::randn({3, 8}), e = torch::randn({5, 8});
+  EXPECT_THROW(model::matryoshka_cross_entropy(h, e, {}, torch::tensor({0, 4, 5}, torch::kInt64), {4, 8}),
+               std::invalid_argument);
+  EXPECT_THROW(model::matryoshka_cross_entropy(h, e, {}, torch::tensor({0, -1, 2}, torch::kInt64), {4, 8}),
+               std::invalid_argument);
+  EXPECT_NO_THROW(model::matryoshka_cross_entropy(h, e, {}, torch::tensor({0, 4, 2}, torch::kInt64), {4, 8}));
+}

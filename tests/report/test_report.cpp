@@ -324,6 +324,24 @@ TEST(Report, SequentialRunsHaveMetricsByWidthTheValidationCurveAndTheWidthPlot) 
     EXPECT_NE(std::string(e.what()).find("bad.json: key 'widths.wide' is not a width"), std::string::npos) << e.what();
   }
   bad = sequential_record({8}, 0.1);
+  bad["monitor"] = 7;
+  try {
+    report::parse_run(bad, "x", "bad.json");
+    FAIL() << "no error";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("bad.json: key 'monitor' is not a string"), std::string::npos) << e.what();
+  }
+  // One label for a ranking and a sequential run is refused.
+  mtrank::testing::TempDir dir;
+  const std::string a = dir.write("a.json", sequential_record({8}, 0.1).dump());
+  const std::string b = dir.write("b.json", record("mmoe", 1, 0.7, 2.0, false).dump());
+  try {
+    report::load_runs({"m=" + a, "m=" + b});
+    FAIL() << "no error";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("one label 'm' for a ranking and a sequential run"), std::string::npos) << e.what();
+  }
+  bad = sequential_record({8}, 0.1);
   bad["history"][0]["val"]["ndcg@10"] = "high";
   try {
     report::parse_run(bad, "x", "bad.json");
