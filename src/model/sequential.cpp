@@ -33,14 +33,22 @@ class LruRecBlockImpl : public torch::nn::Module {
     for (MatryoshkaLinear* l : {&w1, &w2})
       for (torch::Tensor p : (*l)->parameters()) truncated_normal_(p);
   }
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask) {
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask) { return around_lru(lru->forward(x, mask), x); }
+  // One event: x [B, d] advances the LRU state [B, 2d] in place.
+  torch::Tensor step(torch::Tensor& state, const torch::Tensor& x) {
+    state = lru->step(state, x);
+    return around_lru(lru->output(state), x);
+  }
+  std::int64_t state_size() const { return lru->state_size(); }
+
+ private:
+  // Everything but the recurrence is per position: forward and step share it.
+  torch::Tensor around_lru(const torch::Tensor& y, const torch::Tensor& x) {
     const bool train = is_training();
-    const torch::Tensor h = lru_norm(hashed_dropout(lru->forward(x, mask), dropout_, train) + x);
+    const torch::Tensor h = lru_norm(hashed_dropout(y, dropout_, train) + x);
     const torch::Tensor inner = hashed_dropout(F::gelu(w1(h)), dropout_, train);
     return ffn_norm(hashed_dropout(w2(inner), dropout_, train) + h);
   }
-
- private:
   LruLayer lru{nullptr};
   ChunkedLayerNorm lru_norm{nullptr}, ffn_norm{nullptr};
   MatryoshkaLinear w1{nullptr}, w2{nullptr};
@@ -62,14 +70,23 @@ class FmrlRecBlockImpl : public torch::nn::Module {
     w2 = register_module("w2", MatryoshkaLinear(widths, widths));
   }
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask) {
+    return around_lru(lru->forward(norm1(x), mask), x);
+  }
+  // One event: x [B, d] advances the LRU state [B, d] in place.
+  torch::Tensor step(torch::Tensor& state, const torch::Tensor& x) {
+    state = lru->step(state, norm1(x));
+    return around_lru(lru->output(state), x);
+  }
+  std::int64_t state_size() const { return lru->state_size(); }
+
+ private:
+  torch::Tensor around_lru(const torch::Tensor& y, const torch::Tensor& x) {
     const bool train = is_training();  // dropout is elementwise: prefix-closed
-    const torch::Tensor h = x + hashed_dropout(lru->forward(norm1(x), mask), dropout_, train);
+    const torch::Tensor h = x + hashed_dropout(y, dropout_, train);
     const torch::Tensor z = norm2(h);
     const torch::Tensor gated = F::silu(wg(z)) * hashed_dropout(w1(z), dropout_, train);
     return h + hashed_dropout(w2(gated), dropout_, train);
   }
-
- private:
   ChunkedLayerNorm norm1{nullptr}, norm2{nullptr};
   LruLayer lru{nullptr};
   MatryoshkaLinear w1{nullptr}, wg{nullptr}, w2{nullptr};
@@ -222,6 +239,37 @@ torch::Tensor SequentialRecommenderImpl::forward(const torch::Tensor& tokens, co
   for (auto& block : blocks_) {
     if (lrurec) x = std::static_pointer_cast<LruRecBlockImpl>(block)->forward(x, mask);
     else x = std::static_pointer_cast<FmrlRecBlockImpl>(block)->forward(x, mask);
+  }
+  return lrurec ? x : final_norm(x);
+}
+
+SequentialState SequentialRecommenderImpl::initial_state(std::int64_t users) const {
+  SequentialState state;
+  const bool lrurec = options_.block == SequentialBlock::kLruRec;
+  for (const auto& block : blocks_) {
+    const std::int64_t size = lrurec ? std::static_pointer_cast<LruRecBlockImpl>(block)->state_size()
+                                     : std::static_pointer_cast<FmrlRecBlockImpl>(block)->state_size();
+    state.lru.push_back(torch::zeros({users, size}, torch::kComplexFloat));
+  }
+  return state;
+}
+
+torch::Tensor SequentialRecommenderImpl::step(SequentialState& state, const torch::Tensor& items, torch::Tensor table) {
+  if (is_training()) throw std::invalid_argument("SequentialRecommender::step: the model is in training mode (call eval())");
+  if (state.lru.size() != blocks_.size())
+    throw std::invalid_argument("SequentialRecommender::step: the state has " + std::to_string(state.lru.size()) +
+                                " blocks, the model " + std::to_string(blocks_.size()));
+  if (items.dim() != 1 || items.size(0) != state.lru.front().size(0))
+    throw std::invalid_argument("SequentialRecommender::step: one item per user of the state is needed");
+  if (items.numel() > 0 && (items.min().item<std::int64_t>() < 1 || items.max().item<std::int64_t>() > options_.num_items))
+    throw std::invalid_argument("SequentialRecommender::step: an item id outside 1.." + std::to_string(options_.num_items));
+  if (!table.defined()) table = item_table();
+  torch::Tensor x = torch::embedding(table, items);  // no dropout: inference only
+  const bool lrurec = options_.block == SequentialBlock::kLruRec;
+  if (lrurec) x = input_norm(x);
+  for (std::size_t b = 0; b < blocks_.size(); ++b) {
+    if (lrurec) x = std::static_pointer_cast<LruRecBlockImpl>(blocks_[b])->step(state.lru[b], x);
+    else x = std::static_pointer_cast<FmrlRecBlockImpl>(blocks_[b])->step(state.lru[b], x);
   }
   return lrurec ? x : final_norm(x);
 }

@@ -46,6 +46,14 @@ struct SequentialOptions {
   std::int64_t vector_dim = 0;        // > 0: frozen vectors [num_items + 1, vector_dim], projected to D
 };
 
+// Where users are in the recurrence, for inference one event at a time (a
+// live user state): each block's LRU state [users, state] (complex64), zero
+// before the first event. Everything else in a block is per position, so this
+// is all the history a block keeps.
+struct SequentialState {
+  std::vector<torch::Tensor> lru;  // one per block
+};
+
 class SequentialRecommenderImpl : public torch::nn::Module {
  public:
   explicit SequentialRecommenderImpl(const SequentialOptions& options);  // throws std::invalid_argument
@@ -66,6 +74,15 @@ class SequentialRecommenderImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& tokens);
   // The same with item_table() computed already (evaluation computes it once).
   torch::Tensor forward(const torch::Tensor& tokens, const torch::Tensor& table);
+  // The state of `users` users before any event.
+  SequentialState initial_state(std::int64_t users) const;
+  // One event per user: items [users] (ids 1..num_items) advance `state` in
+  // place; returns the hidden states [users, D] at the new event, equal (to
+  // rounding; tested) to forward's last position over every event so far
+  // with no window limit. O(d^2) a block, whatever the history's length.
+  // The model must be in eval mode; throws std::invalid_argument otherwise,
+  // for a state of another model and for an id outside the items.
+  torch::Tensor step(SequentialState& state, const torch::Tensor& items, torch::Tensor table = {});
   // Every width's scores of every item id (0 included): hidden [..., D] ->
   // [widths, ..., num_items + 1]. Width i's are width i-1's plus the next
   // chunk's product, so all widths cost one full-width product. `table` is

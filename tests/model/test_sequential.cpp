@@ -320,3 +320,60 @@ TEST(SequentialRecommender, SampledLossIsTheFullLossOverTheCandidatesWithTheirSh
   }
   EXPECT_NEAR(sampled.item<double>(), expected, 1e-5);
 }
+
+// The live-state path (issue 9's one-step update, issue 12's events): from
+// the empty state, one step per event gives at every event the hidden state
+// the scan gives at that position of the left-padded sequence, for both
+// blocks, one width and nested widths, and so the same scores at every width.
+TEST(SequentialRecommender, OneStepUpdatesEqualTheScanAtEveryEvent) {
+  for (model::SequentialBlock block : {model::SequentialBlock::kLruRec, model::SequentialBlock::kFmrlRec}) {
+    for (const std::vector<std::int64_t>& widths : {std::vector<std::int64_t>{8}, std::vector<std::int64_t>{4, 8}}) {
+      SCOPED_TRACE(std::string(model::to_string(block)) + ", " + std::to_string(widths.size()) + " widths");
+      torch::manual_seed(3);
+      model::SequentialOptions o;
+      o.num_items = 20;
+      o.widths = widths;
+      o.block = block;
+      o.dropout = 0.3;
+      model::SequentialRecommender net(o);
+      {
+        // LRURec's initialization leaves every output near zero; larger
+        // weights make the comparison bite.
+        torch::NoGradGuard no_grad;
+        for (auto& p : net->named_parameters())
+          if (p.key().find("lambda_") == std::string::npos) p.value().add_(torch::randn_like(p.value()) * 0.3);
+      }
+      net->eval();
+      const torch::Tensor events = torch::randint(1, 21, {3, 6}, torch::kInt64);
+      const torch::Tensor padded = torch::cat({torch::zeros({3, 3}, torch::kInt64), events}, 1);
+      const torch::Tensor hidden = net->forward(padded);  // [3, 9, 8]
+      ASSERT_GT(hidden.abs().max().item<float>(), 0.1f);
+      model::SequentialState state = net->initial_state(3);
+      ASSERT_EQ(state.lru.size(), 2u);
+      torch::Tensor h;
+      for (int t = 0; t < 6; ++t) {
+        h = net->step(state, events.select(1, t));
+        EXPECT_TRUE(torch::allclose(h, hidden.select(1, 3 + t), 1e-4, 1e-5))
+            << "event " << t << ": max difference " << (h - hidden.select(1, 3 + t)).abs().max().item<float>();
+      }
+      EXPECT_TRUE(torch::allclose(net->scores_by_width(h), net->scores_by_width(hidden.select(1, -1)), 1e-4, 1e-4));
+    }
+  }
+}
+
+TEST(SequentialRecommender, OneStepUpdateRejectsTrainingModeForeignStatesAndUnknownItems) {
+  model::SequentialOptions o;
+  o.num_items = 5;
+  o.widths = {8};
+  model::SequentialRecommender net(o);
+  model::SequentialState state = net->initial_state(2);
+  EXPECT_THROW(net->step(state, torch::tensor({1, 2}, torch::kInt64)), std::invalid_argument);  // training mode
+  net->eval();
+  EXPECT_NO_THROW(net->step(state, torch::tensor({1, 5}, torch::kInt64)));
+  EXPECT_THROW(net->step(state, torch::tensor({0, 2}, torch::kInt64)), std::invalid_argument);  // padding
+  EXPECT_THROW(net->step(state, torch::tensor({1, 6}, torch::kInt64)), std::invalid_argument);  // beyond the items
+  EXPECT_THROW(net->step(state, torch::tensor({1}, torch::kInt64)), std::invalid_argument);     // one user short
+  model::SequentialState other = net->initial_state(2);
+  other.lru.pop_back();
+  EXPECT_THROW(net->step(other, torch::tensor({1, 2}, torch::kInt64)), std::invalid_argument);
+}
