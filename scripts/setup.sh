@@ -13,6 +13,7 @@ PACKAGES=(
   libsimdjson-dev         # request parsing on the serving hot path
   libboost-dev curl       # the HTTP server: header-only Boost.Beast + Asio (async, so idle or slow
                           # clients hold no thread; docs/reliability.md); curl for its end-to-end test
+  libfaiss-dev            # approximate inner-product item indexes (HNSW, IVF) for retrieval
   libxgboost-dev          # the gradient-boosted trees baseline of `compare --gbdt` (C API)
   libgtest-dev libgmock-dev libbenchmark-dev
 )
