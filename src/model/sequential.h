@@ -98,6 +98,9 @@ class SequentialRecommenderImpl : public torch::nn::Module {
   torch::Tensor loss(const torch::Tensor& tokens, const torch::Tensor& labels, const torch::Tensor& candidates,
                      const torch::Tensor& logit_shift);
   const SequentialOptions& options() const { return options_; }
+  // LRURec's per-item output bias [num_items + 1]; undefined for fMRLRec's
+  // block and for a model without ids.
+  const torch::Tensor& item_bias() const { return item_bias_; }
   torch::nn::Embedding items{nullptr};  // when options().item_ids
 
  private:

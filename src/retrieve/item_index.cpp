@@ -8,6 +8,7 @@
 #include <faiss/IndexFlat.h>
 #include <faiss/IndexHNSW.h>
 #include <faiss/IndexIVFFlat.h>
+#include <faiss/utils/distances.h>
 
 namespace mtrank::retrieve {
 namespace {
@@ -48,10 +49,21 @@ class FaissItemIndex : public ItemIndex {
       : kind_(kind), width_(checked_width(table, o.width)), bias_(!table.bias.empty()), items_(table.rows - 1),
         options_(o) {
     const auto cols = static_cast<int>(width_ + (bias_ ? 1 : 0));
-    const std::vector<float> rows = prefix_rows(table, width_);
     if (kind == "exact") {
-      index_ = std::make_unique<faiss::IndexFlatIP>(cols);
-    } else if (kind == "hnsw") {
+      // faiss's brute-force kernel (blocked sgemm for 20 queries or more, a
+      // SIMD loop below, and a heap) over rows in place: at the full width
+      // without a bias those are the table's own, so a 10M x 256 catalog is
+      // not held twice.
+      if (width_ == table.dim && !bias_) {
+        exact_rows_ = table.row(1);
+      } else {
+        own_rows_ = prefix_rows(table, width_);
+        exact_rows_ = own_rows_.data();
+      }
+      return;
+    }
+    const std::vector<float> rows = prefix_rows(table, width_);
+    if (kind == "hnsw") {
       if (o.hnsw_m < 2 || o.hnsw_ef_construction < 1 || o.hnsw_ef_search < 1)
         throw std::invalid_argument("hnsw index: hnsw_m must be >= 2 and the ef sizes >= 1");
       auto hnsw = std::make_unique<faiss::IndexHNSWFlat>(cols, o.hnsw_m, faiss::METRIC_INNER_PRODUCT);
@@ -97,14 +109,19 @@ class FaissItemIndex : public ItemIndex {
       if (bias_) q[static_cast<std::size_t>(i * cols + width_)] = 1.0f;
     }
     std::vector<float> scores(static_cast<std::size_t>(count * fetch));
-    std::vector<faiss::Index::idx_t> labels(scores.size());
+    std::vector<std::int64_t> labels(scores.size());  // faiss::Index::idx_t
     faiss::SearchParametersIVF ivf;
     const faiss::SearchParameters* params = nullptr;
     if (kind_ == "ivf") {
       ivf.nprobe = static_cast<std::size_t>(std::min(options_.ivf_probe, lists_));
       params = &ivf;
     }
-    index_->search(count, q.data(), fetch, scores.data(), labels.data(), params);
+    if (exact_rows_)
+      faiss::knn_inner_product(q.data(), exact_rows_, static_cast<std::size_t>(cols), static_cast<std::size_t>(count),
+                               static_cast<std::size_t>(items_), static_cast<std::size_t>(fetch), scores.data(),
+                               labels.data());
+    else
+      index_->search(count, q.data(), fetch, scores.data(), labels.data(), params);
     for (std::int64_t i = 0; i < count; ++i) {
       std::vector<std::int64_t> excluded;
       if (exclude) {
@@ -113,7 +130,7 @@ class FaissItemIndex : public ItemIndex {
       }
       Hits& hits = out[static_cast<std::size_t>(i)];
       for (std::int64_t j = 0; j < fetch && static_cast<std::int64_t>(hits.size()) < k; ++j) {
-        const faiss::Index::idx_t label = labels[static_cast<std::size_t>(i * fetch + j)];
+        const std::int64_t label = labels[static_cast<std::size_t>(i * fetch + j)];
         if (label < 0) continue;  // an approximate index may find fewer than asked
         const std::int64_t item = label + 1;
         if (std::binary_search(excluded.begin(), excluded.end(), item)) continue;
@@ -140,6 +157,8 @@ class FaissItemIndex : public ItemIndex {
   std::int64_t items_;
   IndexOptions options_;
   int lists_ = 0;
+  std::vector<float> own_rows_;           // exact: the prefix rows, unless the table's rows are they
+  const float* exact_rows_ = nullptr;     // exact: items 1.. as rows of width_ (+ bias) floats
   std::unique_ptr<faiss::Index> quantizer_;  // ivf: declared before index_, so it is destroyed after it
   std::unique_ptr<faiss::Index> index_;
 };
@@ -152,7 +171,7 @@ std::unique_ptr<ItemIndex> make_faiss_index(const std::string& kind, const ItemT
 
 const std::vector<IndexKind>& index_registry() {
   static const std::vector<IndexKind> registry = {
-      {"exact", "every item scored at the index's width (faiss IndexFlatIP: blocked sgemm and a heap)",
+      {"exact", "every item scored at the index's width (faiss's brute-force kernel: blocked sgemm and a heap)",
        [](const ItemTable& t, const IndexOptions& o) { return make_faiss_index("exact", t, o); }},
       {"hnsw", "faiss HNSW graph over inner product (hnsw_m, hnsw_ef_construction, hnsw_ef_search)",
        [](const ItemTable& t, const IndexOptions& o) { return make_faiss_index("hnsw", t, o); }},

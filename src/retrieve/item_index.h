@@ -3,7 +3,7 @@
 // product with a query, over a sequential model's item table, at a Matryoshka
 // prefix width. One interface, several implementations registered by name
 // (index_registry()):
-//   exact   every item scored (faiss's IndexFlatIP: blocked sgemm and a heap)
+//   exact   every item scored (faiss's knn_inner_product: blocked sgemm and a heap)
 //   hnsw    faiss's HNSW graph (IndexHNSWFlat, inner product)
 //   ivf     faiss's inverted lists (IndexIVFFlat, inner product)
 //   funnel  the Matryoshka funnel (reference.md section 4): a shortlist from
