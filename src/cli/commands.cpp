@@ -28,6 +28,7 @@
 #include "eval/metrics.h"
 #include "eval/seesaw.h"
 #include "serve/ranker.h"
+#include "serve/retriever.h"
 #include "model/model_dir.h"
 #include "data/item_text.h"
 #include "model/lsa.h"
@@ -433,14 +434,8 @@ int run_recommend(const RecommendOptions& o) {
       token += c;
     }
   }
-  // A `user item` log's ids were read as numbers ("010" is item 10): an
-  // unknown id is tried in that form too.
-  if (train::is_user_item_log(m.config.data.train))
-    for (std::string& n : names)
-      if (m.items.find(n) == 0)
-        if (std::string canonical = data::canonical_integer(n); !canonical.empty()) n = canonical;
   std::int64_t unknown = 0;
-  const std::vector<std::int32_t> history = data::map_items(m.items, names, &unknown);
+  const std::vector<std::int32_t> history = serve::known_items(m, names, &unknown);
   if (unknown > 0)
     std::fprintf(stderr, "%lld of the %zu history items are unknown to %s and were skipped\n",
                  static_cast<long long>(unknown), names.size(), o.model.c_str());

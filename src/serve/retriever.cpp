@@ -2,8 +2,13 @@
 
 #include <torch/torch.h>
 
+#include <set>
+
+#include "common/error.h"
 #include "data/sequences.h"
 #include "model/sequential.h"
+#include "serve/request.h"
+#include "train/sequential_run.h"
 
 namespace mtrank::serve {
 
@@ -37,6 +42,48 @@ std::vector<float> queries_of(model::SequentialRecommenderImpl& net, const std::
     const torch::Tensor last = net.forward(tokens, table).select(1, max_len - 1).contiguous();
     std::copy(last.data_ptr<float>(), last.data_ptr<float>() + last.numel(), out.data() + begin * d);
   }
+  return out;
+}
+
+std::vector<std::int32_t> known_items(const model::LoadedSequentialModel& model, const std::vector<std::string>& names,
+                                      std::int64_t* unknown) {
+  const bool numeric = train::is_user_item_log(model.config.data.train);
+  std::vector<std::string> mapped = names;
+  if (numeric)
+    for (std::string& n : mapped)
+      if (model.items.find(n) == 0)
+        if (std::string canonical = data::canonical_integer(n); !canonical.empty()) n = canonical;
+  return data::map_items(model.items, mapped, unknown);
+}
+
+Retriever::Retriever(model::LoadedSequentialModel model, RetrieverOptions options)
+    : model_(std::move(model)), table_(item_table_of(*model_.net)) {
+  const std::vector<std::int64_t>& widths = model_.net->options().widths;
+  std::string kind = options.index;
+  if (kind.empty()) kind = widths.size() > 1 ? "funnel" : "exact";
+  retrieve::IndexOptions o = options.index_options;
+  if (kind == "funnel" && o.funnel_widths.empty()) {
+    o.funnel_widths = {widths.front(), widths.back()};
+    if (o.funnel_keep.empty()) o.funnel_keep = {1000};
+  }
+  try {
+    index_ = retrieve::make_index(kind, table_, o);
+  } catch (const std::invalid_argument& e) {
+    throw ConfigError("retrieval index: " + std::string(e.what()));
+  }
+}
+
+Retrieved Retriever::retrieve(const std::vector<std::string>& history, std::int64_t k) const {
+  Retrieved out;
+  const std::vector<std::int32_t> ids = known_items(model_, history, &out.unknown_items);
+  if (ids.empty())
+    throw RequestError("history: none of its " + std::to_string(history.size()) +
+                       " items is known to the retrieval model, so there is nothing to retrieve from");
+  if (k < 1) throw RequestError("k: must be at least 1, not " + std::to_string(k));
+  const std::vector<float> query = queries_of(*model_.net, {ids}, static_cast<int>(model_.config.sequential.max_len));
+  const std::set<std::int32_t> seen(ids.begin(), ids.end());
+  const std::vector<std::vector<std::int64_t>> exclude = {std::vector<std::int64_t>(seen.begin(), seen.end())};
+  out.hits = std::move(index_->search(query.data(), 1, table_.dim, k, &exclude)[0]);
   return out;
 }
 

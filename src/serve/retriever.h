@@ -2,8 +2,11 @@
 // Retrieval with a sequential model (issue 12): its item table as the
 // torch-free retrieve::ItemTable the item indexes read, and users' queries.
 #include <cstdint>
+#include <memory>
+#include <string>
 #include <vector>
 
+#include "model/sequential_dir.h"
 #include "retrieve/item_index.h"
 
 namespace mtrank::model {
@@ -22,5 +25,43 @@ retrieve::ItemTable item_table_of(model::SequentialRecommenderImpl& net);
 // row-major [histories, D].
 std::vector<float> queries_of(model::SequentialRecommenderImpl& net, const std::vector<std::vector<std::int32_t>>& histories,
                               int max_len, std::int64_t batch_size = 256);
+
+// The model ids of external item ids, oldest first; ids the model does not
+// know are skipped and counted in *unknown. For a model trained on a `user
+// item` log, whose ids were read as numbers, "010" is tried as "10" too.
+std::vector<std::int32_t> known_items(const model::LoadedSequentialModel& model, const std::vector<std::string>& names,
+                                      std::int64_t* unknown);
+
+struct RetrieverOptions {
+  // An index of retrieve::index_registry(); "" = "funnel" for a model of
+  // several widths (its smallest width shortlists, the full width ranks),
+  // else "exact".
+  std::string index;
+  retrieve::IndexOptions index_options;  // funnel_widths / funnel_keep empty: {smallest, full}, {1000}
+};
+
+struct Retrieved {
+  std::vector<retrieve::Hit> hits;  // model item ids, best first
+  std::int64_t unknown_items = 0;   // history items the model does not know (skipped)
+};
+
+// A sequential model and an item index over its item table: the items to
+// follow a user's history, the history's own items left out.
+class Retriever {
+ public:
+  // Throws ConfigError for bad index settings.
+  Retriever(model::LoadedSequentialModel model, RetrieverOptions options);
+  // history: external item ids, oldest first (its last max_len known items
+  // are the model's input). Throws RequestError when no item of it is known.
+  Retrieved retrieve(const std::vector<std::string>& history, std::int64_t k) const;
+  const std::string& item_name(std::int64_t id) const { return model_.items.external(static_cast<std::int32_t>(id)); }
+  const retrieve::ItemIndex& index() const { return *index_; }
+  const model::LoadedSequentialModel& model() const { return model_; }
+
+ private:
+  model::LoadedSequentialModel model_;
+  retrieve::ItemTable table_;
+  std::unique_ptr<retrieve::ItemIndex> index_;
+};
 
 }  // namespace mtrank::serve

@@ -1,0 +1,90 @@
+// Retrieval with a sequential model (issue 12): served = offline (the
+// retriever's exact top k is `mtrank recommend`'s, and a funnel that keeps
+// every item gives the same), unknown history items skipped and counted,
+// nothing known or a bad k refused, bad index settings named.
+#include <random>
+#include <sstream>
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "common/error.h"
+#include "model/sequential.h"
+#include "serve/request.h"
+#include "serve/retriever.h"
+#include "test_util.h"
+#include "train/sequential_run.h"
+
+using namespace mtrank;
+
+namespace {
+
+// A (briefly) trained model over 40 items (external ids 1001..1040) that follow a chain.
+std::string trained_model(const mtrank::testing::TempDir& dir) {
+  std::mt19937 rng(5);
+  std::ostringstream log;
+  for (int u = 0; u < 200; ++u) {
+    int item = static_cast<int>(rng() % 40) + 1;
+    for (int e = 0; e < 20; ++e) {
+      log << u << ' ' << 1000 + item << '\n';
+      item = rng() % 10 < 8 ? (7 * item + 3) % 40 + 1 : static_cast<int>(rng() % 40) + 1;
+    }
+  }
+  train::SequentialRunRequest request;
+  request.config = parse_config(R"(
+[sequential]
+widths = [4, 8, 16]
+blocks = 1
+max_len = 16
+[train]
+batch_size = 32
+max_steps = 10
+eval_every_steps = 10
+)", "seq.toml");
+  request.config.data.train = dir.write("log.txt", log.str());
+  request.out = dir.file("model");
+  request.show_progress = false;
+  train::run_sequential_training(request);
+  return request.out;
+}
+
+}  // namespace
+
+TEST(Retriever, ServesWhatRecommendGivesOfflineAndSkipsUnknownItems) {
+  mtrank::testing::TempDir dir;
+  const std::string model_dir = trained_model(dir);
+  model::LoadedSequentialModel offline = model::load_sequential_model_dir(model_dir);
+  const std::vector<std::string> history = {"1003", "1024", "0999", "1019", "01007"};  // 0999 unknown; 01007 is 1007
+  std::int64_t unknown = 0;
+  const std::vector<std::int32_t> ids = serve::known_items(offline, history, &unknown);
+  EXPECT_EQ(unknown, 1);
+  ASSERT_EQ(ids.size(), 4u);
+  const auto want = train::recommend(*offline.net, ids, 16, 0, 10);
+  ASSERT_EQ(want.size(), 10u);
+  serve::RetrieverOptions exact;
+  exact.index = "exact";
+  serve::RetrieverOptions funnel;  // the default for a model of several widths
+  funnel.index_options.funnel_keep = {40};
+  for (const serve::RetrieverOptions& options : {exact, funnel}) {
+    const serve::Retriever retriever(model::load_sequential_model_dir(model_dir), options);
+    SCOPED_TRACE(retriever.index().describe());
+    const serve::Retrieved got = retriever.retrieve(history, 10);
+    EXPECT_EQ(got.unknown_items, 1);
+    ASSERT_EQ(got.hits.size(), 10u);
+    for (std::size_t r = 0; r < 10; ++r) {
+      EXPECT_EQ(got.hits[r].item, want[r].first) << "rank " << r;
+      EXPECT_NEAR(got.hits[r].score, want[r].second, 1e-4);
+      for (std::int32_t id : ids) EXPECT_NE(got.hits[r].item, id);  // the history is left out
+    }
+    EXPECT_EQ(retriever.item_name(got.hits[0].item), offline.items.external(want[0].first));
+  }
+  const serve::Retriever retriever(model::load_sequential_model_dir(model_dir), {});
+  EXPECT_NE(retriever.index().describe().find("funnel"), std::string::npos);
+  EXPECT_THROW(retriever.retrieve({"0999", "x"}, 10), serve::RequestError);  // nothing known
+  EXPECT_THROW(retriever.retrieve({"1003"}, 0), serve::RequestError);
+  // 36 items are left after a 4-item history: asking for 100 returns them all.
+  EXPECT_EQ(retriever.retrieve(history, 100).hits.size(), 36u);
+  serve::RetrieverOptions bad;
+  bad.index_options.funnel_widths = {4, 12};
+  EXPECT_THROW(serve::Retriever(model::load_sequential_model_dir(model_dir), bad), ConfigError);
+}
