@@ -59,8 +59,7 @@ std::vector<std::int32_t> known_items(const model::LoadedSequentialModel& model,
 Retriever::Retriever(model::LoadedSequentialModel model, RetrieverOptions options)
     : model_(std::move(model)), table_(item_table_of(*model_.net)) {
   const std::vector<std::int64_t>& widths = model_.net->options().widths;
-  std::string kind = options.index;
-  if (kind.empty()) kind = widths.size() > 1 ? "funnel" : "exact";
+  const std::string& kind = options.index;
   retrieve::IndexOptions o = options.index_options;
   if (kind == "funnel" && o.funnel_widths.empty()) {
     o.funnel_widths = {widths.front(), widths.back()};

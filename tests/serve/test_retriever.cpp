@@ -61,9 +61,9 @@ TEST(Retriever, ServesWhatRecommendGivesOfflineAndSkipsUnknownItems) {
   ASSERT_EQ(ids.size(), 4u);
   const auto want = train::recommend(*offline.net, ids, 16, 0, 10);
   ASSERT_EQ(want.size(), 10u);
-  serve::RetrieverOptions exact;
-  exact.index = "exact";
-  serve::RetrieverOptions funnel;  // the default for a model of several widths
+  serve::RetrieverOptions exact;  // the default
+  serve::RetrieverOptions funnel;
+  funnel.index = "funnel";  // from the smallest width to the full one, by default
   funnel.index_options.funnel_keep = {40};
   for (const serve::RetrieverOptions& options : {exact, funnel}) {
     const serve::Retriever retriever(model::load_sequential_model_dir(model_dir), options);
@@ -78,13 +78,13 @@ TEST(Retriever, ServesWhatRecommendGivesOfflineAndSkipsUnknownItems) {
     }
     EXPECT_EQ(retriever.item_name(got.hits[0].item), offline.items.external(want[0].first));
   }
-  const serve::Retriever retriever(model::load_sequential_model_dir(model_dir), {});
-  EXPECT_NE(retriever.index().describe().find("funnel"), std::string::npos);
+  const serve::Retriever retriever(model::load_sequential_model_dir(model_dir), funnel);
+  EXPECT_EQ(retriever.index().describe().rfind("funnel: exact width 4 keeps 40", 0), 0u) << retriever.index().describe();
   EXPECT_THROW(retriever.retrieve({"0999", "x"}, 10), serve::RequestError);  // nothing known
   EXPECT_THROW(retriever.retrieve({"1003"}, 0), serve::RequestError);
   // 36 items are left after a 4-item history: asking for 100 returns them all.
   EXPECT_EQ(retriever.retrieve(history, 100).hits.size(), 36u);
-  serve::RetrieverOptions bad;
+  serve::RetrieverOptions bad = funnel;
   bad.index_options.funnel_widths = {4, 12};
   EXPECT_THROW(serve::Retriever(model::load_sequential_model_dir(model_dir), bad), ConfigError);
 }
