@@ -25,6 +25,7 @@
 #include <omp.h>
 #include <torch/torch.h>
 
+#include "bench_util.h"
 #include "common/system.h"
 #include "model/sequential.h"
 #include "model/sequential_dir.h"
@@ -35,11 +36,8 @@
 using namespace mtrank;
 
 namespace {
-double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
-double percentile(std::vector<double> v, double q) {
-  std::sort(v.begin(), v.end());
-  return v[static_cast<std::size_t>(q * static_cast<double>(v.size() - 1))];
-}
+using bench::now;
+using bench::percentile;
 std::vector<std::int64_t> parse_list(const std::string& s) {
   std::vector<std::int64_t> out;
   std::stringstream in(s);

@@ -14,17 +14,15 @@
 
 #include <torch/torch.h>
 
+#include "bench_util.h"
 #include "common/system.h"
 #include "model/sequential.h"
 
 using namespace mtrank;
 
 namespace {
-double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
-double percentile(std::vector<double> v, double q) {
-  std::sort(v.begin(), v.end());
-  return v[static_cast<std::size_t>(q * static_cast<double>(v.size() - 1))];
-}
+using bench::now;
+using bench::percentile;
 }  // namespace
 
 int main(int argc, char** argv) {
