@@ -89,7 +89,7 @@ Source from_model(const std::string& dir, const std::string& log, std::int64_t c
   const auto max_len = static_cast<int>(m.config.sequential.max_len);
   std::vector<std::vector<std::int32_t>> inputs(cases.inputs.begin(),
                                                 cases.inputs.begin() + std::min<std::size_t>(cases.inputs.size(), count));
-  s.queries = serve::queries_of(*m.net, inputs, max_len);
+  s.queries = serve::queries_of(*m.net, inputs, max_len, 256, &s.table);
   s.count = static_cast<std::int64_t>(inputs.size());
   for (const auto& h : inputs) {
     std::vector<std::int64_t> window;

@@ -41,6 +41,7 @@ class FunnelIndex : public ItemIndex {
     if (query_dim < table_.dim)
       throw std::invalid_argument("funnel: queries of " + std::to_string(query_dim) + " features for width " +
                                   std::to_string(table_.dim));
+    if (k <= 0) return std::vector<Hits>(static_cast<std::size_t>(std::max<std::int64_t>(count, 0)));
     std::vector<Hits> out = first_->search(queries, count, query_dim, std::max(k, keep_.front()), exclude);
     for (std::int64_t q = 0; q < count; ++q) {
       const float* query = queries + q * query_dim;

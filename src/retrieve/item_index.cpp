@@ -74,7 +74,9 @@ class FaissItemIndex : public ItemIndex {
       hnsw->hnsw.efSearch = o.hnsw_ef_search;
       index_ = std::move(hnsw);
     } else if (kind == "ivf") {
-      lists_ = o.ivf_lists > 0 ? o.ivf_lists : std::max(1, static_cast<int>(4 * std::sqrt(static_cast<double>(items_))));
+      lists_ = o.ivf_lists > 0 ? o.ivf_lists
+                               : static_cast<int>(std::clamp<std::int64_t>(
+                                     static_cast<std::int64_t>(4 * std::sqrt(static_cast<double>(items_))), 1, items_));
       if (lists_ > items_ || o.ivf_probe < 1)
         throw std::invalid_argument("ivf index: " + std::to_string(lists_) + " lists for " + std::to_string(items_) +
                                     " items (at most one list an item) and ivf_probe >= 1 are needed");
@@ -98,6 +100,7 @@ class FaissItemIndex : public ItemIndex {
       throw std::invalid_argument("item index: one exclusion list per query is needed");
     std::vector<Hits> out(static_cast<std::size_t>(count));
     if (count == 0 || k <= 0) return out;
+    k = std::min(k, items_);  // and so no overflow below
     std::size_t longest = 0;
     if (exclude)
       for (const auto& e : *exclude) longest = std::max(longest, e.size());

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <set>
+#include <stdexcept>
 
 #include "common/error.h"
 #include "data/sequences.h"
@@ -27,10 +28,12 @@ retrieve::ItemTable item_table_of(model::SequentialRecommenderImpl& net) {
 }
 
 std::vector<float> queries_of(model::SequentialRecommenderImpl& net, const std::vector<std::vector<std::int32_t>>& histories,
-                              int max_len, std::int64_t batch_size) {
-  net.eval();
+                              int max_len, std::int64_t batch_size, const retrieve::ItemTable* items) {
+  if (net.is_training()) throw std::invalid_argument("queries_of: the model is in training mode");
+  if (batch_size < 1) throw std::invalid_argument("queries_of: batch_size must be at least 1");
   torch::NoGradGuard no_grad;
-  const torch::Tensor table = net.item_table();
+  const torch::Tensor table =
+      items ? torch::from_blob(const_cast<float*>(items->vectors.data()), {items->rows, items->dim}) : net.item_table();
   const std::int64_t d = table.size(1), n = static_cast<std::int64_t>(histories.size());
   std::vector<float> out(static_cast<std::size_t>(n * d));
   for (std::int64_t begin = 0; begin < n; begin += batch_size) {
@@ -57,8 +60,9 @@ std::vector<std::int32_t> known_items(const model::LoadedSequentialModel& model,
 }
 
 Retriever::Retriever(model::LoadedSequentialModel model, RetrieverOptions options)
-    : model_(std::move(model)), table_(item_table_of(*model_.net)) {
+    : model_(std::move(model)), table_(std::make_unique<const retrieve::ItemTable>(item_table_of(*model_.net))) {
   const std::vector<std::int64_t>& widths = model_.net->options().widths;
+  model_.net->eval();  // loaded so already; requests must never switch it
   const std::string& kind = options.index;
   retrieve::IndexOptions o = options.index_options;
   if (kind == "funnel" && o.funnel_widths.empty()) {
@@ -66,7 +70,7 @@ Retriever::Retriever(model::LoadedSequentialModel model, RetrieverOptions option
     if (o.funnel_keep.empty()) o.funnel_keep = {1000};
   }
   try {
-    index_ = retrieve::make_index(kind, table_, o);
+    index_ = retrieve::make_index(kind, *table_, o);
   } catch (const std::invalid_argument& e) {
     throw ConfigError("retrieval index: " + std::string(e.what()));
   }
@@ -79,10 +83,11 @@ Retrieved Retriever::retrieve(const std::vector<std::string>& history, std::int6
     throw RequestError("history: none of its " + std::to_string(history.size()) +
                        " items is known to the retrieval model, so there is nothing to retrieve from");
   if (k < 1) throw RequestError("k: must be at least 1, not " + std::to_string(k));
-  const std::vector<float> query = queries_of(*model_.net, {ids}, static_cast<int>(model_.config.sequential.max_len));
+  const std::vector<float> query =
+      queries_of(*model_.net, {ids}, static_cast<int>(model_.config.sequential.max_len), 1, table_.get());
   const std::set<std::int32_t> seen(ids.begin(), ids.end());
   const std::vector<std::vector<std::int64_t>> exclude = {std::vector<std::int64_t>(seen.begin(), seen.end())};
-  out.hits = std::move(index_->search(query.data(), 1, table_.dim, k, &exclude)[0]);
+  out.hits = std::move(index_->search(query.data(), 1, table_->dim, k, &exclude)[0]);
   return out;
 }
 

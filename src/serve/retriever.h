@@ -22,9 +22,13 @@ retrieve::ItemTable item_table_of(model::SequentialRecommenderImpl& net);
 
 // The query of each history (model ids, oldest first; its last max_len items
 // are the input window, left-padded): the hidden state at the last position,
-// row-major [histories, D].
+// row-major [histories, D]. `table`: item_table_of(net), when the caller
+// holds it (else the model computes it, which with item features costs a pass
+// over the catalog). The model must be in eval mode (a loaded one is):
+// switching modes here would race with other threads' requests. Throws
+// std::invalid_argument otherwise and for a batch_size below 1.
 std::vector<float> queries_of(model::SequentialRecommenderImpl& net, const std::vector<std::vector<std::int32_t>>& histories,
-                              int max_len, std::int64_t batch_size = 256);
+                              int max_len, std::int64_t batch_size = 256, const retrieve::ItemTable* table = nullptr);
 
 // The model ids of external item ids, oldest first; ids the model does not
 // know are skipped and counted in *unknown. For a model trained on a `user
@@ -61,7 +65,9 @@ class Retriever {
 
  private:
   model::LoadedSequentialModel model_;
-  retrieve::ItemTable table_;
+  // On the heap: the index holds its address (and the rows in it), which a
+  // move of the Retriever must not change.
+  std::unique_ptr<const retrieve::ItemTable> table_;
   std::unique_ptr<retrieve::ItemIndex> index_;
 };
 

@@ -2,6 +2,7 @@
 // hand-checked case, the approximate indexes against exact search, the
 // funnel equal to exact search when it keeps everything and close to it when
 // it keeps a shortlist of a Matryoshka-like table, exclusions, bad settings.
+#include <limits>
 #include <random>
 
 #include <gtest/gtest.h>
@@ -183,6 +184,19 @@ TEST(ItemIndex, BadSettingsAreRefusedWithWhatToFix) {
   o = {};
   o.ivf_lists = 500;
   EXPECT_NE(message("ivf", o).find("500 lists for 100 items"), std::string::npos);
+  // Defaults hold on a tiny catalog; k of 0, negative or beyond the items is answered.
+  const ItemTable tiny = matryoshka_like(6, 16, true, 8);
+  const std::vector<float> tq = queries_like(tiny, 2, 9);
+  IndexOptions funnel;
+  funnel.funnel_widths = {4, 16};
+  funnel.funnel_keep = {3};
+  for (const std::string kind : {"exact", "hnsw", "ivf", "funnel"}) {
+    const auto index = make_index(kind, tiny, funnel);
+    EXPECT_EQ(index->search(tq.data(), 2, 16, 100)[0].size(), 5u) << kind;
+    EXPECT_EQ(index->search(tq.data(), 2, 16, std::numeric_limits<std::int64_t>::max())[1].size(), 5u) << kind;
+    EXPECT_TRUE(index->search(tq.data(), 2, 16, 0)[0].empty()) << kind;
+    EXPECT_TRUE(index->search(tq.data(), 2, 16, -3)[1].empty()) << kind;
+  }
   const auto index = make_index("exact", t);
   const float q[8] = {};
   EXPECT_THROW(index->search(q, 1, 8, 5), std::invalid_argument);  // queries narrower than the index

@@ -84,6 +84,13 @@ TEST(Retriever, ServesWhatRecommendGivesOfflineAndSkipsUnknownItems) {
   EXPECT_THROW(retriever.retrieve({"1003"}, 0), serve::RequestError);
   // 36 items are left after a 4-item history: asking for 100 returns them all.
   EXPECT_EQ(retriever.retrieve(history, 100).hits.size(), 36u);
+  // A moved retriever (a server swaps them on reload) still searches its own table.
+  serve::Retriever original(model::load_sequential_model_dir(model_dir), funnel);
+  const serve::Retrieved before = original.retrieve(history, 10);
+  const serve::Retriever moved(std::move(original));
+  const serve::Retrieved after = moved.retrieve(history, 10);
+  ASSERT_EQ(after.hits.size(), before.hits.size());
+  for (std::size_t r = 0; r < before.hits.size(); ++r) EXPECT_EQ(after.hits[r].item, before.hits[r].item);
   serve::RetrieverOptions bad = funnel;
   bad.index_options.funnel_widths = {4, 12};
   EXPECT_THROW(serve::Retriever(model::load_sequential_model_dir(model_dir), bad), ConfigError);
