@@ -1,7 +1,8 @@
-// libFuzzer target: arbitrary bytes as a ranking request body, through the
-// JSON parser and the featurizer of a small fitted model (every feature type).
-// Only RequestError may come out; anything else (a crash, a sanitizer report,
-// another exception) is a bug.
+// libFuzzer target: arbitrary bytes as a request body, through each parser of
+// the serving API: a ranking request (the JSON parser and the featurizer of a
+// small fitted model, every feature type), a recommend request (its fields
+// and context) and an event. Only RequestError may come out; anything else
+// (a crash, a sanitizer report, another exception) is a bug.
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
@@ -74,6 +75,20 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                                      model->pre.num_tasks());
     model->parser.featurize(model->pre, model->binding, request, 0, request.candidates, out);
     if (out.rows() != request.candidates) __builtin_trap();
+  } catch (const mtrank::serve::RequestError&) {
+  }
+  try {
+    mtrank::serve::RecommendRequest fields;
+    model->parser.parse_recommend(body, 500, fields, request);
+    if (fields.user.has_value() == fields.history.has_value()) __builtin_trap();  // exactly one of them
+    if (fields.k < 1 || fields.retrieve < fields.k || fields.retrieve > 500) __builtin_trap();
+    if (fields.history && fields.history->empty()) __builtin_trap();
+    if (request.candidates != 0 || request.context.size() != model->parser.columns().size()) __builtin_trap();
+  } catch (const mtrank::serve::RequestError&) {
+  }
+  try {
+    const mtrank::serve::EventRequest event = mtrank::serve::parse_event(body);
+    if (event.user.empty() || event.user.size() > mtrank::serve::kMaxUserIdBytes || event.item.empty()) __builtin_trap();
   } catch (const mtrank::serve::RequestError&) {
   }
   return 0;

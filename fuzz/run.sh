@@ -2,7 +2,7 @@
 # Builds a libFuzzer target with clang (libFuzzer, ASan, UBSan) and runs it.
 #   fuzz/run.sh [SECONDS=120] [TARGET=request]
 # TARGET is one of:
-#   request  POST /v1/rank bodies through RequestParser (fuzz_request.cpp)
+#   request  POST /v1/rank, /v1/recommend and /v1/events bodies through their parsers (fuzz_request.cpp)
 #   csv      data files through RecordReader, Preprocessor::fit and featurize_file (fuzz_csv.cpp)
 #   config   TOML configs through parse_config / load_config and the to_toml round trip (fuzz_config.cpp)
 # Environment:
@@ -39,6 +39,9 @@ case "$TARGET" in
     printf '%s' '{"candidates": []}' > "$OUT/corpus/seed3.json"
     # Keys in changing orders (the parser guesses columns from the previous object's order), a bias feature.
     printf '%s' '{"candidates": [{"item": "i1", "user": "u1", "position": 3}, {"user": "u2", "position": "1", "item": "i2"}, {"age": 5, "item": "i1"}]}' > "$OUT/corpus/seed4.json"
+    printf '%s' '{"user": "u1", "context": {"app": "maps", "age": 3}, "k": 10, "retrieve": 200}' > "$OUT/corpus/seed5.json"
+    printf '%s' '{"history": ["i1", 7, "i3"], "k": 2}' > "$OUT/corpus/seed6.json"
+    printf '%s' '{"user": 42, "item": "i9", "timestamp": 1700000000}' > "$OUT/corpus/seed7.json"
     "$OUT/fuzz_request" $STOP $LIMITS "$OUT/corpus" 2>&1 | tail -25
     exit 0
     ;;

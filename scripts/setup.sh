@@ -14,6 +14,7 @@ PACKAGES=(
   libboost-dev curl       # the HTTP server: header-only Boost.Beast + Asio (async, so idle or slow
                           # clients hold no thread; docs/reliability.md); curl for its end-to-end test
   libfaiss-dev            # approximate inner-product item indexes (HNSW, IVF) for retrieval
+  liblmdb-dev             # the served users' live state (serve --state-dir): durable, larger than memory
   libxgboost-dev          # the gradient-boosted trees baseline of `compare --gbdt` (C API)
   libgtest-dev libgmock-dev libbenchmark-dev
 )

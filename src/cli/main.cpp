@@ -322,18 +322,54 @@ int main(int argc, char** argv) {
                     "POST /v1/reload loads only model directories inside this one (symlinks and '..' resolved first; "
                     "relative model_dir values are taken from here). Default: the parent directory of --model")
       ->check(CLI::ExistingDirectory);
+  double state_max_gib = 64;
+  serve->add_option("--retrieval", sv.retrieval_dir,
+                    "Sequential model directory (mtrank train with [sequential]): enables POST /v1/recommend, which "
+                    "retrieves candidates with it and ranks them with --model")
+      ->check(CLI::ExistingDirectory);
+  serve->add_option("--catalog", sv.catalog_file,
+                    "Item catalog for --retrieval: one row per item (CSV/TSV, gzip too) with the item id and the ranker's "
+                    "item columns (e.g. genres, year), joined to every retrieved item; the file the ranker was trained with")
+      ->check(CLI::ExistingFile);
+  serve->add_option("--catalog-item-column", sv.catalog_item_column, "The catalog's item id column")->capture_default_str();
+  serve->add_option("--state-dir", sv.state_dir,
+                    "Directory of the users' live state (LMDB; created if missing): enables POST /v1/events and "
+                    "{\"user\": U} in /v1/recommend. Every acknowledged event is on disk (synced) before the response");
+  serve->add_option("--state-max-gib", state_max_gib, "Largest size the state store may grow to (address space, not memory)")
+      ->capture_default_str();
+  serve->add_option("--index", sv.retriever.index, "Retrieval index: exact, funnel (Matryoshka), hnsw or ivf")
+      ->check(CLI::IsMember({"exact", "funnel", "hnsw", "ivf"}))
+      ->capture_default_str();
+  serve->add_option("--funnel-widths", sv.retriever.index_options.funnel_widths,
+                    "Funnel stages' widths, increasing to the model's full width (default: its smallest and full width)")
+      ->delimiter(',');
+  serve->add_option("--funnel-keep", sv.retriever.index_options.funnel_keep,
+                    "Items each funnel stage but the last keeps (default: 1000)")
+      ->delimiter(',');
+  serve->add_option("--max-retrieve", sv.recommender.max_retrieve, "Largest 'retrieve' (and 'k') of a recommend request")
+      ->capture_default_str();
+  serve->add_option("--history-window", sv.recommender.history_window,
+                    "Recent items kept per user (left out of their recommendations; after a retrieval model change, "
+                    "the user's state restarts from them)")
+      ->capture_default_str();
   serve->footer(
       "POST /v1/rank  {\"context\": {...}, \"candidates\": [{...}, ...], \"top_k\": K}\n"
       "  features by input column name, raw values as in the training files; a candidate's value wins over the context's.\n"
+      "POST /v1/recommend {\"user\": U | \"history\": [ITEM, ...], \"context\": {...}, \"k\": 10, \"retrieve\": 200}\n"
+      "  (with --retrieval) retrieve, join the catalog, rank: {\"results\": [{\"item\", \"score\", \"retrieval_score\",\n"
+      "  \"tasks\"}, ...]} by score; a user with no events: 404.\n"
+      "POST /v1/events {\"user\": U, \"item\": ITEM} (with --state-dir) advances the user's state in one step.\n"
       "GET /healthz, /readyz, /metrics (Prometheus): answered on the network threads, never queued behind scoring.\n"
-      "POST /v1/reload {\"model_dir\": DIR, \"allow_schema_change\": false} or SIGHUP: load, check, then swap; a model\n"
+      "POST /v1/reload {\"model_dir\": DIR, \"retrieval_dir\": DIR, \"allow_schema_change\": false} or SIGHUP: load\n"
+      "  (the ranker, and the retrieval model with the catalog), check, then swap them together; a model\n"
       "  that fails keeps the old one serving (422, details in the log), DIR outside --models-root is refused (403),\n"
       "  a model reading other request fields is refused (409) unless allow_schema_change is true.\n"
       "Statuses: 400 bad request, 401 bad token, 404/405 unknown endpoint or method, 413 body too large,\n"
       "  415 compressed body (Content-Encoding other than identity: send it uncompressed), 431 headers too large,\n"
       "  500 internal error (generic body, details in the log), 503 busy or too many connections (Retry-After: 1).\n"
       "A POST without Content-Length or chunked encoding has an empty body. SIGTERM finishes requests in flight, then\n"
-      "exits 0. Exit codes: 2 bad option or address (port in use), 4 bad model, 1 other errors (a thread cannot start).");
+      "exits 0. Exit codes: 2 bad option or address (port in use), 3 bad catalog or state store, 4 bad model,\n"
+      "1 other errors (a thread cannot start).");
 
   mtrank::cli::ReportOptions rp;
   auto* report = app.add_subcommand(
@@ -416,6 +452,9 @@ int main(int argc, char** argv) {
           sv.admin_token.pop_back();
         if (sv.admin_token.empty()) throw mtrank::ConfigError(admin_token_file + ": the admin token file is empty");
       }
+      if (!(state_max_gib > 0 && state_max_gib <= 1 << 20))
+        throw mtrank::ConfigError("--state-max-gib: must be above 0 (and at most 1048576)");
+      sv.state_max_bytes = static_cast<std::size_t>(state_max_gib * (1 << 30));
       mtrank::configure_threads(sv.score_threads);
       return mtrank::serve::run_server(sv);
     }

@@ -87,6 +87,10 @@ RankResult Ranker::rank_json(const std::string& body) const {
   thread_local ParsedRequest this_thread_request;
   ParsedRequest& req = this_thread_request;
   parser_.parse(body, req);
+  return rank(req);
+}
+
+RankResult Ranker::rank(const ParsedRequest& req) const {
   const std::int64_t n = req.candidates;
   const int T = static_cast<int>(model_.config.tasks.size());
   const data::Preprocessor& pre = *model_.preprocessor;

@@ -53,6 +53,9 @@ class Ranker {
   Ranker(Ranker&&) = default;
   // Parses and ranks a JSON request body; throws RequestError on bad input.
   RankResult rank_json(const std::string& body) const;
+  // Ranks a request parsed (or built) already: parser() reads its columns.
+  RankResult rank(const ParsedRequest& request) const;
+  const RequestParser& parser() const { return parser_; }
   // The response body for a result.
   std::string to_json(const RankResult& result) const;
 

@@ -3,6 +3,7 @@
 // be fuzzed and tested on their own). Ranker adds scoring on top.
 #include <cstdint>
 #include <deque>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -36,6 +37,26 @@ struct ParsedRequest {
   std::int64_t top_k = -1;
 };
 
+// POST /v1/recommend's fields besides the context (serve/recommender.h):
+// {"user": "u"} or {"history": ["i1", "i2", ...]} (oldest first), and "k"
+// results from "retrieve" candidates.
+struct RecommendRequest {
+  std::optional<std::string> user;
+  std::optional<std::vector<std::string>> history;
+  std::int64_t k = 10;
+  std::int64_t retrieve = 200;
+};
+
+// POST /v1/events: {"user": "u", "item": "i"} with an optional numeric
+// "timestamp" (accepted, not used: events are applied in arrival order).
+struct EventRequest {
+  std::string user, item;
+};
+// Throws RequestError naming the field. Ids are strings or integers
+// (integers as their decimal text); a user id has 1 to kMaxUserIdBytes bytes.
+EventRequest parse_event(const std::string& body);
+constexpr std::size_t kMaxUserIdBytes = 256;
+
 class RequestParser {
  public:
   // Reads the model's raw input columns (input_columns) and its bias features from the config.
@@ -46,6 +67,13 @@ class RequestParser {
 
   // {"context": {...}, "candidates": [{...}, ...], "top_k": K}; throws RequestError.
   void parse(const std::string& body, ParsedRequest& out) const;
+  // {"user" | "history", "context", "k", "retrieve"}: the context goes to
+  // `out` (with no candidates yet: the recommender adds them), the rest to
+  // `fields`, each checked (k and retrieve from 1 to max_retrieve, retrieve
+  // at least k; retrieve defaults to max(200, k) within max_retrieve).
+  // Throws RequestError.
+  void parse_recommend(const std::string& body, std::int64_t max_retrieve, RecommendRequest& fields,
+                       ParsedRequest& out) const;
 
   // Appends candidates [begin, end) to `out` with the model's preprocessing. A
   // candidate's value wins over the context's; neither means missing. A bias
@@ -56,6 +84,9 @@ class RequestParser {
   const std::vector<std::string>& columns() const { return columns_; }
 
  private:
+  // Both parses: with `recommend` null a rank request, else a recommend request.
+  void parse_body(const std::string& body, ParsedRequest& out, RecommendRequest* recommend, std::int64_t max_retrieve) const;
+
   std::vector<std::string> columns_;
   std::vector<char> bias_;  // per column: read by a bias feature, so missing when serving
   std::vector<std::string> missing_;  // per column: the text its feature reads as missing

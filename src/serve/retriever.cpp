@@ -2,6 +2,9 @@
 
 #include <torch/torch.h>
 
+#include <zlib.h>
+
+#include <cstdio>
 #include <set>
 #include <stdexcept>
 
@@ -63,11 +66,19 @@ Retriever::Retriever(model::LoadedSequentialModel model, RetrieverOptions option
     : model_(std::move(model)), table_(std::make_unique<const retrieve::ItemTable>(item_table_of(*model_.net))) {
   const std::vector<std::int64_t>& widths = model_.net->options().widths;
   model_.net->eval();  // loaded so already; requests must never switch it
+  if (const auto it = model_.meta.find("model_version"); it != model_.meta.end() && it->is_string()) {
+    version_ = it->get<std::string>();
+  } else {
+    const std::string text = model_.meta.dump();
+    char hex[16];
+    std::snprintf(hex, sizeof hex, "%08lx", crc32(0, reinterpret_cast<const Bytef*>(text.data()), static_cast<uInt>(text.size())));
+    version_ = std::string("meta-") + hex;
+  }
   const std::string& kind = options.index;
   retrieve::IndexOptions o = options.index_options;
-  if (kind == "funnel" && o.funnel_widths.empty()) {
-    o.funnel_widths = {widths.front(), widths.back()};
-    if (o.funnel_keep.empty()) o.funnel_keep = {1000};
+  if (kind == "funnel") {
+    if (o.funnel_widths.empty()) o.funnel_widths = {widths.front(), widths.back()};
+    if (o.funnel_keep.empty() && o.funnel_widths.size() > 1) o.funnel_keep.assign(o.funnel_widths.size() - 1, 1000);
   }
   try {
     index_ = retrieve::make_index(kind, *table_, o);
@@ -76,19 +87,91 @@ Retriever::Retriever(model::LoadedSequentialModel model, RetrieverOptions option
   }
 }
 
-Retrieved Retriever::retrieve(const std::vector<std::string>& history, std::int64_t k) const {
-  Retrieved out;
-  const std::vector<std::int32_t> ids = known_items(model_, history, &out.unknown_items);
-  if (ids.empty())
-    throw RequestError("history: none of its " + std::to_string(history.size()) +
-                       " items is known to the retrieval model, so there is nothing to retrieve from");
+Retrieved Retriever::search(const std::vector<float>& query, const std::vector<std::int32_t>& history,
+                            std::int64_t k) const {
   if (k < 1) throw RequestError("k: must be at least 1, not " + std::to_string(k));
-  const std::vector<float> query =
-      queries_of(*model_.net, {ids}, static_cast<int>(model_.config.sequential.max_len), 1, table_.get());
-  const std::set<std::int32_t> seen(ids.begin(), ids.end());
+  Retrieved out;
+  const std::set<std::int32_t> seen(history.begin(), history.end());
   const std::vector<std::vector<std::int64_t>> exclude = {std::vector<std::int64_t>(seen.begin(), seen.end())};
   out.hits = std::move(index_->search(query.data(), 1, table_->dim, k, &exclude)[0]);
   return out;
+}
+
+Retrieved Retriever::retrieve(const std::vector<std::string>& history, std::int64_t k) const {
+  std::int64_t unknown = 0;
+  const std::vector<std::int32_t> ids = known_items(model_, history, &unknown);
+  if (ids.empty())
+    throw RequestError("history: none of its " + std::to_string(history.size()) +
+                       " items is known to the retrieval model, so there is nothing to retrieve from");
+  Retrieved out = search(queries_of(*model_.net, {ids}, static_cast<int>(model_.config.sequential.max_len), 1, table_.get()),
+                         ids, k);
+  out.unknown_items = unknown;
+  return out;
+}
+
+namespace {
+torch::Tensor table_tensor(const retrieve::ItemTable& t) {
+  return torch::from_blob(const_cast<float*>(t.vectors.data()), {t.rows, t.dim});
+}
+}  // namespace
+
+Retrieved Retriever::retrieve_for(const UserState& state, std::int64_t k) const {
+  std::int64_t unknown = 0;
+  const std::vector<std::int32_t> ids = known_items(model_, state.recent, &unknown);
+  Retrieved out;
+  if (state.model == version_ && static_cast<std::int64_t>(state.query.size()) == table_->dim) {
+    out = search(state.query, ids, k);
+  } else {
+    // A state of an earlier model: its recent items' window is the query, as for a history.
+    if (ids.empty())
+      throw RequestError("user: none of the user's " + std::to_string(state.recent.size()) +
+                         " recent items is known to the retrieval model, so there is nothing to retrieve from");
+    out = search(queries_of(*model_.net, {ids}, static_cast<int>(model_.config.sequential.max_len), 1, table_.get()), ids, k);
+  }
+  out.unknown_items = unknown;
+  return out;
+}
+
+bool Retriever::advance(UserState& s, const std::string& item, std::size_t window) const {
+  torch::NoGradGuard no_grad;
+  model::SequentialRecommenderImpl& net = *model_.net;
+  const torch::Tensor table = table_tensor(*table_);
+  model::SequentialState state = net.initial_state(1);
+  std::int64_t floats = 0;
+  for (const torch::Tensor& t : state.lru) floats += 2 * t.size(1);
+  auto set_query = [&](const torch::Tensor& hidden) {
+    const torch::Tensor h = hidden.contiguous();
+    s.query.assign(h.data_ptr<float>(), h.data_ptr<float>() + h.numel());
+  };
+  if (s.model == version_ && static_cast<std::int64_t>(s.lru.size()) == floats &&
+      static_cast<std::int64_t>(s.query.size()) == table_->dim) {
+    std::int64_t at = 0;
+    for (torch::Tensor& t : state.lru) {
+      const torch::Tensor stored = torch::from_blob(s.lru.data() + at, {t.size(0), t.size(1), 2}).clone();
+      t = torch::view_as_complex(stored);
+      at += 2 * t.size(1);
+    }
+  } else {
+    // No state of this model: step through the recent items (all the history there is).
+    s.query.clear();
+    std::int64_t ignored = 0;
+    for (std::int32_t id : known_items(model_, s.recent, &ignored))
+      set_query(net.step(state, torch::tensor({static_cast<std::int64_t>(id)}, torch::kInt64), table));
+  }
+  std::int64_t unknown = 0;
+  const std::vector<std::int32_t> ids = known_items(model_, {item}, &unknown);
+  if (!ids.empty()) set_query(net.step(state, torch::tensor({static_cast<std::int64_t>(ids[0])}, torch::kInt64), table));
+  s.recent.push_back(item);
+  if (window > 0 && s.recent.size() > window)
+    s.recent.erase(s.recent.begin(), s.recent.begin() + static_cast<std::ptrdiff_t>(s.recent.size() - window));
+  ++s.events;
+  s.model = version_;
+  s.lru.clear();
+  for (const torch::Tensor& t : state.lru) {
+    const torch::Tensor re_im = torch::view_as_real(t.contiguous()).contiguous();
+    s.lru.insert(s.lru.end(), re_im.data_ptr<float>(), re_im.data_ptr<float>() + re_im.numel());
+  }
+  return !ids.empty();
 }
 
 }  // namespace mtrank::serve

@@ -8,6 +8,7 @@
 
 #include "model/sequential_dir.h"
 #include "retrieve/item_index.h"
+#include "serve/user_state.h"
 
 namespace mtrank::model {
 class SequentialRecommenderImpl;
@@ -59,6 +60,20 @@ class Retriever {
   // history: external item ids, oldest first (its last max_len known items
   // are the model's input). Throws RequestError when no item of it is known.
   Retrieved retrieve(const std::vector<std::string>& history, std::int64_t k) const;
+  // For a user's live state: its query when it was computed by this model,
+  // else (after a model change) the query of its recent items' window; the
+  // recent items are left out. Throws RequestError when no recent item is known.
+  Retrieved retrieve_for(const UserState& state, std::int64_t k) const;
+  // One event: the model's one-step update advances the state (O(d^2) a
+  // block, no replay of the history) and its query, and `item` joins the
+  // recent items (at most `window` kept). A state of another model (or none)
+  // is first rebuilt by stepping through its recent items. An item the model
+  // does not know joins the recent items without advancing the state;
+  // returns whether it was known.
+  bool advance(UserState& state, const std::string& item, std::size_t window) const;
+  // The model's identity in user states: its meta's model_version, or a
+  // checksum of its meta for a model written before versions.
+  const std::string& version() const { return version_; }
   const std::string& item_name(std::int64_t id) const { return model_.items.external(static_cast<std::int32_t>(id)); }
   const retrieve::ItemIndex& index() const { return *index_; }
   const model::LoadedSequentialModel& model() const { return model_; }
@@ -69,6 +84,8 @@ class Retriever {
   // move of the Retriever must not change.
   std::unique_ptr<const retrieve::ItemTable> table_;
   std::unique_ptr<retrieve::ItemIndex> index_;
+  std::string version_;
+  Retrieved search(const std::vector<float>& query, const std::vector<std::int32_t>& history, std::int64_t k) const;
 };
 
 }  // namespace mtrank::serve

@@ -47,6 +47,8 @@
 
 #include "common/error.h"
 #include "model/model_dir.h"
+#include "model/sequential_dir.h"
+#include "serve/recommender.h"
 
 // Serving and argument parsing stay free of LibTorch's headers (docs/architecture.md).
 #ifdef C10_MACROS_MACROS_H_
@@ -124,19 +126,39 @@ constexpr auto kProbeSlotDeadline = std::chrono::seconds(1);
 constexpr auto kLingerDeadline = std::chrono::seconds(1);
 constexpr std::size_t kLingerBytes = 4u << 20;
 
-// Prometheus counters and a latency histogram, lock-free on the request path.
+// What the server serves, loaded, checked and swapped as one unit: the
+// ranker and, with --retrieval, the retrieval model with the catalog joined
+// to it. Requests in flight keep the unit they started with.
+struct ServingUnit {
+  std::shared_ptr<const Ranker> ranker;
+  std::shared_ptr<const Recommender> recommender;  // null without --retrieval
+  std::string ranker_dir, retrieval_dir;
+};
+
+// The endpoints whose requests are counted and timed (Metrics::observe).
+enum class Endpoint { kNone, kRank, kRecommend, kEvents };
+
+Endpoint endpoint_of(std::string_view path) {
+  return path == "/v1/rank" ? Endpoint::kRank : path == "/v1/recommend" ? Endpoint::kRecommend
+                                              : path == "/v1/events"    ? Endpoint::kEvents
+                                                                        : Endpoint::kNone;
+}
+
+// Prometheus counters and latency histograms, lock-free on the request path.
 class Metrics {
  public:
   static constexpr std::array<double, 11> kBuckets = {0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01,
                                                       0.025,   0.05,   0.1,   0.25,  1.0};
-  // One rank request's outcome, whatever its status (400, 413, 415, 500, 503 included).
-  void observe(int status, double seconds, std::int64_t candidates) {
-    (status < 300 ? ok_ : status < 500 ? client_errors_ : server_errors_).fetch_add(1);
-    candidates_.fetch_add(candidates);
+  // One request's outcome, whatever its status (400, 413, 415, 500, 503 included).
+  void observe(Endpoint endpoint, int status, double seconds, std::int64_t candidates) {
+    if (endpoint == Endpoint::kNone) return;
+    Stats& st = endpoint == Endpoint::kRank ? rank_ : endpoint == Endpoint::kRecommend ? recommend_ : events_;
+    (status < 300 ? st.ok : status < 500 ? st.client_errors : st.server_errors).fetch_add(1);
+    if (endpoint == Endpoint::kRank) candidates_.fetch_add(candidates);
     for (std::size_t i = 0; i < kBuckets.size(); ++i)
-      if (seconds <= kBuckets[i]) buckets_[i].fetch_add(1);
-    count_.fetch_add(1);
-    sum_us_.fetch_add(static_cast<std::int64_t>(seconds * 1e6));
+      if (seconds <= kBuckets[i]) st.buckets[i].fetch_add(1);
+    st.count.fetch_add(1);
+    st.sum_us.fetch_add(static_cast<std::int64_t>(seconds * 1e6));
   }
   // Every response the server writes, on any path, by exact status code.
   void response(int status) {
@@ -148,18 +170,15 @@ class Metrics {
   }
   void reload(bool ok) { (ok ? reloads_ok_ : reloads_failed_).fetch_add(1); }
   void connections(int n) { connections_.store(n); }
-  std::string text(const Ranker& live) const {
+  std::string text(const ServingUnit& live) const {
     std::ostringstream o;
-    o << "# HELP mtrank_requests_total Rank requests by HTTP status class.\n# TYPE mtrank_requests_total counter\n"
-      << "mtrank_requests_total{status=\"2xx\"} " << ok_ << "\nmtrank_requests_total{status=\"4xx\"} " << client_errors_
-      << "\nmtrank_requests_total{status=\"5xx\"} " << server_errors_ << "\n"
-      << "# HELP mtrank_request_seconds Rank request latency, from the whole request read to the response ready.\n"
-      << "# TYPE mtrank_request_seconds histogram\n";
-    for (std::size_t i = 0; i < kBuckets.size(); ++i)
-      o << "mtrank_request_seconds_bucket{le=\"" << kBuckets[i] << "\"} " << buckets_[i] << "\n";
-    o << "mtrank_request_seconds_bucket{le=\"+Inf\"} " << count_ << "\nmtrank_request_seconds_sum "
-      << static_cast<double>(sum_us_) / 1e6 << "\nmtrank_request_seconds_count " << count_ << "\n"
-      << "# HELP mtrank_candidates_scored_total Candidates scored (all of a request's, not only the top_k returned).\n"
+    // Rank requests keep the names they had before the other endpoints came.
+    rank_.write(o, "mtrank_requests_total", "mtrank_request_seconds", "Rank requests");
+    if (live.recommender) {
+      recommend_.write(o, "mtrank_recommend_requests_total", "mtrank_recommend_request_seconds", "Recommend requests");
+      events_.write(o, "mtrank_events_total", "mtrank_event_seconds", "Events (POST /v1/events)");
+    }
+    o << "# HELP mtrank_candidates_scored_total Candidates scored (all of a request's, not only the top_k returned).\n"
       << "# TYPE mtrank_candidates_scored_total counter\n"
       << "mtrank_candidates_scored_total " << candidates_ << "\n"
       << "# HELP mtrank_http_responses_total HTTP responses on every path, by status code.\n"
@@ -176,16 +195,35 @@ class Metrics {
       << "mtrank_reloads_total{result=\"ok\"} " << reloads_ok_ << "\nmtrank_reloads_total{result=\"failed\"} "
       << reloads_failed_ << "\n"
       << "# HELP mtrank_model_info The model being served.\n# TYPE mtrank_model_info gauge\n"
-      << "mtrank_model_info{name=\"" << detail::prometheus_label(live.name()) << "\",version=\"" << detail::prometheus_label(live.version())
-      << "\"} 1\n";
+      << "mtrank_model_info{name=\"" << detail::prometheus_label(live.ranker->name()) << "\",version=\""
+      << detail::prometheus_label(live.ranker->version()) << "\"} 1\n";
+    if (live.recommender)
+      o << "# HELP mtrank_retrieval_model_info The retrieval model being served.\n# TYPE mtrank_retrieval_model_info gauge\n"
+        << "mtrank_retrieval_model_info{name=\"" << detail::prometheus_label(live.recommender->retrieval_name())
+        << "\",version=\"" << detail::prometheus_label(live.recommender->retriever().version()) << "\"} 1\n";
     return o.str();
   }
 
  private:
-  std::atomic<std::int64_t> ok_{0}, client_errors_{0}, server_errors_{0}, candidates_{0}, count_{0}, sum_us_{0};
+  struct Stats {
+    std::atomic<std::int64_t> ok{0}, client_errors{0}, server_errors{0}, count{0}, sum_us{0};
+    std::array<std::atomic<std::int64_t>, kBuckets.size()> buckets{};
+    void write(std::ostringstream& o, const char* total, const char* seconds, const char* what) const {
+      o << "# HELP " << total << " " << what << " by HTTP status class.\n# TYPE " << total << " counter\n"
+        << total << "{status=\"2xx\"} " << ok << "\n" << total << "{status=\"4xx\"} " << client_errors << "\n"
+        << total << "{status=\"5xx\"} " << server_errors << "\n"
+        << "# HELP " << seconds << " " << what << ": latency, from the whole request read to the response ready.\n"
+        << "# TYPE " << seconds << " histogram\n";
+      for (std::size_t i = 0; i < kBuckets.size(); ++i)
+        o << seconds << "_bucket{le=\"" << kBuckets[i] << "\"} " << buckets[i] << "\n";
+      o << seconds << "_bucket{le=\"+Inf\"} " << count << "\n" << seconds << "_sum " << static_cast<double>(sum_us) / 1e6
+        << "\n" << seconds << "_count " << count << "\n";
+    }
+  };
+  Stats rank_, recommend_, events_;
+  std::atomic<std::int64_t> candidates_{0};
   std::atomic<std::int64_t> reloads_ok_{0}, reloads_failed_{0}, timeouts_{0}, refused_{0};
   std::atomic<int> connections_{0};
-  std::array<std::atomic<std::int64_t>, kBuckets.size()> buckets_{};
   std::array<std::atomic<std::int64_t>, 600> responses_{};
 };
 
@@ -208,6 +246,34 @@ std::shared_ptr<const Ranker> load_checked(const std::string& dir, const RankerO
       throw ModelError(dir + ": the model cannot score a candidate with every feature missing: " + e.what());
   }
   return ranker;
+}
+
+// The ranker of `ranker_dir` and, when retrieval_dir is not empty, the
+// retrieval model, the catalog (--catalog, read again) and the recommender
+// over them, each checked (a recommendation through every stage) before use.
+std::shared_ptr<const ServingUnit> load_unit(const std::string& ranker_dir, const std::string& retrieval_dir,
+                                             const ServerOptions& o) {
+  auto unit = std::make_shared<ServingUnit>();
+  unit->ranker = load_checked(ranker_dir, o.ranker);
+  unit->ranker_dir = ranker_dir;
+  if (retrieval_dir.empty()) return unit;
+  auto retriever = std::make_shared<const Retriever>(model::load_sequential_model_dir(retrieval_dir), o.retriever);
+  auto catalog = std::make_shared<const Catalog>(o.catalog_file, o.catalog_item_column, unit->ranker->input_columns());
+  auto recommender = std::make_shared<const Recommender>(unit->ranker, retriever, catalog, o.recommender,
+                                                         fs::path(retrieval_dir).filename().string());
+  // The first model item the catalog has, as a one-item history.
+  const data::ItemVocabulary& items = retriever->model().items;
+  for (std::int32_t id = 1; id <= items.size(); ++id) {
+    if (catalog->find(items.external(id)) < 0) continue;
+    const json request{{"history", json::array({items.external(id)})}, {"k", 1}};
+    const json response = json::parse(recommender->recommend_json(request.dump(), nullptr));
+    if (response.at("retrieved").get<std::int64_t>() < 1)
+      throw ModelError(retrieval_dir + ": the retrieval model retrieves nothing for a one-item history");
+    break;
+  }
+  unit->recommender = std::move(recommender);
+  unit->retrieval_dir = retrieval_dir;
+  return unit;
 }
 
 // A model's input schema: every field a request may carry, i.e. its raw input
@@ -334,7 +400,7 @@ class Session : public std::enable_shared_from_this<Session> {
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   State state_ = State::kIdle;
-  bool is_rank_ = false;
+  Endpoint endpoint_ = Endpoint::kNone;
   Clock::time_point started_, ready_;
   std::array<char, 8192> drain_{};
   std::size_t drained_ = 0;
@@ -344,10 +410,11 @@ class Server {
  public:
   // One io_context per thread (contexts), each run by exactly one thread;
   // contexts[0] accepts, the last one runs reloads, the others hold connections.
+  // store: the users' state (--state-dir), or null.
   Server(const ServerOptions& o, std::vector<std::unique_ptr<net::io_context>>& contexts,
-         std::shared_ptr<const Ranker> live)
+         std::shared_ptr<const ServingUnit> live, UserStateStore* store)
       : o_(o), contexts_(contexts), load_(new ContextLoad[contexts.size()]), acceptor_(net::make_strand(*contexts[0])),
-        accept_timer_(acceptor_.get_executor()), live_(std::move(live)), live_dir_(o.model_dir) {
+        accept_timer_(acceptor_.get_executor()), live_(std::move(live)), store_(store) {
     for (auto& c : contexts_) idle_.push_back(net::make_work_guard(*c));
     std::error_code ec;
     const fs::path model = fs::weakly_canonical(fs::absolute(o.model_dir), ec);
@@ -408,7 +475,7 @@ class Server {
   net::any_io_executor reload_executor() { return contexts_.back()->get_executor(); }
   Metrics& metrics() { return metrics_; }
   bool stopping() const { return stopping_.load(); }
-  std::shared_ptr<const Ranker> current() const { return std::atomic_load(&live_); }
+  std::shared_ptr<const ServingUnit> current() const { return std::atomic_load(&live_); }
 
   void add(Session* s, std::weak_ptr<Session> weak) {
     std::lock_guard<std::mutex> lock(sessions_mutex_);
@@ -426,9 +493,31 @@ class Server {
     std::int64_t scored = 0;
   };
 
+  static constexpr const char* kRetrievalOff =
+      "retrieval is off: start the server with --retrieval SEQ_MODEL_DIR --catalog ITEMS_FILE";
+
+  // Runs a recommend or event request, its exceptions as replies.
+  template <typename F>
+  static Reply guarded(const char* doing, F&& run) {
+    try {
+      return run();
+    } catch (const NotFoundError& e) {
+      return {404, detail::error_body(e.what())};
+    } catch (const RequestError& e) {
+      return {400, detail::error_body(e.what())};
+    } catch (const DataError& e) {  // a user's stored state that cannot be read
+      std::fprintf(stderr, "error %s: %s\n", doing, e.what());
+      return {500, detail::error_body("the stored state of this user cannot be read (details in the server log)")};
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "internal error %s: %s\n", doing, e.what());
+      return {500, detail::error_body(std::string("internal error ") + doing + "; nothing was changed")};
+    }
+  }
+
   // On a worker.
   Reply rank(const std::string& body) const {
-    std::shared_ptr<const Ranker> ranker = current();  // this request keeps this model, whatever reloads
+    const std::shared_ptr<const ServingUnit> unit = current();  // this request keeps this model, whatever reloads
+    const Ranker* ranker = unit->ranker.get();
     Reply r;
     try {
       RankResult result = ranker->rank_json(body);
@@ -445,16 +534,34 @@ class Server {
     return r;
   }
 
+  // On a worker: POST /v1/recommend and POST /v1/events.
+  Reply recommend(const std::string& body) const {
+    const std::shared_ptr<const ServingUnit> unit = current();
+    if (!unit->recommender) return {404, detail::error_body(kRetrievalOff)};
+    return guarded("recommending", [&] { return Reply{200, unit->recommender->recommend_json(body, store_)}; });
+  }
+  Reply event(const std::string& body) const {
+    const std::shared_ptr<const ServingUnit> unit = current();
+    if (!unit->recommender) return {404, detail::error_body(kRetrievalOff)};
+    if (!store_)
+      return {404, detail::error_body("events are off: start the server with --state-dir DIR to keep users' state")};
+    return guarded("storing an event", [&] { return Reply{200, unit->recommender->event_json(body, *store_)}; });
+  }
+
   enum class ReloadOutcome { kOk, kFailed, kSchemaChanged };
   // Reloads `dir`, or the directory being served if empty. Details go to stderr
   // (and, for a schema change, to *detail).
-  ReloadOutcome reload(const std::string& requested, bool allow_schema_change, std::string* detail = nullptr) {
-    std::lock_guard<std::mutex> lock(reload_mutex_);  // one reload at a time; also guards live_dir_
-    const std::string dir = requested.empty() ? live_dir_ : requested;
+  // With a retrieval model, it reloads too (`retrieval`, or the one being
+  // served), with the catalog: the three are swapped together or not at all.
+  ReloadOutcome reload(const std::string& requested, bool allow_schema_change, std::string* detail = nullptr,
+                       const std::string& retrieval = "") {
+    std::lock_guard<std::mutex> lock(reload_mutex_);  // one reload at a time
+    const auto now = current();
+    const std::string dir = requested.empty() ? now->ranker_dir : requested;
+    const std::string retrieval_dir = retrieval.empty() ? now->retrieval_dir : retrieval;
     try {
-      auto next = load_checked(dir, o_.ranker);
-      const auto now = current();
-      const auto before = input_schema(*now), after = input_schema(*next);
+      auto next = load_unit(dir, retrieval_dir, o_);
+      const auto before = input_schema(*now->ranker), after = input_schema(*next->ranker);
       if (before != after && !allow_schema_change) {
         std::vector<std::string> added, removed;
         std::set_difference(after.begin(), after.end(), before.begin(), before.end(), std::back_inserter(added));
@@ -472,9 +579,11 @@ class Server {
         return ReloadOutcome::kSchemaChanged;
       }
       std::atomic_store(&live_, next);
-      live_dir_ = dir;
       metrics_.reload(true);
-      std::fprintf(stderr, "reloaded model %s (version %s)\n", dir.c_str(), next->version().c_str());
+      std::fprintf(stderr, "reloaded model %s (version %s)\n", dir.c_str(), next->ranker->version().c_str());
+      if (next->recommender)
+        std::fprintf(stderr, "reloaded retrieval model %s (version %s) and catalog %s\n", retrieval_dir.c_str(),
+                     next->recommender->retriever().version().c_str(), o_.catalog_file.c_str());
       return ReloadOutcome::kOk;
     } catch (const std::exception& e) {
       metrics_.reload(false);
@@ -485,35 +594,43 @@ class Server {
 
   // On a worker: the whole POST /v1/reload after authentication.
   Reply reload_request(const std::string& body) {
-    std::string requested;
+    std::string requested, requested_retrieval;
     bool allow_schema_change = false;
     if (!body.empty()) {
       try {
         json j = json::parse(body);
         if (!j.is_object()) throw std::invalid_argument("not an object");
         if (j.contains("model_dir")) requested = j.at("model_dir").get<std::string>();
+        if (j.contains("retrieval_dir")) requested_retrieval = j.at("retrieval_dir").get<std::string>();
         if (j.contains("allow_schema_change")) allow_schema_change = j.at("allow_schema_change").get<bool>();
       } catch (const std::exception&) {
-        return {400, detail::error_body("body: expected {\"model_dir\": \"...\", \"allow_schema_change\": false}")};
+        return {400, detail::error_body("body: expected {\"model_dir\": \"...\", \"retrieval_dir\": \"...\", "
+                                        "\"allow_schema_change\": false}")};
       }
     }
-    std::string dir;
-    if (!requested.empty()) {
-      auto inside = detail::resolve_inside(root_, requested);
+    if (!requested_retrieval.empty() && current()->retrieval_dir.empty())
+      return {409, detail::error_body("retrieval_dir: this server serves no retrieval model (start it with --retrieval)")};
+    std::string dir, retrieval_dir;
+    for (auto [given, out, field] : {std::tuple{&requested, &dir, "model_dir"}, std::tuple{&requested_retrieval, &retrieval_dir, "retrieval_dir"}}) {
+      if (given->empty()) continue;
+      auto inside = detail::resolve_inside(root_, *given);
       if (!inside) {
         metrics_.reload(false);
-        std::fprintf(stderr, "reload of %s refused: not inside the models root %s\n", requested.c_str(),
-                     root_.c_str());
-        return {403, detail::error_body("model_dir must be a directory inside the server's models root (--models-root)")};
+        std::fprintf(stderr, "reload of %s refused: not inside the models root %s\n", given->c_str(), root_.c_str());
+        return {403, detail::error_body(std::string(field) +
+                                        " must be a directory inside the server's models root (--models-root)")};
       }
-      dir = *inside;
+      *out = *inside;
     }
     std::string detail;
-    switch (reload(dir, allow_schema_change, &detail)) {
+    switch (reload(dir, allow_schema_change, &detail, retrieval_dir)) {
       case ReloadOutcome::kOk: {
         auto now = current();
-        return {200, json{{"model", {{"name", now->name()}, {"version", now->version()}}}}.dump(
-                         -1, ' ', false, json::error_handler_t::replace)};
+        json j{{"model", {{"name", now->ranker->name()}, {"version", now->ranker->version()}}}};
+        if (now->recommender)
+          j["retrieval_model"] = {{"name", now->recommender->retrieval_name()},
+                                  {"version", now->recommender->retriever().version()}};
+        return {200, j.dump(-1, ' ', false, json::error_handler_t::replace)};
       }
       case ReloadOutcome::kSchemaChanged:
         return {409, detail::error_body("the new model reads other request fields than the live one (" + detail +
@@ -598,8 +715,8 @@ class Server {
   Clock::time_point last_accept_error_{};
   ScoringGate gate_{o_.threads, static_cast<std::size_t>(o_.max_queue)};
   Metrics metrics_;
-  std::shared_ptr<const Ranker> live_;
-  std::string live_dir_;
+  std::shared_ptr<const ServingUnit> live_;
+  UserStateStore* store_;
   fs::path root_;
   std::mutex reload_mutex_;
   std::atomic<bool> stopping_{false};
@@ -655,7 +772,7 @@ void Session::wait_for_request() {
 
 void Session::read_header() {
   state_ = State::kReading;
-  is_rank_ = false;
+  endpoint_ = Endpoint::kNone;
   const ServerOptions& o = server_.options();
   parser_.emplace();
   parser_->body_limit(o.max_body_bytes);  // on the body bytes decoded, chunked or not
@@ -675,7 +792,7 @@ void Session::on_header(beast::error_code ec) {
   auto& req = parser_->get();
   const std::string_view target = req.target();
   const std::string_view path = target.substr(0, target.find('?'));
-  is_rank_ = path == "/v1/rank";
+  endpoint_ = endpoint_of(path);
   if (std::distance(req.begin(), req.end()) > o.max_header_fields)
     return reply(431, detail::error_body("more than " + std::to_string(o.max_header_fields) + " header fields"), true);
   if (probe_only_ && !(req.method() == http::verb::get && (path == "/healthz" || path == "/readyz")))
@@ -717,7 +834,7 @@ void Session::read_body() {
 void Session::on_read_error(beast::error_code ec) {
   {
     const std::string_view target = parser_->get().target();  // set once the request line is read
-    is_rank_ = target.substr(0, target.find('?')) == "/v1/rank";
+    endpoint_ = endpoint_of(target.substr(0, target.find('?')));
   }
   if (ec == http::error::body_limit)
     return reply(413, detail::error_body("the request body is larger than the limit of " +
@@ -812,17 +929,26 @@ void Session::on_request() {
               });
     return;
   }
-  reply(404, detail::error_body("no such endpoint: POST /v1/rank, POST /v1/reload, GET /healthz, /readyz, /metrics"));
+  if (path == "/v1/recommend" || path == "/v1/events") {
+    if (method != http::verb::post) return wrong_method("POST");
+    const bool recommend = path == "/v1/recommend";
+    return submit([this, recommend, body = std::move(req.body())] {
+      Server::Reply r = recommend ? server_.recommend(body) : server_.event(body);
+      reply(r.status, std::move(r.body));
+    });
+  }
+  reply(404, detail::error_body("no such endpoint: POST /v1/rank, /v1/recommend, /v1/events, /v1/reload; GET /healthz, "
+                                "/readyz, /metrics"));
 }
 
 void Session::reply(int status, std::string body, bool close_after, std::int64_t scored, const char* content_type) {
   state_ = State::kBusy;
   Metrics& metrics = server_.metrics();
   metrics.response(status);
-  if (is_rank_)
-    metrics.observe(status, ready_ >= started_ ? seconds_since_ready()
-                                               : std::chrono::duration<double>(Clock::now() - started_).count(),
-                    scored);
+  metrics.observe(endpoint_,
+                  status, ready_ >= started_ ? seconds_since_ready()
+                                             : std::chrono::duration<double>(Clock::now() - started_).count(),
+                  scored);
   const bool header_done = parser_ && parser_->is_header_done();
   auto res = std::make_shared<http::response<http::string_body>>(static_cast<http::status>(status),
                                                                  header_done ? parser_->get().version() : 11);
@@ -914,7 +1040,18 @@ int run_server(const ServerOptions& o) {
   const int total_threads = o.io_threads + o.threads + 2;
   std::vector<std::unique_ptr<net::io_context>> contexts;
   for (int i = 0; i < total_threads; ++i) contexts.push_back(std::make_unique<net::io_context>(1));
-  Server server(o, contexts, load_checked(o.model_dir, o.ranker));
+  // The state store opens before the models load: a corrupt one is refused at once.
+  std::unique_ptr<UserStateStore> store;
+  if (!o.state_dir.empty()) {
+    if (o.retrieval_dir.empty()) throw ConfigError("--state-dir: users' state needs a retrieval model (--retrieval)");
+    UserStateOptions so;
+    so.max_bytes = o.state_max_bytes;
+    store = std::make_unique<UserStateStore>(o.state_dir, so);
+  }
+  if (!o.retrieval_dir.empty() && o.catalog_file.empty())
+    throw ConfigError("--retrieval: name the item catalog too (--catalog ITEMS_FILE), whose rows the ranker reads");
+  if (o.retrieval_dir.empty() && !o.catalog_file.empty()) throw ConfigError("--catalog: only with --retrieval");
+  Server server(o, contexts, load_unit(o.model_dir, o.retrieval_dir, o), store.get());
   const int port = server.bind();  // before any thread: a port in use fails here, with exit code 2
   raise_file_limit(o);
 
@@ -969,8 +1106,14 @@ int run_server(const ServerOptions& o) {
 
   const bool v6 = o.host.find(':') != std::string::npos;
   const auto live = server.current();
-  std::printf("listening on http://%s%s%s:%d (model %s, version %s)\n", v6 ? "[" : "", o.host.c_str(), v6 ? "]" : "",
-              port, live->name().c_str(), live->version().c_str());
+  std::printf("listening on http://%s%s%s:%d (model %s, version %s", v6 ? "[" : "", o.host.c_str(), v6 ? "]" : "",
+              port, live->ranker->name().c_str(), live->ranker->version().c_str());
+  if (live->recommender)
+    std::printf("; retrieval model %s, version %s; catalog of %lld items%s", live->recommender->retrieval_name().c_str(),
+                live->recommender->retriever().version().c_str(),
+                static_cast<long long>(live->recommender->catalog().size()),
+                store ? ("; " + std::to_string(store->users()) + " users' state in " + o.state_dir).c_str() : "");
+  std::printf(")\n");
   std::fflush(stdout);
   for (auto& t : io) t.join();  // returns after stop(), once every connection has finished its request
   signal_thread.join();

@@ -18,6 +18,7 @@
 #include <string_view>
 
 #include "serve/ranker.h"
+#include "serve/recommender.h"
 
 namespace mtrank::serve {
 
@@ -42,6 +43,15 @@ struct ServerOptions {
   double keep_alive_timeout_s = 5;  // an idle connection (no byte of a next request) is closed after this
   std::string admin_token;     // "" = admin endpoints (reload) are off
   RankerOptions ranker;
+  // Retrieval and ranking in one request (POST /v1/recommend), and users'
+  // live state (POST /v1/events): off unless retrieval_dir is set.
+  std::string retrieval_dir;   // a sequential model directory (mtrank train with [sequential])
+  std::string catalog_file;    // items' rows of the ranker's item columns (CSV/TSV, gzip too)
+  std::string catalog_item_column = "item";
+  std::string state_dir;       // "" = no user state (recommend by history only; no /v1/events)
+  std::size_t state_max_bytes = std::size_t{64} << 30;
+  RetrieverOptions retriever;
+  RecommenderOptions recommender;
 };
 
 // Runs until SIGTERM or SIGINT (in-flight requests finish), reloading the

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <ctime>
 #include <limits>
 #include <memory>
 #include <set>
@@ -14,6 +15,7 @@
 #include "common/error.h"
 #include "common/progress.h"
 #include "common/system.h"
+#include "data/hash.h"
 #include "data/item_features.h"
 #include "eval/metric_registry.h"
 #include "eval/next_item.h"
@@ -425,6 +427,18 @@ SequentialRunRecord run_sequential_training(const SequentialRunRequest& request)
                                           "test", config.data.train));
   // The whole run record, as for ranking models: `mtrank report M` reads it.
   nlohmann::json meta{{"widths", sc.widths}, {"block", sc.block}, {"items", run.items}, {"training", to_metrics_json(run)}};
+  {
+    // The model's version, as for ranking models: what it was trained from and
+    // when. Served user states name it (serve/user_state.h).
+    Config identity = config;
+    identity.train.threads = 0;
+    char hex[17], created[32];
+    std::snprintf(hex, sizeof hex, "%016llx",
+                  static_cast<unsigned long long>(data::hash_string(to_toml(identity) + std::to_string(run.items), 7)));
+    const std::time_t now = std::time(nullptr);
+    std::strftime(created, sizeof created, "%Y%m%dT%H%M%SZ", std::gmtime(&now));
+    meta["model_version"] = std::string(hex) + "-" + created;
+  }
   model::save_sequential_model_dir(request.out, config, log.items, *net, meta);
   return run;
 }

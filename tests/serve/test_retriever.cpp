@@ -12,47 +12,16 @@
 #include "model/sequential.h"
 #include "serve/request.h"
 #include "serve/retriever.h"
+#include "sequential_fixture.h"
 #include "test_util.h"
 #include "train/sequential_run.h"
 
 using namespace mtrank;
 
-namespace {
-
-// A (briefly) trained model over 40 items (external ids 1001..1040) that follow a chain.
-std::string trained_model(const mtrank::testing::TempDir& dir) {
-  std::mt19937 rng(5);
-  std::ostringstream log;
-  for (int u = 0; u < 200; ++u) {
-    int item = static_cast<int>(rng() % 40) + 1;
-    for (int e = 0; e < 20; ++e) {
-      log << u << ' ' << 1000 + item << '\n';
-      item = rng() % 10 < 8 ? (7 * item + 3) % 40 + 1 : static_cast<int>(rng() % 40) + 1;
-    }
-  }
-  train::SequentialRunRequest request;
-  request.config = parse_config(R"(
-[sequential]
-widths = [4, 8, 16]
-blocks = 1
-max_len = 16
-[train]
-batch_size = 32
-max_steps = 10
-eval_every_steps = 10
-)", "seq.toml");
-  request.config.data.train = dir.write("log.txt", log.str());
-  request.out = dir.file("model");
-  request.show_progress = false;
-  train::run_sequential_training(request);
-  return request.out;
-}
-
-}  // namespace
 
 TEST(Retriever, ServesWhatRecommendGivesOfflineAndSkipsUnknownItems) {
   mtrank::testing::TempDir dir;
-  const std::string model_dir = trained_model(dir);
+  const std::string model_dir = mtrank::testing::trained_sequential_model(dir);
   model::LoadedSequentialModel offline = model::load_sequential_model_dir(model_dir);
   const std::vector<std::string> history = {"1003", "1024", "0999", "1019", "01007"};  // 0999 unknown; 01007 is 1007
   std::int64_t unknown = 0;
