@@ -88,7 +88,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   try {
     const mtrank::serve::EventRequest event = mtrank::serve::parse_event(body);
-    if (event.user.empty() || event.user.size() > mtrank::serve::kMaxUserIdBytes || event.item.empty()) __builtin_trap();
+    for (const std::string* id : {&event.user, &event.item})
+      if (id->empty() || id->size() > mtrank::serve::kMaxIdBytes) __builtin_trap();
+    if (event.event_id.size() > mtrank::serve::kMaxIdBytes) __builtin_trap();
   } catch (const mtrank::serve::RequestError&) {
   }
   return 0;

@@ -487,6 +487,12 @@ SimulateSummary simulate_impressions(const SimulateOptions& o) {
   for (auto& f : logs) f->commit();
   for (auto& f : truths) f->commit();
   write_file_atomic((std::filesystem::path(o.out_dir) / "examination.csv").string(), exam);
+  // The item catalog: every item's columns as the logs have them, one row per
+  // item (what `serve --catalog` joins to retrieved items).
+  std::string catalog = "item,year,genres,title_words\n";
+  for (const Item& item : r.items)
+    catalog += csv_field(item.id) + "," + item.year + "," + csv_field(item.genres) + "," + csv_field(item.title_words) + "\n";
+  write_file_atomic((std::filesystem::path(o.out_dir) / "items.csv").string(), catalog);
   write_file_atomic((std::filesystem::path(o.out_dir) / "simulation.json").string(), meta.dump(2) + "\n");
   std::int64_t total = 0;
   for (auto v : summary.impressions) total += v;

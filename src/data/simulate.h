@@ -88,8 +88,9 @@ struct SimulateSummary {
 
 // Writes DIR/{train,val,test}.csv (impression logs mtrank train reads as they
 // are), DIR/{train,val,test}.truth.csv (row for row: true grade, P(relevant),
-// P(examined), P(click)), DIR/examination.csv (theta by position and device)
-// and DIR/simulation.json (the options and the summary). Deterministic for a
+// P(examined), P(click)), DIR/examination.csv (theta by position and device),
+// DIR/items.csv (the item catalog: one row per item of the logs' item
+// columns, for `serve --catalog`) and DIR/simulation.json (the options and the summary). Deterministic for a
 // seed. Throws DataError naming file, line and column for bad ratings.
 SimulateSummary simulate_impressions(const SimulateOptions& options);
 

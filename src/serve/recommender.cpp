@@ -113,6 +113,13 @@ Recommender::Recommender(std::shared_ptr<const Ranker> ranker, std::shared_ptr<c
       const auto open = what.find('['), close = what.find(']');
       if (open != std::string::npos && close != std::string::npos)
         std::from_chars(what.data() + open + 1, what.data() + close, i);
+      // A context column the ranker needs (a numeric feature that refuses
+      // missing values) cannot be checked without a request: stop checking.
+      const std::string column = close != std::string::npos && close + 1 < what.size() && what[close + 1] == '.'
+                                     ? what.substr(close + 2, what.find(':', close) - close - 2)
+                                     : "";
+      const auto& joined = catalog_->joined_columns();
+      if (std::find(joined.begin(), joined.end(), column) == joined.end()) break;
       const std::int64_t row = std::min(catalog_->size() - 1, begin + i);
       throw DataError(catalog_->path() + ":" + std::to_string(catalog_->line(row)) + ": item '" + catalog_->item(row) +
                       "': the ranker cannot read it: " + what.substr(close == std::string::npos ? 0 : close + 1));
@@ -137,7 +144,7 @@ std::string Recommender::recommend_json(const std::string& body, const UserState
   Retrieved got;
   if (fields.user) {
     if (!store)
-      throw NotFoundError("user: this server keeps no user state (start it with --state-dir); send the history instead");
+      throw RequestError("user: this server keeps no user state (start it with --state-dir); send the history instead");
     const std::optional<UserState> state = store->get(*fields.user);
     if (!state)
       throw NotFoundError("user " + json_text(*fields.user) +
@@ -203,13 +210,21 @@ std::string Recommender::recommend_json(const std::string& body, const UserState
 
 std::string Recommender::event_json(const std::string& body, UserStateStore& store) const {
   const EventRequest event = parse_event(body);
-  bool known = false;
+  bool known = false, duplicate = false;
   const UserState state = store.update(event.user, [&](UserState& s) {
+    if (!event.event_id.empty()) {
+      // A retry of an event whose acknowledgement was lost is applied once.
+      duplicate = std::find(s.event_ids.begin(), s.event_ids.end(), event.event_id) != s.event_ids.end();
+      if (duplicate) return;
+      s.event_ids.push_back(event.event_id);
+      if (s.event_ids.size() > kKeptEventIds) s.event_ids.erase(s.event_ids.begin());
+    }
     known = retriever_->advance(s, event.item, options_.history_window);
   });
   std::string out = R"({"user":)" + json_text(event.user) + R"(,"events":)";
   append_number(out, state.events);
-  out += known ? R"(,"known_item":true})" : R"(,"known_item":false})";
+  out += known ? R"(,"known_item":true)" : R"(,"known_item":false)";
+  out += duplicate ? R"(,"duplicate":true})" : R"(,"duplicate":false})";
   return out;
 }
 

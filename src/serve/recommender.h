@@ -19,12 +19,6 @@
 
 namespace mtrank::serve {
 
-// A request for a user the server has no state of, or an endpoint that is off.
-class NotFoundError : public RequestError {
- public:
-  using RequestError::RequestError;
-};
-
 // The item side of the ranker's input: one row per item of a CSV/TSV file
 // (gzip too), the raw values of the ranker's input columns the file has.
 // The join happens on raw values, not featurized rows, because a ranker's
@@ -79,7 +73,10 @@ class Recommender {
   // NotFoundError for a user with no state (or no store).
   std::string recommend_json(const std::string& body, const UserStateStore* store) const;
   // POST /v1/events: advances the user's state and stores it (durable when
-  // this returns). Response: {"user", "events", "known_item"}.
+  // this returns). Response: {"user", "events", "known_item", "duplicate"}; an
+  // event whose event_id is among the user's latest kKeptEventIds is not
+  // applied again ("duplicate": true).
+  static constexpr std::size_t kKeptEventIds = 64;
   std::string event_json(const std::string& body, UserStateStore& store) const;
 
   const Ranker& ranker() const { return *ranker_; }

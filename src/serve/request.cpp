@@ -79,13 +79,13 @@ bool id_text(simdjson::dom::element e, std::string& out) {
   return false;
 }
 
-std::string user_of(simdjson::dom::element e) {
-  std::string user;
-  if (!id_text(e, user)) throw RequestError("user: must be a string or an integer id");
-  if (user.empty() || user.size() > kMaxUserIdBytes)
-    throw RequestError("user: an id of 1 to " + std::to_string(kMaxUserIdBytes) + " bytes, not " +
-                       std::to_string(user.size()));
-  return user;
+// An id field: a string or an integer, of 1 to kMaxIdBytes bytes.
+std::string id_of(simdjson::dom::element e, const std::string& field) {
+  std::string id;
+  if (!id_text(e, id)) throw RequestError(field + ": must be a string or an integer id");
+  if (id.empty() || id.size() > kMaxIdBytes)
+    throw RequestError(field + ": an id of 1 to " + std::to_string(kMaxIdBytes) + " bytes, not " + std::to_string(id.size()));
+  return id;
 }
 
 // A positive integer field, at most `limit`.
@@ -106,19 +106,20 @@ EventRequest parse_event(const std::string& body) {
   simdjson::dom::object top;
   if (root.get_object().get(top)) throw RequestError("the request body must be a JSON object");
   EventRequest event;
-  int given[3] = {0, 0, 0};
+  int given[4] = {0, 0, 0, 0};
   for (auto field : top) {
-    const int which = field.key == "user" ? 0 : field.key == "item" ? 1 : field.key == "timestamp" ? 2 : -1;
-    if (which < 0) throw RequestError(std::string(field.key) + ": unknown field (an event has user, item and timestamp)");
+    const int which = field.key == "user"       ? 0
+                      : field.key == "item"     ? 1
+                      : field.key == "timestamp" ? 2
+                      : field.key == "event_id" ? 3
+                                                : -1;
+    if (which < 0)
+      throw RequestError(std::string(field.key) + ": unknown field (an event has user, item, event_id and timestamp)");
     if (++given[which] > 1) throw RequestError(std::string(field.key) + ": given twice (give each field once)");
-    if (which == 0) {
-      event.user = user_of(field.value);
-    } else if (which == 1) {
-      if (!id_text(field.value, event.item) || event.item.empty())
-        throw RequestError("item: must be a non-empty string or an integer id");
-    } else if (!field.value.is_number()) {
-      throw RequestError("timestamp: must be a number");
-    }
+    if (which == 0) event.user = id_of(field.value, "user");
+    else if (which == 1) event.item = id_of(field.value, "item");
+    else if (which == 3) event.event_id = id_of(field.value, "event_id");
+    else if (!field.value.is_number()) throw RequestError("timestamp: must be a number");
   }
   if (!given[0]) throw RequestError("user: missing (the user the event belongs to)");
   if (!given[1]) throw RequestError("item: missing (the item the user interacted with)");
@@ -231,18 +232,13 @@ void RequestParser::parse_body(const std::string& body, ParsedRequest& r, Recomm
       throw RequestError(given[0] ? "user and history: give one of them, not both"
                                   : "user or history: give the user (whose events the server has) or their history");
     simdjson::dom::element e;
-    if (!top["user"].get(e)) recommend->user = user_of(e);
+    if (!top["user"].get(e)) recommend->user = id_of(e, "user");
     if (!top["history"].get(e)) {
       simdjson::dom::array items;
       if (e.get_array().get(items)) throw RequestError("history: must be a list of item ids, oldest first");
       recommend->history.emplace();
       std::size_t i = 0;
-      for (simdjson::dom::element item : items) {
-        std::string id;
-        if (!id_text(item, id)) throw RequestError("history[" + std::to_string(i) + "]: must be a string or an integer id");
-        recommend->history->push_back(std::move(id));
-        ++i;
-      }
+      for (simdjson::dom::element item : items) recommend->history->push_back(id_of(item, "history[" + std::to_string(i++) + "]"));
       if (recommend->history->empty()) throw RequestError("history: is empty, so there is nothing to retrieve from");
     }
     if (!top["k"].get(e)) recommend->k = count_of(e, "k", max_retrieve);

@@ -21,6 +21,12 @@ class RequestError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A request for a user the server has no state of, or an endpoint that is off (HTTP 404).
+class NotFoundError : public RequestError {
+ public:
+  using RequestError::RequestError;
+};
+
 // A parsed request: views into the calling thread's simdjson parser (strings)
 // and into `numbers` (numbers formatted back to text); valid until the next
 // parse on the same thread.
@@ -47,15 +53,18 @@ struct RecommendRequest {
   std::int64_t retrieve = 200;
 };
 
-// POST /v1/events: {"user": "u", "item": "i"} with an optional numeric
+// POST /v1/events: {"user": "u", "item": "i"} with an optional "event_id"
+// (a retry with the same id is applied once) and an optional numeric
 // "timestamp" (accepted, not used: events are applied in arrival order).
 struct EventRequest {
-  std::string user, item;
+  std::string user, item, event_id;
 };
 // Throws RequestError naming the field. Ids are strings or integers
-// (integers as their decimal text); a user id has 1 to kMaxUserIdBytes bytes.
+// (integers as their decimal text) of 1 to kMaxIdBytes bytes (an item id in
+// a history too): a user's record holds their recent items, so an id's size
+// bounds the record's.
 EventRequest parse_event(const std::string& body);
-constexpr std::size_t kMaxUserIdBytes = 256;
+constexpr std::size_t kMaxIdBytes = 256;
 
 class RequestParser {
  public:

@@ -124,7 +124,7 @@ Retrieved Retriever::retrieve_for(const UserState& state, std::int64_t k) const 
   } else {
     // A state of an earlier model: its recent items' window is the query, as for a history.
     if (ids.empty())
-      throw RequestError("user: none of the user's " + std::to_string(state.recent.size()) +
+      throw NotFoundError("user: none of the user's " + std::to_string(state.recent.size()) +
                          " recent items is known to the retrieval model, so there is nothing to retrieve from");
     out = search(queries_of(*model_.net, {ids}, static_cast<int>(model_.config.sequential.max_len), 1, table_.get()), ids, k);
   }

@@ -505,6 +505,9 @@ class Server {
       return {404, detail::error_body(e.what())};
     } catch (const RequestError& e) {
       return {400, detail::error_body(e.what())};
+    } catch (const StoreFullError& e) {
+      std::fprintf(stderr, "error %s: %s\n", doing, e.what());
+      return {507, detail::error_body("the user-state store is full (--state-max-gib); the event was not applied")};
     } catch (const DataError& e) {  // a user's stored state that cannot be read
       std::fprintf(stderr, "error %s: %s\n", doing, e.what());
       return {500, detail::error_body("the stored state of this user cannot be read (details in the server log)")};

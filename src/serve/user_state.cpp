@@ -3,6 +3,12 @@
 #include <lmdb.h>
 #include <zlib.h>
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <stdexcept>
@@ -104,6 +110,8 @@ std::string encode_user_state(const UserState& s) {
   for (const std::string& item : s.recent) put_bytes(out, item);
   put_floats(out, s.lru);
   put_floats(out, s.query);
+  put_raw(out, static_cast<std::uint32_t>(s.event_ids.size()));
+  for (const std::string& id : s.event_ids) put_bytes(out, id);
   const auto crc = static_cast<std::uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(out.data()), static_cast<uInt>(out.size())));
   put_raw(out, crc);
   return out;
@@ -129,6 +137,9 @@ UserState decode_user_state(std::string_view b) {
   for (std::uint32_t i = 0; i < n; ++i) s.recent.push_back(r.bytes());
   s.lru = r.floats();
   s.query = r.floats();
+  const std::uint32_t ids = r.raw<std::uint32_t>();
+  if (ids > body.size()) throw std::runtime_error("the record's event id count is larger than the record");
+  for (std::uint32_t i = 0; i < ids; ++i) s.event_ids.push_back(r.bytes());
   if (r.at() + 1 != body.size()) throw std::runtime_error("the record has bytes after its last field");
   if (s.events < 0) throw std::runtime_error("the record's event count is negative");
   return s;
@@ -149,9 +160,17 @@ UserStateStore::UserStateStore(const std::string& dir, UserStateOptions options)
   if (ec || !std::filesystem::is_directory(dir))
     throw ConfigError("--state-dir " + dir + ": cannot create or use the directory" + (ec ? ": " + ec.message() : ""));
   const std::string file = (std::filesystem::path(dir) / "data.mdb").string();
+  const std::string lock = (std::filesystem::path(dir) / "mtrank.lock").string();
+  lock_.fd = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock_.fd < 0) throw ConfigError("--state-dir " + dir + ": cannot create " + lock + ": " + std::strerror(errno));
+  if (::flock(lock_.fd, LOCK_EX | LOCK_NB) != 0) {
+    throw ConfigError("--state-dir " + dir + ": another process (an mtrank serve?) has the store open; two writers could "
+                      "lose events, so stop it first or give this server its own --state-dir");
+  }
   int rc = mdb_env_create(&env_->env);
   if (rc) throw std::runtime_error("cannot create an LMDB environment: " + mdb_text(rc));
   mdb_env_set_maxdbs(env_->env, 2);
+  mdb_env_set_maxreaders(env_->env, options.max_readers);
   rc = mdb_env_set_mapsize(env_->env, options.max_bytes);
   if (rc) throw ConfigError("--state-dir " + dir + ": cannot reserve " + std::to_string(options.max_bytes) + " bytes: " + mdb_text(rc));
   // MDB_NOTLS: read transactions are not tied to a thread (requests of one
@@ -195,6 +214,10 @@ UserStateStore::UserStateStore(const std::string& dir, UserStateOptions options)
 
 UserStateStore::~UserStateStore() = default;
 
+UserStateStore::LockFile::~LockFile() {
+  if (fd >= 0) ::close(fd);
+}
+
 std::optional<UserState> UserStateStore::get(std::string_view user) const {
   check_key(env_->env, user);
   Txn t;
@@ -214,7 +237,12 @@ std::optional<UserState> UserStateStore::get(std::string_view user) const {
 UserState UserStateStore::update(std::string_view user, const std::function<void(UserState&)>& change) {
   check_key(env_->env, user);
   std::lock_guard<std::mutex> lock(stripes_[std::hash<std::string_view>{}(user) % kStripes]);
-  UserState state = get(user).value_or(UserState{});
+  UserState state;
+  try {
+    state = get(user).value_or(UserState{});
+  } catch (const DataError& e) {
+    std::fprintf(stderr, "warning: %s; the user starts afresh\n", e.what());
+  }
   change(state);  // outside the write transaction: other users' events compute meanwhile
   const std::string bytes = encode_user_state(state);
   Txn t;
@@ -223,8 +251,10 @@ UserState UserStateStore::update(std::string_view user, const std::function<void
   MDB_val key = val_of(user), value = val_of(bytes);
   rc = mdb_put(t.txn, env_->users, &key, &value, 0);
   if (rc == MDB_MAP_FULL)
-    throw std::runtime_error(dir_ + ": the user-state store is full (its size limit, --state-max-gib, is reached)");
+    throw StoreFullError(dir_ + ": the user-state store is full (its size limit, --state-max-gib, is reached)");
   if (!rc) rc = t.commit();  // synced: the event is on disk when this returns
+  if (rc == MDB_MAP_FULL)
+    throw StoreFullError(dir_ + ": the user-state store is full (its size limit, --state-max-gib, is reached)");
   if (rc) throw std::runtime_error(dir_ + ": cannot write the state of a user: " + mdb_text(rc));
   return state;
 }

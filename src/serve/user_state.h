@@ -20,6 +20,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -32,6 +33,13 @@ struct UserState {
   std::vector<std::string> recent;  // the latest events' items (external ids), oldest first; bounded
   std::vector<float> lru;           // every block's LRU state, concatenated (complex values as re, im)
   std::vector<float> query;         // the hidden state after the latest known event: the retrieval query
+  std::vector<std::string> event_ids;  // the latest events' ids (given by clients), oldest first; bounded
+};
+
+// The store has reached its size limit (HTTP 507).
+class StoreFullError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
 };
 
 // A record's bytes (a format byte, the fields, a CRC-32 of them) and back.
@@ -43,11 +51,15 @@ struct UserStateOptions {
   // The largest the store may grow (LMDB's map size): address space reserved,
   // not memory or disk, so it can be far larger than either.
   std::size_t max_bytes = std::size_t{64} << 30;
+  // Threads that may read at once (LMDB's reader slots; its default is 126).
+  unsigned max_readers = 1024;
 };
 
 class UserStateStore {
  public:
-  // Opens the store in `dir` (created when missing). Throws ConfigError for a
+  // Opens the store in `dir` (created when missing) and holds it: a second
+  // process that opens it is refused (ConfigError), because two writers
+  // could each apply an event to the same old state. Throws ConfigError for a
   // directory that cannot be used and DataError for a file there that is not
   // an mtrank user-state store (corrupt, or something else).
   explicit UserStateStore(const std::string& dir, UserStateOptions options = {});
@@ -61,13 +73,21 @@ class UserStateStore {
   // and writes it; durable when this returns (the commit is synced to disk).
   // Calls for one user run one at a time, so no event is lost to a race;
   // calls for different users compute in parallel and commit in turn.
-  // Returns the state written. Throws what get and `change` throw (then
-  // nothing is written) and std::runtime_error when the disk write fails.
+  // A user's record that is corrupt is logged and started afresh (its
+  // events are lost already; refusing would block the user for good).
+  // Returns the state written. Throws what `change` throws (then nothing is
+  // written), StoreFullError at the size limit and std::runtime_error when
+  // the disk write fails.
   UserState update(std::string_view user, const std::function<void(UserState&)>& change);
   std::int64_t users() const;  // users with a state
   const std::string& dir() const { return dir_; }
 
  private:
+  struct LockFile {
+    int fd = -1;
+    ~LockFile();
+  };
+  LockFile lock_;  // DIR/mtrank.lock, held (flock) while open; first, so released last
   struct Env;
   std::unique_ptr<Env> env_;
   std::string dir_;

@@ -201,6 +201,14 @@ TEST_F(Recommending, EventsGiveWhatTheHistoryGivesAndSurviveARestart) {
     EXPECT_EQ(from_old.hits[i].item, from_new.hits[i].item);
     EXPECT_NEAR(from_old.hits[i].score, from_new.hits[i].score, 1e-4);
   }
+  // A retried event (the same event_id) is applied once.
+  const json first = json::parse(rec.event_json(R"({"user": "u2", "item": "1003", "event_id": "e-1"})", store));
+  const json retry = json::parse(rec.event_json(R"({"user": "u2", "item": "1003", "event_id": "e-1"})", store));
+  const json next = json::parse(rec.event_json(R"({"user": "u2", "item": "1004", "event_id": "e-2"})", store));
+  EXPECT_FALSE(first.at("duplicate").get<bool>());
+  EXPECT_TRUE(retry.at("duplicate").get<bool>());
+  EXPECT_EQ(retry.at("events"), 1);
+  EXPECT_EQ(next.at("events"), 2);
   // An item the model does not know is kept in the recent items but does not move the state.
   const json ack = json::parse(rec.event_json(R"({"user": "u1", "item": "5555", "timestamp": 17})", store));
   EXPECT_FALSE(ack.at("known_item").get<bool>());
@@ -251,7 +259,8 @@ TEST_F(Recommending, BadRequestsAndUnknownUsersAreNamed) {
   };
   auto has = [](const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; };
   EXPECT_TRUE(has(error_of(R"({"user": "nobody"})", &store), "404 user \"nobody\": no events"));
-  EXPECT_TRUE(has(error_of(R"({"user": "u"})"), "404 user: this server keeps no user state"));
+  EXPECT_TRUE(has(error_of(R"({"user": "u"})"), "400 user: this server keeps no user state"));
+  EXPECT_TRUE(has(error_of(R"({"history": ["1001", ")" + std::string(257, 'i') + R"("]})"), "400 history[1]: an id of 1 to 256 bytes"));
   EXPECT_TRUE(has(error_of(R"({"user": "u", "history": ["1001"]})"), "400 user and history"));
   EXPECT_TRUE(has(error_of(R"({"k": 3})"), "400 user or history"));
   EXPECT_TRUE(has(error_of(R"({"history": []})"), "400 history: is empty"));
@@ -276,7 +285,8 @@ TEST_F(Recommending, BadRequestsAndUnknownUsersAreNamed) {
   };
   EXPECT_TRUE(has(event_error(R"({"item": "1001"})"), "user: missing"));
   EXPECT_TRUE(has(event_error(R"({"user": "u"})"), "item: missing"));
-  EXPECT_TRUE(has(event_error(R"({"user": "u", "item": ""})"), "item: must be a non-empty"));
+  EXPECT_TRUE(has(event_error(R"({"user": "u", "item": ""})"), "item: an id of 1 to 256 bytes, not 0"));
+  EXPECT_TRUE(has(event_error(R"({"user": "u", "item": ")" + std::string(257, 'i') + R"("})"), "item: an id of 1 to 256"));
   EXPECT_TRUE(has(event_error(R"({"user": "u", "item": "1001", "at": 3})"), "at: unknown field"));
   EXPECT_TRUE(has(event_error(R"({"user": "u", "item": "1001", "timestamp": "noon"})"), "timestamp: must be a number"));
   EXPECT_TRUE(has(event_error(R"({"user": null, "item": "1001"})"), "user: must be a string or an integer"));
@@ -310,6 +320,7 @@ TEST(UserState, RecordsRoundTripAndCorruptOnesAreRefused) {
   s.recent = {"a", "", "item, with comma"};
   s.lru = {1.5f, -2.0f, 0.0f, 3.25f};
   s.query = {0.1f, 0.2f};
+  s.event_ids = {"e1", "e2"};
   const std::string bytes = serve::encode_user_state(s);
   const serve::UserState back = serve::decode_user_state(bytes);
   EXPECT_EQ(back.model, s.model);
@@ -317,6 +328,7 @@ TEST(UserState, RecordsRoundTripAndCorruptOnesAreRefused) {
   EXPECT_EQ(back.recent, s.recent);
   EXPECT_EQ(back.lru, s.lru);
   EXPECT_EQ(back.query, s.query);
+  EXPECT_EQ(back.event_ids, s.event_ids);
   for (std::size_t i = 0; i < bytes.size(); ++i) {  // every flipped byte is caught
     std::string bad = bytes;
     bad[i] = static_cast<char>(bad[i] ^ 0x20);
@@ -342,6 +354,13 @@ TEST(UserState, ConcurrentEventsOfOneUserAreAllKept) {
   EXPECT_EQ(store.get("shared")->events, 50);
   EXPECT_EQ(store.get("odd")->events, 50);
   EXPECT_EQ(store.users(), 2);
+  // A second opening of the store (another process, here another handle) is refused.
+  try {
+    serve::UserStateStore second(dir.file("s"));
+    FAIL() << "the store opened twice";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("another process"), std::string::npos) << e.what();
+  }
   // A change that throws writes nothing.
   EXPECT_THROW(store.update("shared", [](serve::UserState& s) {
     s.events = 0;
@@ -388,4 +407,7 @@ TEST(UserState, ACorruptOrForeignStoreIsRefusedAtOpen) {
     EXPECT_NE(std::string(e.what()).find("the state of user 'u' is corrupt"), std::string::npos) << e.what();
   }
   EXPECT_THROW(store.get(""), std::invalid_argument);
+  // An event for that user starts them afresh instead of failing for good.
+  EXPECT_EQ(store.update("u", [](serve::UserState& s) { ++s.events; }).events, 1);
+  EXPECT_EQ(store.get("u")->events, 1);
 }
