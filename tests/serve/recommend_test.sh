@@ -94,7 +94,7 @@ assert not {x["item"] for x in res} & {"3", "17", "22"}  # the history is left o
 assert r["model"]["name"] == "ranker" and r["retrieval_model"]["name"] == "seq"
 PY
 [ "$(post /v1/events '{"user": "alice", "item": 3}')" = 404 ] && grep -q "start the server with --state-dir" out.json || fail "events without a store: $(cat out.json)"
-[ "$(post /v1/recommend '{"user": "alice"}')" = 404 ] || fail "recommend by user without a store"
+[ "$(post /v1/recommend '{"user": "alice"}')" = 400 ] && grep -q 'keeps no user state' out.json || fail "recommend by user without a store: $(cat out.json)"
 [ "$(post /v1/recommend '{"history": [3], "k": 0}')" = 400 ] && grep -q '"k: must be a positive integer"' out.json || fail "bad k: $(cat out.json)"
 [ "$($C -o /dev/null -w '%{http_code}' "$URL/v1/recommend")" = 405 ] || fail "GET /v1/recommend"
 stop
@@ -128,6 +128,13 @@ grep -q "1 users' state in state" server.out || fail "the restarted server does 
 python3 -c 'import json,sys; a=json.load(open("by_user.json"))["results"]; b=json.load(open("out.json"))["results"]; sys.exit(a != b)' ||
   fail "recommendations changed across a restart"
 [ "$(post /v1/events '{"user": "alice", "item": 5}')" = 200 ] && grep -q '"events":6' out.json || fail "event after restart: $(cat out.json)"
+# A second server on the same store is refused (two writers could lose events).
+set +e
+"$MTRANK" serve --model models/ranker --retrieval models/seq --catalog catalog.csv --port 0 --state-dir state \
+  > second.out 2> second.err
+code=$?
+set -e
+[ "$code" = 2 ] && grep -q "another process" second.err || fail "a second server on one store: exit $code, $(cat second.err)"
 
 # A reload swaps the retrieval model (and re-reads the catalog) with the ranker;
 # the user's state of the old model still gives recommendations (from their recent items).
