@@ -347,6 +347,14 @@ int main(int argc, char** argv) {
   serve->add_option("--funnel-keep", sv.retriever.index_options.funnel_keep,
                     "Items each funnel stage but the last keeps (default: 1000)")
       ->delimiter(',');
+  serve->add_option("--request-widths", sv.retriever.widths,
+                    "Retrieval widths a request may ask for (\"width\"), each searched exactly at its prefix (a copy of "
+                    "items x width floats); the full width uses --index. Default: every width of the retrieval model")
+      ->delimiter(',');
+  serve->add_option("--latency-budget-ms", sv.retriever.latency_budget_ms,
+                    "Time a one-query search at each width at start and retrieve at the widest within this budget by "
+                    "default (p99; the narrowest if none fits). 0: the full width")
+      ->capture_default_str();
   serve->add_option("--max-retrieve", sv.recommender.max_retrieve, "Largest 'retrieve' (and 'k') of a recommend request")
       ->capture_default_str();
   serve->add_option("--history-window", sv.recommender.history_window,
@@ -356,7 +364,8 @@ int main(int argc, char** argv) {
   serve->footer(
       "POST /v1/rank  {\"context\": {...}, \"candidates\": [{...}, ...], \"top_k\": K}\n"
       "  features by input column name, raw values as in the training files; a candidate's value wins over the context's.\n"
-      "POST /v1/recommend {\"user\": U | \"history\": [ITEM, ...], \"context\": {...}, \"k\": 10, \"retrieve\": 200}\n"
+      "POST /v1/recommend {\"user\": U | \"history\": [ITEM, ...], \"context\": {...}, \"k\": 10, \"retrieve\": 200,\n"
+      "  \"width\": W}\n"
       "  (with --retrieval) retrieve, join the catalog, rank: {\"results\": [{\"item\", \"score\", \"retrieval_score\",\n"
       "  \"tasks\"}, ...]} by score; a user with no events: 404.\n"
       "POST /v1/events {\"user\": U, \"item\": ITEM} (with --state-dir) advances the user's state in one step.\n"

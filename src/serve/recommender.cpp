@@ -149,9 +149,9 @@ std::string Recommender::recommend_json(const std::string& body, const UserState
     if (!state)
       throw NotFoundError("user " + json_text(*fields.user) +
                           ": no events of this user; POST them to /v1/events first, or send the history");
-    got = retriever_->retrieve_for(*state, fields.retrieve);
+    got = retriever_->retrieve_for(*state, fields.retrieve, fields.width);
   } else {
-    got = retriever_->retrieve(*fields.history, fields.retrieve);
+    got = retriever_->retrieve(*fields.history, fields.retrieve, fields.width);
   }
   // Each retrieved item with its catalog row; items the catalog lacks are left out (counted).
   const std::size_t ncols = ranker_->parser().columns().size();
@@ -204,6 +204,8 @@ std::string Recommender::recommend_json(const std::string& body, const UserState
   append_number(out, static_cast<std::int64_t>(got.hits.size() - hit_of.size()));
   out += R"(,"unknown_history_items":)";
   append_number(out, got.unknown_items);
+  out += R"(,"width":)";
+  append_number(out, fields.width ? fields.width : retriever_->default_width());
   out += models_;
   return out;
 }

@@ -68,7 +68,8 @@ class Recommender {
               std::shared_ptr<const Catalog> catalog, RecommenderOptions options, std::string retrieval_name);
   // POST /v1/recommend: the response body
   //   {"results": [{"item", "score", "retrieval_score", "tasks": {...}}, ...],
-  //    "retrieved": n, "not_in_catalog": m, "unknown_history_items": u, "model": ..., "retrieval_model": ...}
+  //    "retrieved": n, "not_in_catalog": m, "unknown_history_items": u, "width": w, "model": ...,
+  //    "retrieval_model": ...}
   // with results sorted by score. Throws RequestError on a bad request and
   // NotFoundError for a user with no state (or no store).
   std::string recommend_json(const std::string& body, const UserStateStore* store) const;

@@ -217,15 +217,15 @@ void RequestParser::parse_body(const std::string& body, ParsedRequest& r, Recomm
   r.context_set.assign(ncols, 0);
   simdjson::dom::element context;
   if (recommend) {
-    int given[5] = {0, 0, 0, 0, 0};  // user, history, context, k, retrieve
-    static constexpr const char* kNames[5] = {"user", "history", "context", "k", "retrieve"};
+    int given[6] = {0, 0, 0, 0, 0, 0};  // user, history, context, k, retrieve, width
+    static constexpr const char* kNames[6] = {"user", "history", "context", "k", "retrieve", "width"};
     for (auto field : top) {
       int which = -1;
-      for (int f = 0; f < 5; ++f)
+      for (int f = 0; f < 6; ++f)
         if (field.key == kNames[f]) which = f;
       if (which < 0)
         throw RequestError(std::string(field.key) +
-                           ": unknown field (a recommend request has user or history, context, k and retrieve)");
+                           ": unknown field (a recommend request has user or history, context, k, retrieve and width)");
       if (++given[which] > 1) throw RequestError(std::string(field.key) + ": given twice (give each field once)");
     }
     if (given[0] == given[1])
@@ -250,6 +250,7 @@ void RequestParser::parse_body(const std::string& body, ParsedRequest& r, Recomm
     } else {
       recommend->retrieve = std::min(max_retrieve, std::max(recommend->retrieve, recommend->k));
     }
+    if (!top["width"].get(e)) recommend->width = count_of(e, "width", std::numeric_limits<std::int32_t>::max());
     r.candidates = 0;
     r.values.clear();
     r.set.clear();

@@ -44,13 +44,14 @@ struct ParsedRequest {
 };
 
 // POST /v1/recommend's fields besides the context (serve/recommender.h):
-// {"user": "u"} or {"history": ["i1", "i2", ...]} (oldest first), and "k"
-// results from "retrieve" candidates.
+// {"user": "u"} or {"history": ["i1", "i2", ...]} (oldest first), "k"
+// results from "retrieve" candidates, retrieved at "width".
 struct RecommendRequest {
   std::optional<std::string> user;
   std::optional<std::vector<std::string>> history;
   std::int64_t k = 10;
   std::int64_t retrieve = 200;
+  std::int64_t width = 0;  // the retrieval width; 0 = the server's default
 };
 
 // POST /v1/events: {"user": "u", "item": "i"} with an optional "event_id"

@@ -4,6 +4,8 @@
 
 #include <zlib.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <set>
 #include <stdexcept>
@@ -85,26 +87,75 @@ Retriever::Retriever(model::LoadedSequentialModel model, RetrieverOptions option
   } catch (const std::invalid_argument& e) {
     throw ConfigError("retrieval index: " + std::string(e.what()));
   }
+  widths_ = options.widths.empty() ? widths : options.widths;
+  std::sort(widths_.begin(), widths_.end());
+  widths_.erase(std::unique(widths_.begin(), widths_.end()), widths_.end());
+  for (std::int64_t w : widths_) {
+    if (std::find(widths.begin(), widths.end(), w) == widths.end()) {
+      std::string have;
+      for (std::int64_t m : widths) have += (have.empty() ? "" : ", ") + std::to_string(m);
+      throw ConfigError("--request-widths: " + std::to_string(w) + " is not a width of the retrieval model (" + have + ")");
+    }
+    retrieve::IndexOptions at;
+    at.width = w;
+    narrow_.push_back(w == table_->dim ? nullptr : retrieve::make_index("exact", *table_, at));
+  }
+  if (std::find(widths_.begin(), widths_.end(), table_->dim) == widths_.end()) {  // the full width is always served
+    widths_.push_back(table_->dim);
+    narrow_.push_back(nullptr);
+  }
+  default_width_ = table_->dim;
+  if (options.latency_budget_ms > 0) {
+    // One-query searches as requests make them; item vectors stand in for
+    // queries (exact search costs the same whatever the values).
+    std::vector<float> query(static_cast<std::size_t>(table_->dim));
+    default_width_ = widths_.front();
+    for (std::size_t i = 0; i < widths_.size(); ++i) {
+      const retrieve::ItemIndex& index = narrow_[i] ? *narrow_[i] : *index_;
+      std::vector<double> ms;
+      for (int r = 0; r < 64; ++r) {
+        const float* row = table_->row(1 + r % (table_->rows - 1));
+        std::copy(row, row + table_->dim, query.begin());
+        const auto start = std::chrono::steady_clock::now();
+        index.search(query.data(), 1, table_->dim, 200);
+        ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+      }
+      std::sort(ms.begin(), ms.end());
+      width_p99_ms_.push_back(ms[ms.size() * 99 / 100]);
+      if (width_p99_ms_.back() <= options.latency_budget_ms) default_width_ = widths_[i];
+    }
+  }
 }
 
-Retrieved Retriever::search(const std::vector<float>& query, const std::vector<std::int32_t>& history,
-                            std::int64_t k) const {
+const retrieve::ItemIndex& Retriever::index_at(std::int64_t width) const {
+  if (width == 0) width = default_width_;
+  for (std::size_t i = 0; i < widths_.size(); ++i)
+    if (widths_[i] == width) return narrow_[i] ? *narrow_[i] : *index_;
+  std::string have;
+  for (std::int64_t w : widths_) have += (have.empty() ? "" : ", ") + std::to_string(w);
+  throw RequestError("width: " + std::to_string(width) + " is not a width this server retrieves at (" + have + ")");
+}
+
+Retrieved Retriever::search(const std::vector<float>& query, const std::vector<std::int32_t>& history, std::int64_t k,
+                            std::int64_t width) const {
   if (k < 1) throw RequestError("k: must be at least 1, not " + std::to_string(k));
+  const retrieve::ItemIndex& index = index_at(width);
   Retrieved out;
   const std::set<std::int32_t> seen(history.begin(), history.end());
   const std::vector<std::vector<std::int64_t>> exclude = {std::vector<std::int64_t>(seen.begin(), seen.end())};
-  out.hits = std::move(index_->search(query.data(), 1, table_->dim, k, &exclude)[0]);
+  out.hits = std::move(index.search(query.data(), 1, table_->dim, k, &exclude)[0]);
   return out;
 }
 
-Retrieved Retriever::retrieve(const std::vector<std::string>& history, std::int64_t k) const {
+Retrieved Retriever::retrieve(const std::vector<std::string>& history, std::int64_t k, std::int64_t width) const {
+  index_at(width);  // a bad width is refused before any work
   std::int64_t unknown = 0;
   const std::vector<std::int32_t> ids = known_items(model_, history, &unknown);
   if (ids.empty())
     throw RequestError("history: none of its " + std::to_string(history.size()) +
                        " items is known to the retrieval model, so there is nothing to retrieve from");
   Retrieved out = search(queries_of(*model_.net, {ids}, static_cast<int>(model_.config.sequential.max_len), 1, table_.get()),
-                         ids, k);
+                         ids, k, width);
   out.unknown_items = unknown;
   return out;
 }
@@ -115,18 +166,20 @@ torch::Tensor table_tensor(const retrieve::ItemTable& t) {
 }
 }  // namespace
 
-Retrieved Retriever::retrieve_for(const UserState& state, std::int64_t k) const {
+Retrieved Retriever::retrieve_for(const UserState& state, std::int64_t k, std::int64_t width) const {
+  index_at(width);
   std::int64_t unknown = 0;
   const std::vector<std::int32_t> ids = known_items(model_, state.recent, &unknown);
   Retrieved out;
   if (state.model == version_ && static_cast<std::int64_t>(state.query.size()) == table_->dim) {
-    out = search(state.query, ids, k);
+    out = search(state.query, ids, k, width);
   } else {
     // A state of an earlier model: its recent items' window is the query, as for a history.
     if (ids.empty())
       throw NotFoundError("user: none of the user's " + std::to_string(state.recent.size()) +
                          " recent items is known to the retrieval model, so there is nothing to retrieve from");
-    out = search(queries_of(*model_.net, {ids}, static_cast<int>(model_.config.sequential.max_len), 1, table_.get()), ids, k);
+    out = search(queries_of(*model_.net, {ids}, static_cast<int>(model_.config.sequential.max_len), 1, table_.get()), ids, k,
+                 width);
   }
   out.unknown_items = unknown;
   return out;

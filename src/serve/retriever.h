@@ -44,6 +44,14 @@ struct RetrieverOptions {
   // on wide tables of millions of items.
   std::string index = "exact";
   retrieve::IndexOptions index_options;  // funnel: funnel_widths / funnel_keep empty = {smallest, full}, {1000}
+  // The Matryoshka widths a request may ask for ("width"), each searched
+  // exactly at its prefix (a copy of the table's prefix: rows x width floats
+  // each); the full width is `index`. Empty: every width of the model.
+  std::vector<std::int64_t> widths;
+  // > 0: at start, time a search at each width (p99 of 64 one-query
+  // searches) and make the widest within this many milliseconds the default;
+  // if none fits, the narrowest. 0: the full width is the default.
+  double latency_budget_ms = 0;
 };
 
 struct Retrieved {
@@ -59,11 +67,13 @@ class Retriever {
   Retriever(model::LoadedSequentialModel model, RetrieverOptions options);
   // history: external item ids, oldest first (its last max_len known items
   // are the model's input). Throws RequestError when no item of it is known.
-  Retrieved retrieve(const std::vector<std::string>& history, std::int64_t k) const;
+  // width: a served width (widths()), or 0 for default_width(); throws
+  // RequestError for another.
+  Retrieved retrieve(const std::vector<std::string>& history, std::int64_t k, std::int64_t width = 0) const;
   // For a user's live state: its query when it was computed by this model,
   // else (after a model change) the query of its recent items' window; the
   // recent items are left out. Throws RequestError when no recent item is known.
-  Retrieved retrieve_for(const UserState& state, std::int64_t k) const;
+  Retrieved retrieve_for(const UserState& state, std::int64_t k, std::int64_t width = 0) const;
   // One event: the model's one-step update advances the state (O(d^2) a
   // block, no replay of the history) and its query, and `item` joins the
   // recent items (at most `window` kept). A state of another model (or none)
@@ -76,6 +86,10 @@ class Retriever {
   const std::string& version() const { return version_; }
   const std::string& item_name(std::int64_t id) const { return model_.items.external(static_cast<std::int32_t>(id)); }
   const retrieve::ItemIndex& index() const { return *index_; }
+  const std::vector<std::int64_t>& widths() const { return widths_; }  // served, increasing
+  std::int64_t default_width() const { return default_width_; }
+  // With a latency budget: the p99 milliseconds measured at each served width.
+  const std::vector<double>& width_p99_ms() const { return width_p99_ms_; }
   const model::LoadedSequentialModel& model() const { return model_; }
 
  private:
@@ -84,8 +98,14 @@ class Retriever {
   // move of the Retriever must not change.
   std::unique_ptr<const retrieve::ItemTable> table_;
   std::unique_ptr<retrieve::ItemIndex> index_;
+  std::vector<std::int64_t> widths_;
+  std::vector<std::unique_ptr<retrieve::ItemIndex>> narrow_;  // per served width but the full one: exact at its prefix
+  std::int64_t default_width_ = 0;
+  std::vector<double> width_p99_ms_;
   std::string version_;
-  Retrieved search(const std::vector<float>& query, const std::vector<std::int32_t>& history, std::int64_t k) const;
+  const retrieve::ItemIndex& index_at(std::int64_t width) const;
+  Retrieved search(const std::vector<float>& query, const std::vector<std::int32_t>& history, std::int64_t k,
+                   std::int64_t width) const;
 };
 
 }  // namespace mtrank::serve

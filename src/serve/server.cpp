@@ -1112,11 +1112,20 @@ int run_server(const ServerOptions& o) {
   std::printf("listening on http://%s%s%s:%d (model %s, version %s", v6 ? "[" : "", o.host.c_str(), v6 ? "]" : "",
               port, live->ranker->name().c_str(), live->ranker->version().c_str());
   if (live->recommender)
-    std::printf("; retrieval model %s, version %s; catalog of %lld items%s", live->recommender->retrieval_name().c_str(),
-                live->recommender->retriever().version().c_str(),
+    std::printf("; retrieval model %s, version %s, width %lld; catalog of %lld items%s",
+                live->recommender->retrieval_name().c_str(), live->recommender->retriever().version().c_str(),
+                static_cast<long long>(live->recommender->retriever().default_width()),
                 static_cast<long long>(live->recommender->catalog().size()),
                 store ? ("; " + std::to_string(store->users()) + " users' state in " + o.state_dir).c_str() : "");
   std::printf(")\n");
+  if (live->recommender && o.retriever.latency_budget_ms > 0) {
+    const Retriever& r = live->recommender->retriever();
+    std::string line;
+    for (std::size_t i = 0; i < r.widths().size(); ++i)
+      line += (i ? ", " : "") + std::to_string(r.widths()[i]) + ": " + std::to_string(r.width_p99_ms()[i]) + " ms";
+    std::printf("retrieval p99 by width (%s); the widest within %g ms is %lld\n", line.c_str(), o.retriever.latency_budget_ms,
+                static_cast<long long>(r.default_width()));
+  }
   std::fflush(stdout);
   for (auto& t : io) t.join();  // returns after stop(), once every connection has finished its request
   signal_thread.join();

@@ -20,9 +20,11 @@
 #include "data/preprocessor.h"
 #include "model/model.h"
 #include "model/model_dir.h"
+#include "model/sequential.h"
 #include "serve/recommender.h"
 #include "sequential_fixture.h"
 #include "test_util.h"
+#include "train/sequential_run.h"
 #include "train/trainer.h"
 
 using namespace mtrank;
@@ -241,6 +243,41 @@ TEST_F(Recommending, TheWindowBoundsTheRecentItemsAndTheStateRebuildsAfterAModel
   EXPECT_EQ(s.model, rec.retriever().version());
 }
 
+TEST_F(Recommending, ARequestOrTheLatencyBudgetChoosesTheWidth) {
+  const serve::Recommender rec = recommender();
+  const std::vector<std::string> history = {"1003", "1024", "1019"};
+  EXPECT_EQ(rec.retriever().widths(), (std::vector<std::int64_t>{4, 8, 16}));
+  EXPECT_EQ(rec.retriever().default_width(), 16);
+  // Width 4: the model's width-4 scores (the query's and the items' first 4 values, plus the bias).
+  model::LoadedSequentialModel offline = model::load_sequential_model_dir(seq_dir_);
+  std::int64_t unknown = 0;
+  const auto ids = serve::known_items(offline, history, &unknown);
+  const auto want = train::recommend(*offline.net, ids, 16, /*width=*/4, 10);
+  const serve::Retrieved got = rec.retriever().retrieve(history, 10, 4);
+  ASSERT_EQ(got.hits.size(), want.size());
+  for (std::size_t r = 0; r < want.size(); ++r) {
+    EXPECT_EQ(got.hits[r].item, want[r].first) << r;
+    EXPECT_NEAR(got.hits[r].score, want[r].second, 1e-4);
+  }
+  const json response = json::parse(rec.recommend_json(R"({"history": ["1003", "1024", "1019"], "width": 4})", nullptr));
+  EXPECT_EQ(response.at("width"), 4);
+  EXPECT_THROW(rec.retriever().retrieve(history, 10, 5), serve::RequestError);
+  // A budget nothing meets gives the narrowest width; a generous one the full width.
+  for (const auto& [budget, width] : {std::pair{1e-9, 4}, std::pair{1e9, 16}}) {
+    serve::RetrieverOptions options;
+    options.latency_budget_ms = budget;
+    const serve::Retriever r(model::load_sequential_model_dir(seq_dir_), options);
+    EXPECT_EQ(r.default_width(), width) << budget;
+    EXPECT_EQ(r.width_p99_ms().size(), 3u);
+  }
+  serve::RetrieverOptions only;
+  only.widths = {8};
+  const serve::Retriever r8(model::load_sequential_model_dir(seq_dir_), only);
+  EXPECT_EQ(r8.widths(), (std::vector<std::int64_t>{8, 16}));  // the full width always
+  only.widths = {5};
+  EXPECT_THROW(serve::Retriever(model::load_sequential_model_dir(seq_dir_), only), ConfigError);
+}
+
 TEST_F(Recommending, BadRequestsAndUnknownUsersAreNamed) {
   serve::RecommenderOptions options;
   options.max_retrieve = 50;
@@ -269,7 +306,9 @@ TEST_F(Recommending, BadRequestsAndUnknownUsersAreNamed) {
   EXPECT_TRUE(has(error_of(R"({"history": ["1001"], "k": 51})"), "400 k: 51 is more than the limit of 50"));
   EXPECT_TRUE(has(error_of(R"({"history": ["1001"], "k": 0})"), "400 k: must be a positive integer"));
   EXPECT_TRUE(has(error_of(R"({"history": ["1001"], "k": 9, "retrieve": 5})"), "400 retrieve: 5 candidates"));
-  EXPECT_TRUE(has(error_of(R"({"history": ["1001"], "width": 8})"), "400 width: unknown field"));
+  EXPECT_TRUE(has(error_of(R"({"history": ["1001"], "width": 5})"), "400 width: 5 is not a width this server retrieves at (4, 8, 16)"));
+  EXPECT_TRUE(has(error_of(R"({"history": ["1001"], "width": -4})"), "400 width: must be a positive integer"));
+  EXPECT_TRUE(has(error_of(R"({"history": ["1001"], "what": 8})"), "400 what: unknown field"));
   EXPECT_TRUE(has(error_of(R"({"history": ["1001"], "k": 1, "k": 2})"), "400 k: given twice"));
   EXPECT_TRUE(has(error_of(R"({"history": ["1001"], "context": {"colour": 1}})"), "400 context.colour: unknown feature"));
   EXPECT_TRUE(has(error_of(R"({"user": ")" + std::string(300, 'x') + R"("})", &store), "400 user: an id of 1 to 256"));
