@@ -1,6 +1,7 @@
 #include "retrieve/item_index.h"
 
 #include <algorithm>
+#include <numeric>
 #include <cmath>
 #include <stdexcept>
 #include <unordered_set>
@@ -9,6 +10,10 @@
 #include <faiss/IndexHNSW.h>
 #include <faiss/IndexIVFFlat.h>
 #include <faiss/utils/distances.h>
+
+// The Fortran BLAS interface faiss itself calls (the BLAS faiss links).
+extern "C" int sgemv_(const char* trans, const int* m, const int* n, const float* alpha, const float* a, const int* lda,
+                      const float* x, const int* incx, const float* beta, float* y, const int* incy);
 
 namespace mtrank::retrieve {
 namespace {
@@ -50,10 +55,15 @@ class FaissItemIndex : public ItemIndex {
         options_(o) {
     const auto cols = static_cast<int>(width_ + (bias_ ? 1 : 0));
     if (kind == "exact") {
-      // faiss's brute-force kernel (blocked sgemm for 20 queries or more, a
-      // SIMD loop below, and a heap) over rows in place: at the full width
-      // without a bias those are the table's own, so a 10M x 256 catalog is
-      // not held twice.
+      // faiss's brute-force kernel (blocked sgemm and a heap) over rows in
+      // place: at the full width without a bias those are the table's own, so
+      // a 10M x 256 catalog is not held twice. Below
+      // distance_compute_blas_threshold queries (20) faiss loops over the rows
+      // instead, and Debian's build has only the scalar loop
+      // (fvec_inner_product_ref): one query on 9,066 x 64 took 0.91 ms that
+      // way and 0.06 ms through sgemm (docs/benchmarks.md), so sgemm serves
+      // every query count. A process-wide faiss setting, set before any search.
+      faiss::distance_compute_blas_threshold = 1;
       if (width_ == table.dim && !bias_) {
         exact_rows_ = table.row(1);
       } else {
@@ -119,7 +129,10 @@ class FaissItemIndex : public ItemIndex {
       ivf.nprobe = static_cast<std::size_t>(std::min(options_.ivf_probe, lists_));
       params = &ivf;
     }
-    if (exact_rows_)
+    if (exact_rows_ && count < kFewQueries)
+      for (std::int64_t i = 0; i < count; ++i)
+        exact_one(q.data() + i * cols, cols, fetch, scores.data() + i * fetch, labels.data() + i * fetch);
+    else if (exact_rows_)
       faiss::knn_inner_product(q.data(), exact_rows_, static_cast<std::size_t>(cols), static_cast<std::size_t>(count),
                                static_cast<std::size_t>(items_), static_cast<std::size_t>(fetch), scores.data(),
                                labels.data());
@@ -151,6 +164,46 @@ class FaissItemIndex : public ItemIndex {
            ", efSearch " + std::to_string(options_.hnsw_ef_search) + ")";
     if (kind_ == "ivf") s += " (" + std::to_string(lists_) + " lists, probe " + std::to_string(options_.ivf_probe) + ")";
     return s;
+  }
+
+  // Written here, not faiss's: one query (a served request) through faiss's
+  // blocked sgemm and heap took 0.29 ms on 9,066 x 64 (its scalar loop, the
+  // default below 20 queries, 0.91 ms), where one sgemv over the rows and a
+  // bounded heap take 0.09 ms (docs/benchmarks.md, "Retrieval").
+  static constexpr std::int64_t kFewQueries = 4;
+  void exact_one(const float* q, std::int64_t cols, std::int64_t fetch, float* scores, std::int64_t* labels) const {
+    thread_local std::vector<float> all;
+    all.resize(static_cast<std::size_t>(items_));
+    // Row-major rows [items, cols] are a column-major [cols, items] matrix: all = rows^T q.
+    const int m = static_cast<int>(cols), n = static_cast<int>(items_), one = 1;
+    const float alpha = 1.0f, beta = 0.0f;
+    sgemv_("T", &m, &n, &alpha, exact_rows_, &m, q, &one, &beta, all.data(), &one);
+    // The best `fetch` by a heap whose top is the worst kept: most items are
+    // turned away by one comparison with it. Ties go to the lower id; a NaN
+    // score is never kept.
+    thread_local std::vector<std::pair<float, std::int64_t>> heap;
+    heap.clear();
+    auto better = [](const std::pair<float, std::int64_t>& a, const std::pair<float, std::int64_t>& b) {
+      return a.first > b.first || (a.first == b.first && a.second < b.second);
+    };
+    for (std::int64_t r = 0; r < items_; ++r) {
+      const float v = all[static_cast<std::size_t>(r)];
+      if (std::isnan(v)) continue;
+      if (static_cast<std::int64_t>(heap.size()) < fetch) {
+        heap.emplace_back(v, r);
+        std::push_heap(heap.begin(), heap.end(), better);
+      } else if (better({v, r}, heap.front())) {
+        std::pop_heap(heap.begin(), heap.end(), better);
+        heap.back() = {v, r};
+        std::push_heap(heap.begin(), heap.end(), better);
+      }
+    }
+    std::sort_heap(heap.begin(), heap.end(), better);
+    for (std::int64_t j = 0; j < fetch; ++j) {
+      const bool have = j < static_cast<std::int64_t>(heap.size());
+      labels[j] = have ? heap[static_cast<std::size_t>(j)].second : -1;
+      scores[j] = have ? heap[static_cast<std::size_t>(j)].first : 0.0f;
+    }
   }
 
  private:

@@ -101,10 +101,16 @@ TEST(ItemIndex, ExactSearchEqualsBruteForceWithPerQueryExclusions) {
     const auto found = index->search(q.data(), 40, 32, 10, &exclude);
     for (int i = 0; i < 40; ++i) {
       const Hits want = brute_force(t, q.data() + i * 32, width, 10, exclude[static_cast<std::size_t>(i)]);
+      // And one query at a time: the sgemv and heap path of a served request.
+      const std::vector<std::vector<std::int64_t>> own = {exclude[static_cast<std::size_t>(i)]};
+      const Hits alone = index->search(q.data() + i * 32, 1, 32, 10, &own)[0];
       ASSERT_EQ(found[static_cast<std::size_t>(i)].size(), 10u);
+      ASSERT_EQ(alone.size(), 10u);
       for (std::size_t r = 0; r < 10; ++r) {
         EXPECT_EQ(found[static_cast<std::size_t>(i)][r].item, want[r].item) << "query " << i << " rank " << r;
         EXPECT_NEAR(found[static_cast<std::size_t>(i)][r].score, want[r].score, 1e-4);
+        EXPECT_EQ(alone[r].item, want[r].item) << "one query " << i << " rank " << r;
+        EXPECT_NEAR(alone[r].score, want[r].score, 1e-4);
       }
     }
   }
