@@ -16,7 +16,7 @@ cd "$(dirname "$0")/../.."
 MTRANK=build/mtrank
 DATA=${DATA:-../shared/datasets/movielens-small.csv.gz}
 OUT=${OUT:-runs/movielens}
-STEPS=${STEPS:-1500}
+STEPS=${STEPS:-600}
 THREADS=${THREADS:-0}
 [ -x "$MTRANK" ] || { echo "run.sh: $MTRANK is missing: build first (scripts/build.sh)" >&2; exit 1; }
 [ -f "$DATA" ] || { echo "run.sh: $DATA is missing (the MovieLens ratings of ../shared/datasets; DATA= names another)" >&2; exit 1; }

@@ -349,6 +349,8 @@ int run_eval(const EvalOptions& o) {
       throw ConfigError("--as-served, --truth and --rank-by are for ranking models; " + o.model +
                         " is a sequential (next-item) model");
     model::LoadedSequentialModel m = model::load_sequential_model_dir(o.model);
+    if (o.max_len < 0) throw ConfigError("--max-len: must be at least 1 (or 0 for the model's)");
+    if (o.max_len > 0) m.config.sequential.max_len = o.max_len;
     std::int64_t unknown = 0;
     train::NextItemRecord split;
     try {
@@ -369,6 +371,7 @@ int run_eval(const EvalOptions& o) {
     }
     return 0;
   }
+  if (o.max_len != 0) throw ConfigError("--max-len is for sequential models; " + o.model + " is a ranking model");
   model::LoadedModel m = model::load_model_dir(o.model);
   eval::check_task_metrics(m.config);
   data::IngestStats stats;

@@ -30,6 +30,7 @@ struct EvalOptions {
   // NDCG of the served ranking against `truth_column`, and the learned bias by position.
   std::string truth, truth_column = "grade";
   std::string rank_by;  // a task name, or "" = the model's [serve] score formula
+  std::int64_t max_len = 0;  // sequential models: the input window (0 = the model's max_len)
 };
 int run_eval(const EvalOptions& o);
 

@@ -180,6 +180,9 @@ int main(int argc, char** argv) {
                     "tower's learned bias by position against the true log examination")
       ->check(CLI::ExistingFile);
   evalc->add_option("--truth-column", ev.truth_column, "Graded relevance column of --truth")->capture_default_str();
+  evalc->add_option("--max-len", ev.max_len,
+                    "Sequential models: the input window at evaluation (default: the model's max_len). A window as long "
+                    "as the longest history reads every event, as a served user's live state does");
   evalc->add_option("--rank-by", ev.rank_by, "Rank by this task's prediction (default: the model's [serve] score)");
 
   mtrank::cli::ExportOptions ex;

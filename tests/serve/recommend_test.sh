@@ -62,6 +62,14 @@ sed 's/max_steps = 20/max_steps = 30/' seq.toml > seq2.toml
 "$MTRANK" train --config seq2.toml --train log.txt --out models/seq2 --quiet --threads 2 >/dev/null 2>train.err || fail "training the second sequential model"
 "$MTRANK" train --config rank.toml --train impressions.csv --out models/ranker --quiet --threads 2 >/dev/null 2>train.err || fail "training the ranker: $(tail -3 train.err)"
 echo s3cret > token
+# eval --max-len: the window at evaluation, as long as every history here = what a live state reads.
+"$MTRANK" eval --model models/seq --data log.txt --max-len 64 > eval64.txt 2>&1 || fail "eval --max-len: $(tail -3 eval64.txt)"
+grep -q "^16 " eval64.txt || fail "eval --max-len printed no width-16 row: $(cat eval64.txt)"
+set +e
+"$MTRANK" eval --model models/ranker --data impressions.csv --max-len 64 > /dev/null 2> eval.err
+code=$?
+set -e
+[ "$code" = 2 ] && grep -q "max-len is for sequential models" eval.err || fail "eval --max-len on a ranker: exit $code $(cat eval.err)"
 
 start() {  # start [extra flags]: serve on a free port, set URL
   "$MTRANK" serve --model models/ranker --retrieval models/seq --catalog catalog.csv --port 0 --threads 2 \
