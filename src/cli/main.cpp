@@ -117,7 +117,9 @@ int main(int argc, char** argv) {
       "train, val and test. Writes OUT/{train,val,test}.csv (columns session, user, item, device, hour,\n"
       "position, year, genres, title_words, click, watch, like, rating), OUT/{train,val,test}.truth.csv\n"
       "(row for row: grade, true_rating, p_relevant, p_examined, p_click), OUT/examination.csv,\n"
-      "OUT/items.csv (the item catalog: item, year, genres, title_words; for serve --catalog) and\n"
+      "OUT/items.csv (the item catalog: item, year, genres, title_words; for serve --catalog),\n"
+      "OUT/test.relevance.csv (every test user and item: grade, true_rating; to measure what any\n"
+      "recommender retrieves) and\n"
       "OUT/simulation.json. Example (then train examples/movielens/youtube.toml on it):\n"
       "  mtrank simulate --out sim --eta 1 --logger medium --seed 1");
 

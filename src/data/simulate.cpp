@@ -493,6 +493,22 @@ SimulateSummary simulate_impressions(const SimulateOptions& o) {
   for (const Item& item : r.items)
     catalog += csv_field(item.id) + "," + item.year + "," + csv_field(item.genres) + "," + csv_field(item.title_words) + "\n";
   write_file_atomic((std::filesystem::path(o.out_dir) / "items.csv").string(), catalog);
+  // The truth of every (test user, item) pair, for measuring whole
+  // recommenders on held-out users (what they retrieve is any item, not only
+  // what a logger showed).
+  {
+    AtomicFile relevance((std::filesystem::path(o.out_dir) / "test.relevance.csv").string());
+    std::fputs("user,item,grade,true_rating\n", relevance.get());
+    for (std::size_t u = 0; u < r.users.size(); ++u) {
+      if (split[u] != 2) continue;
+      for (std::size_t i = 0; i < r.items.size(); ++i) {
+        const double rating = true_rating(static_cast<std::int32_t>(u), static_cast<std::int32_t>(i));
+        std::fprintf(relevance.get(), "%s,%s,%d,%.4g\n", csv_field(r.users[u]).c_str(), csv_field(r.items[i].id).c_str(),
+                     grade_of(rating, o.max_rating), rating);
+      }
+    }
+    relevance.commit();
+  }
   write_file_atomic((std::filesystem::path(o.out_dir) / "simulation.json").string(), meta.dump(2) + "\n");
   std::int64_t total = 0;
   for (auto v : summary.impressions) total += v;

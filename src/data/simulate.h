@@ -90,7 +90,8 @@ struct SimulateSummary {
 // are), DIR/{train,val,test}.truth.csv (row for row: true grade, P(relevant),
 // P(examined), P(click)), DIR/examination.csv (theta by position and device),
 // DIR/items.csv (the item catalog: one row per item of the logs' item
-// columns, for `serve --catalog`) and DIR/simulation.json (the options and the summary). Deterministic for a
+// columns, for `serve --catalog`), DIR/test.relevance.csv (the true grade of
+// every test user and item) and DIR/simulation.json (the options and the summary). Deterministic for a
 // seed. Throws DataError naming file, line and column for bad ratings.
 SimulateSummary simulate_impressions(const SimulateOptions& options);
 
