@@ -5,6 +5,7 @@
 // each stage keeps fewer items. Exact at the full width for the items that
 // reach it; what it can miss is an item the first stage did not shortlist.
 #include <algorithm>
+#include <cmath>
 #include <stdexcept>
 
 #include "retrieve/item_index.h"
@@ -56,7 +57,12 @@ class FunnelIndex : public ItemIndex {
         }
         const std::size_t keep = static_cast<std::size_t>(
             stage < keep_.size() ? std::max(k, keep_[stage]) : k);  // the last stage keeps the request's k
-        const auto better = [](const Hit& a, const Hit& b) { return a.score > b.score || (a.score == b.score && a.item < b.item); };
+        // A strict weak order even with NaN scores (a model with broken
+        // weights): NaN ranks below every number, as if it were -infinity.
+        const auto better = [](const Hit& a, const Hit& b) {
+          const float x = std::isnan(a.score) ? -INFINITY : a.score, y = std::isnan(b.score) ? -INFINITY : b.score;
+          return x > y || (x == y && a.item < b.item);
+        };
         if (hits.size() > keep) {
           std::nth_element(hits.begin(), hits.begin() + static_cast<std::ptrdiff_t>(keep), hits.end(), better);
           hits.resize(keep);

@@ -207,3 +207,30 @@ TEST(ItemIndex, BadSettingsAreRefusedWithWhatToFix) {
   const float q[8] = {};
   EXPECT_THROW(index->search(q, 1, 8, 5), std::invalid_argument);  // queries narrower than the index
 }
+
+TEST(ItemIndex, NaNScoresNeverBreakTheOrder) {
+  // A model with broken weights: item 2's second feature is NaN, so its
+  // width-1 score is a number and its full score NaN. Exact search (one
+  // query) leaves it out; the funnel shortlists it at width 1 and then ranks
+  // it last (its comparator once had no order with NaN), and neither crashes.
+  ItemTable t;
+  t.rows = 5;
+  t.dim = 2;
+  t.vectors = {0, 0, /*1*/ 1, 0, /*2*/ 1.5f, std::nanf(""), /*3*/ 2, 0, /*4*/ 0, 3};
+  const float q[2] = {1, 1};
+  const Hits exact = make_index("exact", t)->search(q, 1, 2, 4)[0];
+  ASSERT_EQ(exact.size(), 3u);
+  EXPECT_EQ(exact[0].item, 4);
+  EXPECT_EQ(exact[1].item, 3);
+  EXPECT_EQ(exact[2].item, 1);
+  IndexOptions o;
+  o.funnel_widths = {1, 2};
+  o.funnel_keep = {4};
+  const Hits funnel = make_index("funnel", t, o)->search(q, 1, 2, 4)[0];
+  ASSERT_EQ(funnel.size(), 4u);
+  EXPECT_EQ(funnel[0].item, 4);
+  EXPECT_EQ(funnel[1].item, 3);
+  EXPECT_EQ(funnel[2].item, 1);
+  EXPECT_EQ(funnel[3].item, 2);  // NaN last
+  EXPECT_TRUE(std::isnan(funnel[3].score));
+}
