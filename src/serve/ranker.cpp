@@ -123,21 +123,6 @@ RankResult Ranker::rank(const ParsedRequest& req) const {
   return out;
 }
 
-namespace {
-// Shortest text that reads back as the same value; JSON has no NaN or infinity.
-template <typename T>
-void append_number(std::string& out, T value) {
-  if constexpr (std::is_floating_point_v<T>) {
-    if (!std::isfinite(value)) {
-      out += "null";
-      return;
-    }
-  }
-  char buf[32];
-  out.append(buf, std::to_chars(buf, buf + sizeof buf, value).ptr);
-}
-}  // namespace
-
 std::string Ranker::to_json(const RankResult& result) const {
   // Written directly, not through a nlohmann::json tree: building and dumping
   // the tree for 100 results took 0.15 ms, a third of scoring 200 candidates.
@@ -146,14 +131,14 @@ std::string Ranker::to_json(const RankResult& result) const {
   for (std::size_t i = 0; i < result.results.size(); ++i) {
     const RankedCandidate& r = result.results[i];
     out += i ? R"(,{"index":)" : R"({"index":)";
-    append_number(out, r.index);
+    append_json_number(out, r.index);
     out += R"(,"score":)";
-    append_number(out, r.score);
+    append_json_number(out, r.score);
     out += R"(,"tasks":{)";
     for (std::size_t t = 0; t < r.tasks.size(); ++t) {
       if (t) out += ',';
       out += task_keys_[t];
-      append_number(out, r.tasks[t]);
+      append_json_number(out, r.tasks[t]);
     }
     out += "}}";
   }

@@ -17,17 +17,6 @@ using nlohmann::json;
 namespace {
 std::string json_text(const std::string& s) { return json(s).dump(-1, ' ', false, json::error_handler_t::replace); }
 
-template <typename T>
-void append_number(std::string& out, T value) {
-  if constexpr (std::is_floating_point_v<T>) {
-    if (!std::isfinite(value)) {
-      out += "null";
-      return;
-    }
-  }
-  char buf[32];
-  out.append(buf, std::to_chars(buf, buf + sizeof buf, value).ptr);
-}
 }  // namespace
 
 Catalog::Catalog(const std::string& path, const std::string& item_column, const std::vector<std::string>& ranker_columns)
@@ -187,25 +176,25 @@ std::string Recommender::recommend_json(const std::string& body, const UserState
     out += i ? R"(,{"item":)" : R"({"item":)";
     out += json_text(retriever_->item_name(hit.item));
     out += R"(,"score":)";
-    append_number(out, r.score);
+    append_json_number(out, r.score);
     out += R"(,"retrieval_score":)";
-    append_number(out, hit.score);
+    append_json_number(out, hit.score);
     out += R"(,"tasks":{)";
     for (std::size_t t = 0; t < r.tasks.size(); ++t) {
       if (t) out += ',';
       out += task_keys_[t];
-      append_number(out, r.tasks[t]);
+      append_json_number(out, r.tasks[t]);
     }
     out += "}}";
   }
   out += R"(],"retrieved":)";
-  append_number(out, static_cast<std::int64_t>(got.hits.size()));
+  append_json_number(out, static_cast<std::int64_t>(got.hits.size()));
   out += R"(,"not_in_catalog":)";
-  append_number(out, static_cast<std::int64_t>(got.hits.size() - hit_of.size()));
+  append_json_number(out, static_cast<std::int64_t>(got.hits.size() - hit_of.size()));
   out += R"(,"unknown_history_items":)";
-  append_number(out, got.unknown_items);
+  append_json_number(out, got.unknown_items);
   out += R"(,"width":)";
-  append_number(out, fields.width ? fields.width : retriever_->default_width());
+  append_json_number(out, fields.width ? fields.width : retriever_->default_width());
   out += models_;
   return out;
 }
@@ -224,7 +213,7 @@ std::string Recommender::event_json(const std::string& body, UserStateStore& sto
     known = retriever_->advance(s, event.item, options_.history_window);
   });
   std::string out = R"({"user":)" + json_text(event.user) + R"(,"events":)";
-  append_number(out, state.events);
+  append_json_number(out, state.events);
   out += known ? R"(,"known_item":true)" : R"(,"known_item":false)";
   out += duplicate ? R"(,"duplicate":true})" : R"(,"duplicate":false})";
   return out;

@@ -1,12 +1,15 @@
 #pragma once
 // Ranking requests: JSON parsing and featurization, without torch (so they can
 // be fuzzed and tested on their own). Ranker adds scoring on top.
+#include <charconv>
+#include <cmath>
 #include <cstdint>
 #include <deque>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <unordered_map>
 #include <vector>
 
@@ -104,6 +107,21 @@ class RequestParser {
   bool ignore_unknown_;
   std::int64_t max_candidates_;
 };
+
+// Appends a number to a JSON text: the shortest text that reads back as the
+// same value; NaN and infinity (JSON has neither) as null. Responses are
+// written directly, not through a JSON tree (serve/ranker.cpp says why).
+template <typename T>
+void append_json_number(std::string& out, T value) {
+  if constexpr (std::is_floating_point_v<T>) {
+    if (!std::isfinite(value)) {
+      out += "null";
+      return;
+    }
+  }
+  char buf[32];
+  out.append(buf, std::to_chars(buf, buf + sizeof buf, value).ptr);
+}
 
 // The raw input columns a model's features read, each once, in config order.
 std::vector<std::string> input_columns(const Config& config);
