@@ -343,14 +343,16 @@ int main(int argc, char** argv) {
                     "{\"user\": U} in /v1/recommend. Every acknowledged event is on disk (synced) before the response");
   serve->add_option("--state-max-gib", state_max_gib, "Largest size the state store may grow to (address space, not memory)")
       ->capture_default_str();
-  serve->add_option("--index", sv.retriever.index, "Retrieval index: exact, funnel (Matryoshka), hnsw or ivf")
-      ->check(CLI::IsMember({"exact", "funnel", "hnsw", "ivf"}))
-      ->capture_default_str();
+  serve->add_option("--index", sv.retriever.index,
+                    "Retrieval index: exact, funnel (Matryoshka), hnsw or ivf (default: the retrieval model config's "
+                    "[serve] index, else exact)")
+      ->check(CLI::IsMember({"exact", "funnel", "hnsw", "ivf"}));
   serve->add_option("--funnel-widths", sv.retriever.index_options.funnel_widths,
-                    "Funnel stages' widths, increasing to the model's full width (default: its smallest and full width)")
+                    "Funnel stages' widths, increasing to the model's full width (default: the model config's [serve] "
+                    "funnel_widths, else its smallest and full width)")
       ->delimiter(',');
   serve->add_option("--funnel-keep", sv.retriever.index_options.funnel_keep,
-                    "Items each funnel stage but the last keeps (default: 1000)")
+                    "Items each funnel stage but the last keeps (default: the model config's [serve] funnel_keep, else 1000)")
       ->delimiter(',');
   serve->add_option("--request-widths", sv.retriever.widths,
                     "Retrieval widths a request may ask for (\"width\"), each searched exactly at its prefix (a copy of "

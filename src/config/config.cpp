@@ -761,7 +761,22 @@ Config parse_table(const toml::table& root_table, const std::string& source_name
   }
   if (const toml::table* serve = root.subtable("serve")) {
     TableReader t(*serve, "serve", source);
-    cfg.serve.score = t.string("score", cfg.serve.score);  // checked against the tasks by train and serve
+    if (cfg.sequential.enabled) {
+      if (serve->contains("score"))
+        t.fail(t.get("score"), "score", "is a ranking model's key (how task predictions combine); a [sequential] model's [serve] has index, funnel_widths, funnel_keep");
+      cfg.serve.index = t.string("index", cfg.serve.index);
+      cfg.serve.funnel_widths = t.integers("funnel_widths", cfg.serve.funnel_widths, 1, 1 << 14);
+      cfg.serve.funnel_keep = t.integers("funnel_keep", cfg.serve.funnel_keep, 1, std::int64_t{1} << 40);
+      if (!cfg.serve.funnel_keep.empty() && !cfg.serve.funnel_widths.empty() &&
+          cfg.serve.funnel_keep.size() + 1 != cfg.serve.funnel_widths.size())
+        t.fail(t.get("funnel_keep"), "funnel_keep", "needs one shortlist size per funnel stage but the last (" +
+                                                      std::to_string(cfg.serve.funnel_widths.size() - 1) + ")");
+    } else {
+      for (const char* key : {"index", "funnel_widths", "funnel_keep"})
+        if (serve->contains(key))
+          t.fail(t.get(key), key, "is a [sequential] model's retrieval key; a ranking model's [serve] has score");
+      cfg.serve.score = t.string("score", cfg.serve.score);  // checked against the tasks by train and serve
+    }
   }
   return cfg;
 }
@@ -919,7 +934,10 @@ std::string to_toml(const Config& c) {
                                                   {"text_columns", strings(s.text_columns)},
                                                   {"multi_hot_columns", strings(s.multi_hot_columns)},
                                                   {"feature_buckets", s.feature_buckets}}},
-                       {"train", std::move(train)}};
+                       {"train", std::move(train)},
+                       {"serve", toml::table{{"index", c.serve.index},
+                                             {"funnel_widths", ints(c.serve.funnel_widths)},
+                                             {"funnel_keep", ints(c.serve.funnel_keep)}}}};
   } else {
     root = toml::table{{"data", std::move(data)},   {"features", std::move(features)}, {"tasks", std::move(tasks)},
                        {"model", std::move(model)}, {"train", std::move(train)},

@@ -210,6 +210,14 @@ struct ServeConfig {
   // "sum:click=1,like=0.5" or "product:click=1,watch_time=0.3" (serve/ranker.h).
   // "" = the sum of all tasks. `serve --score` overrides it.
   std::string score;
+  // A sequential model's retrieval when `serve --retrieval` serves it (each
+  // overridden by the serve flag of the same name): the item index
+  // (exact | funnel | hnsw | ivf, checked by serve against the index
+  // registry), and the funnel's stage widths (increasing to the full width;
+  // empty = the smallest and the full width) and shortlist sizes (one per
+  // stage but the last; empty = 1000 each).
+  std::string index = "exact";
+  std::vector<std::int64_t> funnel_widths, funnel_keep;
 };
 
 struct Config {

@@ -76,8 +76,10 @@ Retriever::Retriever(model::LoadedSequentialModel model, RetrieverOptions option
     std::snprintf(hex, sizeof hex, "%08lx", crc32(0, reinterpret_cast<const Bytef*>(text.data()), static_cast<uInt>(text.size())));
     version_ = std::string("meta-") + hex;
   }
-  const std::string& kind = options.index;
+  const std::string kind = options.index.empty() ? model_.config.serve.index : options.index;
   retrieve::IndexOptions o = options.index_options;
+  if (o.funnel_widths.empty()) o.funnel_widths = model_.config.serve.funnel_widths;
+  if (o.funnel_keep.empty()) o.funnel_keep = model_.config.serve.funnel_keep;
   if (kind == "funnel") {
     if (o.funnel_widths.empty()) o.funnel_widths = {widths.front(), widths.back()};
     if (o.funnel_keep.empty() && o.funnel_widths.size() > 1) o.funnel_keep.assign(o.funnel_widths.size() - 1, 1000);

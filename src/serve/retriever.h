@@ -42,8 +42,10 @@ struct RetrieverOptions {
   // catalogs measured so far (57,289 items at d 64, docs/benchmarks.md) it
   // takes 4 ms and the funnel paid only 1.5x at 0.97 recall; the funnel wins
   // on wide tables of millions of items.
-  std::string index = "exact";
-  retrieve::IndexOptions index_options;  // funnel: funnel_widths / funnel_keep empty = {smallest, full}, {1000}
+  // "" (and empty funnel_widths / funnel_keep): the model config's [serve]
+  // index and funnel settings; their defaults: exact, {smallest, full}, 1000.
+  std::string index;
+  retrieve::IndexOptions index_options;
   // The Matryoshka widths a request may ask for ("width"), each searched
   // exactly at its prefix (a copy of the table's prefix: rows x width floats
   // each); the full width is `index`. Empty: every width of the model.

@@ -270,6 +270,17 @@ TEST_F(Recommending, ARequestOrTheLatencyBudgetChoosesTheWidth) {
     EXPECT_EQ(r.default_width(), width) << budget;
     EXPECT_EQ(r.width_p99_ms().size(), 3u);
   }
+  // The model config's [serve] index is the default; a flag overrides it.
+  model::LoadedSequentialModel configured = model::load_sequential_model_dir(seq_dir_);
+  configured.config.serve.index = "funnel";
+  configured.config.serve.funnel_widths = {8, 16};
+  configured.config.serve.funnel_keep = {20};
+  EXPECT_EQ(serve::Retriever(std::move(configured), {}).index().describe(), "funnel: exact width 8 keeps 20, width 16 ranks");
+  serve::RetrieverOptions hnsw;
+  hnsw.index = "hnsw";
+  configured = model::load_sequential_model_dir(seq_dir_);
+  configured.config.serve.index = "funnel";
+  EXPECT_EQ(serve::Retriever(std::move(configured), hnsw).index().describe().substr(0, 4), "hnsw");
   serve::RetrieverOptions only;
   only.widths = {8};
   const serve::Retriever r8(model::load_sequential_model_dir(seq_dir_), only);

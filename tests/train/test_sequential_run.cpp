@@ -99,6 +99,24 @@ TEST(SequentialConfig, ParsesRoundTripsAndRefusesRankingSections) {
   EXPECT_NE(ranking.find("[sequential] models only"), std::string::npos) << ranking;
 }
 
+TEST(SequentialConfig, ServeKeysChooseTheRetrievalIndex) {
+  const Config c = parse_config(std::string(kConfig) + "[serve]\nindex = \"funnel\"\nfunnel_widths = [4, 16]\nfunnel_keep = [50]\n",
+                                "seq.toml");
+  EXPECT_EQ(c.serve.index, "funnel");
+  EXPECT_EQ(c.serve.funnel_widths, (std::vector<std::int64_t>{4, 16}));
+  EXPECT_EQ(c.serve.funnel_keep, (std::vector<std::int64_t>{50}));
+  const Config again = parse_config(to_toml(c), "again.toml");
+  EXPECT_EQ(to_toml(again), to_toml(c));
+  EXPECT_EQ(again.serve.funnel_keep, c.serve.funnel_keep);
+  EXPECT_EQ(parse_config(kConfig, "seq.toml").serve.index, "exact");  // the default
+  EXPECT_NE(error_of(std::string(kConfig) + "[serve]\nfunnel_widths = [4, 8, 16]\nfunnel_keep = [50]\n").find("one shortlist size per funnel stage but the last (2)"),
+            std::string::npos);
+  EXPECT_NE(error_of(std::string(kConfig) + "[serve]\nscore = \"sum\"\n").find("is a ranking model's key"), std::string::npos);
+  const std::string ranking =
+      error_of("[[features]]\nname = \"a\"\ntype = \"categorical\"\n[[tasks]]\nname = \"t\"\ncolumn = \"c\"\n[serve]\nindex = \"hnsw\"\n");
+  EXPECT_NE(ranking.find("is a [sequential] model's retrieval key"), std::string::npos) << ranking;
+}
+
 TEST(SequentialRun, LearnsAGeneratedLogAtEveryWidthAndTheSavedModelScoresItTheSame) {
   mtrank::testing::TempDir dir;
   const std::string log = dir.write("log.txt", markov_log(240, 20, 3));
