@@ -382,8 +382,19 @@ bool same_raw(std::string_view remembered, std::string_view raw) {
 }
 }  // namespace
 
+Preprocessor::FeatureSplit Preprocessor::split_features(const ColumnBinding& b, const std::vector<char>& columns) const {
+  const auto marked = [&](int c) { return c >= 0 && static_cast<std::size_t>(c) < columns.size() && columns[static_cast<std::size_t>(c)]; };
+  FeatureSplit s;
+  for (std::size_t i = 0; i < categorical_.size(); ++i)
+    s.categorical.push_back(b.categorical[i] >= 0 ? marked(b.categorical[i])
+                                                  : std::all_of(b.cross[i].begin(), b.cross[i].end(), marked));
+  for (std::size_t i = 0; i < bags_.size(); ++i) s.bag.push_back(marked(b.bag[i]));
+  for (std::size_t i = 0; i < dense_.size(); ++i) s.dense.push_back(marked(b.dense[i]));
+  return s;
+}
+
 void Preprocessor::transform(const ColumnBinding& b, const std::vector<std::string_view>& fields,
-                             FeaturizedData& out, Memo* memo) const {
+                             FeaturizedData& out, Memo* memo, const SplitRow* split) const {
   if (fields.size() != b.num_columns)
     throw RowError{-1, "expected " + std::to_string(b.num_columns) + " fields, found " + std::to_string(fields.size())};
   if (memo && (memo->categorical_raw.size() != categorical_.size() || memo->dense_raw.size() != dense_.size())) {
@@ -394,8 +405,20 @@ void Preprocessor::transform(const ColumnBinding& b, const std::vector<std::stri
   }
   const FeaturizedData::Mark mark = out.mark();
   try {
+    // Per field of a split row: 1 = copy it from split->from, 2 = leave it 0 (not read), 0 = featurize it.
+    const auto part = [split](const std::vector<char>& in_split, std::size_t i) -> int {
+      if (!split) return 0;
+      const bool item = in_split[i] != 0;
+      if (split->from) return item ? 1 : 0;
+      return item ? 0 : 2;
+    };
+    const std::size_t from_row = split && split->from ? static_cast<std::size_t>(split->row) : 0;
     for (std::size_t i = 0; i < categorical_.size(); ++i) {
       const CategoricalField& f = categorical_[i];
+      if (const int p = split ? part(split->split->categorical, i) : 0) {
+        out.categorical.push_back(p == 1 ? split->from->categorical[from_row * categorical_.size() + i] : 0);
+        continue;
+      }
       if (b.categorical[i] >= 0) {
         const std::string_view raw = fields[b.categorical[i]];
         if (!memo) {
@@ -415,6 +438,17 @@ void Preprocessor::transform(const ColumnBinding& b, const std::vector<std::stri
     }
     for (std::size_t i = 0; i < bags_.size(); ++i) {
       const CategoricalField& f = bags_[i];
+      if (const int p = split ? part(split->split->bag, i) : 0) {
+        if (p == 1) {
+          const std::size_t at = from_row * bags_.size() + i;
+          const auto first = split->from->bag_offsets[at], last = split->from->bag_offsets[at + 1];
+          out.bag_ids.insert(out.bag_ids.end(), split->from->bag_ids.begin() + first, split->from->bag_ids.begin() + last);
+          out.bag_weights.insert(out.bag_weights.end(), split->from->bag_weights.begin() + first,
+                                 split->from->bag_weights.begin() + last);
+        }
+        out.bag_offsets.push_back(static_cast<std::int64_t>(out.bag_ids.size()));
+        continue;
+      }
       std::string_view value = fields[b.bag[i]];
       const std::size_t start = out.bag_ids.size();
       const char sep = f.feature.separator[0];
@@ -431,6 +465,10 @@ void Preprocessor::transform(const ColumnBinding& b, const std::vector<std::stri
       out.bag_offsets.push_back(static_cast<std::int64_t>(out.bag_ids.size()));
     }
     for (std::size_t i = 0; i < dense_.size(); ++i) {
+      if (const int p = split ? part(split->split->dense, i) : 0) {
+        out.dense.push_back(p == 1 ? split->from->dense[from_row * dense_.size() + i] : 0.0f);
+        continue;
+      }
       const std::string_view raw = fields[b.dense[i]];
       if (!memo) {
         out.dense.push_back(static_cast<float>(dense_value(dense_[i], raw, b.dense[i])));

@@ -111,9 +111,30 @@ class Preprocessor {
     std::vector<float> dense_value;
   };
 
+  // The features that read only some columns (a catalog's item columns), so
+  // that part of a row is featurized once and copied into every row that
+  // shares it: per categorical (and cross), multi-hot and numeric field, 1 if
+  // each column the field reads is marked in `columns` (by the binding's
+  // column index).
+  struct FeatureSplit {
+    std::vector<char> categorical, bag, dense;
+  };
+  FeatureSplit split_features(const ColumnBinding& b, const std::vector<char>& columns) const;
+  // A row written in two parts, by a split:
+  //   from == nullptr: the split's features from the fields, every other
+  //     feature as 0 (an empty bag), so they are not read: a row's item side alone;
+  //   from != nullptr: the split's features copied from row `row` of `from`
+  //     (an item side written so before), every other feature from the fields.
+  // The second gives exactly the row a whole transform would.
+  struct SplitRow {
+    const FeatureSplit* split = nullptr;
+    const FeaturizedData* from = nullptr;
+    std::int64_t row = 0;
+  };
+
   // Appends one featurized row to `out`. Throws RowError; then `out` is unchanged.
   void transform(const ColumnBinding& b, const std::vector<std::string_view>& fields, FeaturizedData& out,
-                 Memo* memo = nullptr) const;
+                 Memo* memo = nullptr, const SplitRow* split = nullptr) const;
 
   std::int64_t embedding_rows() const { return embedding_rows_; }
   int num_categorical() const { return static_cast<int>(categorical_.size()); }

@@ -90,7 +90,7 @@ RankResult Ranker::rank_json(const std::string& body) const {
   return rank(req);
 }
 
-RankResult Ranker::rank(const ParsedRequest& req) const {
+RankResult Ranker::rank(const ParsedRequest& req, const ItemSide* items) const {
   const std::int64_t n = req.candidates;
   const int T = static_cast<int>(model_.config.tasks.size());
   const data::Preprocessor& pre = *model_.preprocessor;
@@ -99,7 +99,7 @@ RankResult Ranker::rank(const ParsedRequest& req) const {
   model::score_in_chunks(*model_.net, model_.config.tasks, n, options_.chunk_size,
                          [&](std::int64_t begin, std::int64_t end) {
                            data::FeaturizedData d(pre.num_categorical(), pre.num_bags(), pre.num_dense(), pre.num_tasks());
-                           parser_.featurize(pre, binding_, req, begin, end, d);
+                           parser_.featurize(pre, binding_, req, begin, end, d, items);
                            return d;
                          },
                          values.data());

@@ -54,7 +54,8 @@ class Ranker {
   // Parses and ranks a JSON request body; throws RequestError on bad input.
   RankResult rank_json(const std::string& body) const;
   // Ranks a request parsed (or built) already: parser() reads its columns.
-  RankResult rank(const ParsedRequest& request) const;
+  // With `items`, the candidates' item side comes featurized (ItemSide, from != nullptr).
+  RankResult rank(const ParsedRequest& request, const ItemSide* items = nullptr) const;
   const RequestParser& parser() const { return parser_; }
   // The response body for a result.
   std::string to_json(const RankResult& result) const;
@@ -64,6 +65,8 @@ class Ranker {
   const std::string& name() const { return name_; }
   const std::string& version() const { return version_; }
   const std::vector<std::string>& input_columns() const { return parser_.columns(); }
+  const data::Preprocessor& preprocessor() const { return *model_.preprocessor; }
+  const data::ColumnBinding& binding() const { return binding_; }  // of parser().columns()
 
  private:
   model::LoadedModel model_;

@@ -1,7 +1,6 @@
 #include "serve/recommender.h"
 
 #include <algorithm>
-#include <charconv>
 #include <cmath>
 #include <type_traits>
 
@@ -80,45 +79,51 @@ Recommender::Recommender(std::shared_ptr<const Ranker> ranker, std::shared_ptr<c
     throw DataError(catalog_->path() + ": none of the retrieval model's " + std::to_string(items.size()) +
                     " items is in the catalog (are both from the same data? e.g. catalog item '" + catalog_->item(0) +
                     "', model item '" + items.external(1) + "')");
-  // Every catalog row through the ranker once, in chunks: a value the
-  // ranker's preprocessing cannot read is refused now, with its line.
+  // The item side of every catalog row is featurized once, here: the
+  // features that read only the catalog's columns (or a bias column, always
+  // missing). A request featurizes only the rest (the context's, and crosses
+  // of an item column with a context column). A value the ranker's
+  // preprocessing cannot read is refused now, with its line.
   const std::size_t ncols = ranker_->parser().columns().size();
+  std::vector<char> item_column(ncols, 0);
+  for (std::size_t k = 0; k < ncols; ++k) item_column[k] = catalog_->set(0)[k] || ranker_->parser().bias_columns()[k];
+  const data::Preprocessor& pre = ranker_->preprocessor();
+  split_ = pre.split_features(ranker_->binding(), item_column);
+  item_rows_ = data::FeaturizedData(pre.num_categorical(), pre.num_bags(), pre.num_dense(), pre.num_tasks());
   ParsedRequest req;
   req.context.assign(ncols, {});
   req.context_set.assign(ncols, 0);
-  constexpr std::int64_t kChunk = 1024;
-  for (std::int64_t begin = 0; begin < catalog_->size(); begin += kChunk) {
-    const std::int64_t end = std::min(catalog_->size(), begin + kChunk);
-    req.candidates = end - begin;
-    req.values.assign(catalog_->values(begin), catalog_->values(begin) + (end - begin) * static_cast<std::int64_t>(ncols));
-    req.set.assign(catalog_->set(begin), catalog_->set(begin) + (end - begin) * static_cast<std::int64_t>(ncols));
-    RankResult r;
-    try {
-      r = ranker_->rank(req);
-    } catch (const RequestError& e) {
-      // "candidates[i].column: what" -> the catalog's line of item i.
-      const std::string what = e.what();
-      std::int64_t i = 0;
-      const auto open = what.find('['), close = what.find(']');
-      if (open != std::string::npos && close != std::string::npos)
-        std::from_chars(what.data() + open + 1, what.data() + close, i);
-      // A context column the ranker needs (a numeric feature that refuses
-      // missing values) cannot be checked without a request: stop checking.
-      const std::string column = close != std::string::npos && close + 1 < what.size() && what[close + 1] == '.'
-                                     ? what.substr(close + 2, what.find(':', close) - close - 2)
-                                     : "";
-      const auto& joined = catalog_->joined_columns();
-      if (std::find(joined.begin(), joined.end(), column) == joined.end()) break;
-      const std::int64_t row = std::min(catalog_->size() - 1, begin + i);
-      throw DataError(catalog_->path() + ":" + std::to_string(catalog_->line(row)) + ": item '" + catalog_->item(row) +
-                      "': the ranker cannot read it: " + what.substr(close == std::string::npos ? 0 : close + 1));
-    }
-    for (const RankedCandidate& c : r.results)
+  req.candidates = catalog_->size();
+  req.values.assign(catalog_->values(0), catalog_->values(0) + catalog_->size() * static_cast<std::int64_t>(ncols));
+  req.set.assign(catalog_->set(0), catalog_->set(0) + catalog_->size() * static_cast<std::int64_t>(ncols));
+  const ItemSide write_items{&split_, nullptr, nullptr};
+  try {
+    ranker_->parser().featurize(pre, ranker_->binding(), req, 0, catalog_->size(), item_rows_, &write_items);
+  } catch (const CandidateValueError& e) {
+    throw DataError(catalog_->path() + ":" + std::to_string(catalog_->line(e.candidate)) + ": item '" +
+                    catalog_->item(e.candidate) + "'" + (e.column.empty() ? "" : ", column '" + e.column + "'") +
+                    ": the ranker cannot read it: " + e.reason);
+  }
+  // Then every item scored once with an empty context, to refuse an item the
+  // model scores NaN. A context column the ranker needs (a numeric feature
+  // that refuses missing values) cannot be checked without a request: then
+  // the check stops there.
+  std::vector<std::int64_t> row_of(static_cast<std::size_t>(catalog_->size()));
+  for (std::int64_t r = 0; r < catalog_->size(); ++r) row_of[static_cast<std::size_t>(r)] = r;
+  const ItemSide read_items{&split_, &item_rows_, row_of.data()};
+  RankResult scored;
+  bool checked = true;
+  try {
+    scored = ranker_->rank(req, &read_items);
+  } catch (const CandidateValueError&) {
+    checked = false;
+  }
+  if (checked)
+    for (const RankedCandidate& c : scored.results)
       for (float v : c.tasks)
         if (!std::isfinite(v))
-          throw DataError(catalog_->path() + ":" + std::to_string(catalog_->line(begin + c.index)) + ": item '" +
-                          catalog_->item(begin + c.index) + "': the ranker scores it NaN or infinity");
-  }
+          throw DataError(catalog_->path() + ":" + std::to_string(catalog_->line(c.index)) + ": item '" +
+                          catalog_->item(c.index) + "': the ranker scores it NaN or infinity");
   for (const TaskConfig& t : ranker_->tasks()) task_keys_.push_back(json_text(t.name) + ":");
   models_ = R"(,"model":)" + json{{"name", ranker_->name()}, {"version", ranker_->version()}}.dump(-1, ' ', false, json::error_handler_t::replace) +
             R"(,"retrieval_model":)" +
@@ -145,7 +150,9 @@ std::string Recommender::recommend_json(const std::string& body, const UserState
   // Each retrieved item with its catalog row; items the catalog lacks are left out (counted).
   const std::size_t ncols = ranker_->parser().columns().size();
   std::vector<std::size_t> hit_of;  // per candidate: its hit
+  std::vector<std::int64_t> row_of;  // per candidate: its catalog row
   hit_of.reserve(got.hits.size());
+  row_of.reserve(got.hits.size());
   req.values.resize(got.hits.size() * ncols);
   req.set.resize(got.hits.size() * ncols);
   for (std::size_t h = 0; h < got.hits.size(); ++h) {
@@ -155,17 +162,17 @@ std::string Recommender::recommend_json(const std::string& body, const UserState
     std::copy(catalog_->values(row), catalog_->values(row) + ncols, req.values.begin() + static_cast<std::ptrdiff_t>(at));
     std::copy(catalog_->set(row), catalog_->set(row) + ncols, req.set.begin() + static_cast<std::ptrdiff_t>(at));
     hit_of.push_back(h);
+    row_of.push_back(row);
   }
   req.candidates = static_cast<std::int64_t>(hit_of.size());
   req.top_k = fields.k;
   RankResult ranked;
   if (req.candidates > 0) {
     try {
-      ranked = ranker_->rank(req);
-    } catch (const RequestError& e) {  // a context value the ranker cannot read: name it as such
-      const std::string what = e.what();
-      const auto close = what.find(']');
-      throw RequestError("context" + what.substr(close == std::string::npos ? 0 : close + 1));
+      const ItemSide items{&split_, &item_rows_, row_of.data()};
+      ranked = ranker_->rank(req, &items);
+    } catch (const CandidateValueError& e) {  // the item side was read at load: a context value
+      throw RequestError("context" + (e.column.empty() ? "" : "." + e.column) + ": " + e.reason);
     }
   }
   std::string out = R"({"results":[)";

@@ -21,9 +21,9 @@ namespace mtrank::serve {
 
 // The item side of the ranker's input: one row per item of a CSV/TSV file
 // (gzip too), the raw values of the ranker's input columns the file has.
-// The join happens on raw values, not featurized rows, because a ranker's
-// crossed features may cross an item column with a context column; every
-// row is featurized once at load to refuse a bad catalog before it serves.
+// The Recommender featurizes each row's item side once, at load; the raw
+// values stay for the features a request's context takes part in (a cross
+// of an item column with a context column).
 class Catalog {
  public:
   // Throws DataError naming the file and line: no `item_column`, a row with
@@ -61,8 +61,9 @@ struct RecommenderOptions {
 
 class Recommender {
  public:
-  // Featurizes and scores every catalog item once (empty context): throws
-  // DataError naming the catalog line of an item the ranker cannot read.
+  // Featurizes the item side of every catalog item (kept for every request)
+  // and scores each once (empty context): throws DataError naming the
+  // catalog line of an item the ranker cannot read or scores NaN.
   // retrieval_name: the retrieval model's name in responses (its directory's).
   Recommender(std::shared_ptr<const Ranker> ranker, std::shared_ptr<const Retriever> retriever,
               std::shared_ptr<const Catalog> catalog, RecommenderOptions options, std::string retrieval_name);
@@ -91,6 +92,8 @@ class Recommender {
   std::shared_ptr<const Catalog> catalog_;
   RecommenderOptions options_;
   std::vector<std::int64_t> catalog_row_;  // per retrieval model item id: its catalog row, or -1
+  data::Preprocessor::FeatureSplit split_;  // the ranker's features that read only catalog (or bias) columns
+  data::FeaturizedData item_rows_;          // per catalog row: those features, featurized at load
   std::string retrieval_name_;
   std::vector<std::string> task_keys_;  // "<task>": escaped once
   std::string models_;                  // ,"model":{...},"retrieval_model":{...}}

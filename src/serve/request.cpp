@@ -290,7 +290,7 @@ void RequestParser::parse_body(const std::string& body, ParsedRequest& r, Recomm
 
 void RequestParser::featurize(const data::Preprocessor& pre, const data::ColumnBinding& binding,
                               const ParsedRequest& req, std::int64_t begin, std::int64_t end,
-                              data::FeaturizedData& out) const {
+                              data::FeaturizedData& out, const ItemSide* items) const {
   const std::size_t ncols = columns_.size();
   std::vector<std::string_view> fields(ncols);
   data::Preprocessor::Memo memo;  // context values are featurized once per chunk
@@ -303,10 +303,14 @@ void RequestParser::featurize(const data::Preprocessor& pre, const data::ColumnB
                   : req.context_set[k]   ? req.context[k]
                                          : std::string_view(missing_[k]);
     try {
-      pre.transform(binding, fields, out, &memo);
+      if (items) {
+        const data::Preprocessor::SplitRow split{items->split, items->from, items->from ? items->row_of[i] : 0};
+        pre.transform(binding, fields, out, &memo, &split);
+      } else {
+        pre.transform(binding, fields, out, &memo);
+      }
     } catch (const data::RowError& e) {
-      const std::string column = e.column >= 0 ? "." + columns_[static_cast<std::size_t>(e.column)] : "";
-      throw RequestError("candidates[" + std::to_string(i) + "]" + column + ": " + e.message);
+      throw CandidateValueError(i, e.column >= 0 ? columns_[static_cast<std::size_t>(e.column)] : "", e.message);
     }
   }
 }

@@ -30,6 +30,30 @@ class NotFoundError : public RequestError {
   using RequestError::RequestError;
 };
 
+// A candidate value the model's preprocessing cannot read: which candidate,
+// which column and why, besides the message ("candidates[3].price: ...").
+class CandidateValueError : public RequestError {
+ public:
+  CandidateValueError(std::int64_t candidate, std::string column, const std::string& reason)
+      : RequestError("candidates[" + std::to_string(candidate) + "]" + (column.empty() ? "" : "." + column) + ": " + reason),
+        candidate(candidate), column(std::move(column)), reason(reason) {}
+  std::int64_t candidate;
+  std::string column;  // empty if not about one column
+  std::string reason;
+};
+
+// Candidates whose item side is featurized once, not per request
+// (serve::Catalog's rows, at load), by a split of the features
+// (data::Preprocessor::split_features):
+//   from == nullptr: featurize only the split's features (the rest left 0);
+//   from != nullptr: candidate i's split features are copied from row
+//     row_of[i] of `from`, the rest featurized from the request.
+struct ItemSide {
+  const data::Preprocessor::FeatureSplit* split = nullptr;
+  const data::FeaturizedData* from = nullptr;
+  const std::int64_t* row_of = nullptr;  // per candidate, when `from` is set
+};
+
 // A parsed request: views into the calling thread's simdjson parser (strings)
 // and into `numbers` (numbers formatted back to text); valid until the next
 // parse on the same thread.
@@ -90,11 +114,16 @@ class RequestParser {
 
   // Appends candidates [begin, end) to `out` with the model's preprocessing. A
   // candidate's value wins over the context's; neither means missing. A bias
-  // feature's column is always missing: the request may carry it, it is not used.
+  // feature's column is always missing: the request may carry it, it is not
+  // used. With `items`, part of each row comes featurized already (ItemSide).
+  // Throws CandidateValueError.
   void featurize(const data::Preprocessor& pre, const data::ColumnBinding& binding, const ParsedRequest& request,
-                 std::int64_t begin, std::int64_t end, data::FeaturizedData& out) const;
+                 std::int64_t begin, std::int64_t end, data::FeaturizedData& out,
+                 const ItemSide* items = nullptr) const;
 
   const std::vector<std::string>& columns() const { return columns_; }
+  // Per column: 1 if a bias feature reads it (always missing when serving).
+  const std::vector<char>& bias_columns() const { return bias_; }
 
  private:
   // Both parses: with `recommend` null a rank request, else a recommend request.

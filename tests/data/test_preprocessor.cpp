@@ -312,6 +312,80 @@ column = "click"
   EXPECT_EQ(memoized.rows(), 6);
 }
 
+TEST(PreprocessorSplit, ItemSideWrittenOnceThenCopiedGivesTheWholeRow) {
+  // Every kind of feature, some reading only item columns (item, genre,
+  // tags, year), some the context (hour, price) and a cross of both; rows
+  // written whole must equal rows whose item side was featurized before, in
+  // another order, and copied.
+  TempDir dir;
+  Config c = parse_config(R"(
+[[features]]
+names = ["item", "genre", "hour"]
+type = "categorical"
+[[features]]
+name = "tags"
+type = "multi_hot"
+[[features]]
+names = ["year", "price"]
+type = "numeric"
+transform = "standardize"
+[[features]]
+name = "genre_x_hour"
+type = "cross"
+columns = ["genre", "hour"]
+hash_buckets = 32
+[[features]]
+name = "item_x_genre"
+type = "cross"
+columns = ["item", "genre"]
+hash_buckets = 32
+[[tasks]]
+name = "click"
+column = "click"
+)", "split.toml");
+  Preprocessor pre(c);
+  pre.fit(dir.write("train.csv",
+                    "item,genre,hour,tags,year,price,click\n"
+                    "a,g1,7,x|y,1990,3,0\nb,g2,8,y,2000,4,1\nc,g1,9,,2010,5,0\nd,g3,7,x|z|y,1995,6,1\n"));
+  const std::vector<std::string> columns = {"item", "genre", "hour", "tags", "year", "price"};
+  const auto binding = pre.bind(columns, "rows", false);
+  const std::vector<char> item_columns = {1, 1, 0, 1, 1, 0};
+  const Preprocessor::FeatureSplit split = pre.split_features(binding, item_columns);
+  // Config order: item, genre, hour, genre_x_hour, item_x_genre; one bag; year, price.
+  EXPECT_EQ(split.categorical, (std::vector<char>{1, 1, 0, 0, 1}));
+  EXPECT_EQ(split.bag, (std::vector<char>{1}));
+  EXPECT_EQ(split.dense, (std::vector<char>{1, 0}));
+
+  const std::vector<std::vector<std::string>> items = {
+      {"a", "g1", "x|y", "1990"}, {"b", "g2", "y", "2000"}, {"zz", "g9", "", "1980"}, {"d", "g3", "x|z|y|w", "1995"}};
+  FeaturizedData item_rows(pre.num_categorical(), pre.num_bags(), pre.num_dense(), pre.num_tasks());
+  const Preprocessor::SplitRow write{&split, nullptr, 0};
+  for (const auto& it : items) pre.transform(binding, {it[0], it[1], "", it[2], it[3], ""}, item_rows, nullptr, &write);
+  EXPECT_EQ(item_rows.rows(), 4);
+  EXPECT_EQ(item_rows.categorical[2], 0);  // hour: not written
+  EXPECT_EQ(item_rows.dense[1], 0.0f);     // price: not written
+
+  FeaturizedData whole(pre.num_categorical(), pre.num_bags(), pre.num_dense(), pre.num_tasks());
+  FeaturizedData copied = whole;
+  const std::vector<std::pair<std::size_t, std::pair<std::string, std::string>>> requests = {
+      {3, {"7", "2.5"}}, {0, {"8", ""}}, {2, {"23", "9"}}, {3, {"9", "3"}}, {1, {"7", "4"}}};
+  Preprocessor::Memo memo;
+  for (const auto& [row, context] : requests) {
+    const auto& it = items[row];
+    const std::vector<std::string_view> fields = {it[0], it[1], context.first, it[2], it[3], context.second};
+    pre.transform(binding, fields, whole);
+    const Preprocessor::SplitRow read{&split, &item_rows, static_cast<std::int64_t>(row)};
+    pre.transform(binding, fields, copied, &memo, &read);
+  }
+  EXPECT_EQ(copied.rows(), whole.rows());
+  EXPECT_EQ(copied.categorical, whole.categorical);
+  EXPECT_EQ(copied.bag_offsets, whole.bag_offsets);
+  EXPECT_EQ(copied.bag_ids, whole.bag_ids);
+  EXPECT_EQ(copied.bag_weights, whole.bag_weights);
+  EXPECT_EQ(copied.dense, whole.dense);
+  EXPECT_EQ(copied.mask, whole.mask);
+}
+
 namespace {
 // One binary task over a label column `y`, one numeric feature `x`.
 Config label_config(const std::string& task_extra, const std::string& numeric = "transform = \"standardize\"") {

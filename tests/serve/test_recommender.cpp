@@ -33,12 +33,20 @@ using nlohmann::json;
 
 namespace {
 
-// Ranker: item, genre (item columns), hour (context), a cross of genre and
-// hour; clicks depend on both. Items 1001..1040 as the sequential model's.
+// Ranker: item, genre, tags, year (item columns), hour (context), a cross of
+// genre and hour; clicks depend on both. Items 1001..1040 as the sequential
+// model's.
 const char* const kRankerConfig = R"(
 [[features]]
 names = ["item", "genre", "hour"]
 type = "categorical"
+[[features]]
+name = "tags"
+type = "multi_hot"
+[[features]]
+name = "year"
+type = "numeric"
+missing = "error"
 [[features]]
 name = "genre_x_hour"
 type = "cross"
@@ -60,6 +68,8 @@ threads = 1
 )";
 
 std::string genre_of(int item) { return "g" + std::to_string(item % 4); }
+std::string tags_of(int item) { return "t" + std::to_string(item % 3) + (item % 5 ? "|u" + std::to_string(item % 5) : ""); }
+std::string year_of(int item) { return std::to_string(1980 + item % 30); }
 
 class Recommending : public ::testing::Test {
  protected:
@@ -68,11 +78,12 @@ class Recommending : public ::testing::Test {
     seq_dir_ = mtrank::testing::trained_sequential_model(*dir_, "seq");
     std::mt19937 rng(3);
     std::ostringstream log;
-    log << "item,genre,hour,click,watch\n";
+    log << "item,genre,tags,year,hour,click,watch\n";
     for (int r = 0; r < 3000; ++r) {
       const int item = 1001 + static_cast<int>(rng() % 40), hour = static_cast<int>(rng() % 24);
       const bool click = (item % 4 == 0) == (hour < 12) ? rng() % 10 < 7 : rng() % 10 < 2;
-      log << item << ',' << genre_of(item) << ',' << hour << ',' << click << ',' << (click ? "0.5" : "") << '\n';
+      log << item << ',' << genre_of(item) << ',' << tags_of(item) << ',' << year_of(item) << ',' << hour << ','
+          << click << ',' << (click ? "0.5" : "") << '\n';
     }
     Config c = parse_config(kRankerConfig, "ranker.toml");
     torch::manual_seed(1);
@@ -85,9 +96,10 @@ class Recommending : public ::testing::Test {
     model::save_model_dir(dir_->file("ranker"), c, pre, *net,
                           {{"format", "mtrank-model"}, {"version", 1}, {"model_version", "ranker-1"}});
     // The catalog leaves out items 1039 and 1040 and has a column the ranker does not read.
-    std::string catalog = "title,item,genre\n";
+    std::string catalog = "title,item,genre,tags,year\n";
     for (int item = 1001; item <= 1038; ++item)
-      catalog += "\"Title, " + std::to_string(item) + "\"," + std::to_string(item) + "," + genre_of(item) + "\n";
+      catalog += "\"Title, " + std::to_string(item) + "\"," + std::to_string(item) + "," + genre_of(item) + "," +
+                 tags_of(item) + "," + year_of(item) + "\n";
     catalog_ = dir_->write("items.csv", catalog);
   }
   static void TearDownTestSuite() { delete dir_; }
@@ -132,7 +144,10 @@ TEST_F(Recommending, RanksExactlyTheRetrievedItemsAsRankWould) {
     const std::string item = rec.retriever().item_name(h.item);
     retrieval_score[item] = h.score;
     if (item != "1039" && item != "1040")
-      candidates.push_back({{"item", item}, {"genre", genre_of(std::stoi(item))}});
+      candidates.push_back({{"item", item},
+                            {"genre", genre_of(std::stoi(item))},
+                            {"tags", tags_of(std::stoi(item))},
+                            {"year", std::stoi(year_of(std::stoi(item)))}});
   }
   EXPECT_EQ(got.at("retrieved"), 30);
   EXPECT_EQ(got.at("not_in_catalog").get<std::size_t>(), 30 - candidates.size());
@@ -152,7 +167,9 @@ TEST_F(Recommending, RanksExactlyTheRetrievedItemsAsRankWould) {
     EXPECT_FLOAT_EQ(r.at("tasks").at("watch").get<float>(), ranked.results[i].tasks[1]);
     EXPECT_FLOAT_EQ(r.at("retrieval_score").get<float>(), retrieval_score.at(want));
     for (const std::string& seen : history) EXPECT_NE(r.at("item"), seen);  // the history is left out
-    if (i) EXPECT_GE(got.at("results")[i - 1].at("score").get<double>(), r.at("score").get<double>());
+    if (i) {
+      EXPECT_GE(got.at("results")[i - 1].at("score").get<double>(), r.at("score").get<double>());
+    }
   }
   // The context matters (the cross reads it); an unknown history item is counted.
   const json other = json::parse(rec.recommend_json(
@@ -360,6 +377,11 @@ TEST_F(Recommending, BadCatalogsAreRefusedWithTheirLine) {
   EXPECT_TRUE(has(error_of("item,genre\n1001,g1\n1002\n"), "bad.csv:3: the row has 1 fields"));
   EXPECT_TRUE(has(error_of("item,genre\n"), "no item rows"));
   EXPECT_TRUE(has(error_of("item,genre\n77,g1\n"), "items is in the catalog"));
+  // A value the ranker refuses (year: missing = "error") names the line and column, checked at load.
+  EXPECT_TRUE(has(error_of("item,genre,year\n1001,g1,1990\n1002,g2,\n"),
+                  "bad.csv:3: item '1002', column 'year': the ranker cannot read it: "));
+  EXPECT_TRUE(has(error_of("item,genre,year\n1001,g1,soon\n"), "bad.csv:2: item '1001', column 'year'"));
+  // Without the year, it is the context's to give: the catalog loads.
   EXPECT_EQ(error_of("item,genre\n1001,g1\n"), "ok");
 }
 
