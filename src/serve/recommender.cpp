@@ -86,44 +86,53 @@ Recommender::Recommender(std::shared_ptr<const Ranker> ranker, std::shared_ptr<c
   // preprocessing cannot read is refused now, with its line.
   const std::size_t ncols = ranker_->parser().columns().size();
   std::vector<char> item_column(ncols, 0);
-  for (std::size_t k = 0; k < ncols; ++k) item_column[k] = catalog_->set(0)[k] || ranker_->parser().bias_columns()[k];
+  for (std::size_t k = 0; k < ncols; ++k)
+    item_column[k] = catalog_->has_column(static_cast<std::int64_t>(k)) || ranker_->parser().bias_columns()[k];
   const data::Preprocessor& pre = ranker_->preprocessor();
   split_ = pre.split_features(ranker_->binding(), item_column);
   item_rows_ = data::FeaturizedData(pre.num_categorical(), pre.num_bags(), pre.num_dense(), pre.num_tasks());
-  ParsedRequest req;
-  req.context.assign(ncols, {});
-  req.context_set.assign(ncols, 0);
-  req.candidates = catalog_->size();
-  req.values.assign(catalog_->values(0), catalog_->values(0) + catalog_->size() * static_cast<std::int64_t>(ncols));
-  req.set.assign(catalog_->set(0), catalog_->set(0) + catalog_->size() * static_cast<std::int64_t>(ncols));
-  const ItemSide write_items{&split_, nullptr, nullptr};
-  try {
-    ranker_->parser().featurize(pre, ranker_->binding(), req, 0, catalog_->size(), item_rows_, &write_items);
-  } catch (const CandidateValueError& e) {
-    throw DataError(catalog_->path() + ":" + std::to_string(catalog_->line(e.candidate)) + ": item '" +
-                    catalog_->item(e.candidate) + "'" + (e.column.empty() ? "" : ", column '" + e.column + "'") +
-                    ": the ranker cannot read it: " + e.reason);
-  }
-  // Then every item scored once with an empty context, to refuse an item the
-  // model scores NaN. A context column the ranker needs (a numeric feature
-  // that refuses missing values) cannot be checked without a request: then
-  // the check stops there.
-  std::vector<std::int64_t> row_of(static_cast<std::size_t>(catalog_->size()));
-  for (std::int64_t r = 0; r < catalog_->size(); ++r) row_of[static_cast<std::size_t>(r)] = r;
-  const ItemSide read_items{&split_, &item_rows_, row_of.data()};
-  RankResult scored;
-  bool checked = true;
-  try {
-    scored = ranker_->rank(req, &read_items);
-  } catch (const CandidateValueError&) {
-    checked = false;
-  }
-  if (checked)
+  // In chunks, so the memory beside the featurized rows is bounded whatever
+  // the catalog's size. Each chunk is then scored once with an empty
+  // context, to refuse an item the model scores NaN. A context column the
+  // ranker needs (a numeric feature that refuses missing values) cannot be
+  // checked without a request: then scoring stops, and the column is
+  // remembered (context_needed()).
+  ParsedRequest chunk;
+  chunk.context.assign(ncols, {});
+  chunk.context_set.assign(ncols, 0);
+  std::vector<std::int64_t> row_of;
+  constexpr std::int64_t kChunk = 1024;
+  for (std::int64_t begin = 0; begin < catalog_->size(); begin += kChunk) {
+    const std::int64_t end = std::min(catalog_->size(), begin + kChunk);
+    chunk.candidates = end - begin;
+    chunk.values.assign(catalog_->values(begin), catalog_->values(end - 1) + ncols);
+    chunk.set.assign(catalog_->set(begin), catalog_->set(end - 1) + ncols);
+    const ItemSide write_items{&split_, nullptr, nullptr};
+    try {
+      ranker_->parser().featurize(pre, ranker_->binding(), chunk, 0, end - begin, item_rows_, &write_items);
+    } catch (const CandidateValueError& e) {
+      const std::int64_t row = begin + e.candidate;
+      throw DataError(catalog_->path() + ":" + std::to_string(catalog_->line(row)) + ": item '" + catalog_->item(row) +
+                      "'" + (e.column.empty() ? "" : ", column '" + e.column + "'") + ": the ranker cannot read it: " +
+                      e.reason);
+    }
+    if (!context_needed_.empty()) continue;
+    row_of.resize(static_cast<std::size_t>(end - begin));
+    for (std::int64_t r = begin; r < end; ++r) row_of[static_cast<std::size_t>(r - begin)] = r;
+    const ItemSide read_items{&split_, &item_rows_, row_of.data()};
+    RankResult scored;
+    try {
+      scored = ranker_->rank(chunk, &read_items);
+    } catch (const CandidateValueError& e) {
+      context_needed_ = e.column.empty() ? "?" : e.column;
+      continue;
+    }
     for (const RankedCandidate& c : scored.results)
       for (float v : c.tasks)
         if (!std::isfinite(v))
-          throw DataError(catalog_->path() + ":" + std::to_string(catalog_->line(c.index)) + ": item '" +
-                          catalog_->item(c.index) + "': the ranker scores it NaN or infinity");
+          throw DataError(catalog_->path() + ":" + std::to_string(catalog_->line(begin + c.index)) + ": item '" +
+                          catalog_->item(begin + c.index) + "': the ranker scores it NaN or infinity");
+  }
   for (const TaskConfig& t : ranker_->tasks()) task_keys_.push_back(json_text(t.name) + ":");
   models_ = R"(,"model":)" + json{{"name", ranker_->name()}, {"version", ranker_->version()}}.dump(-1, ' ', false, json::error_handler_t::replace) +
             R"(,"retrieval_model":)" +

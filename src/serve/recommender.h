@@ -37,6 +37,9 @@ class Catalog {
   // Row `row`'s value of each ranker column, and whether the file has that column.
   const std::string_view* values(std::int64_t row) const { return views_.data() + row * columns_; }
   const char* set(std::int64_t row) const { return set_.data() + row * columns_; }
+  // Whether the file has ranker column `column`: then every row sets it (an
+  // empty cell is the empty value, not the context's).
+  bool has_column(std::int64_t column) const { return set_[static_cast<std::size_t>(column)] != 0; }
   const std::string& item(std::int64_t row) const { return items_[static_cast<std::size_t>(row)]; }
   std::int64_t line(std::int64_t row) const { return lines_[static_cast<std::size_t>(row)]; }
   const std::string& path() const { return path_; }
@@ -85,6 +88,10 @@ class Recommender {
   const Retriever& retriever() const { return *retriever_; }
   const Catalog& catalog() const { return *catalog_; }
   const std::string& retrieval_name() const { return retrieval_name_; }
+  // A context column without which the ranker cannot score (a numeric
+  // feature with missing = "error" that the catalog does not give), or "":
+  // a request must then carry it in "context".
+  const std::string& context_needed() const { return context_needed_; }
 
  private:
   std::shared_ptr<const Ranker> ranker_;
@@ -95,6 +102,7 @@ class Recommender {
   data::Preprocessor::FeatureSplit split_;  // the ranker's features that read only catalog (or bias) columns
   data::FeaturizedData item_rows_;          // per catalog row: those features, featurized at load
   std::string retrieval_name_;
+  std::string context_needed_;
   std::vector<std::string> task_keys_;  // "<task>": escaped once
   std::string models_;                  // ,"model":{...},"retrieval_model":{...}}
 };

@@ -261,13 +261,18 @@ std::shared_ptr<const ServingUnit> load_unit(const std::string& ranker_dir, cons
   auto catalog = std::make_shared<const Catalog>(o.catalog_file, o.catalog_item_column, unit->ranker->input_columns());
   auto recommender = std::make_shared<const Recommender>(unit->ranker, retriever, catalog, o.recommender,
                                                          fs::path(retrieval_dir).filename().string());
-  // The first model item the catalog has, as a one-item history.
+  // The first model item the catalog has, as a one-item history: through
+  // every stage, or retrieval alone when the ranker needs a context value
+  // that no test request has.
   const data::ItemVocabulary& items = retriever->model().items;
   for (std::int32_t id = 1; id <= items.size(); ++id) {
     if (catalog->find(items.external(id)) < 0) continue;
     const json request{{"history", json::array({items.external(id)})}, {"k", 1}};
-    const json response = json::parse(recommender->recommend_json(request.dump(), nullptr));
-    if (response.at("retrieved").get<std::int64_t>() < 1)
+    const std::int64_t retrieved =
+        recommender->context_needed().empty()
+            ? json::parse(recommender->recommend_json(request.dump(), nullptr)).at("retrieved").get<std::int64_t>()
+            : static_cast<std::int64_t>(retriever->retrieve({items.external(id)}, 1).hits.size());
+    if (retrieved < 1)
       throw ModelError(retrieval_dir + ": the retrieval model retrieves nothing for a one-item history");
     break;
   }

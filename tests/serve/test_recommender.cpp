@@ -385,6 +385,51 @@ TEST_F(Recommending, BadCatalogsAreRefusedWithTheirLine) {
   EXPECT_EQ(error_of("item,genre\n1001,g1\n"), "ok");
 }
 
+TEST_F(Recommending, ParallelChunksAndANeededContextColumnGiveTheSameRanking) {
+  // The same request scored in chunks of 3 on 2 threads: each chunk's
+  // candidates copy their own catalog rows (indexed by request, not chunk).
+  const std::string body = R"({"history": ["1003", "1024"], "context": {"hour": 7}, "k": 12, "retrieve": 40})";
+  const json one = json::parse(recommender().recommend_json(body, nullptr));
+  const int threads = at::get_num_threads();
+  at::set_num_threads(2);
+  serve::RankerOptions chunked;
+  chunked.chunk_size = 3;
+  auto r = std::make_shared<const serve::Ranker>(model::load_model_dir(dir_->file("ranker")), chunked, "ranker");
+  const json two = json::parse(serve::Recommender(r, retriever(),
+                                                  std::make_shared<const serve::Catalog>(catalog_, "item", r->input_columns()),
+                                                  {}, "seq")
+                                   .recommend_json(body, nullptr));
+  at::set_num_threads(threads);
+  // Equal up to BLAS's rounding on other batch sizes (a chunk-local row index would give other items' values).
+  ASSERT_EQ(two.at("results").size(), one.at("results").size());
+  std::map<std::string, double> score_of;
+  for (const auto& x : one.at("results")) score_of[x.at("item").get<std::string>()] = x.at("score").get<double>();
+  for (const auto& x : two.at("results")) {
+    ASSERT_TRUE(score_of.count(x.at("item").get<std::string>())) << x.at("item");
+    EXPECT_NEAR(x.at("score").get<double>(), score_of.at(x.at("item").get<std::string>()), 1e-5);
+  }
+
+  // A catalog without the year (missing = "error"): the context must give it.
+  std::string no_year = "item,genre,tags\n";
+  for (int item = 1001; item <= 1038; ++item)
+    no_year += std::to_string(item) + "," + genre_of(item) + "," + tags_of(item) + "\n";
+  const serve::Recommender needs(ranker(), retriever(),
+                                 std::make_shared<const serve::Catalog>(dir_->write("no_year.csv", no_year), "item",
+                                                                        ranker()->input_columns()),
+                                 {}, "seq");
+  EXPECT_EQ(needs.context_needed(), "year");
+  try {
+    needs.recommend_json(body, nullptr);
+    ADD_FAILURE() << "a request without the year was served";
+  } catch (const serve::RequestError& e) {
+    EXPECT_NE(std::string(e.what()).find("context.year: "), std::string::npos) << e.what();
+  }
+  const json given = json::parse(needs.recommend_json(
+      R"({"history": ["1003", "1024"], "context": {"hour": 7, "year": 1990}, "k": 12, "retrieve": 40})", nullptr));
+  EXPECT_EQ(given.at("results").size(), 12u);
+  EXPECT_TRUE(recommender().context_needed().empty());
+}
+
 TEST(UserState, RecordsRoundTripAndCorruptOnesAreRefused) {
   serve::UserState s;
   s.model = "m-1";
