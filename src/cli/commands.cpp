@@ -109,12 +109,14 @@ void print_next_item_table(const train::NextItemRecord& split) {
 }
 
 int run_train_sequential(const TrainOptions& o, Config config) {
-  if (o.resume || !o.warm_start.empty())
-    throw ConfigError("--resume and --warm-start are not available for [sequential] models yet; train from scratch");
+  if (!o.warm_start.empty())
+    throw ConfigError("--warm-start is not available for [sequential] models yet; train from scratch, or --resume an "
+                      "interrupted run");
   train::SequentialRunRequest request;
   request.config = std::move(config);
   request.out = o.out;
   request.show_progress = !o.quiet;
+  request.resume = o.resume;
   const train::SequentialRunRecord run = train::run_sequential_training(request);
   if (o.tables)
     for (const train::NextItemRecord& split : run.splits) print_next_item_table(split);

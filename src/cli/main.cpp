@@ -154,8 +154,8 @@ int main(int argc, char** argv) {
                     "and wide weights, vocabularies grow with new categories, matching dense weights are kept")
       ->check(CLI::ExistingDirectory);
   train->add_flag("--resume", tr.resume,
-                  "Continue an interrupted run from MODEL_DIR.checkpoint (written after every epoch) to the same "
-                  "result as an uninterrupted run");
+                  "Continue an interrupted run from MODEL_DIR.checkpoint (written after every epoch; for a "
+                  "[sequential] model after every validation) to the same result as an uninterrupted run");
   train->footer(
       "Example (census, from the repository root):\n"
       "  mtrank train --config examples/census/mmoe.toml --out model --metrics-out metrics.json\n"

@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <sstream>
+#include <mutex>
+#include <filesystem>
 #include <ctime>
 #include <limits>
 #include <memory>
@@ -12,6 +15,7 @@
 
 #include <torch/torch.h>
 
+#include "common/atomic_file.h"
 #include "common/error.h"
 #include "common/progress.h"
 #include "common/system.h"
@@ -22,6 +26,7 @@
 #include "model/model_dir.h"
 #include "model/sequential.h"
 #include "model/sequential_dir.h"
+#include "train/archive_bytes.h"
 #include "train/candidate_sampler.h"
 
 namespace mtrank::train {
@@ -65,6 +70,128 @@ double metric_of(const std::vector<std::pair<std::string, double>>& metrics, con
   for (const auto& [n, v] : metrics)
     if (n == name) return v;
   return std::numeric_limits<double>::quiet_NaN();
+}
+
+// The training loop's state between steps: with the model, the optimizer
+// and LibTorch's generator, what a checkpoint holds.
+struct LoopState {
+  int epoch = 1;                // 1-based
+  std::int64_t next_batch = 0;  // the epoch's next batch
+  torch::Tensor order;          // the epoch's order of training windows
+  double best = -std::numeric_limits<double>::infinity();
+  std::vector<torch::Tensor> best_weights;
+  std::int64_t validations_without_gain = 0;
+  double candidate_sum = 0;
+  bool stop = false;
+};
+
+nlohmann::json history_json(const std::vector<ValidationPoint>& history) {
+  nlohmann::json out = nlohmann::json::array();  // doubles round-trip exactly through the JSON text
+  for (const ValidationPoint& p : history)
+    out.push_back({{"step", p.step}, {"epoch", p.epoch}, {"train_loss", p.train_loss}, {"learning_rate", p.learning_rate},
+                   {"seconds", p.seconds}, {"val", p.val}});
+  return out;
+}
+
+void save_checkpoint(const std::string& path, const std::string& fingerprint, model::SequentialRecommenderImpl& net,
+                     torch::optim::AdamW& optimizer, const SequentialRunRecord& run, const LoopState& state) {
+  torch::serialize::OutputArchive a, model, adam, best;
+  a.write("fingerprint", bytes_tensor(fingerprint), true);
+  net.save(model);
+  a.write("model", model);
+  optimizer.save(adam);
+  a.write("optimizer", adam);
+  for (std::size_t i = 0; i < state.best_weights.size(); ++i) best.write("p" + std::to_string(i), state.best_weights[i], true);
+  a.write("best_weights", best);
+  a.write("counters", torch::tensor({static_cast<std::int64_t>(state.epoch), state.next_batch, run.steps, run.best_step,
+                                     state.validations_without_gain, static_cast<std::int64_t>(state.best_weights.size()),
+                                     static_cast<std::int64_t>(state.stop), static_cast<std::int64_t>(run.threads)}),
+          true);
+  a.write("figures", torch::tensor({state.best, state.candidate_sum, run.train_seconds, run.validation_seconds},
+                                   torch::kFloat64),
+          true);
+  a.write("order", state.order, true);
+  a.write("torch_rng", at::detail::getDefaultCPUGenerator().get_state(), true);
+  a.write("history", bytes_tensor(history_json(run.history).dump()), true);
+  // To memory, then through the atomic writer: LibTorch's file writer
+  // aborts the process on a full disk and leaves a partial file.
+  std::ostringstream bytes;
+  try {
+    a.save_to(bytes);
+  } catch (const c10::Error& e) {
+    throw ModelError(path + ": cannot serialize the checkpoint: " + e.what_without_backtrace());
+  }
+  write_file_atomic(path, bytes.str());
+}
+
+void load_checkpoint(const std::string& path, const std::string& fingerprint, model::SequentialRecommenderImpl& net,
+                     torch::optim::AdamW& optimizer, SequentialRunRecord& run, LoopState& state) {
+  if (!std::filesystem::exists(path))
+    throw ModelError(path + ": no checkpoint to resume from (train without --resume first)");
+  try {
+    torch::serialize::InputArchive a, model, adam, best;
+    a.load_from(path);
+    // LibTorch resizes tensors on load instead of checking shapes, so a
+    // checkpoint of another config or data would load "successfully".
+    torch::Tensor stored, counters, figures, rng, history;
+    a.read("fingerprint", stored, true);
+    if (tensor_bytes(stored) != fingerprint)
+      throw ModelError(path + ": this checkpoint belongs to another config or training log; delete it or train "
+                              "without --resume");
+    a.read("model", model);
+    net.load(model);
+    a.read("optimizer", adam);
+    optimizer.load(adam);
+    a.read("counters", counters, true);
+    a.read("figures", figures, true);
+    a.read("order", state.order, true);
+    a.read("torch_rng", rng, true);
+    a.read("history", history, true);
+    if (counters.numel() != 8 || figures.numel() != 4)
+      throw ModelError(path + ": corrupt checkpoint: its counters have the wrong size");
+    const auto c = [&](int i) { return counters[i].item<std::int64_t>(); };
+    state.epoch = static_cast<int>(c(0));
+    state.next_batch = c(1);
+    run.steps = c(2);
+    run.best_step = c(3);
+    state.validations_without_gain = c(4);
+    state.stop = c(6) != 0;
+    run.early_stopped = state.stop;
+    if (c(7) != run.threads && run.threads > 0)
+      std::fprintf(stderr, "resuming with %d threads a run that trained with %lld: sums reduce in another order, so "
+                           "results match an uninterrupted run only to rounding\n",
+                   run.threads, static_cast<long long>(c(7)));
+    state.best = figures[0].item<double>();
+    state.candidate_sum = figures[1].item<double>();
+    run.train_seconds = figures[2].item<double>();
+    run.validation_seconds = figures[3].item<double>();
+    a.read("best_weights", best);
+    state.best_weights.assign(static_cast<std::size_t>(c(5)), torch::Tensor());
+    for (std::int64_t i = 0; i < c(5); ++i) best.read("p" + std::to_string(i), state.best_weights[static_cast<std::size_t>(i)], true);
+    at::Generator generator = at::detail::getDefaultCPUGenerator();
+    {
+      std::lock_guard<std::mutex> lock(generator.mutex());
+      generator.set_state(rng);
+    }
+    const nlohmann::json points = nlohmann::json::parse(tensor_bytes(history), nullptr, false);
+    if (!points.is_array()) throw ModelError(path + ": corrupt checkpoint: its validation history is not JSON");
+    run.history.clear();
+    for (const auto& p : points) {
+      ValidationPoint v;
+      v.step = p.at("step").get<std::int64_t>();
+      v.epoch = p.at("epoch").get<int>();
+      v.train_loss = p.at("train_loss").get<double>();
+      v.learning_rate = p.at("learning_rate").get<double>();
+      v.seconds = p.at("seconds").get<double>();
+      v.val = p.at("val").get<std::vector<std::pair<std::string, double>>>();
+      run.history.push_back(std::move(v));
+    }
+  } catch (const c10::Error& e) {
+    throw ModelError(path + ": corrupt checkpoint or one from another config: " + e.what_without_backtrace());
+  } catch (const nlohmann::json::exception& e) {
+    throw ModelError(path + ": corrupt checkpoint: its validation history: " + e.what());
+  }
+  run.resumed = true;
 }
 
 }  // namespace
@@ -325,12 +452,26 @@ SequentialRunRecord run_sequential_training(const SequentialRunRequest& request)
 
   std::unique_ptr<CandidateSampler> sampler;
   if (sc.softmax == "sampled") sampler = std::make_unique<CandidateSampler>(labels, run.items, sc.negatives);
-  double candidate_sum = 0;
   const std::string& monitor = tc.monitor;
-  double best = -std::numeric_limits<double>::infinity();
-  std::vector<torch::Tensor> best_weights;
-  std::int64_t validations_without_gain = 0;
-  double loss_sum = 0;
+  // What a checkpoint belongs to: the config (threads aside) and the training windows.
+  const std::string fingerprint = [&] {
+    Config identity = config;
+    identity.train.threads = 0;
+    const std::string_view windows_bytes(reinterpret_cast<const char*>(windows.inputs.data()),
+                                         windows.inputs.size() * sizeof(std::int32_t));
+    char hex[34];
+    std::snprintf(hex, sizeof hex, "%016llx%016llx", static_cast<unsigned long long>(data::hash_string(to_toml(identity), 7)),
+                  static_cast<unsigned long long>(data::hash_string(windows_bytes, 7)));
+    return std::string(hex);
+  }();
+  const std::string checkpoint = request.out + ".checkpoint";
+  LoopState state;
+  if (request.resume) {
+    load_checkpoint(checkpoint, fingerprint, *net, *optimizer, run, state);
+    if (progress)
+      std::fprintf(stderr, "resumed from %s at step %lld\n", checkpoint.c_str(), static_cast<long long>(run.steps));
+  }
+  double loss_sum = 0;  // since the last validation, which a checkpoint follows: 0 on resume
   std::int64_t loss_count = 0;
   Progress bar("train", static_cast<std::uint64_t>(total), "steps", progress);
   auto clock = std::chrono::steady_clock::now();
@@ -339,11 +480,10 @@ SequentialRunRecord run_sequential_training(const SequentialRunRequest& request)
   };
   std::string last_val;
   net->train();
-  bool stop = false;
-  for (int epoch = 1; !stop && run.steps < total; ++epoch) {
-    const torch::Tensor order = torch::randperm(windows.samples(), torch::kInt64);
-    for (std::int64_t b = 0; b < steps_per_epoch && run.steps < total; ++b) {
-      const torch::Tensor idx = order.slice(0, b * batch, std::min(windows.samples(), (b + 1) * batch));
+  for (; !state.stop && run.steps < total; ++state.epoch, state.next_batch = 0) {
+    if (state.next_batch == 0) state.order = torch::randperm(windows.samples(), torch::kInt64);
+    for (std::int64_t& b = state.next_batch; b < steps_per_epoch && run.steps < total;) {
+      const torch::Tensor idx = state.order.slice(0, b * batch, std::min(windows.samples(), (b + 1) * batch));
       const double lr = learning_rate_at(tc, run.steps, total);
       for (auto& group : optimizer->param_groups())
         static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
@@ -351,7 +491,7 @@ SequentialRunRecord run_sequential_training(const SequentialRunRequest& request)
       torch::Tensor loss;
       if (sampler) {
         const auto [candidates, shift] = sampler->draw(batch_labels);
-        candidate_sum += static_cast<double>(candidates.numel());
+        state.candidate_sum += static_cast<double>(candidates.numel());
         loss = net->loss(inputs.index_select(0, idx), batch_labels, candidates, shift);
       } else {
         loss = net->loss(inputs.index_select(0, idx), batch_labels);
@@ -359,15 +499,17 @@ SequentialRunRecord run_sequential_training(const SequentialRunRequest& request)
       const double value = loss.item<double>();
       if (!std::isfinite(value))
         throw TrainingError("the training loss is " + std::to_string(value) + " at step " + std::to_string(run.steps + 1) +
-                            " (epoch " + std::to_string(epoch) + "); lower train.learning_rate or set train.clip_grad_norm");
+                            " (epoch " + std::to_string(state.epoch) +
+                            "); lower train.learning_rate or set train.clip_grad_norm");
       optimizer->zero_grad();
       loss.backward();
       if (tc.clip_grad_norm > 0) torch::nn::utils::clip_grad_norm_(net->parameters(), tc.clip_grad_norm);
       optimizer->step();
       ++run.steps;
+      ++b;
       loss_sum += value;
       ++loss_count;
-      const bool end_of_epoch = b + 1 == steps_per_epoch;
+      const bool end_of_epoch = b == steps_per_epoch;
       const bool validate = run.steps == total ||
                             (tc.eval_every_steps > 0 ? run.steps % tc.eval_every_steps == 0 : end_of_epoch);
       if (validate) {
@@ -378,7 +520,7 @@ SequentialRunRecord run_sequential_training(const SequentialRunRequest& request)
         run.validation_seconds += seconds_since(val_clock);
         ValidationPoint point;
         point.step = run.steps;
-        point.epoch = epoch;
+        point.epoch = state.epoch;
         point.train_loss = loss_sum / static_cast<double>(loss_count);
         point.learning_rate = lr;
         point.seconds = run.train_seconds;
@@ -386,34 +528,36 @@ SequentialRunRecord run_sequential_training(const SequentialRunRequest& request)
         loss_sum = 0;
         loss_count = 0;
         const double figure = metric_of(point.val, monitor);
-        if (figure > best) {
-          best = figure;
+        if (figure > state.best) {
+          state.best = figure;
           run.best_step = run.steps;
-          validations_without_gain = 0;
-          best_weights.clear();
-          for (const auto& p : net->parameters()) best_weights.push_back(p.detach().clone());
-        } else if (++validations_without_gain >= tc.patience && tc.patience > 0) {
+          state.validations_without_gain = 0;
+          state.best_weights.clear();
+          for (const auto& p : net->parameters()) state.best_weights.push_back(p.detach().clone());
+        } else if (++state.validations_without_gain >= tc.patience && tc.patience > 0) {
           run.early_stopped = true;
-          stop = true;
+          state.stop = true;
         }
         char buf[160];
         std::snprintf(buf, sizeof buf, "loss %.4f, val %s %.4f (best %.4f at step %lld)", point.train_loss,
-                      monitor.c_str(), figure, best, static_cast<long long>(run.best_step));
+                      monitor.c_str(), figure, state.best, static_cast<long long>(run.best_step));
         last_val = buf;
         if (progress && !isatty(STDERR_FILENO)) std::fprintf(stderr, "step %lld: %s\n", static_cast<long long>(run.steps), buf);
         run.history.push_back(std::move(point));
+        save_checkpoint(checkpoint, fingerprint, *net, *optimizer, run, state);
+        if (request.after_checkpoint) request.after_checkpoint(run.history.back());
         clock = std::chrono::steady_clock::now();
-        if (stop) break;
+        if (state.stop) break;
       }
       bar.update(static_cast<std::uint64_t>(run.steps), last_val);
     }
   }
   bar.finish(last_val);
-  if (sampler && run.steps > 0) run.mean_candidates = candidate_sum / static_cast<double>(run.steps);
-  if (!best_weights.empty()) {
+  if (sampler && run.steps > 0) run.mean_candidates = state.candidate_sum / static_cast<double>(run.steps);
+  if (!state.best_weights.empty()) {
     torch::NoGradGuard no_grad;
     std::size_t i = 0;
-    for (auto& p : net->parameters()) p.copy_(best_weights[i++]);
+    for (auto& p : net->parameters()) p.copy_(state.best_weights[i++]);
   }
   net->eval();
   for (std::int64_t w : sc.widths) {
@@ -440,6 +584,9 @@ SequentialRunRecord run_sequential_training(const SequentialRunRequest& request)
     meta["model_version"] = std::string(hex) + "-" + created;
   }
   model::save_sequential_model_dir(request.out, config, log.items, *net, meta);
+  // The finished model supersedes the checkpoint.
+  std::error_code ec;
+  std::filesystem::remove(checkpoint, ec);
   return run;
 }
 
@@ -507,6 +654,7 @@ nlohmann::json to_metrics_json(const SequentialRunRecord& r) {
           {"steps", r.steps},
           {"best_step", r.best_step},
           {"early_stopped", r.early_stopped},
+          {"resumed", r.resumed},
           {"monitor", r.config.train.monitor},
           {"read_seconds", r.read_seconds},
           {"train_seconds", r.train_seconds},

@@ -6,6 +6,7 @@
 // stopping on a ranking metric at full width, then every width's metrics on
 // validation and test. `mtrank train` calls it for a [sequential] config.
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -77,10 +78,21 @@ std::vector<std::pair<std::int32_t, float>> recommend(model::SequentialRecommend
                                                       const std::vector<std::int32_t>& history, int max_len,
                                                       std::int64_t width, std::int64_t k);
 
+struct ValidationPoint;
+
+// A checkpoint is written atomically to OUT.checkpoint after every
+// validation (model, AdamW state, the kept best weights, early-stopping
+// counters, the epoch's order and LibTorch's generator), and removed once the
+// model directory is written. With `resume`, training continues from it
+// exactly: the resumed run ends with the weights and metrics of the
+// uninterrupted one (at the same thread count).
 struct SequentialRunRequest {
   Config config;  // resolved, with [sequential]
   std::string out;
   bool show_progress = true;
+  bool resume = false;
+  // Called after each checkpoint is written (tests interrupt a run from it).
+  std::function<void(const ValidationPoint&)> after_checkpoint;
 };
 
 struct ValidationPoint {
@@ -109,6 +121,7 @@ struct SequentialRunRecord {
   std::vector<std::int64_t> parameters_by_width;  // the exported width-s model's, per width
   double mean_candidates = 0;  // softmax = "sampled": items scored per training step, on average
   bool early_stopped = false;
+  bool resumed = false;  // continued from a checkpoint (--resume)
   std::vector<ValidationPoint> history;
   std::vector<NextItemRecord> splits;  // val, test: with the kept (best) weights
 };

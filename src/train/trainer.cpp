@@ -19,6 +19,7 @@
 #include "common/progress.h"
 #include "model/batch.h"
 #include "model/objective.h"
+#include "train/archive_bytes.h"
 #include "train/communicator.h"
 #include "train/ftrl.h"
 #include "train/row_optimizer.h"
@@ -148,15 +149,6 @@ double scheduled_lr(const TrainConfig& tc, std::int64_t global_step, int epoch_i
   if (tc.lr_decay == "cosine") lr *= 0.5 * (1 + std::cos(M_PI * epoch_index / static_cast<double>(tc.epochs)));
   if (global_step < tc.warmup_steps) lr *= static_cast<double>(global_step + 1) / static_cast<double>(tc.warmup_steps);
   return lr;
-}
-
-torch::Tensor bytes_tensor(const std::string& s) {
-  return torch::from_blob(const_cast<char*>(s.data()), {static_cast<std::int64_t>(s.size())}, torch::kUInt8).clone();
-}
-
-std::string tensor_bytes(const torch::Tensor& t) {
-  torch::Tensor c = t.contiguous();
-  return std::string(reinterpret_cast<const char*>(c.data_ptr<std::uint8_t>()), static_cast<std::size_t>(c.numel()));
 }
 
 }  // namespace

@@ -212,6 +212,8 @@ TOML
 "$MTRANK" train --config seq.toml --train seq.txt --out seqm --metrics-out seq.json --max-steps 40 --threads 1 >seq.out 2>seq.err || { cat seq.err; fail "sequential train"; }
 grep -q "test metrics" seq.out || fail "sequential train printed no test metrics"
 for f in config.toml items.json weights.pt meta.json manifest.json; do [ -s "seqm/$f" ] || fail "missing seqm/$f"; done
+[ ! -e seqm.checkpoint ] || fail "a finished sequential run left its checkpoint"
+expect_error 4 "no checkpoint to resume from" -- "$MTRANK" train --config seq.toml --train seq.txt --out seqr --resume --max-steps 40 --threads 1
 "$MTRANK" eval --model seqm --data seq.txt --metrics-out seqeval.json >/dev/null 2>&1 || fail "sequential eval"
 python3 - <<'PY' || fail "sequential metrics JSON"
 import json

@@ -1,6 +1,8 @@
 // A sequential model from config to model directory: training on a generated
 // log learns it at every width, the saved model scores a log exactly as
 // training evaluated it, and the config and data mistakes are named.
+#include <filesystem>
+#include <fstream>
 #include <random>
 #include <sstream>
 
@@ -157,6 +159,88 @@ TEST(SequentialRun, LearnsAGeneratedLogAtEveryWidthAndTheSavedModelScoresItTheSa
   const train::NextItemRecord partial = train::evaluate_log(*m.net, m.config, m.items, other, &unknown);
   EXPECT_EQ(unknown, 1);
   EXPECT_EQ(partial.users, 1);
+}
+
+// A run interrupted after a validation and resumed from its checkpoint ends
+// with exactly the uninterrupted run's weights, validation curve and metrics:
+// mid-epoch (the epoch's order restored) and at an epoch's end (the next
+// order drawn from the restored generator), with dropout, the sampled
+// softmax (its draws) and a warm-up plus cosine schedule.
+TEST(SequentialRun, AResumedRunEndsExactlyAsTheUninterruptedOne) {
+  mtrank::testing::TempDir dir;
+  const std::string log = dir.write("log.txt", markov_log(120, 20, 5));
+  auto request_for = [&](const std::string& out, const std::string& softmax) {
+    train::SequentialRunRequest request;
+    request.config = parse_config(with_sequential_keys(softmax), "seq.toml");
+    request.config.data.train = log;
+    request.config.train.max_steps = 30;
+    request.config.train.eval_every_steps = 5;  // 4 steps an epoch (120 windows, batch 32): validations mid-epoch
+    request.config.train.warmup_steps = 4;
+    request.config.train.lr_decay = "cosine";
+    request.out = dir.file(out);
+    request.show_progress = false;
+    return request;
+  };
+  auto strip_timing = [](nlohmann::json m) {
+    for (const char* key : {"read_seconds", "train_seconds", "validation_seconds", "steps_per_s", "resumed"}) m.erase(key);
+    for (auto& p : m["history"]) p.erase("seconds");
+    return m;
+  };
+  for (const std::string softmax : {"", "softmax = \"sampled\"\nnegatives = 10\n"}) {
+    SCOPED_TRACE(softmax.empty() ? "full softmax" : "sampled softmax");
+    torch::manual_seed(99);  // the run seeds LibTorch itself: what came before must not matter
+    const train::SequentialRunRecord whole = train::run_sequential_training(request_for("whole" + std::to_string(softmax.size()), softmax));
+    EXPECT_FALSE(std::filesystem::exists(dir.file("whole" + std::to_string(softmax.size()) + ".checkpoint")));
+    for (const std::int64_t stop_at : {10, 20}) {  // step 10 is mid-epoch 3, step 20 the end of epoch 5
+      const std::string out = "cut" + std::to_string(softmax.size()) + "_" + std::to_string(stop_at);
+      train::SequentialRunRequest first = request_for(out, softmax);
+      first.after_checkpoint = [&](const train::ValidationPoint& p) {
+        if (p.step == stop_at) throw std::runtime_error("interrupted");
+      };
+      EXPECT_THROW(train::run_sequential_training(first), std::runtime_error);
+      EXPECT_FALSE(std::filesystem::exists(first.out));  // no model directory from an interrupted run
+      ASSERT_TRUE(std::filesystem::exists(first.out + ".checkpoint"));
+      torch::manual_seed(12345);
+      train::SequentialRunRequest again = request_for(out, softmax);
+      again.resume = true;
+      const train::SequentialRunRecord resumed = train::run_sequential_training(again);
+      EXPECT_TRUE(resumed.resumed);
+      EXPECT_EQ(strip_timing(train::to_metrics_json(resumed)), strip_timing(train::to_metrics_json(whole))) << stop_at;
+      EXPECT_FALSE(std::filesystem::exists(again.out + ".checkpoint"));  // the model supersedes it
+      const auto a = model::load_sequential_model_dir(again.out).net->parameters();
+      const auto b = model::load_sequential_model_dir(dir.file("whole" + std::to_string(softmax.size()))).net->parameters();
+      ASSERT_EQ(a.size(), b.size());
+      for (std::size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << "parameter " << i;
+    }
+  }
+  // A checkpoint of another config, or none, is refused by name.
+  train::SequentialRunRequest first = request_for("other", "");
+  first.after_checkpoint = [](const train::ValidationPoint&) { throw std::runtime_error("interrupted"); };
+  EXPECT_THROW(train::run_sequential_training(first), std::runtime_error);
+  train::SequentialRunRequest changed = request_for("other", "");
+  changed.config.train.learning_rate = 1e-2;
+  changed.resume = true;
+  try {
+    train::run_sequential_training(changed);
+    FAIL() << "resumed another config's checkpoint";
+  } catch (const ModelError& e) {
+    EXPECT_NE(std::string(e.what()).find("belongs to another config or training log"), std::string::npos) << e.what();
+  }
+  train::SequentialRunRequest none = request_for("never", "");
+  none.resume = true;
+  try {
+    train::run_sequential_training(none);
+    FAIL() << "resumed without a checkpoint";
+  } catch (const ModelError& e) {
+    EXPECT_NE(std::string(e.what()).find("no checkpoint to resume from"), std::string::npos) << e.what();
+  }
+  // A corrupt checkpoint is refused, not loaded.
+  {
+    std::ofstream(dir.file("other.checkpoint"), std::ios::binary | std::ios::trunc) << "not a checkpoint";
+  }
+  train::SequentialRunRequest corrupt = request_for("other", "");
+  corrupt.resume = true;
+  EXPECT_THROW(train::run_sequential_training(corrupt), ModelError);
 }
 
 TEST(SequentialRun, NamesWhatIsWrongWithTheData) {
