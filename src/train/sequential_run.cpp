@@ -26,7 +26,7 @@
 #include "model/model_dir.h"
 #include "model/sequential.h"
 #include "model/sequential_dir.h"
-#include "train/archive_bytes.h"
+#include "train/checkpoint_io.h"
 #include "train/candidate_sampler.h"
 
 namespace mtrank::train {
@@ -113,15 +113,7 @@ void save_checkpoint(const std::string& path, const std::string& fingerprint, mo
   a.write("order", state.order, true);
   a.write("torch_rng", at::detail::getDefaultCPUGenerator().get_state(), true);
   a.write("history", bytes_tensor(history_json(run.history).dump()), true);
-  // To memory, then through the atomic writer: LibTorch's file writer
-  // aborts the process on a full disk and leaves a partial file.
-  std::ostringstream bytes;
-  try {
-    a.save_to(bytes);
-  } catch (const c10::Error& e) {
-    throw ModelError(path + ": cannot serialize the checkpoint: " + e.what_without_backtrace());
-  }
-  write_file_atomic(path, bytes.str());
+  write_archive_atomic(a, path);
 }
 
 void load_checkpoint(const std::string& path, const std::string& fingerprint, model::SequentialRecommenderImpl& net,
@@ -168,11 +160,7 @@ void load_checkpoint(const std::string& path, const std::string& fingerprint, mo
     a.read("best_weights", best);
     state.best_weights.assign(static_cast<std::size_t>(c(5)), torch::Tensor());
     for (std::int64_t i = 0; i < c(5); ++i) best.read("p" + std::to_string(i), state.best_weights[static_cast<std::size_t>(i)], true);
-    at::Generator generator = at::detail::getDefaultCPUGenerator();
-    {
-      std::lock_guard<std::mutex> lock(generator.mutex());
-      generator.set_state(rng);
-    }
+    set_torch_generator_state(rng);
     const nlohmann::json points = nlohmann::json::parse(tensor_bytes(history), nullptr, false);
     if (!points.is_array()) throw ModelError(path + ": corrupt checkpoint: its validation history is not JSON");
     run.history.clear();

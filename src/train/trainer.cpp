@@ -19,7 +19,7 @@
 #include "common/progress.h"
 #include "model/batch.h"
 #include "model/objective.h"
-#include "train/archive_bytes.h"
+#include "train/checkpoint_io.h"
 #include "train/communicator.h"
 #include "train/ftrl.h"
 #include "train/row_optimizer.h"
@@ -451,15 +451,7 @@ class Trainer::Impl {
       epochs.push_back({{"train_task_loss", e.train_task_loss}, {"val", eval::to_json(e.val)}});
     a.write("history_details", bytes_tensor(epochs.dump()), true);
     a.write("threads", torch::tensor({static_cast<std::int64_t>(report.threads_at_start)}), true);
-    // To memory, then through the atomic writer: LibTorch's file writer
-    // aborts the process on a full disk and leaves a partial file.
-    std::ostringstream bytes;
-    try {
-      a.save_to(bytes);
-    } catch (const c10::Error& e) {
-      throw ModelError(path + ": cannot serialize the checkpoint: " + e.what_without_backtrace());
-    }
-    write_file_atomic(path, bytes.str());
+    write_archive_atomic(a, path);
   }
 
   void load_checkpoint(const std::string& path, const std::string& fingerprint, TrainReport& report) {
@@ -512,11 +504,7 @@ class Trainer::Impl {
       for (std::int64_t i = 0; i < nbest; ++i) best.read("p" + std::to_string(i), best_params_[i], true);
       std::istringstream rng(tensor_bytes(shuffle));
       rng >> rng_;
-      at::Generator generator = at::detail::getDefaultCPUGenerator();
-      {
-        std::lock_guard<std::mutex> lock(generator.mutex());
-        generator.set_state(torch_rng);
-      }
+      set_torch_generator_state(torch_rng);
       const double* h = history.data_ptr<double>();
       for (std::int64_t i = 0; i + 6 <= history.numel(); i += 6) {
         EpochLog e;

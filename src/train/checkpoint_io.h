@@ -1,0 +1,44 @@
+#pragma once
+// What the ranking and the sequential trainers' checkpoints share: text as
+// uint8 tensors in LibTorch archives, an archive written atomically, and
+// LibTorch's CPU generator restored.
+#include <cstdint>
+#include <mutex>
+#include <sstream>
+#include <string>
+
+#include <torch/torch.h>
+
+#include "common/atomic_file.h"
+#include "common/error.h"
+
+namespace mtrank::train {
+
+inline torch::Tensor bytes_tensor(const std::string& s) {
+  return torch::from_blob(const_cast<char*>(s.data()), {static_cast<std::int64_t>(s.size())}, torch::kUInt8).clone();
+}
+
+inline std::string tensor_bytes(const torch::Tensor& t) {
+  torch::Tensor c = t.contiguous();
+  return std::string(reinterpret_cast<const char*>(c.data_ptr<std::uint8_t>()), static_cast<std::size_t>(c.numel()));
+}
+
+// To memory, then through the atomic writer: LibTorch's file writer aborts
+// the process on a full disk and leaves a partial file. Throws ModelError.
+inline void write_archive_atomic(torch::serialize::OutputArchive& archive, const std::string& path) {
+  std::ostringstream bytes;
+  try {
+    archive.save_to(bytes);
+  } catch (const c10::Error& e) {
+    throw ModelError(path + ": cannot serialize the checkpoint: " + e.what_without_backtrace());
+  }
+  write_file_atomic(path, bytes.str());
+}
+
+inline void set_torch_generator_state(const torch::Tensor& state) {
+  at::Generator generator = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(generator.mutex());
+  generator.set_state(state);
+}
+
+}  // namespace mtrank::train
