@@ -87,9 +87,13 @@ struct LoopState {
 
 nlohmann::json history_json(const std::vector<ValidationPoint>& history) {
   nlohmann::json out = nlohmann::json::array();  // doubles round-trip exactly through the JSON text
-  for (const ValidationPoint& p : history)
-    out.push_back({{"step", p.step}, {"epoch", p.epoch}, {"train_loss", p.train_loss}, {"learning_rate", p.learning_rate},
-                   {"seconds", p.seconds}, {"val", p.val}});
+  const auto num = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); };
+  for (const ValidationPoint& p : history) {
+    nlohmann::json val = nlohmann::json::array();
+    for (const auto& [name, v] : p.val) val.push_back({name, num(v)});
+    out.push_back({{"step", p.step}, {"epoch", p.epoch}, {"train_loss", num(p.train_loss)},
+                   {"learning_rate", p.learning_rate}, {"seconds", p.seconds}, {"val", val}});
+  }
   return out;
 }
 
@@ -116,8 +120,11 @@ void save_checkpoint(const std::string& path, const std::string& fingerprint, mo
   write_archive_atomic(a, path);
 }
 
+// Throws ModelError for a missing, foreign or corrupt checkpoint. `samples`,
+// `steps_per_epoch` and `total`: the run's, which the loop state must fit.
 void load_checkpoint(const std::string& path, const std::string& fingerprint, model::SequentialRecommenderImpl& net,
-                     torch::optim::AdamW& optimizer, SequentialRunRecord& run, LoopState& state) {
+                     torch::optim::AdamW& optimizer, SequentialRunRecord& run, LoopState& state, std::int64_t samples,
+                     std::int64_t steps_per_epoch, std::int64_t total) {
   if (!std::filesystem::exists(path))
     throw ModelError(path + ": no checkpoint to resume from (train without --resume first)");
   try {
@@ -130,8 +137,17 @@ void load_checkpoint(const std::string& path, const std::string& fingerprint, mo
     if (tensor_bytes(stored) != fingerprint)
       throw ModelError(path + ": this checkpoint belongs to another config or training log; delete it or train "
                               "without --resume");
+    // Shapes are checked after loading too: LibTorch resizes on load.
+    std::vector<std::vector<std::int64_t>> shapes;
+    for (const auto& p : net.parameters()) shapes.push_back(p.sizes().vec());
+    for (const auto& b : net.buffers()) shapes.push_back(b.sizes().vec());
     a.read("model", model);
     net.load(model);
+    std::size_t k = 0;
+    for (const auto& p : net.parameters())
+      if (p.sizes().vec() != shapes[k++]) throw ModelError(path + ": corrupt checkpoint: a parameter has another shape");
+    for (const auto& b : net.buffers())
+      if (b.sizes().vec() != shapes[k++]) throw ModelError(path + ": corrupt checkpoint: a buffer has another shape");
     a.read("optimizer", adam);
     optimizer.load(adam);
     a.read("counters", counters, true);
@@ -153,13 +169,28 @@ void load_checkpoint(const std::string& path, const std::string& fingerprint, mo
       std::fprintf(stderr, "resuming with %d threads a run that trained with %lld: sums reduce in another order, so "
                            "results match an uninterrupted run only to rounding\n",
                    run.threads, static_cast<long long>(c(7)));
+    const bool order_fits = state.order.dim() == 1 && state.order.scalar_type() == torch::kInt64 &&
+                            state.order.numel() == samples &&
+                            (samples == 0 || (state.order.min().item<std::int64_t>() >= 0 &&
+                                              state.order.max().item<std::int64_t>() < samples));
+    if (!order_fits || state.epoch < 1 || state.next_batch < 1 || state.next_batch > steps_per_epoch || run.steps < 1 ||
+        run.steps > total || run.best_step < 0 || run.best_step > run.steps || state.validations_without_gain < 0)
+      throw ModelError(path + ": corrupt checkpoint: its position in training does not fit this run");
     state.best = figures[0].item<double>();
     state.candidate_sum = figures[1].item<double>();
     run.train_seconds = figures[2].item<double>();
     run.validation_seconds = figures[3].item<double>();
+    const auto params = net.parameters();
+    if (c(5) != 0 && c(5) != static_cast<std::int64_t>(params.size()))
+      throw ModelError(path + ": corrupt checkpoint: it keeps " + std::to_string(c(5)) + " best weights for " +
+                       std::to_string(params.size()) + " parameters");
     a.read("best_weights", best);
     state.best_weights.assign(static_cast<std::size_t>(c(5)), torch::Tensor());
-    for (std::int64_t i = 0; i < c(5); ++i) best.read("p" + std::to_string(i), state.best_weights[static_cast<std::size_t>(i)], true);
+    for (std::size_t i = 0; i < state.best_weights.size(); ++i) {
+      best.read("p" + std::to_string(i), state.best_weights[i], true);
+      if (!state.best_weights[i].sizes().equals(params[i].sizes()) || state.best_weights[i].dtype() != params[i].dtype())
+        throw ModelError(path + ": corrupt checkpoint: best weight " + std::to_string(i) + " has another shape");
+    }
     set_torch_generator_state(rng);
     const nlohmann::json points = nlohmann::json::parse(tensor_bytes(history), nullptr, false);
     if (!points.is_array()) throw ModelError(path + ": corrupt checkpoint: its validation history is not JSON");
@@ -168,10 +199,13 @@ void load_checkpoint(const std::string& path, const std::string& fingerprint, mo
       ValidationPoint v;
       v.step = p.at("step").get<std::int64_t>();
       v.epoch = p.at("epoch").get<int>();
-      v.train_loss = p.at("train_loss").get<double>();
+      const auto num = [](const nlohmann::json& x) {  // null: a figure that was not finite
+        return x.is_null() ? std::numeric_limits<double>::quiet_NaN() : x.get<double>();
+      };
+      v.train_loss = num(p.at("train_loss"));
       v.learning_rate = p.at("learning_rate").get<double>();
       v.seconds = p.at("seconds").get<double>();
-      v.val = p.at("val").get<std::vector<std::pair<std::string, double>>>();
+      for (const auto& m : p.at("val")) v.val.emplace_back(m.at(0).get<std::string>(), num(m.at(1)));
       run.history.push_back(std::move(v));
     }
   } catch (const c10::Error& e) {
@@ -442,20 +476,34 @@ SequentialRunRecord run_sequential_training(const SequentialRunRequest& request)
   if (sc.softmax == "sampled") sampler = std::make_unique<CandidateSampler>(labels, run.items, sc.negatives);
   const std::string& monitor = tc.monitor;
   // What a checkpoint belongs to: the config (threads aside) and the training windows.
+  // What a checkpoint belongs to: the config (threads aside), the training
+  // windows and their labels, the validation and test targets, the item
+  // vocabulary and the item side information (the model's buffers).
   const std::string fingerprint = [&] {
     Config identity = config;
     identity.train.threads = 0;
-    const std::string_view windows_bytes(reinterpret_cast<const char*>(windows.inputs.data()),
-                                         windows.inputs.size() * sizeof(std::int32_t));
-    char hex[34];
-    std::snprintf(hex, sizeof hex, "%016llx%016llx", static_cast<unsigned long long>(data::hash_string(to_toml(identity), 7)),
-                  static_cast<unsigned long long>(data::hash_string(windows_bytes, 7)));
+    std::uint64_t h = data::hash_string(to_toml(identity), 7);
+    const auto add = [&h](const void* p, std::size_t bytes) {
+      h = data::hash_combine(h, data::hash_string(std::string_view(static_cast<const char*>(p), bytes), 7));
+    };
+    add(windows.inputs.data(), windows.inputs.size() * sizeof(std::int32_t));
+    add(windows.labels.data(), windows.labels.size() * sizeof(std::int32_t));
+    add(val_cases.targets.data(), val_cases.targets.size() * sizeof(std::int32_t));
+    const NextItemCases test = test_cases(split);
+    add(test.targets.data(), test.targets.size() * sizeof(std::int32_t));
+    for (std::int32_t id = 1; id <= log.items.size(); ++id) add(log.items.external(id).data(), log.items.external(id).size());
+    for (const auto& b : net->named_buffers()) {
+      const torch::Tensor t = b.value().contiguous();
+      add(t.data_ptr(), static_cast<std::size_t>(t.numel()) * t.element_size());
+    }
+    char hex[17];
+    std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
     return std::string(hex);
   }();
   const std::string checkpoint = request.out + ".checkpoint";
   LoopState state;
   if (request.resume) {
-    load_checkpoint(checkpoint, fingerprint, *net, *optimizer, run, state);
+    load_checkpoint(checkpoint, fingerprint, *net, *optimizer, run, state, windows.samples(), steps_per_epoch, total);
     if (progress)
       std::fprintf(stderr, "resumed from %s at step %lld\n", checkpoint.c_str(), static_cast<long long>(run.steps));
   }

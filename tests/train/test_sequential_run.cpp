@@ -203,8 +203,13 @@ TEST(SequentialRun, AResumedRunEndsExactlyAsTheUninterruptedOne) {
       torch::manual_seed(12345);
       train::SequentialRunRequest again = request_for(out, softmax);
       again.resume = true;
+      std::vector<std::int64_t> validated;  // the steps the resumed run validates: only those after the cut
+      again.after_checkpoint = [&](const train::ValidationPoint& p) { validated.push_back(p.step); };
       const train::SequentialRunRecord resumed = train::run_sequential_training(again);
       EXPECT_TRUE(resumed.resumed);
+      std::vector<std::int64_t> after_cut;
+      for (std::int64_t step = stop_at + 5; step <= 30; step += 5) after_cut.push_back(step);
+      EXPECT_EQ(validated, after_cut);
       EXPECT_EQ(strip_timing(train::to_metrics_json(resumed)), strip_timing(train::to_metrics_json(whole))) << stop_at;
       EXPECT_FALSE(std::filesystem::exists(again.out + ".checkpoint"));  // the model supersedes it
       const auto a = model::load_sequential_model_dir(again.out).net->parameters();
@@ -212,6 +217,31 @@ TEST(SequentialRun, AResumedRunEndsExactlyAsTheUninterruptedOne) {
       ASSERT_EQ(a.size(), b.size());
       for (std::size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << "parameter " << i;
     }
+  }
+  // A run interrupted right after the validation that stopped it early
+  // resumes to its end without another step.
+  {
+    train::SequentialRunRequest whole = request_for("stopping_whole", "");
+    whole.config.train.patience = 1;
+    whole.config.train.learning_rate = 3e-2;  // overshoots: a validation soon fails to improve
+    const train::SequentialRunRecord ended = train::run_sequential_training(whole);
+    ASSERT_TRUE(ended.early_stopped);
+    const std::int64_t last = ended.history.back().step;
+    train::SequentialRunRequest first = request_for("stopping", "");
+    first.config = whole.config;
+    first.after_checkpoint = [&](const train::ValidationPoint& p) {
+      if (p.step == last) throw std::runtime_error("interrupted");
+    };
+    EXPECT_THROW(train::run_sequential_training(first), std::runtime_error);
+    train::SequentialRunRequest again = request_for("stopping", "");
+    again.config = whole.config;
+    again.resume = true;
+    int validations = 0;
+    again.after_checkpoint = [&](const train::ValidationPoint&) { ++validations; };
+    const train::SequentialRunRecord resumed = train::run_sequential_training(again);
+    EXPECT_EQ(validations, 0);
+    EXPECT_TRUE(resumed.early_stopped);
+    EXPECT_EQ(strip_timing(train::to_metrics_json(resumed)), strip_timing(train::to_metrics_json(ended)));
   }
   // A checkpoint of another config, or none, is refused by name.
   train::SequentialRunRequest first = request_for("other", "");
@@ -223,6 +253,15 @@ TEST(SequentialRun, AResumedRunEndsExactlyAsTheUninterruptedOne) {
   try {
     train::run_sequential_training(changed);
     FAIL() << "resumed another config's checkpoint";
+  } catch (const ModelError& e) {
+    EXPECT_NE(std::string(e.what()).find("belongs to another config or training log"), std::string::npos) << e.what();
+  }
+  train::SequentialRunRequest other_log = request_for("other", "");
+  other_log.config.data.train = dir.write("log2.txt", markov_log(120, 20, 6));  // the same config, another log
+  other_log.resume = true;
+  try {
+    train::run_sequential_training(other_log);
+    FAIL() << "resumed another log's checkpoint";
   } catch (const ModelError& e) {
     EXPECT_NE(std::string(e.what()).find("belongs to another config or training log"), std::string::npos) << e.what();
   }
