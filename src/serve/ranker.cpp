@@ -134,16 +134,22 @@ std::string Ranker::to_json(const RankResult& result) const {
     append_json_number(out, r.index);
     out += R"(,"score":)";
     append_json_number(out, r.score);
-    out += R"(,"tasks":{)";
-    for (std::size_t t = 0; t < r.tasks.size(); ++t) {
-      if (t) out += ',';
-      out += task_keys_[t];
-      append_json_number(out, r.tasks[t]);
-    }
-    out += "}}";
+    out += ',';
+    append_tasks_json(out, r);
+    out += '}';
   }
   out += "]}";
   return out;
+}
+
+void Ranker::append_tasks_json(std::string& out, const RankedCandidate& r) const {
+  out += R"("tasks":{)";
+  for (std::size_t t = 0; t < r.tasks.size(); ++t) {
+    if (t) out += ',';
+    out += task_keys_[t];
+    append_json_number(out, r.tasks[t]);
+  }
+  out += '}';
 }
 
 }  // namespace mtrank::serve

@@ -59,6 +59,8 @@ class Ranker {
   const RequestParser& parser() const { return parser_; }
   // The response body for a result.
   std::string to_json(const RankResult& result) const;
+  // Appends "tasks":{"<task>": value, ...} of one ranked candidate (both responses write it).
+  void append_tasks_json(std::string& out, const RankedCandidate& r) const;
 
   const std::vector<TaskConfig>& tasks() const { return model_.config.tasks; }
   const Config& config() const { return model_.config; }

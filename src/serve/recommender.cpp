@@ -133,7 +133,6 @@ Recommender::Recommender(std::shared_ptr<const Ranker> ranker, std::shared_ptr<c
           throw DataError(catalog_->path() + ":" + std::to_string(catalog_->line(begin + c.index)) + ": item '" +
                           catalog_->item(begin + c.index) + "': the ranker scores it NaN or infinity");
   }
-  for (const TaskConfig& t : ranker_->tasks()) task_keys_.push_back(json_text(t.name) + ":");
   models_ = R"(,"model":)" + json{{"name", ranker_->name()}, {"version", ranker_->version()}}.dump(-1, ' ', false, json::error_handler_t::replace) +
             R"(,"retrieval_model":)" +
             json{{"name", retrieval_name_}, {"version", retriever_->version()}}.dump(-1, ' ', false, json::error_handler_t::replace) + "}";
@@ -185,7 +184,7 @@ std::string Recommender::recommend_json(const std::string& body, const UserState
     }
   }
   std::string out = R"({"results":[)";
-  out.reserve(64 + ranked.results.size() * (80 + 28 * task_keys_.size()) + models_.size());
+  out.reserve(64 + ranked.results.size() * (80 + 28 * ranker_->tasks().size()) + models_.size());
   for (std::size_t i = 0; i < ranked.results.size(); ++i) {
     const RankedCandidate& r = ranked.results[i];
     const retrieve::Hit& hit = got.hits[hit_of[static_cast<std::size_t>(r.index)]];
@@ -195,13 +194,9 @@ std::string Recommender::recommend_json(const std::string& body, const UserState
     append_json_number(out, r.score);
     out += R"(,"retrieval_score":)";
     append_json_number(out, hit.score);
-    out += R"(,"tasks":{)";
-    for (std::size_t t = 0; t < r.tasks.size(); ++t) {
-      if (t) out += ',';
-      out += task_keys_[t];
-      append_json_number(out, r.tasks[t]);
-    }
-    out += "}}";
+    out += ',';
+    ranker_->append_tasks_json(out, r);
+    out += '}';
   }
   out += R"(],"retrieved":)";
   append_json_number(out, static_cast<std::int64_t>(got.hits.size()));

@@ -103,7 +103,6 @@ class Recommender {
   data::FeaturizedData item_rows_;          // per catalog row: those features, featurized at load
   std::string retrieval_name_;
   std::string context_needed_;
-  std::vector<std::string> task_keys_;  // "<task>": escaped once
   std::string models_;                  // ,"model":{...},"retrieval_model":{...}}
 };
 
