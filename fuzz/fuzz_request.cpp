@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "config/config.h"
 #include "data/dataset.h"
@@ -75,6 +76,34 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                                      model->pre.num_tasks());
     model->parser.featurize(model->pre, model->binding, request, 0, request.candidates, out);
     if (out.rows() != request.candidates) __builtin_trap();
+    // The recommender's split (serve/recommender.cpp): the columns every
+    // candidate sets (a catalog's) and the bias columns form the item side,
+    // written once per candidate, then copied. The rows must equal the
+    // whole featurization exactly, and neither part may fail where it did not.
+    const std::size_t ncols = model->parser.columns().size();
+    std::vector<char> item_columns(ncols, 0);
+    for (std::size_t k = 0; k < ncols; ++k) {
+      bool all = request.candidates > 0;
+      for (std::int64_t i = 0; i < request.candidates && all; ++i) all = request.set[static_cast<std::size_t>(i) * ncols + k] != 0;
+      item_columns[k] = all || model->parser.bias_columns()[k];
+    }
+    const auto split = model->pre.split_features(model->binding, item_columns);
+    mtrank::data::FeaturizedData items(model->pre.num_categorical(), model->pre.num_bags(), model->pre.num_dense(),
+                                       model->pre.num_tasks());
+    mtrank::data::FeaturizedData copied = items;
+    const mtrank::serve::ItemSide write{&split, nullptr, nullptr};
+    std::vector<std::int64_t> row_of(static_cast<std::size_t>(request.candidates));
+    for (std::int64_t i = 0; i < request.candidates; ++i) row_of[static_cast<std::size_t>(i)] = i;
+    const mtrank::serve::ItemSide read{&split, &items, row_of.data()};
+    try {
+      model->parser.featurize(model->pre, model->binding, request, 0, request.candidates, items, &write);
+      model->parser.featurize(model->pre, model->binding, request, 0, request.candidates, copied, &read);
+    } catch (const mtrank::serve::RequestError&) {
+      __builtin_trap();
+    }
+    if (copied.categorical != out.categorical || copied.dense != out.dense || copied.bag_ids != out.bag_ids ||
+        copied.bag_offsets != out.bag_offsets || copied.bag_weights != out.bag_weights || copied.rows() != out.rows())
+      __builtin_trap();
   } catch (const mtrank::serve::RequestError&) {
   }
   try {
