@@ -61,26 +61,9 @@ int main(int argc, char** argv) {
     rank_bodies.push_back(nlohmann::json{{"context", context}, {"candidates", candidates}, {"top_k", 10}}.dump());
     histories.push_back(std::move(history));
   }
-  // The ranking stage alone, both ways, on the same candidates: the catalog's
-  // item side featurized once, as serve::Recommender does it.
+  // The ranking stage alone, both ways, on the same candidates.
   const std::vector<std::string>& columns = ranker->input_columns();
   const std::size_t ncols = columns.size();
-  std::vector<char> item_column(ncols);
-  for (std::size_t k = 0; k < ncols; ++k)
-    item_column[k] = catalog->has_column(static_cast<std::int64_t>(k)) || ranker->parser().bias_columns()[k];
-  const data::Preprocessor& pre = ranker->preprocessor();
-  const data::Preprocessor::FeatureSplit split = pre.split_features(ranker->binding(), item_column);
-  data::FeaturizedData item_rows(pre.num_categorical(), pre.num_bags(), pre.num_dense(), pre.num_tasks());
-  {
-    serve::ParsedRequest all;
-    all.context.assign(ncols, {});
-    all.context_set.assign(ncols, 0);
-    all.candidates = catalog->size();
-    all.values.assign(catalog->values(0), catalog->values(catalog->size() - 1) + ncols);
-    all.set.assign(catalog->set(0), catalog->set(catalog->size() - 1) + ncols);
-    const serve::ItemSide write{&split, nullptr, nullptr};
-    ranker->parser().featurize(pre, ranker->binding(), all, 0, all.candidates, item_rows, &write);
-  }
   std::vector<std::string> context_text(ncols);
   std::vector<serve::ParsedRequest> stage(histories.size());
   std::vector<std::vector<std::int64_t>> stage_rows(histories.size());
@@ -107,7 +90,7 @@ int main(int argc, char** argv) {
   std::vector<double> copied_ms, per_request_ms;
   for (int r = 0; r < requests + 20; ++r) {
     const std::size_t i = static_cast<std::size_t>(r) % stage.size();
-    const serve::ItemSide read{&split, &item_rows, stage_rows[i].data()};
+    const serve::ItemSide read = rec.item_side(stage_rows[i].data());
     const double t0 = bench::now();
     const serve::RankResult a = ranker->rank(stage[i], &read);
     const double t1 = bench::now();

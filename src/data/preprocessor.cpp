@@ -405,9 +405,8 @@ void Preprocessor::transform(const ColumnBinding& b, const std::vector<std::stri
   }
   const FeaturizedData::Mark mark = out.mark();
   try {
-    // Per field of a split row: 1 = copy it from split->from, 2 = leave it 0 (not read), 0 = featurize it.
+    // Per field of a split row (split set): 1 = copy it from split->from, 2 = leave it 0 (not read), 0 = featurize it.
     const auto part = [split](const std::vector<char>& in_split, std::size_t i) -> int {
-      if (!split) return 0;
       const bool item = in_split[i] != 0;
       if (split->from) return item ? 1 : 0;
       return item ? 0 : 2;

@@ -119,7 +119,7 @@ Recommender::Recommender(std::shared_ptr<const Ranker> ranker, std::shared_ptr<c
     if (!context_needed_.empty()) continue;
     row_of.resize(static_cast<std::size_t>(end - begin));
     for (std::int64_t r = begin; r < end; ++r) row_of[static_cast<std::size_t>(r - begin)] = r;
-    const ItemSide read_items{&split_, &item_rows_, row_of.data()};
+    const ItemSide read_items = item_side(row_of.data());
     RankResult scored;
     try {
       scored = ranker_->rank(chunk, &read_items);
@@ -177,7 +177,7 @@ std::string Recommender::recommend_json(const std::string& body, const UserState
   RankResult ranked;
   if (req.candidates > 0) {
     try {
-      const ItemSide items{&split_, &item_rows_, row_of.data()};
+      const ItemSide items = item_side(row_of.data());
       ranked = ranker_->rank(req, &items);
     } catch (const CandidateValueError& e) {  // the item side was read at load: a context value
       throw RequestError("context" + (e.column.empty() ? "" : "." + e.column) + ": " + e.reason);

@@ -92,6 +92,9 @@ class Recommender {
   // feature with missing = "error" that the catalog does not give), or "":
   // a request must then carry it in "context".
   const std::string& context_needed() const { return context_needed_; }
+  // Candidates' item side from the catalog featurized at load: row_of[i] is
+  // candidate i's catalog row (for Ranker::rank).
+  ItemSide item_side(const std::int64_t* row_of) const { return {&split_, &item_rows_, row_of}; }
 
  private:
   std::shared_ptr<const Ranker> ranker_;

@@ -3,10 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <sstream>
-#include <mutex>
-#include <filesystem>
 #include <ctime>
+#include <filesystem>
 #include <limits>
 #include <memory>
 #include <set>
@@ -15,7 +13,6 @@
 
 #include <torch/torch.h>
 
-#include "common/atomic_file.h"
 #include "common/error.h"
 #include "common/progress.h"
 #include "common/system.h"

@@ -7,14 +7,12 @@
 #include <limits>
 #include <numeric>
 #include <random>
-#include <mutex>
 #include <sstream>
 
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
-#include "common/atomic_file.h"
 #include "common/error.h"
 #include "common/progress.h"
 #include "model/batch.h"
