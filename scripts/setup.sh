@@ -7,6 +7,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake ninja-build pkg-config
   libtorch-dev            # tensors, autograd, optimizers, torch.distributed
+  libgloo-dev             # the Gloo headers ProcessGroupGloo.hpp includes (data-parallel training)
   libopenblas0-openmp     # the OpenMP build: the pthread one fights torch's OpenMP pool
   libopenblas-openmp-dev
   libtomlplusplus-dev nlohmann-json3-dev libcli11-dev zlib1g-dev

@@ -35,6 +35,8 @@
 #include "model/sequential.h"
 #include "model/sequential_dir.h"
 #include "report/report.h"
+#include "train/communicator.h"
+#include "train/launcher.h"
 #include "train/run.h"
 #include "train/sequential_run.h"
 #include "train/trainer.h"
@@ -109,6 +111,9 @@ void print_next_item_table(const train::NextItemRecord& split) {
 }
 
 int run_train_sequential(const TrainOptions& o, Config config) {
+  if (o.nproc_per_node > 1 || train::DistributedEnv::from_environment().distributed())
+    throw ConfigError("data-parallel training (--nproc-per-node, WORLD_SIZE > 1) is not available for [sequential] "
+                      "models yet; train them in one process (--threads)");
   if (!o.warm_start.empty())
     throw ConfigError("--warm-start is not available for [sequential] models yet; train from scratch, or --resume an "
                       "interrupted run");
@@ -154,6 +159,16 @@ int run_train(const TrainOptions& o) {
   // fail only after training (the model directory is checked by the run).
   check_output_file(o.metrics_out, "--metrics-out");
   if (config.sequential.enabled) return run_train_sequential(o, std::move(config));
+  if (o.nproc_per_node > 1) {
+    if (train::DistributedEnv::from_environment().distributed())
+      throw ConfigError("--nproc-per-node starts the workers itself, and WORLD_SIZE is already set (this process is "
+                        "a worker of torchrun or a scheduler): drop one of them");
+    check_score_formula(config);
+    train::LaunchOptions launch;
+    launch.workers = o.nproc_per_node;
+    launch.arguments = o.worker_arguments;
+    return train::launch_local_workers(launch);
+  }
   check_score_formula(config);
   train::RunRequest request;
   request.config = std::move(config);
@@ -161,7 +176,9 @@ int run_train(const TrainOptions& o) {
   request.resume = o.resume;
   request.warm_start = o.warm_start;
   request.show_progress = !o.quiet;
+  request.distributed_timeout = std::chrono::seconds(o.dist_timeout);
   const train::RunRecord run = train::run_training(request);
+  if (!run.primary) return 0;  // a data-parallel worker other than rank 0: rank 0 reports and writes
   if (o.tables)
     for (const train::SplitRecord& split : run.splits) {
       std::printf("\n%s metrics (%s):\n%s", split.name.c_str(), split.path.c_str(), eval::format_table(split.tasks).c_str());

@@ -156,6 +156,17 @@ int main(int argc, char** argv) {
   train->add_flag("--resume", tr.resume,
                   "Continue an interrupted run from MODEL_DIR.checkpoint (written after every epoch; for a "
                   "[sequential] model after every validation) to the same result as an uninterrupted run");
+  train->add_option("--nproc-per-node", tr.nproc_per_node,
+                    "Data-parallel training: start N worker processes on this machine (torchrun's environment; the "
+                    "batch is split among them, the model is the one a single process trains). On several machines "
+                    "run one mtrank train per worker with RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT set instead "
+                    "(docs/distributed.md)")
+      ->check(CLI::Range(1, 1024));
+  train->add_option("--dist-timeout", tr.dist_timeout,
+                    "Data-parallel training: seconds a worker waits for the others (to join, or in any exchange) "
+                    "before the run fails naming it")
+      ->check(CLI::Range(1, 86400))
+      ->capture_default_str();
   train->footer(
       "Example (census, from the repository root):\n"
       "  mtrank train --config examples/census/mmoe.toml --out model --metrics-out metrics.json\n"
@@ -445,7 +456,15 @@ int main(int argc, char** argv) {
       std::printf("\n");
       return 0;
     }
-    if (*train) return mtrank::cli::run_train(tr);
+    if (*train) {
+      // The workers run this command line without --nproc-per-node.
+      for (int i = 1; i < argc; ++i) {
+        const std::string a = argv[i];
+        if (a == "--nproc-per-node") ++i;
+        else if (a.rfind("--nproc-per-node=", 0) != 0) tr.worker_arguments.push_back(a);
+      }
+      return mtrank::cli::run_train(tr);
+    }
     if (*evalc) return mtrank::cli::run_eval(ev);
     if (*predict) return mtrank::cli::run_predict(pr);
     if (*exportc) return mtrank::cli::run_export(ex);

@@ -6,6 +6,7 @@
 #include <ctime>
 #include <filesystem>
 #include <optional>
+#include <thread>
 
 #include "common/error.h"
 #include "common/progress.h"
@@ -14,6 +15,7 @@
 #include "data/preprocessor.h"
 #include "model/model.h"
 #include "model/model_dir.h"
+#include "train/communicator.h"
 #include "train/warm_start.h"
 
 namespace mtrank::train {
@@ -97,8 +99,20 @@ RunRecord run_training(const RunRequest& request) {
                  config.train.monitor.c_str());
   // Checked before any work: a bad --out used to fail only after a whole epoch.
   model::check_model_output_dir(request.out);
-  const bool progress = request.show_progress;
-  run.threads = configure_threads(static_cast<int>(config.train.threads));
+  // With WORLD_SIZE > 1 (mtrank train --nproc-per-node, torchrun, a
+  // scheduler) this process is one worker of a data-parallel run: it joins the
+  // others now, so a misconfigured run fails before any work.
+  DistributedEnv env = DistributedEnv::from_environment();
+  env.timeout = request.distributed_timeout;
+  std::unique_ptr<Communicator> communicator = make_communicator(env);
+  run.world_size = env.world_size;
+  run.primary = communicator->is_primary();
+  const bool progress = request.show_progress && run.primary;  // rank 0 alone reports
+  // Threads per worker: all cores shared among this machine's workers unless set.
+  int threads = static_cast<int>(config.train.threads);
+  if (threads <= 0 && env.local_world_size > 1)
+    threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / env.local_world_size);
+  run.threads = configure_threads(threads);
   torch::manual_seed(config.train.seed);
 
   Progress fit_timer("fit preprocessing", 0, "rows", false);
@@ -137,8 +151,9 @@ RunRecord run_training(const RunRequest& request) {
   }
   for (const auto& p : net->parameters()) run.parameters += p.numel();
   if (progress)
-    std::fprintf(stderr, "model %s: %s parameters, %d threads, %lld training rows\n", config.model.type.c_str(),
+    std::fprintf(stderr, "model %s: %s parameters, %d threads%s, %lld training rows\n", config.model.type.c_str(),
                  human_count(static_cast<double>(run.parameters)).c_str(), run.threads,
+                 env.distributed() ? (" in each of " + std::to_string(env.world_size) + " workers").c_str() : "",
                  static_cast<long long>(train_data.rows()));
 
   TrainOptions topts;
@@ -147,7 +162,12 @@ RunRecord run_training(const RunRequest& request) {
   topts.resume = request.resume;
   topts.threads = run.threads;
   topts.fingerprint = run.fingerprint = run_fingerprint(config, pre);
-  run.report = train_model(*net, config, train_data, config.data.val.empty() ? nullptr : &val_data, topts);
+  {
+    Trainer trainer(*net, config, communicator.get());
+    run.report = trainer.run(train_data, config.data.val.empty() ? nullptr : &val_data, topts);
+  }
+  // The replicas are identical: rank 0 alone evaluates and writes the model.
+  if (!run.primary) return run;
 
   const std::pair<const char*, const data::FeaturizedData*> evals[] = {
       {"val", config.data.val.empty() ? nullptr : &val_data}, {"test", config.data.test.empty() ? nullptr : &test_data}};
@@ -180,6 +200,7 @@ json to_metrics_json(const RunRecord& run) {
   metrics["model"] = run.config.model.type;
   metrics["parameters"] = run.parameters;
   metrics["threads"] = run.threads;
+  metrics["world_size"] = run.world_size;  // processes of a data-parallel run (1: one process)
   metrics["seed"] = run.config.train.seed;
   if (report.threads_at_start > 0 && report.threads_at_start != run.threads)
     metrics["threads_at_start"] = report.threads_at_start;  // resumed with another thread count

@@ -3,6 +3,7 @@
 // evaluated and saved model, returning a typed record of everything that
 // happened. `mtrank train` and `mtrank compare` call it; one function writes
 // the record as the metrics JSON (and the model's meta.json "training").
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -21,7 +22,10 @@ struct RunRequest {
   std::string out;            // model directory to write (replaced only if it is one)
   bool resume = false;        // continue from out + ".checkpoint"
   std::string warm_start;     // initialize from this model directory ("" = none)
-  bool show_progress = true;  // progress bars and progress lines on stderr
+  bool show_progress = true;  // progress bars and progress lines on stderr (rank 0 of a data-parallel run)
+  // A data-parallel run (WORLD_SIZE > 1 in the environment): how long a
+  // collective may wait for the other workers before the run fails.
+  std::chrono::seconds distributed_timeout{300};
 };
 
 // Metrics of one evaluated split.
@@ -36,7 +40,9 @@ struct SplitRecord {
 struct RunRecord {
   Config config;
   std::int64_t parameters = 0;
-  int threads = 0;
+  int threads = 0;     // per process
+  int world_size = 1;  // processes of a data-parallel run
+  bool primary = true;  // rank 0: it alone evaluates the splits and writes the model (the others return after training)
   std::int64_t train_rows = 0;
   double fit_seconds = 0;
   bool fit_from_cache = false;

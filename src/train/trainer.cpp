@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <limits>
 #include <numeric>
 #include <random>
@@ -25,19 +26,24 @@
 namespace mtrank::train {
 
 std::vector<torch::Tensor> task_losses(const torch::Tensor& logits, const torch::Tensor& labels,
-                                       const torch::Tensor& mask, const std::vector<TaskConfig>& tasks) {
+                                       const torch::Tensor& mask, const std::vector<TaskConfig>& tasks,
+                                       const std::vector<double>* global_counts) {
   std::vector<torch::Tensor> out;
   for (std::size_t t = 0; t < tasks.size(); ++t) {
     const auto k = static_cast<std::int64_t>(t);
-    out.push_back(model::objective_for(tasks[t].type).loss(logits.select(1, k), labels.select(1, k), mask.select(1, k)).mean());
+    const model::MaskedLoss l =
+        model::objective_for(tasks[t].type).loss(logits.select(1, k), labels.select(1, k), mask.select(1, k));
+    // The same clamp as MaskedLoss::mean: an empty task gives 0, not NaN.
+    out.push_back(global_counts ? l.sum / std::max((*global_counts)[t], 1e-12) : l.mean());
   }
   return out;
 }
 
 torch::Tensor multitask_loss(const torch::Tensor& logits, const torch::Tensor& labels, const torch::Tensor& mask,
                              const std::vector<TaskConfig>& tasks, std::vector<double>* per_task, int epoch_index,
-                             const torch::Tensor& log_variances) {
-  std::vector<torch::Tensor> losses = task_losses(logits, labels, mask, tasks);
+                             const torch::Tensor& log_variances, const std::vector<double>* global_counts,
+                             int ranks) {
+  std::vector<torch::Tensor> losses = task_losses(logits, labels, mask, tasks, global_counts);
   torch::Tensor total = torch::zeros({}, logits.options());
   if (per_task) per_task->clear();
   for (std::size_t t = 0; t < tasks.size(); ++t) {
@@ -45,8 +51,9 @@ torch::Tensor multitask_loss(const torch::Tensor& logits, const torch::Tensor& l
     const double w = task_weight(tasks[t], epoch_index);
     if (log_variances.defined()) {
       // Uncertainty weighting (Kendall et al. 2018): exp(-s_k) L_k + s_k, s_k = log sigma_k^2 learned.
+      // Each of `ranks` processes adds its share of s_k, so their losses add up to one s_k.
       const auto k = static_cast<std::int64_t>(t);
-      total = total + w * (torch::exp(-log_variances[k]) * losses[t] + log_variances[k]);
+      total = total + w * (torch::exp(-log_variances[k]) * losses[t] + log_variances[k] / static_cast<double>(ranks));
     } else {
       total = total + w * losses[t];
     }
@@ -66,35 +73,43 @@ void check_finite_predictions(const Predictions& p, const std::string& what) {
                           "; a model that predicts NaN or infinity is not written");
 }
 
-Predictions predict(model::RankingModel& net, const Config& config, const data::FeaturizedData& data) {
+namespace {
+// Predictions of rows [first, last) of `data`.
+Predictions predict_rows(model::RankingModel& net, const Config& config, const data::FeaturizedData& data,
+                         std::int64_t first, std::int64_t last) {
   torch::InferenceMode guard;
   net.eval();
   Predictions out;
-  out.rows = data.rows();
+  out.rows = last - first;
   out.tasks = data.num_tasks();
   out.values.resize(static_cast<std::size_t>(out.rows * out.tasks));
   model::BatchBuilder builder;
   torch::Tensor gate_sum;
   const std::int64_t bs = config.train.eval_batch_size;
-  for (std::int64_t begin = 0; begin < data.rows(); begin += bs) {
-    const std::int64_t n = std::min(bs, data.rows() - begin);
+  for (std::int64_t begin = first; begin < last; begin += bs) {
+    const std::int64_t n = std::min(bs, last - begin);
     model::Batch batch = builder.build_range(data, begin, n);
     model::ModelOutput o = net.forward(batch, nullptr);
     torch::Tensor p = model::task_values(o.logits, config.tasks);
-    std::copy_n(p.data_ptr<float>(), n * out.tasks, out.values.data() + begin * out.tasks);
+    std::copy_n(p.data_ptr<float>(), n * out.tasks, out.values.data() + (begin - first) * out.tasks);
     if (o.gates.defined()) {
       torch::Tensor s = o.gates.sum(0).to(torch::kFloat64);
       gate_sum = gate_sum.defined() ? gate_sum + s : s;
     }
   }
-  if (gate_sum.defined() && data.rows() > 0) {
-    gate_sum = (gate_sum / static_cast<double>(data.rows())).contiguous();
+  if (gate_sum.defined() && out.rows > 0) {
+    gate_sum = (gate_sum / static_cast<double>(out.rows)).contiguous();
     for (std::int64_t t = 0; t < gate_sum.size(0); ++t) {
       const double* row = gate_sum[t].data_ptr<double>();
       out.expert_utilization.emplace_back(row, row + gate_sum.size(1));
     }
   }
   return out;
+}
+}  // namespace
+
+Predictions predict(model::RankingModel& net, const Config& config, const data::FeaturizedData& data) {
+  return predict_rows(net, config, data, 0, data.rows());
 }
 
 std::vector<float> bias_logits(model::RankingModel& net, const Config& config, const data::FeaturizedData& data,
@@ -157,6 +172,13 @@ class Trainer::Impl {
   Impl(model::RankingModel& net, const Config& config, Communicator& communicator)
       : net_(net), config_(config), tc_(config.train), communicator_(communicator),
         monitor_(eval::resolve_monitor(config)) {
+    if (communicator_.world_size() > 1) {
+      // Every replica starts from rank 0's weights (they agree already when
+      // every rank seeds alike; this makes it so whatever the seeding), before
+      // any optimizer derives state from them (FTRL's z).
+      std::vector<torch::Tensor> params = net.parameters();
+      communicator_.broadcast(params);
+    }
     std::vector<torch::Tensor> wide_dense = net.wide_dense_parameters();
     auto is_wide = [&](const torch::Tensor& p) {
       return std::any_of(wide_dense.begin(), wide_dense.end(),
@@ -179,6 +201,7 @@ class Trainer::Impl {
                   ? std::make_unique<Ftrl>(wide_dense, FtrlOptions(ftrl.alpha).beta(ftrl.beta).l1(ftrl.l1).l2(ftrl.l2))
                   : make_optimizer(tc_.wide_optimizer, wide_dense, tc_.learning_rate, 0.0);
     for (const model::SparseTable& t : net.sparse_tables()) {
+      table_rows_ = std::max(table_rows_, t.table.size(0));
       const std::string kind = t.wide ? tc_.wide_optimizer : tc_.optimizer;
       rows_.emplace_back(t.table, kind, tc_.learning_rate, t.wide ? 0.0 : tc_.weight_decay, ftrl);
       scheduled_rows_.push_back(kind != "ftrl");
@@ -190,12 +213,18 @@ class Trainer::Impl {
   TrainReport run(const data::FeaturizedData& train, const data::FeaturizedData* val, const TrainOptions& o) {
     TrainReport report;
     report.threads_at_start = o.threads;
+    dense_row_exchange_floats_ = o.dense_row_exchange_floats;
     const bool primary = communicator_.is_primary();  // the one process that shows progress and writes checkpoints
     const bool show_progress = o.show_progress && primary;
     if (o.resume && !o.checkpoint_path.empty()) {
-      if (!std::filesystem::exists(o.checkpoint_path))
+      // Rank 0 reads the checkpoint and sends it to the others, so a run
+      // across machines resumes without a shared file system.
+      std::string bytes;
+      if (primary) bytes = read_checkpoint_bytes(o.checkpoint_path);
+      communicator_.broadcast(bytes);
+      if (bytes.empty())
         throw ModelError(o.checkpoint_path + ": no checkpoint to resume from (train without --resume first)");
-      load_checkpoint(o.checkpoint_path, o.fingerprint, report);
+      load_checkpoint(bytes, o.checkpoint_path, o.fingerprint, report);
       report.resumed = true;
       if (primary && report.threads_at_start > 0 && report.threads_at_start != o.threads)
         std::fprintf(stderr,
@@ -205,13 +234,21 @@ class Trainer::Impl {
       if (show_progress)
         std::fprintf(stderr, "resumed from %s after epoch %d\n", o.checkpoint_path.c_str(), epochs_done_);
     }
-    std::vector<std::int64_t> order(static_cast<std::size_t>(train.rows()));
+    std::vector<std::int64_t> order(static_cast<std::size_t>(train.rows())), share;
+    const int ranks = communicator_.world_size(), rank = communicator_.rank();
+    std::vector<double> counts;
     model::BatchBuilder builder;
     bool stopped = stopped_;
     for (int epoch = epochs_done_ + 1; epoch <= tc_.epochs && !stopped; ++epoch) {
       net_.train();
+      // Every rank shuffles alike (the same seed and state): the same global batches.
       std::iota(order.begin(), order.end(), 0);
       std::shuffle(order.begin(), order.end(), rng_);
+      // Ranks draw their own dropout masks, as the rows of one batch would;
+      // reseeded each epoch so a resumed run draws what it would have.
+      if (ranks > 1)
+        torch::manual_seed(tc_.seed * 1000003ULL + static_cast<std::uint64_t>(rank) * 7919ULL +
+                           static_cast<std::uint64_t>(epoch));
       Progress progress("epoch " + std::to_string(epoch) + "/" + std::to_string(tc_.epochs),
                         static_cast<std::uint64_t>(train.rows()), "rows", show_progress);
       double loss_sum = 0, lr = tc_.learning_rate;
@@ -221,8 +258,18 @@ class Trainer::Impl {
         const std::int64_t n = std::min(tc_.batch_size, train.rows() - begin);
         lr = scheduled_lr(tc_, global_step_, epoch - 1);
         set_learning_rate(lr);
-        model::Batch batch = builder.build(train, order.data() + begin, n);
-        loss_sum += step(batch, epoch, batches + 1);
+        if (ranks == 1) {
+          model::Batch batch = builder.build(train, order.data() + begin, n);
+          loss_sum += step(batch, epoch, batches + 1, nullptr);
+        } else {
+          // A strided share of the global batch; the loss divides by the
+          // global batch's task counts, which every rank reads from its data.
+          share.clear();
+          for (std::int64_t i = rank; i < n; i += ranks) share.push_back(order[static_cast<std::size_t>(begin + i)]);
+          global_task_counts(train, order.data() + begin, n, counts);
+          model::Batch batch = builder.build(train, share.data(), static_cast<std::int64_t>(share.size()));
+          loss_sum += step(batch, epoch, batches + 1, &counts);
+        }
         ++batches;
         ++global_step_;
         if ((batches & 7) == 0) {
@@ -241,7 +288,7 @@ class Trainer::Impl {
       char extra[160];
       double monitored = log.train_loss;  // without validation data nothing is monitored: the last epoch is kept
       if (val) {
-        log.val = evaluate(net_, config_, *val);
+        log.val = evaluate_everywhere(*val);
         log.val_loss = eval::monitored_value(eval::Monitor{}, config_.tasks, log.val);
         if (!std::isfinite(log.val_loss))
           throw TrainingError("epoch " + std::to_string(epoch) +
@@ -300,7 +347,7 @@ class Trainer::Impl {
 
   // (Every member is public: only Trainer, which forwards its phases here, sees this class.)
   void clip_gradients(StepState& st) {
-    if (tc_.clip_grad_norm > 0) clip(st.touched);
+    if (tc_.clip_grad_norm > 0) clip(st);
   }
 
   static std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::string& kind,
@@ -322,13 +369,38 @@ class Trainer::Impl {
       if (scheduled_rows_[i]) rows_[i].set_learning_rate(lr);
   }
 
-  StepState forward_loss(const model::Batch& batch, int epoch_index) {
+  StepState forward_loss(const model::Batch& batch, int epoch_index, const std::vector<double>* global_counts) {
     StepState st;
     model::ModelOutput out = net_.forward(batch, &st.touched);
     // The loss the tests check (multitask_loss) is this loss.
-    st.loss = multitask_loss(out.logits, batch.labels, batch.mask, config_.tasks, &st.task_losses, epoch_index, log_vars_);
+    st.loss = multitask_loss(out.logits, batch.labels, batch.mask, config_.tasks, &st.task_losses, epoch_index, log_vars_,
+                             global_counts, communicator_.world_size());
     st.value = st.loss.item<double>();
     return st;
+  }
+
+  // Each task's row count (mask sum) in the global batch order[0..n).
+  void global_task_counts(const data::FeaturizedData& data, const std::int64_t* rows, std::int64_t n,
+                          std::vector<double>& counts) const {
+    const std::size_t T = config_.tasks.size();
+    counts.assign(T, 0.0);
+    for (std::int64_t i = 0; i < n; ++i) {
+      const float* m = data.mask.data() + static_cast<std::size_t>(rows[i]) * T;
+      for (std::size_t t = 0; t < T; ++t) counts[t] += m[t];
+    }
+  }
+
+  // Validation metrics, the same on every rank: each rank predicts a slice of
+  // the rows, the predictions are gathered, and every rank computes the
+  // metrics of all of them (an AUC is not the mean of per-rank AUCs).
+  std::vector<eval::TaskMetrics> evaluate_everywhere(const data::FeaturizedData& data) {
+    const int ranks = communicator_.world_size();
+    if (ranks == 1) return evaluate(net_, config_, data);
+    const std::int64_t slice = (data.rows() + ranks - 1) / ranks;
+    const std::int64_t first = std::min(data.rows(), slice * communicator_.rank());
+    const std::int64_t last = std::min(data.rows(), first + slice);
+    const std::vector<float> all = communicator_.gather_all(predict_rows(net_, config_, data, first, last).values);
+    return eval::evaluate_tasks(config_.tasks, all, data.labels, data.mask, data.groups);
   }
 
   void backward(StepState& st) {
@@ -336,15 +408,76 @@ class Trainer::Impl {
     if (wide_) wide_->zero_grad();
     if (loss_) loss_->zero_grad();
     st.loss.backward();
+    st.row_grads.clear();
+    for (const auto& rows : st.touched.rows) st.row_grads.push_back(rows.grad());
   }
 
+  // Sums every gradient over the ranks, and the step's loss values with
+  // them. The dense gradients travel in one message with one flag per tensor
+  // (a gradient any rank has is one every rank applies, as one process would)
+  // and the loss values. The touched embedding rows' gradients travel in the
+  // same message, scattered into the whole table, when the table is small
+  // (census: 525 rows): one exchange per step instead of the three a sparse
+  // sum takes (sizes, ids, rows). A large table's rows go by sparse sum. Both
+  // decisions depend only on shapes every rank shares, so the ranks agree.
   void synchronize_gradients(StepState& st) {
     if (communicator_.world_size() == 1) return;
-    std::vector<torch::Tensor> grads;
+    std::vector<torch::Tensor> params;
     for (const auto& p : net_.parameters())
-      if (p.grad().defined()) grads.push_back(p.mutable_grad());
-    if (log_vars_.defined() && log_vars_.grad().defined()) grads.push_back(log_vars_.mutable_grad());
-    communicator_.average_gradients(grads, st.touched);
+      if (p.requires_grad()) params.push_back(p);
+    if (log_vars_.defined()) params.push_back(log_vars_);
+    const std::size_t P = params.size(), R = st.row_grads.size(), V = 1 + st.task_losses.size();
+    std::vector<torch::Tensor> dense;
+    // [P flags | R flags | loss value and per-task losses]
+    torch::Tensor small = torch::zeros({static_cast<std::int64_t>(P + R + V)}, torch::kFloat32);
+    float* sm = small.data_ptr<float>();
+    for (std::size_t i = 0; i < P; ++i) {
+      const bool has = params[i].grad().defined();
+      sm[i] = has ? 1.0f : 0.0f;
+      dense.push_back(has ? params[i].mutable_grad() : torch::zeros_like(params[i]));
+    }
+    for (std::size_t i = 0; i < R; ++i) sm[P + i] = st.row_grads[i].defined() ? 1.0f : 0.0f;
+    sm[P + R] = static_cast<float>(st.value);
+    for (std::size_t t = 0; t < st.task_losses.size(); ++t) sm[P + R + 1 + t] = static_cast<float>(st.task_losses[t]);
+    dense.push_back(small);
+    // Row gradients side by side: [U, sum of widths], zeros for a table without.
+    std::vector<torch::Tensor> parts;
+    std::int64_t width = 0;
+    const std::int64_t U = st.touched.ids.defined() ? st.touched.ids.size(0) : 0;
+    for (std::size_t i = 0; i < R; ++i) {
+      parts.push_back(st.row_grads[i].defined() ? st.row_grads[i]
+                                                : torch::zeros({U, st.touched.rows[i].size(1)}, torch::kFloat32));
+      width += parts.back().size(1);
+    }
+    const bool rows_in_dense = R > 0 && table_rows_ * (width + 1) <= dense_row_exchange_floats_;
+    torch::Tensor table_grad;  // [table_rows, width + 1]: the last column counts the ranks that touched the row
+    if (rows_in_dense) {
+      table_grad = torch::zeros({table_rows_, width + 1}, torch::kFloat32);
+      parts.push_back(torch::ones({U, 1}, torch::kFloat32));
+      table_grad.index_copy_(0, st.touched.ids, torch::cat(parts, 1));
+      parts.pop_back();
+      dense.push_back(table_grad);
+    }
+    communicator_.sum_dense(dense);
+    for (std::size_t i = 0; i < P; ++i)
+      if (sm[i] > 0 && !params[i].grad().defined()) params[i].mutable_grad() = dense[i];
+    st.value = sm[P + R];
+    for (std::size_t t = 0; t < st.task_losses.size(); ++t) st.task_losses[t] = sm[P + R + 1 + t];
+    if (R == 0) return;
+    torch::Tensor rows;
+    if (rows_in_dense) {
+      st.touched.ids = table_grad.select(1, width).gt(0).nonzero().reshape({-1});
+      rows = table_grad.index_select(0, st.touched.ids).narrow(1, 0, width);
+    } else {
+      rows = torch::cat(parts, 1);
+      communicator_.sum_rows(st.touched.ids, rows, table_rows_);
+    }
+    std::int64_t column = 0;
+    for (std::size_t i = 0; i < R; ++i) {
+      const std::int64_t w = parts[i].size(1);
+      st.row_grads[i] = sm[P + i] > 0 ? rows.narrow(1, column, w).contiguous() : torch::Tensor();
+      column += w;
+    }
   }
 
   void apply(StepState& st) {
@@ -352,15 +485,27 @@ class Trainer::Impl {
     if (wide_) wide_->step();
     if (loss_) loss_->step();
     for (std::size_t i = 0; i < rows_.size(); ++i)
-      if (st.touched.rows[i].grad().defined()) rows_[i].step(st.touched.ids, st.touched.rows[i].grad());
+      if (st.row_grads[i].defined()) rows_[i].step(st.touched.ids, st.row_grads[i]);
   }
 
   // One optimizer step; `epoch` (1-based) and `step_in_epoch` name it in errors.
-  double step(const model::Batch& batch, int epoch, std::int64_t step_in_epoch) {
-    StepState st = forward_loss(batch, epoch - 1);
-    const double value = st.value;
+  double step(const model::Batch& batch, int epoch, std::int64_t step_in_epoch, const std::vector<double>* counts) {
+    StepState st = forward_loss(batch, epoch - 1, counts);
+    const bool one_process = communicator_.world_size() == 1;
+    // Several processes learn the global batch's loss with its gradients (one
+    // exchange), so each stops alike on a non-finite one before applying it.
+    if (one_process) check_finite_loss(st.value, epoch, step_in_epoch);
+    backward(st);
+    synchronize_gradients(st);
+    if (!one_process) check_finite_loss(st.value, epoch, step_in_epoch);
     task_loss_sums_.resize(st.task_losses.size(), 0.0);
     for (std::size_t t = 0; t < st.task_losses.size(); ++t) task_loss_sums_[t] += st.task_losses[t];
+    clip_gradients(st);
+    apply(st);
+    return st.value;
+  }
+
+  void check_finite_loss(double value, int epoch, std::int64_t step_in_epoch) const {
     if (!std::isfinite(value)) {
       char msg[512];
       std::snprintf(msg, sizeof msg,
@@ -370,20 +515,15 @@ class Trainer::Impl {
                     epoch, static_cast<long long>(step_in_epoch), value, tc_.learning_rate);
       throw TrainingError(msg);
     }
-    backward(st);
-    synchronize_gradients(st);
-    clip_gradients(st);
-    apply(st);
-    return value;
   }
 
   // Clips the global norm of the deep part's gradients (dense parameters and touched embedding rows).
-  void clip(model::TouchedRows& touched) {
+  void clip(StepState& st) {
     std::vector<torch::Tensor> grads;
     for (const auto& p : deep_params_)
       if (p.grad().defined()) grads.push_back(p.grad());
     for (std::size_t i = 0; i < rows_.size(); ++i)
-      if (!wide_rows_[i] && touched.rows[i].grad().defined()) grads.push_back(touched.rows[i].mutable_grad());
+      if (!wide_rows_[i] && st.row_grads[i].defined()) grads.push_back(st.row_grads[i]);
     double total = 0;
     for (const auto& g : grads) total += g.pow(2).sum().item<double>();
     total = std::sqrt(total);
@@ -452,10 +592,20 @@ class Trainer::Impl {
     write_archive_atomic(a, path);
   }
 
-  void load_checkpoint(const std::string& path, const std::string& fingerprint, TrainReport& report) {
+  // The checkpoint file's bytes, or "" when there is none.
+  static std::string read_checkpoint_bytes(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return {};
+    std::ostringstream bytes;
+    bytes << in.rdbuf();
+    return bytes.str();
+  }
+
+  void load_checkpoint(const std::string& bytes, const std::string& path, const std::string& fingerprint,
+                       TrainReport& report) {
     try {
       torch::serialize::InputArchive a;
-      a.load_from(path);
+      a.load_from(bytes.data(), bytes.size());
       // LibTorch resizes tensors on load instead of checking shapes, so a
       // checkpoint of another config or data would load "successfully".
       torch::Tensor stored;
@@ -548,6 +698,8 @@ class Trainer::Impl {
   eval::Monitor monitor_;
   int best_epoch_ = 0, since_best_ = 0, epochs_done_ = 0;
   std::int64_t global_step_ = 0;
+  std::int64_t table_rows_ = 0;  // rows of the largest sparse table: the id space of TouchedRows
+  std::int64_t dense_row_exchange_floats_ = TrainOptions{}.dense_row_exchange_floats;
   std::vector<double> task_loss_sums_;  // this epoch's per-task batch losses, summed by step()
   bool stopped_ = false;
 };
@@ -562,13 +714,16 @@ LocalCommunicator& local_communicator() {
 Trainer::Trainer(model::RankingModel& net, const Config& config, Communicator* communicator)
     : impl_(std::make_unique<Impl>(net, config, communicator ? *communicator : local_communicator())) {}
 Trainer::~Trainer() = default;
-StepState Trainer::forward_loss(const model::Batch& batch, int epoch_index) { return impl_->forward_loss(batch, epoch_index); }
+StepState Trainer::forward_loss(const model::Batch& batch, int epoch_index, const std::vector<double>* global_task_counts) {
+  return impl_->forward_loss(batch, epoch_index, global_task_counts);
+}
 void Trainer::backward(StepState& step) { impl_->backward(step); }
 void Trainer::synchronize_gradients(StepState& step) { impl_->synchronize_gradients(step); }
 void Trainer::clip_gradients(StepState& step) { impl_->clip_gradients(step); }
 void Trainer::apply(StepState& step) { impl_->apply(step); }
-double Trainer::step(const model::Batch& batch, int epoch, std::int64_t step_in_epoch) {
-  return impl_->step(batch, epoch, step_in_epoch);
+double Trainer::step(const model::Batch& batch, int epoch, std::int64_t step_in_epoch,
+                     const std::vector<double>* global_task_counts) {
+  return impl_->step(batch, epoch, step_in_epoch, global_task_counts);
 }
 void Trainer::set_learning_rate(double lr) { impl_->set_learning_rate(lr); }
 TrainReport Trainer::run(const data::FeaturizedData& train, const data::FeaturizedData* val, const TrainOptions& options) {

@@ -17,16 +17,22 @@
 namespace mtrank::train {
 
 // Per-task loss over the rows in the task's sample space (mask), averaged over
-// those rows (PLE's delta-masked loss): one loss tensor per task.
+// those rows (PLE's delta-masked loss): one loss tensor per task. A
+// data-parallel rank passes `global_counts`, each task's row count (mask sum)
+// in the whole global batch: its share of the sum is divided by that, so the
+// ranks' losses add up to the global batch's loss.
 std::vector<torch::Tensor> task_losses(const torch::Tensor& logits, const torch::Tensor& labels,
-                                       const torch::Tensor& mask, const std::vector<TaskConfig>& tasks);
+                                       const torch::Tensor& mask, const std::vector<TaskConfig>& tasks,
+                                       const std::vector<double>* global_counts = nullptr);
 // The training loss: sum_k w_k(t) * L_k with PLE's schedule w_k(t) for
 // epoch t (task_weight), or with learned log-variances s_k (uncertainty
 // weighting) sum_k w_k(t) * (exp(-s_k) L_k + s_k). The trainer's step calls
-// exactly this.
+// exactly this. `global_counts` and `ranks`: one rank's share of a
+// data-parallel batch of that many ranks (task_losses).
 torch::Tensor multitask_loss(const torch::Tensor& logits, const torch::Tensor& labels, const torch::Tensor& mask,
                              const std::vector<TaskConfig>& tasks, std::vector<double>* per_task = nullptr,
-                             int epoch_index = 0, const torch::Tensor& log_variances = {});
+                             int epoch_index = 0, const torch::Tensor& log_variances = {},
+                             const std::vector<double>* global_counts = nullptr, int ranks = 1);
 
 // w_k(t) = w_k0 * gamma_k^t for epoch t = 0, 1, ... (PLE).
 double task_weight(const TaskConfig& task, int epoch_index);
@@ -63,13 +69,18 @@ struct TrainOptions {
   // Called after each epoch, after the checkpoint is written; returning false
   // stops training there (the checkpoint then resumes from that epoch).
   std::function<bool(const EpochLog&)> on_epoch_end;
+  // Data-parallel runs: embedding-row gradients travel with the dense ones,
+  // scattered into the whole table, when table rows x (width + 1) is at most
+  // this many floats (one exchange a step); larger tables use a sparse sum.
+  std::int64_t dense_row_exchange_floats = 1 << 18;
 };
 
 class Communicator;
 
 // One optimizer step's state between its phases.
 struct StepState {
-  model::TouchedRows touched;  // embedding rows the batch read, with their gradients after backward
+  model::TouchedRows touched;  // embedding rows the batch read (ids: after synchronization, every rank's)
+  std::vector<torch::Tensor> row_grads;  // per sparse table: touched rows' gradients (backward, then synchronized)
   torch::Tensor loss;          // the multitask loss (multitask_loss)
   double value = 0;            // its value
   std::vector<double> task_losses;  // each task's masked mean loss in the batch (unweighted)
@@ -83,20 +94,28 @@ struct StepState {
 // progress.
 class Trainer {
  public:
-  // `communicator` null: a single process (LocalCommunicator). Both must outlive the trainer.
+  // `communicator` null: a single process (LocalCommunicator). Both must
+  // outlive the trainer. With several processes, rank 0's initial weights are
+  // broadcast to the others here, so every replica starts the same.
   Trainer(model::RankingModel& net, const Config& config, Communicator* communicator = nullptr);
   ~Trainer();
   Trainer(const Trainer&) = delete;
   Trainer& operator=(const Trainer&) = delete;
 
-  // Forward pass and loss of one batch; epoch_index (0-based) sets PLE's weights.
-  StepState forward_loss(const model::Batch& batch, int epoch_index);
+  // Forward pass and loss of one batch; epoch_index (0-based) sets PLE's
+  // weights. In a data-parallel run `batch` is this rank's share of the
+  // global batch and `global_task_counts` that batch's per-task row counts
+  // (multitask_loss); with one process both may be left out.
+  StepState forward_loss(const model::Batch& batch, int epoch_index,
+                         const std::vector<double>* global_task_counts = nullptr);
   void backward(StepState& step);              // clears the gradients, then backpropagates
-  void synchronize_gradients(StepState& step);  // averages gradients over processes (Communicator)
+  void synchronize_gradients(StepState& step);  // sums gradients over processes (Communicator)
   void clip_gradients(StepState& step);        // train.clip_grad_norm over the deep part, if set
   void apply(StepState& step);                 // every optimizer steps
   // All phases; throws TrainingError naming epoch (1-based) and step if the loss is not finite.
-  double step(const model::Batch& batch, int epoch, std::int64_t step_in_epoch);
+  // The returned loss is the global batch's (summed over processes).
+  double step(const model::Batch& batch, int epoch, std::int64_t step_in_epoch,
+              const std::vector<double>* global_task_counts = nullptr);
   void set_learning_rate(double lr);
   TrainReport run(const data::FeaturizedData& train, const data::FeaturizedData* val, const TrainOptions& options);
 

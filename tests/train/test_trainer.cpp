@@ -191,22 +191,6 @@ TEST_F(EndToEnd, SameSeedSameModel) {
 }
 
 namespace {
-// A second process of a two-process run whose partner saw the same batches:
-// the average of two equal gradients is the gradient itself, so training
-// must equal a single process's, while this rank (not the primary) writes no
-// checkpoint.
-struct SecondOfTwoRanks : train::Communicator {
-  int rank() const override { return 1; }
-  int world_size() const override { return 2; }
-  void average_gradients(std::vector<torch::Tensor>& dense, model::TouchedRows& touched) override {
-    ++calls;
-    dense_tensors = dense.size();
-    touched_tables = touched.rows.size();
-  }
-  void sum(std::vector<double>&) override {}
-  int calls = 0;
-  std::size_t dense_tensors = 0, touched_tables = 0;
-};
 std::vector<torch::Tensor> parameters_of(model::RankingModel& net) {
   std::vector<torch::Tensor> out;
   for (const auto& p : net.parameters()) out.push_back(p.detach().clone());
@@ -242,37 +226,6 @@ TEST(Trainer, PhasesOneByOneEqualAStep) {
   int changed = 0;
   for (std::size_t i = 0; i < pa.size(); ++i) changed += !torch::equal(pa[i], initial[i]);
   EXPECT_EQ(changed, static_cast<int>(pa.size()));  // every parameter trained (the table row-wise)
-}
-
-TEST(Trainer, OnlyThePrimaryWritesCheckpointsAndSynchronizationSitsInTheStep) {
-  TempDir dir;
-  Config c;
-  c.model = small_model();
-  c.tasks.resize(2);
-  c.train.epochs = 2;
-  c.train.batch_size = 16;
-  at::set_num_threads(1);
-  RandomBatch rb(64);
-  std::vector<torch::Tensor> weights[2];
-  for (int run = 0; run < 2; ++run) {
-    torch::manual_seed(9);
-    auto net = model::create_model(c.model, small_shape());
-    SecondOfTwoRanks second;
-    train::Trainer t(*net, c, run == 1 ? &second : nullptr);
-    train::TrainOptions o;
-    o.checkpoint_path = dir.file("run" + std::to_string(run) + ".checkpoint");
-    t.run(rb.d, nullptr, o);
-    EXPECT_EQ(std::filesystem::exists(o.checkpoint_path), run == 0) << run;
-    if (run == 1) {
-      EXPECT_EQ(second.calls, 2 * 4);  // every step of 2 epochs of 64 rows in batches of 16
-      EXPECT_GT(second.dense_tensors, 0u);
-      EXPECT_EQ(second.touched_tables, 1u);
-    }
-    weights[run] = parameters_of(*net);
-  }
-  for (std::size_t i = 0; i < weights[0].size(); ++i) EXPECT_TRUE(torch::equal(weights[0][i], weights[1][i])) << i;
-  EXPECT_EQ(train::make_communicator("local")->world_size(), 1);
-  EXPECT_THROW(train::make_communicator("gloo2"), std::invalid_argument);
 }
 
 TEST(Training, DivergenceStopsNamingEpochAndStep) {
