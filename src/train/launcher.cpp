@@ -80,7 +80,10 @@ int launch_local_workers(const LaunchOptions& o) {
 
   std::map<pid_t, int> rank_of;  // running workers
   auto stop_all = [&](int sig) {
-    for (const auto& [pid, rank] : rank_of) ::kill(pid, sig);
+    for (const auto& [pid, rank] : rank_of) {
+      ::kill(pid, sig);
+      ::kill(pid, SIGCONT);  // a stopped worker (one that hangs) acts on SIGTERM only once it runs
+    }
   };
   for (int rank = 0; rank < o.workers; ++rank) {
     std::vector<std::string> env = inherited;

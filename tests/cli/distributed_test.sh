@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Data-parallel training end to end through `mtrank train --nproc-per-node`:
+# two workers write what one process writes (the same metrics up to float
+# rounding), and a worker that dies or hangs ends the run with a non-zero exit
+# and a message naming it, within a bounded time, leaving no model directory.
+set -euo pipefail
+MTRANK=$1
+WORK=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+cd "$WORK"
+fail() { echo "FAIL: $*"; exit 1; }
+
+"$MTRANK" quickstart --dir qs --rows 12000 --threads 1 >/dev/null 2>qs.err || { cat qs.err; fail quickstart; }
+DATA=(--config qs/quickstart.toml --train qs/train.csv --val qs/val.csv --test qs/test.csv)
+
+# Two workers against one process with the same (global) batch.
+"$MTRANK" train "${DATA[@]}" --out one --metrics-out one.json --threads 1 --quiet >/dev/null 2>one.err ||
+  { cat one.err; fail "one process"; }
+"$MTRANK" train "${DATA[@]}" --out two --metrics-out two.json --nproc-per-node 2 --quiet >two.out 2>two.err ||
+  { cat two.err; fail "two workers"; }
+[ "$(grep -c 'model written to two' two.err)" = 1 ] && [ "$(grep -c 'test metrics' two.out)" = 1 ] || { cat two.out two.err; fail "rank 0 alone reports"; }
+[ ! -e two.checkpoint ] || fail "the finished run left its checkpoint"
+for f in config.toml preprocess.json weights.pt meta.json manifest.json; do [ -s "two/$f" ] || fail "missing two/$f"; done
+python3 - <<'PY' || fail "two workers' metrics differ from one process's"
+import json
+a, b = json.load(open("one.json")), json.load(open("two.json"))
+assert a["world_size"] == 1 and b["world_size"] == 2 and b["threads"] == 1, (a["world_size"], b["world_size"], b["threads"])
+assert a["epochs"] == b["epochs"] and a["best_epoch"] == b["best_epoch"], (a["epochs"], b["epochs"])
+for task, m in a["tasks"].items():
+    for k in ("auc", "logloss", "rmse"):
+        if k in m: assert abs(m[k] - b["tasks"][task][k]) < 1e-4, (task, k, m[k], b["tasks"][task][k])
+for x, y in zip(a["history"], b["history"]):
+    assert abs(x["train_loss"] - y["train_loss"]) < 1e-4 * max(1, abs(x["train_loss"])), (x["train_loss"], y["train_loss"])
+PY
+
+# A resume without a checkpoint: every worker stops with the same error, the launcher returns its code.
+set +e
+"$MTRANK" train "${DATA[@]}" --out absent --nproc-per-node 2 --resume --quiet >/dev/null 2>resume.err
+rc=$?
+set -e
+[ "$rc" = 4 ] || { cat resume.err; fail "resume without a checkpoint: exit $rc, expected 4"; }
+grep -q "no checkpoint to resume from" resume.err || { cat resume.err; fail "resume message"; }
+grep -q "worker rank [01] (pid [0-9]*) exited with code 4" resume.err || { cat resume.err; fail "launcher message"; }
+
+# --nproc-per-node inside a worker's environment is refused.
+set +e
+WORLD_SIZE=2 RANK=0 "$MTRANK" train "${DATA[@]}" --out x --nproc-per-node 2 >/dev/null 2>nested.err
+rc=$?
+set -e
+[ "$rc" = 2 ] && grep -q "WORLD_SIZE is already set" nested.err || { cat nested.err; fail "nested launch: exit $rc"; }
+
+# The pid of the worker with RANK=$2 among launcher $1's children.
+worker_pid() {
+  local p
+  for p in $(pgrep -P "$1"); do
+    if tr '\0' '\n' < "/proc/$p/environ" 2>/dev/null | grep -qx "RANK=$2"; then echo "$p"; return; fi
+  done
+}
+# Starts a long run in the background; sets LAUNCHER once both workers train (rank 0 wrote epoch 1's checkpoint).
+start_long_run() {
+  printf 'extends = "quickstart.toml"\n[train]\nepochs = 1000\npatience = 0\n' > qs/long.toml
+  "$MTRANK" train --config qs/long.toml --train qs/train.csv --val qs/val.csv --out "$1" --nproc-per-node 2 \
+    --dist-timeout 4 --quiet >"$1.out" 2>"$1.err" &
+  LAUNCHER=$!
+  for _ in $(seq 1 600); do [ -e "$1.checkpoint" ] && return; sleep 0.1; done
+  cat "$1.err"; fail "the long run did not start"
+}
+
+# A worker killed mid-run: the other stops within seconds, the launcher names the dead one.
+start_long_run killed
+victim=$(worker_pid "$LAUNCHER" 1)
+[ -n "$victim" ] || fail "no worker with RANK=1"
+start=$(date +%s)
+kill -9 "$victim"
+set +e
+wait "$LAUNCHER"
+rc=$?
+set -e
+took=$(( $(date +%s) - start ))
+[ "$rc" != 0 ] || fail "a killed worker gave exit 0"
+grep -q "worker rank 1 (pid $victim) was killed by signal 9" killed.err || { cat killed.err; fail "launcher message"; }
+[ "$took" -le 30 ] || fail "the run took $took s to stop after a worker died"
+[ ! -e killed ] || fail "a model directory was written by a failed run"
+
+# A worker that hangs (stopped): the other gives up at --dist-timeout, naming its own rank.
+start_long_run hung
+victim=$(worker_pid "$LAUNCHER" 1)
+start=$(date +%s)
+kill -STOP "$victim"
+set +e
+wait "$LAUNCHER"
+rc=$?
+set -e
+took=$(( $(date +%s) - start ))
+[ "$rc" != 0 ] || fail "a hung worker gave exit 0"
+grep -q "rank 0 of 2: .* failed" hung.err || { cat hung.err; fail "rank 0's message"; }
+grep -q "worker rank 0 (pid [0-9]*) exited with code 1" hung.err || { cat hung.err; fail "launcher message"; }
+[ "$took" -le 40 ] || fail "the run took $took s to stop with a hung worker (timeout 4 s)"
+[ ! -e hung ] || fail "a model directory was written by a failed run"
+! kill -0 "$victim" 2>/dev/null || fail "the hung worker was left running"
+echo "distributed: all checks passed"
