@@ -220,6 +220,7 @@ json to_metrics_json(const RunRecord& run) {
   for (const auto& e : report.epochs) {
     json h{{"epoch", e.epoch},   {"train_loss", e.train_loss}, {"val_loss", e.val_loss},
            {"seconds", e.seconds}, {"rows_per_s", e.rows_per_s}, {"learning_rate", e.learning_rate}};
+    if (run.world_size > 1) h["sync_seconds"] = e.sync_seconds;  // of `seconds`, exchanging gradients
     if (e.train_task_loss.size() == run.config.tasks.size()) {
       json per_task = json::object();
       for (std::size_t t = 0; t < e.train_task_loss.size(); ++t) per_task[run.config.tasks[t].name] = e.train_task_loss[t];

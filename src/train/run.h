@@ -66,10 +66,10 @@ nlohmann::json to_json(const SplitRecord& split);
 // or TrainingError with a message for the user.
 RunRecord run_training(const RunRequest& request);
 
-// The metrics JSON of a run: model, parameters, threads, seed, epochs,
+// The metrics JSON of a run: model, parameters, threads, world_size, seed, epochs,
 // best_epoch, early_stopped, train_rows, train_seconds, train_rows_per_s,
 // fit_seconds, ingest_rows_per_s, ingest_from_cache, task_names (config
-// order), history (per epoch: epoch, train_loss, val_loss, learning_rate,
+// order), history (per epoch: epoch, train_loss, val_loss, learning_rate, sync_seconds (data-parallel runs),
 // seconds, rows_per_s, train_task_loss per task, and "val" task metrics when
 // there is validation data), splits, tasks (with reliability bins for binary
 // tasks), metrics_split, expert_utilization, expert_names.

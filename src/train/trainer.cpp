@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -254,6 +255,7 @@ class Trainer::Impl {
       double loss_sum = 0, lr = tc_.learning_rate;
       std::int64_t batches = 0;
       task_loss_sums_.assign(config_.tasks.size(), 0.0);
+      sync_seconds_ = 0;
       for (std::int64_t begin = 0; begin < train.rows(); begin += tc_.batch_size) {
         const std::int64_t n = std::min(tc_.batch_size, train.rows() - begin);
         lr = scheduled_lr(tc_, global_step_, epoch - 1);
@@ -285,6 +287,7 @@ class Trainer::Impl {
       for (double sum : task_loss_sums_) log.train_task_loss.push_back(sum / static_cast<double>(std::max<std::int64_t>(batches, 1)));
       log.rows_per_s = static_cast<double>(train.rows()) / std::max(log.seconds, 1e-9);
       log.learning_rate = lr;
+      log.sync_seconds = sync_seconds_;
       char extra[160];
       double monitored = log.train_loss;  // without validation data nothing is monitored: the last epoch is kept
       if (val) {
@@ -422,6 +425,12 @@ class Trainer::Impl {
   // decisions depend only on shapes every rank shares, so the ranks agree.
   void synchronize_gradients(StepState& st) {
     if (communicator_.world_size() == 1) return;
+    const auto started = std::chrono::steady_clock::now();
+    exchange_gradients(st);
+    sync_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  }
+
+  void exchange_gradients(StepState& st) {
     std::vector<torch::Tensor> params;
     for (const auto& p : net_.parameters())
       if (p.requires_grad()) params.push_back(p);
@@ -586,7 +595,7 @@ class Trainer::Impl {
     // metrics, as JSON (doubles round-trip exactly).
     nlohmann::json epochs = nlohmann::json::array();
     for (const auto& e : report.epochs)
-      epochs.push_back({{"train_task_loss", e.train_task_loss}, {"val", eval::to_json(e.val)}});
+      epochs.push_back({{"train_task_loss", e.train_task_loss}, {"val", eval::to_json(e.val)}, {"sync_seconds", e.sync_seconds}});
     a.write("history_details", bytes_tensor(epochs.dump()), true);
     a.write("threads", torch::tensor({static_cast<std::int64_t>(report.threads_at_start)}), true);
     write_archive_atomic(a, path);
@@ -673,6 +682,7 @@ class Trainer::Impl {
           for (std::size_t i = 0; i < epochs.size(); ++i) {
             report.epochs[i].train_task_loss = epochs[i].at("train_task_loss").get<std::vector<double>>();
             report.epochs[i].val = eval::task_metrics_from_json(epochs[i].at("val"));
+            report.epochs[i].sync_seconds = epochs[i].value("sync_seconds", 0.0);
           }
         } catch (const std::exception& e) {
           throw ModelError(path + ": corrupt checkpoint: epoch history: " + e.what());
@@ -701,6 +711,7 @@ class Trainer::Impl {
   std::int64_t table_rows_ = 0;  // rows of the largest sparse table: the id space of TouchedRows
   std::int64_t dense_row_exchange_floats_ = TrainOptions{}.dense_row_exchange_floats;
   std::vector<double> task_loss_sums_;  // this epoch's per-task batch losses, summed by step()
+  double sync_seconds_ = 0;             // this epoch's time in synchronize_gradients
   bool stopped_ = false;
 };
 

@@ -40,6 +40,7 @@ double task_weight(const TaskConfig& task, int epoch_index);
 struct EpochLog {
   int epoch = 0;
   double train_loss = 0, val_loss = 0, seconds = 0, rows_per_s = 0, learning_rate = 0;
+  double sync_seconds = 0;  // a data-parallel run: time spent exchanging gradients with the other ranks
   std::vector<double> train_task_loss;  // per task: its masked mean loss, averaged over the epoch's batches
   std::vector<eval::TaskMetrics> val;
 };
