@@ -111,9 +111,6 @@ void print_next_item_table(const train::NextItemRecord& split) {
 }
 
 int run_train_sequential(const TrainOptions& o, Config config) {
-  if (o.nproc_per_node > 1 || train::DistributedEnv::from_environment().distributed())
-    throw ConfigError("data-parallel training (--nproc-per-node, WORLD_SIZE > 1) is not available for [sequential] "
-                      "models yet; train them in one process (--threads)");
   if (!o.warm_start.empty())
     throw ConfigError("--warm-start is not available for [sequential] models yet; train from scratch, or --resume an "
                       "interrupted run");
@@ -122,7 +119,9 @@ int run_train_sequential(const TrainOptions& o, Config config) {
   request.out = o.out;
   request.show_progress = !o.quiet;
   request.resume = o.resume;
+  request.distributed_timeout = std::chrono::seconds(o.dist_timeout);
   const train::SequentialRunRecord run = train::run_sequential_training(request);
+  if (!run.primary) return 0;  // a data-parallel worker other than rank 0: rank 0 reports and writes
   if (o.tables)
     for (const train::NextItemRecord& split : run.splits) print_next_item_table(split);
   if (!o.metrics_out.empty()) write_json_atomic(o.metrics_out, train::to_metrics_json(run));
@@ -158,17 +157,17 @@ int run_train(const TrainOptions& o) {
   // Every output is checked before any work: a bad --metrics-out used to
   // fail only after training (the model directory is checked by the run).
   check_output_file(o.metrics_out, "--metrics-out");
-  if (config.sequential.enabled) return run_train_sequential(o, std::move(config));
   if (o.nproc_per_node > 1) {
     if (train::DistributedEnv::from_environment().distributed())
       throw ConfigError("--nproc-per-node starts the workers itself, and WORLD_SIZE is already set (this process is "
                         "a worker of torchrun or a scheduler): drop one of them");
-    check_score_formula(config);
+    if (!config.sequential.enabled) check_score_formula(config);
     train::LaunchOptions launch;
     launch.workers = o.nproc_per_node;
     launch.arguments = o.worker_arguments;
     return train::launch_local_workers(launch);
   }
+  if (config.sequential.enabled) return run_train_sequential(o, std::move(config));
   check_score_formula(config);
   train::RunRequest request;
   request.config = std::move(config);

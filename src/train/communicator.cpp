@@ -1,6 +1,8 @@
 #include "train/communicator.h"
 
+#include <algorithm>
 #include <cstdlib>
+#include <thread>
 #include <stdexcept>
 
 #include "common/error.h"
@@ -43,6 +45,11 @@ DistributedEnv DistributedEnv::from_environment() {
     env.agent_store = std::string(agent) == "True" || std::string(agent) == "true" || std::string(agent) == "1";
   if (const char* ifname = env_or_null("GLOO_SOCKET_IFNAME")) env.socket_ifname = ifname;
   return env;
+}
+
+int DistributedEnv::threads_per_worker(int configured) const {
+  if (configured > 0 || local_world_size <= 1) return configured;
+  return std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / local_world_size);
 }
 
 const std::map<std::string, CommunicatorFactory>& communicator_registry() {

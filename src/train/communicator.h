@@ -39,6 +39,9 @@ struct DistributedEnv {
   // ConfigError naming the variable when one is malformed or inconsistent.
   static DistributedEnv from_environment();
   bool distributed() const { return world_size > 1; }
+  // Threads this worker trains with: `configured` if set (> 0), else this
+  // machine's cores shared among its LOCAL_WORLD_SIZE workers.
+  int threads_per_worker(int configured) const;
 };
 
 class Communicator {

@@ -6,7 +6,6 @@
 #include <ctime>
 #include <filesystem>
 #include <optional>
-#include <thread>
 
 #include "common/error.h"
 #include "common/progress.h"
@@ -108,11 +107,7 @@ RunRecord run_training(const RunRequest& request) {
   run.world_size = env.world_size;
   run.primary = communicator->is_primary();
   const bool progress = request.show_progress && run.primary;  // rank 0 alone reports
-  // Threads per worker: all cores shared among this machine's workers unless set.
-  int threads = static_cast<int>(config.train.threads);
-  if (threads <= 0 && env.local_world_size > 1)
-    threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / env.local_world_size);
-  run.threads = configure_threads(threads);
+  run.threads = configure_threads(env.threads_per_worker(static_cast<int>(config.train.threads)));
   torch::manual_seed(config.train.seed);
 
   Progress fit_timer("fit preprocessing", 0, "rows", false);

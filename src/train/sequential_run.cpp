@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <limits>
 #include <memory>
 #include <set>
@@ -25,6 +27,7 @@
 #include "model/sequential_dir.h"
 #include "train/checkpoint_io.h"
 #include "train/candidate_sampler.h"
+#include "train/communicator.h"
 
 namespace mtrank::train {
 namespace {
@@ -119,14 +122,14 @@ void save_checkpoint(const std::string& path, const std::string& fingerprint, mo
 
 // Throws ModelError for a missing, foreign or corrupt checkpoint. `samples`,
 // `steps_per_epoch` and `total`: the run's, which the loop state must fit.
-void load_checkpoint(const std::string& path, const std::string& fingerprint, model::SequentialRecommenderImpl& net,
-                     torch::optim::AdamW& optimizer, SequentialRunRecord& run, LoopState& state, std::int64_t samples,
-                     std::int64_t steps_per_epoch, std::int64_t total) {
-  if (!std::filesystem::exists(path))
-    throw ModelError(path + ": no checkpoint to resume from (train without --resume first)");
+// `bytes`: the file's contents (rank 0 reads it and sends it to the others).
+void load_checkpoint(const std::string& bytes, const std::string& path, const std::string& fingerprint,
+                     model::SequentialRecommenderImpl& net, torch::optim::AdamW& optimizer, SequentialRunRecord& run,
+                     LoopState& state, std::int64_t samples, std::int64_t steps_per_epoch, std::int64_t total) {
+  if (bytes.empty()) throw ModelError(path + ": no checkpoint to resume from (train without --resume first)");
   try {
     torch::serialize::InputArchive a, model, adam, best;
-    a.load_from(path);
+    a.load_from(bytes.data(), bytes.size());
     // LibTorch resizes tensors on load instead of checking shapes, so a
     // checkpoint of another config or data would load "successfully".
     torch::Tensor stored, counters, figures, rng, history;
@@ -252,19 +255,21 @@ NextItemCases test_cases(const data::LeaveOneOut& split) {
   return c;
 }
 
-NextItemRecord evaluate_next_item(model::SequentialRecommenderImpl& net, const NextItemCases& cases, int max_len,
-                                  bool exclude_history, std::int64_t batch_size, const std::string& name,
-                                  const std::string& path) {
+namespace {
+// The target's rank at every width for cases [first, last).
+std::vector<std::vector<std::int64_t>> next_item_ranks(model::SequentialRecommenderImpl& net, const NextItemCases& cases,
+                                                       std::int64_t first, std::int64_t last, int max_len,
+                                                       bool exclude_history, std::int64_t batch_size,
+                                                       const std::string& name, const std::string& path) {
   const std::vector<std::int64_t>& widths = net.options().widths;
-  const std::int64_t n = static_cast<std::int64_t>(cases.targets.size());
   std::vector<std::vector<std::int64_t>> ranks(widths.size());
   const bool was_training = net.is_training();
   net.eval();
   torch::NoGradGuard no_grad;
   const torch::Tensor table = net.item_table();
   std::vector<std::int32_t> window_block;
-  for (std::int64_t begin = 0; begin < n; begin += batch_size) {
-    const std::int64_t end = std::min(n, begin + batch_size);
+  for (std::int64_t begin = first; begin < last; begin += batch_size) {
+    const std::int64_t end = std::min(last, begin + batch_size);
     window_block.clear();
     for (std::int64_t i = begin; i < end; ++i) {
       const std::vector<std::int32_t> w = data::input_window(cases.inputs[static_cast<std::size_t>(i)], max_len);
@@ -290,6 +295,44 @@ NextItemRecord evaluate_next_item(model::SequentialRecommenderImpl& net, const N
     }
   }
   if (was_training) net.train();
+  return ranks;
+}
+}  // namespace
+
+NextItemRecord evaluate_next_item(model::SequentialRecommenderImpl& net, const NextItemCases& cases, int max_len,
+                                  bool exclude_history, std::int64_t batch_size, const std::string& name,
+                                  const std::string& path, Communicator* communicator) {
+  const std::vector<std::int64_t>& widths = net.options().widths;
+  const std::int64_t n = static_cast<std::int64_t>(cases.targets.size());
+  std::vector<std::vector<std::int64_t>> ranks;
+  const int world = communicator ? communicator->world_size() : 1;
+  if (world == 1) {
+    ranks = next_item_ranks(net, cases, 0, n, max_len, exclude_history, batch_size, name, path);
+  } else {
+    // Each process ranks a slice of the users; the ranks are gathered (as
+    // floats: exact below 2^24 items) and every process computes the metrics
+    // of all users from them, exactly as one process would.
+    if (net.options().num_items >= (1 << 24))
+      throw ConfigError("data-parallel evaluation gathers ranks as floats, exact below 16,777,216 items; this "
+                        "catalog has " + std::to_string(net.options().num_items));
+    const std::int64_t slice = (n + world - 1) / world;
+    const auto bounds = [&](int r) {
+      const std::int64_t b = std::min(n, slice * r);
+      return std::make_pair(b, std::min(n, b + slice));
+    };
+    const auto [first, last] = bounds(communicator->rank());
+    const auto mine = next_item_ranks(net, cases, first, last, max_len, exclude_history, batch_size, name, path);
+    std::vector<float> local;
+    for (const auto& w : mine) local.insert(local.end(), w.begin(), w.end());
+    const std::vector<float> all = communicator->gather_all(local);
+    ranks.assign(widths.size(), {});
+    std::size_t at = 0;
+    for (int r = 0; r < world; ++r) {
+      const auto [b, e] = bounds(r);
+      for (std::size_t k = 0; k < widths.size(); ++k)
+        for (std::int64_t i = b; i < e; ++i) ranks[k].push_back(static_cast<std::int64_t>(all[at++]));
+    }
+  }
   NextItemRecord record;
   record.name = name;
   record.path = path;
@@ -366,7 +409,6 @@ SequentialRunRecord run_sequential_training(const SequentialRunRequest& request)
   const Config& config = run.config;
   const SequentialConfig& sc = config.sequential;
   const TrainConfig& tc = config.train;
-  const bool progress = request.show_progress;
   if (!sc.enabled) throw ConfigError(config.source + ": no [sequential] section");
   if (config.data.train.empty())
     throw ConfigError(config.source + ": no training log: set data.train or pass --train FILE");
@@ -383,7 +425,15 @@ SequentialRunRecord run_sequential_training(const SequentialRunRequest& request)
   if (!sc.item_ids && !columns && config.data.item_vectors.empty())
     throw ConfigError("sequential.item_ids = false and no item features or vectors: items have no representation");
   model::check_model_output_dir(request.out);  // before any work
-  run.threads = configure_threads(static_cast<int>(tc.threads));
+  // A worker of a data-parallel run joins the others now (docs/distributed.md).
+  DistributedEnv env = DistributedEnv::from_environment();
+  env.timeout = request.distributed_timeout;
+  const std::unique_ptr<Communicator> communicator = make_communicator(env);
+  const int world = env.world_size, rank = env.rank;
+  run.world_size = world;
+  run.primary = communicator->is_primary();
+  const bool progress = request.show_progress && run.primary;  // rank 0 alone reports
+  run.threads = configure_threads(env.threads_per_worker(static_cast<int>(tc.threads)));
   torch::manual_seed(tc.seed);
 
   Progress read_timer("read", 0, "events", false);
@@ -451,6 +501,10 @@ SequentialRunRecord run_sequential_training(const SequentialRunRequest& request)
   auto net = model::create_sequential_model(sc, run.items, sizes);
   net->set_item_features(bags.offsets, bags.ids, bags.weights, vectors.values);
   for (const auto& p : net->parameters()) run.parameters += p.numel();
+  if (world > 1) {
+    std::vector<torch::Tensor> params = net->parameters();
+    communicator->broadcast(params);  // every replica starts from rank 0's weights
+  }
   auto optimizer = make_optimizer(*net, tc);
   const torch::Tensor inputs = windows_tensor(windows.inputs, windows.samples(), max_len);
   const torch::Tensor labels = windows_tensor(windows.labels, windows.samples(), max_len);
@@ -472,7 +526,6 @@ SequentialRunRecord run_sequential_training(const SequentialRunRequest& request)
   std::unique_ptr<CandidateSampler> sampler;
   if (sc.softmax == "sampled") sampler = std::make_unique<CandidateSampler>(labels, run.items, sc.negatives);
   const std::string& monitor = tc.monitor;
-  // What a checkpoint belongs to: the config (threads aside) and the training windows.
   // What a checkpoint belongs to: the config (threads aside), the training
   // windows and their labels, the validation and test targets, the item
   // vocabulary and the item side information (the model's buffers).
@@ -499,8 +552,24 @@ SequentialRunRecord run_sequential_training(const SequentialRunRequest& request)
   }();
   const std::string checkpoint = request.out + ".checkpoint";
   LoopState state;
+  // With several processes each draws its own dropout masks and negatives, as
+  // the rows of one batch would. Rank 0 keeps one process's stream (its
+  // state is in the checkpoint; it draws the shuffles); the others reseed at
+  // every checkpoint, so a resumed run draws what the uninterrupted one did.
+  const auto reseed_rank_stream = [&] {
+    if (rank > 0)
+      torch::manual_seed(tc.seed * 1000003ULL + static_cast<std::uint64_t>(rank) * 7919ULL +
+                         static_cast<std::uint64_t>(run.steps));
+  };
   if (request.resume) {
-    load_checkpoint(checkpoint, fingerprint, *net, *optimizer, run, state, windows.samples(), steps_per_epoch, total);
+    std::string bytes;  // rank 0 reads the checkpoint and sends it to the others
+    if (run.primary) {
+      std::ifstream in(checkpoint, std::ios::binary);
+      if (in) bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    }
+    communicator->broadcast(bytes);
+    load_checkpoint(bytes, checkpoint, fingerprint, *net, *optimizer, run, state, windows.samples(), steps_per_epoch,
+                    total);
     if (progress)
       std::fprintf(stderr, "resumed from %s at step %lld\n", checkpoint.c_str(), static_cast<long long>(run.steps));
   }
@@ -512,30 +581,75 @@ SequentialRunRecord run_sequential_training(const SequentialRunRequest& request)
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
   };
   std::string last_val;
+  reseed_rank_stream();
   net->train();
   for (; !state.stop && run.steps < total; ++state.epoch, state.next_batch = 0) {
-    if (state.next_batch == 0) state.order = torch::randperm(windows.samples(), torch::kInt64);
+    if (state.next_batch == 0) {
+      if (run.primary) state.order = torch::randperm(windows.samples(), torch::kInt64);
+      else state.order = torch::zeros({windows.samples()}, torch::kInt64);
+      if (world > 1) {
+        std::vector<torch::Tensor> order{state.order};
+        communicator->broadcast(order);  // every rank takes its share of the same global batches
+      }
+    }
     for (std::int64_t& b = state.next_batch; b < steps_per_epoch && run.steps < total;) {
-      const torch::Tensor idx = state.order.slice(0, b * batch, std::min(windows.samples(), (b + 1) * batch));
+      const torch::Tensor global_idx = state.order.slice(0, b * batch, std::min(windows.samples(), (b + 1) * batch));
       const double lr = learning_rate_at(tc, run.steps, total);
       for (auto& group : optimizer->param_groups())
         static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+      // Several processes: a strided share of the global batch, its loss
+      // weighted by the share's labelled positions over the global batch's,
+      // so the processes' losses (and gradients) add up to the global batch's.
+      const torch::Tensor idx = world > 1 ? global_idx.slice(0, rank, global_idx.size(0), world) : global_idx;
       const torch::Tensor batch_labels = labels.index_select(0, idx);
       torch::Tensor loss;
-      if (sampler) {
-        const auto [candidates, shift] = sampler->draw(batch_labels);
-        state.candidate_sum += static_cast<double>(candidates.numel());
-        loss = net->loss(inputs.index_select(0, idx), batch_labels, candidates, shift);
-      } else {
-        loss = net->loss(inputs.index_select(0, idx), batch_labels);
+      double value = 0;
+      optimizer->zero_grad();
+      if (idx.size(0) > 0) {
+        if (sampler) {
+          const auto [candidates, shift] = sampler->draw(batch_labels);
+          state.candidate_sum += static_cast<double>(candidates.numel());
+          loss = net->loss(inputs.index_select(0, idx), batch_labels, candidates, shift);
+        } else {
+          loss = net->loss(inputs.index_select(0, idx), batch_labels);
+        }
+        if (world > 1) {
+          const double mine = batch_labels.ne(0).sum().item<double>();
+          const double all = labels.index_select(0, global_idx).ne(0).sum().item<double>();
+          loss = loss * (mine / std::max(all, 1.0));
+        }
+        value = loss.item<double>();
       }
-      const double value = loss.item<double>();
-      if (!std::isfinite(value))
+      if (world == 1 && !std::isfinite(value))
         throw TrainingError("the training loss is " + std::to_string(value) + " at step " + std::to_string(run.steps + 1) +
                             " (epoch " + std::to_string(state.epoch) +
                             "); lower train.learning_rate or set train.clip_grad_norm");
-      optimizer->zero_grad();
-      loss.backward();
+      if (loss.defined()) loss.backward();
+      if (world > 1) {
+        // Gradients summed over the processes in one message, with the loss
+        // and one flag per parameter: a gradient any process has, all apply
+        // (a process whose share of a small last batch is empty has none).
+        std::vector<torch::Tensor> params, grads;
+        for (auto& p : net->parameters())
+          if (p.requires_grad()) params.push_back(p);
+        torch::Tensor small = torch::zeros({static_cast<std::int64_t>(params.size()) + 1}, torch::kFloat32);
+        float* sm = small.data_ptr<float>();
+        for (std::size_t i = 0; i < params.size(); ++i) {
+          const bool has = params[i].grad().defined();
+          sm[i] = has ? 1.0f : 0.0f;
+          grads.push_back(has ? params[i].mutable_grad() : torch::zeros_like(params[i]));
+        }
+        sm[params.size()] = static_cast<float>(value);
+        grads.push_back(small);
+        communicator->sum_dense(grads);
+        for (std::size_t i = 0; i < params.size(); ++i)
+          if (sm[i] > 0 && !params[i].grad().defined()) params[i].mutable_grad() = grads[i];
+        value = sm[params.size()];
+        if (!std::isfinite(value))
+          throw TrainingError("the training loss is " + std::to_string(value) + " at step " +
+                              std::to_string(run.steps + 1) + " (epoch " + std::to_string(state.epoch) +
+                              "); lower train.learning_rate or set train.clip_grad_norm");
+      }
       if (tc.clip_grad_norm > 0) torch::nn::utils::clip_grad_norm_(net->parameters(), tc.clip_grad_norm);
       optimizer->step();
       ++run.steps;
@@ -549,7 +663,7 @@ SequentialRunRecord run_sequential_training(const SequentialRunRequest& request)
         run.train_seconds += seconds_since(clock);
         const auto val_clock = std::chrono::steady_clock::now();
         const NextItemRecord v = evaluate_next_item(*net, val_cases, max_len, sc.exclude == "history",
-                                                    tc.eval_batch_size, "val", config.data.train);
+                                                    tc.eval_batch_size, "val", config.data.train, communicator.get());
         run.validation_seconds += seconds_since(val_clock);
         ValidationPoint point;
         point.step = run.steps;
@@ -577,8 +691,11 @@ SequentialRunRecord run_sequential_training(const SequentialRunRequest& request)
         last_val = buf;
         if (progress && !isatty(STDERR_FILENO)) std::fprintf(stderr, "step %lld: %s\n", static_cast<long long>(run.steps), buf);
         run.history.push_back(std::move(point));
-        save_checkpoint(checkpoint, fingerprint, *net, *optimizer, run, state);
-        if (request.after_checkpoint) request.after_checkpoint(run.history.back());
+        if (run.primary) {
+          save_checkpoint(checkpoint, fingerprint, *net, *optimizer, run, state);
+          if (request.after_checkpoint) request.after_checkpoint(run.history.back());
+        }
+        reseed_rank_stream();
         clock = std::chrono::steady_clock::now();
         if (state.stop) break;
       }
@@ -599,9 +716,10 @@ SequentialRunRecord run_sequential_training(const SequentialRunRequest& request)
     run.parameters_by_width.push_back(n);
   }
   run.splits.push_back(evaluate_next_item(*net, val_cases, max_len, sc.exclude == "history", tc.eval_batch_size, "val",
-                                          config.data.train));
+                                          config.data.train, communicator.get()));
   run.splits.push_back(evaluate_next_item(*net, test_cases(split), max_len, sc.exclude == "history", tc.eval_batch_size,
-                                          "test", config.data.train));
+                                          "test", config.data.train, communicator.get()));
+  if (!run.primary) return run;  // rank 0 writes the model
   // The whole run record, as for ranking models: `mtrank report M` reads it.
   nlohmann::json meta{{"widths", sc.widths}, {"block", sc.block}, {"items", run.items}, {"training", to_metrics_json(run)}};
   {
@@ -679,6 +797,7 @@ nlohmann::json to_metrics_json(const SequentialRunRecord& r) {
              return by_width;
            }()},
           {"threads", r.threads},
+          {"world_size", r.world_size},
           {"seed", r.config.train.seed},
           {"users", r.users},
           {"items", r.items},

@@ -5,6 +5,7 @@
 // split, training windows, AdamW, validation every N steps with early
 // stopping on a ranking metric at full width, then every width's metrics on
 // validation and test. `mtrank train` calls it for a [sequential] config.
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -21,6 +22,8 @@ class SequentialRecommenderImpl;
 }
 
 namespace mtrank::train {
+
+class Communicator;
 
 // NDCG@5/10/20, Recall@5/10/20 and MRR: what every next-item evaluation reports.
 const std::vector<std::string>& next_item_metric_names();
@@ -58,9 +61,11 @@ struct NextItemRecord {
 // items left out unless `exclude_history` is false (padding always is), and
 // computes the metrics through the metric registry. Batches of batch_size
 // users; eval mode, no gradients.
+// With a communicator of several processes, each ranks a slice of the users
+// and all get the metrics of every user.
 NextItemRecord evaluate_next_item(model::SequentialRecommenderImpl& net, const NextItemCases& cases, int max_len,
                                   bool exclude_history, std::int64_t batch_size, const std::string& name,
-                                  const std::string& path);
+                                  const std::string& path, Communicator* communicator = nullptr);
 nlohmann::json to_json(const NextItemRecord& record);  // {"users": n, "widths": {"8": {"ndcg@10": ..}, ..}}
 
 // Evaluates a trained model on a log (the test split of its leave-one-out,
@@ -93,6 +98,9 @@ struct SequentialRunRequest {
   bool resume = false;
   // Called after each checkpoint is written (tests interrupt a run from it).
   std::function<void(const ValidationPoint&)> after_checkpoint;
+  // A data-parallel run (WORLD_SIZE > 1 in the environment): how long a
+  // collective may wait for the other workers before the run fails.
+  std::chrono::seconds distributed_timeout{300};
 };
 
 struct ValidationPoint {
@@ -115,7 +123,9 @@ struct SequentialRunRecord {
   Config config;
   ItemFeatureSummary item_features;
   std::int64_t parameters = 0, users = 0, items = 0, events = 0, train_samples = 0, users_train_only = 0;
-  int threads = 0;
+  int threads = 0;      // per process
+  int world_size = 1;   // processes of a data-parallel run
+  bool primary = true;  // rank 0: it alone writes the checkpoint and the model (the others return after the evaluation)
   double read_seconds = 0, train_seconds = 0, validation_seconds = 0;
   std::int64_t steps = 0, best_step = 0;
   std::vector<std::int64_t> parameters_by_width;  // the exported width-s model's, per width
