@@ -111,6 +111,9 @@ void print_next_item_table(const train::NextItemRecord& split) {
 }
 
 int run_train_sequential(const TrainOptions& o, Config config) {
+  if (o.stream)
+    throw ConfigError("--stream streams a ranking model's featurized rows; a [sequential] model holds its interaction "
+                      "histories in memory (4 bytes an event)");
   if (!o.warm_start.empty())
     throw ConfigError("--warm-start is not available for [sequential] models yet; train from scratch, or --resume an "
                       "interrupted run");
@@ -174,6 +177,7 @@ int run_train(const TrainOptions& o) {
   request.out = o.out;
   request.resume = o.resume;
   request.warm_start = o.warm_start;
+  request.stream = o.stream;
   request.show_progress = !o.quiet;
   request.distributed_timeout = std::chrono::seconds(o.dist_timeout);
   const train::RunRecord run = train::run_training(request);

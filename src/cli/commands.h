@@ -19,6 +19,7 @@ struct TrainOptions {
   bool resume = false;        // continue from MODEL_DIR's checkpoint
   std::string warm_start;     // initialize from this model directory
   bool what_next = true;      // end with the "what next" commands (report, eval, serve)
+  bool stream = false;        // stream the training rows from disk (out of core) whatever their size
   int nproc_per_node = 1;     // > 1: launch that many local workers of one data-parallel run
   int dist_timeout = 300;     // seconds a data-parallel collective may wait for the other workers
   std::vector<std::string> worker_arguments;  // the command line without --nproc-per-node, for the workers

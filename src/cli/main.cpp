@@ -156,6 +156,10 @@ int main(int argc, char** argv) {
   train->add_flag("--resume", tr.resume,
                   "Continue an interrupted run from MODEL_DIR.checkpoint (written after every epoch; for a "
                   "[sequential] model after every validation) to the same result as an uninterrupted run");
+  train->add_flag("--stream", tr.stream,
+                  "Stream the training rows from featurized blocks on disk, so memory holds a shuffle buffer "
+                  "(data.shuffle_buffer_rows), not the data. Without it, training streams only when the featurized "
+                  "rows would pass data.memory_budget_mb (default: half this machine's or cgroup's memory)");
   train->add_option("--nproc-per-node", tr.nproc_per_node,
                     "Data-parallel training: start N worker processes on this machine (torchrun's environment; the "
                     "batch is split among them, the model is the one a single process trains). On several machines "

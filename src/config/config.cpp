@@ -646,6 +646,9 @@ Config parse_table(const toml::table& root_table, const std::string& source_name
                                       {{"error", BadRowPolicy::kError}, {"skip", BadRowPolicy::kSkip}});
     d.max_bad_rows = t.integer("max_bad_rows", d.max_bad_rows, 0);
     d.cache_dir = t.string("cache_dir", "");
+    d.memory_budget_mb = t.integer("memory_budget_mb", d.memory_budget_mb, 0, std::int64_t{1} << 40);
+    d.shuffle_buffer_rows = t.integer("shuffle_buffer_rows", d.shuffle_buffer_rows, 1, std::int64_t{1} << 40);
+    d.block_rows = t.integer("block_rows", d.block_rows, 1, std::int64_t{1} << 30);
     d.group_column = t.string("group_column", "");
     d.weight_column = t.string("weight_column", "");
     d.hash_seed = static_cast<std::uint64_t>(t.integer("hash_seed", static_cast<std::int64_t>(d.hash_seed), 0));
@@ -836,6 +839,9 @@ std::string to_toml(const Config& c) {
                    {"on_bad_row", d.on_bad_row == BadRowPolicy::kSkip ? "skip" : "error"},
                    {"max_bad_rows", d.max_bad_rows},
                    {"cache_dir", d.cache_dir},
+                   {"memory_budget_mb", d.memory_budget_mb},
+                   {"shuffle_buffer_rows", d.shuffle_buffer_rows},
+                   {"block_rows", d.block_rows},
                    {"group_column", d.group_column},
                    {"weight_column", d.weight_column},
                    {"hash_seed", static_cast<std::int64_t>(d.hash_seed)},

@@ -77,6 +77,12 @@ struct DataConfig {
   BadRowPolicy on_bad_row = BadRowPolicy::kError;
   std::int64_t max_bad_rows = 1000;
   std::string cache_dir;  // "" = no binary cache
+  // Training data larger than this, featurized, is streamed from disk in
+  // blocks instead of held in memory (0 = half the memory this process may
+  // use: the machine's, or its cgroup's limit). `train --stream` always streams.
+  std::int64_t memory_budget_mb = 0;
+  std::int64_t shuffle_buffer_rows = 1 << 20;  // streamed: rows shuffled together in memory
+  std::int64_t block_rows = 1 << 16;           // streamed: rows per block on disk
   std::string group_column;  // optional: rows with the same value form a group (user) for GAUC
   // Optional: a per-row weight (>= 0) multiplying the row's loss in every task,
   // e.g. inverse propensities (IPS). Each task's loss is then the weighted mean.

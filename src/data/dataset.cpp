@@ -17,6 +17,7 @@
 #include "common/progress.h"
 #include "data/hash.h"
 #include "data/preprocessor.h"
+#include "data/block_store.h"
 #include "data/record_reader.h"
 
 namespace mtrank::data {
@@ -60,6 +61,48 @@ FeaturizedData FeaturizedData::slice(std::int64_t begin, std::int64_t end) const
   if (!groups.empty()) out.groups.assign(groups.begin() + begin, groups.begin() + end);
   out.rows_ = end - begin;
   return out;
+}
+
+FeaturizedData FeaturizedData::select(const std::int64_t* rows, std::int64_t n) const {
+  FeaturizedData out(num_categorical_, num_bags_, num_dense_, num_tasks_);
+  out.reserve(n);
+  for (std::int64_t i = 0; i < n; ++i) {
+    const std::int64_t r = rows[i];
+    auto copy = [&](const auto& src, auto& dst, int width) {
+      dst.insert(dst.end(), src.begin() + r * width, src.begin() + (r + 1) * width);
+    };
+    copy(categorical, out.categorical, num_categorical_);
+    copy(dense, out.dense, num_dense_);
+    copy(labels, out.labels, num_tasks_);
+    copy(mask, out.mask, num_tasks_);
+    for (int f = 0; f < num_bags_; ++f) {
+      const std::int64_t b = bag_offsets[r * num_bags_ + f], e = bag_offsets[r * num_bags_ + f + 1];
+      out.bag_ids.insert(out.bag_ids.end(), bag_ids.begin() + b, bag_ids.begin() + e);
+      out.bag_weights.insert(out.bag_weights.end(), bag_weights.begin() + b, bag_weights.begin() + e);
+      out.bag_offsets.push_back(static_cast<std::int64_t>(out.bag_ids.size()));
+    }
+    if (!groups.empty()) out.groups.push_back(groups[static_cast<std::size_t>(r)]);
+  }
+  out.rows_ = n;
+  return out;
+}
+
+void FeaturizedData::append(const FeaturizedData& o) {
+  const std::int64_t base = bag_offsets.back();
+  categorical.insert(categorical.end(), o.categorical.begin(), o.categorical.end());
+  dense.insert(dense.end(), o.dense.begin(), o.dense.end());
+  labels.insert(labels.end(), o.labels.begin(), o.labels.end());
+  mask.insert(mask.end(), o.mask.begin(), o.mask.end());
+  for (std::size_t i = 1; i < o.bag_offsets.size(); ++i) bag_offsets.push_back(base + o.bag_offsets[i]);
+  bag_ids.insert(bag_ids.end(), o.bag_ids.begin(), o.bag_ids.end());
+  bag_weights.insert(bag_weights.end(), o.bag_weights.begin(), o.bag_weights.end());
+  groups.insert(groups.end(), o.groups.begin(), o.groups.end());
+  rows_ += o.rows_;
+}
+
+std::uint64_t FeaturizedData::bytes() const {
+  return 8 * (categorical.size() + bag_offsets.size() + bag_ids.size() + groups.size()) +
+         4 * (dense.size() + labels.size() + mask.size() + bag_weights.size());
 }
 
 // ---------------------------------------------------------------- binary cache
@@ -197,14 +240,19 @@ FeaturizedData FeaturizedData::load(const std::string& path, std::int64_t embedd
 
 // ---------------------------------------------------------------- ingestion
 
-FeaturizedData featurize_file(const Preprocessor& pre, const std::string& path, bool require_labels,
-                              IngestStats* stats, bool show_progress, bool allow_skip) {
+namespace {
+// The one featurizing loop (featurize_file, featurize_file_spilling).
+FeaturizedData featurize_pass(const Preprocessor& pre, const std::string& path, bool require_labels,
+                              IngestStats* stats, bool show_progress, bool allow_skip, std::uint64_t spill_bytes,
+                              std::int64_t block_rows, const std::function<void(FeaturizedData&)>* spill) {
   const DataConfig& dc = pre.config().data;
   RecordReader reader(path, ReaderOptions{dc.delimiter});
   const ColumnBinding binding = pre.bind(reader.header(), path, require_labels);
   FeaturizedData out(pre.num_categorical(), pre.num_bags(), pre.num_dense(), pre.num_tasks());
   // Rough row-count guess from file size keeps reallocation low on big files.
-  out.reserve(static_cast<std::int64_t>(std::min<std::uint64_t>(reader.file_size() / 64, 1u << 24)));
+  if (!spill) out.reserve(static_cast<std::int64_t>(std::min<std::uint64_t>(reader.file_size() / 64, 1u << 24)));
+  std::int64_t rows = 0;
+  bool spilling = spill && spill_bytes == 0;  // once over spill_bytes, every block_rows rows go to `spill`
   Progress progress("featurize " + std::filesystem::path(path).filename().string(), reader.file_size(), "B",
                     show_progress);
   std::vector<std::string_view> fields;
@@ -227,18 +275,54 @@ FeaturizedData featurize_file(const Preprocessor& pre, const std::string& path, 
       if (skipped <= 5) std::fprintf(stderr, "warning: skipping %s: %s\n", where.c_str(), e.message.c_str());
     }
     if ((++n & 8191) == 0) progress.update(reader.file_offset());
+    if (spill && !spilling && out.bytes() >= spill_bytes) spilling = true;  // a few size() calls a row
+    if (spilling && out.rows() >= block_rows) {
+      if (out.rows() == block_rows) {  // the steady state: one block, no copy
+        rows += block_rows;
+        (*spill)(out);
+        out = FeaturizedData(pre.num_categorical(), pre.num_bags(), pre.num_dense(), pre.num_tasks());
+      } else {  // spilling just began: what is in memory goes out in blocks too
+        std::int64_t b = 0;
+        for (; b + block_rows <= out.rows(); b += block_rows) {
+          FeaturizedData part = out.slice(b, b + block_rows);
+          rows += block_rows;
+          (*spill)(part);
+        }
+        out = out.slice(b, out.rows());
+      }
+    }
   }
-  progress.finish(human_count(static_cast<double>(out.rows())) + " rows");
-  if (out.rows() == 0) throw DataError(path + ": no data rows" + (skipped ? " (all were skipped as bad)" : ""));
+  if (spilling && out.rows() > 0) {  // the last, shorter block
+    rows += out.rows();
+    (*spill)(out);
+    out = FeaturizedData(pre.num_categorical(), pre.num_bags(), pre.num_dense(), pre.num_tasks());
+  }
+  rows += out.rows();
+  progress.finish(human_count(static_cast<double>(rows)) + " rows");
+  if (rows == 0) throw DataError(path + ": no data rows" + (skipped ? " (all were skipped as bad)" : ""));
   if (skipped > 0) std::fprintf(stderr, "warning: %s: skipped %lld bad rows\n", path.c_str(), static_cast<long long>(skipped));
   if (stats) {
-    stats->rows = out.rows();
+    stats->rows = rows;
     stats->skipped = skipped;
     stats->seconds = progress.elapsed_seconds();
     stats->bytes = reader.bytes_read();
     stats->from_cache = false;
   }
   return out;
+}
+}  // namespace
+
+FeaturizedData featurize_file(const Preprocessor& pre, const std::string& path, bool require_labels,
+                              IngestStats* stats, bool show_progress, bool allow_skip) {
+  return featurize_pass(pre, path, require_labels, stats, show_progress, allow_skip, 0, 0, nullptr);
+}
+
+FeaturizedData featurize_file_spilling(const Preprocessor& pre, const std::string& path, bool require_labels,
+                                       std::uint64_t spill_bytes, std::int64_t block_rows,
+                                       const std::function<void(FeaturizedData&)>& spill, IngestStats* stats,
+                                       bool show_progress) {
+  return featurize_pass(pre, path, require_labels, stats, show_progress, true, spill_bytes, std::max<std::int64_t>(block_rows, 1),
+                        &spill);
 }
 
 namespace {
@@ -249,6 +333,7 @@ std::string data_identity(const Config& config) {
   c.model = model_defaults("mmoe");
   c.train = TrainConfig{};
   c.data.train = c.data.val = c.data.test = "";
+  c.data.memory_budget_mb = c.data.shuffle_buffer_rows = 0;  // where rows live, not what they hold
   return to_toml(c);
 }
 
@@ -320,6 +405,48 @@ FeaturizedData load_featurized(const Preprocessor& pre, const std::string& path,
   return d;
 }
 
+TrainingSet load_training_set(const Preprocessor& pre, const std::string& path, std::uint64_t budget_bytes,
+                              const std::string& temporary_dir, const std::string& store_suffix, IngestStats* stats,
+                              bool show_progress) {
+  const DataConfig& dc = pre.config().data;
+  TrainingSet set;
+  const std::string key = "L|" + pre.to_json().dump();
+  const std::string blocks_dir =
+      dc.cache_dir.empty() ? temporary_dir : cache_file(pre.config(), path, key, ".blocks" + store_suffix);
+  set.temporary = dc.cache_dir.empty();
+  if (!dc.cache_dir.empty()) {
+    // A finished store from an earlier run: it was streamed then, so it is now.
+    std::error_code ec;
+    if (std::filesystem::exists(std::filesystem::path(blocks_dir) / "manifest.json", ec)) {
+      try {
+        set.blocks = BlockStore::open(blocks_dir);
+        if (stats) *stats = IngestStats{set.blocks->rows(), 0, 0, 0, true};
+        return set;
+      } catch (const DataError& e) {
+        std::fprintf(stderr, "warning: %s; featurizing %s again\n", e.what(), path.c_str());
+      }
+    }
+    // The in-memory cache, if it fits.
+    const std::string bin = cache_file(pre.config(), path, key, ".bin");
+    if (budget_bytes > 0 && std::filesystem::exists(bin, ec) && std::filesystem::file_size(bin, ec) <= budget_bytes) {
+      set.in_memory = load_featurized(pre, path, true, stats, show_progress);
+      return set;
+    }
+  }
+  const std::function<void(FeaturizedData&)> spill = [&](FeaturizedData& block) {
+    if (!set.blocks)
+      set.blocks = BlockStore::create(blocks_dir, pre.num_categorical(), pre.num_bags(), pre.num_dense(), pre.num_tasks());
+    set.blocks->add(block);
+  };
+  set.in_memory = featurize_file_spilling(pre, path, true, budget_bytes, dc.block_rows, spill, stats, show_progress);
+  if (set.blocks) {
+    set.blocks->finish();
+  } else if (!dc.cache_dir.empty()) {
+    set.in_memory.save(cache_file(pre.config(), path, key, ".bin"));
+  }
+  return set;
+}
+
 std::vector<LabelCounts> count_labels(const FeaturizedData& data) {
   const int T = data.num_tasks();
   std::vector<LabelCounts> out(static_cast<std::size_t>(T));
@@ -362,7 +489,11 @@ std::vector<std::pair<std::string, std::int64_t>> most_frequent_values(const std
 }
 
 std::string check_label_counts(const Config& config, const std::string& train_path, const FeaturizedData& train) {
-  const std::vector<LabelCounts> counts = count_labels(train);
+  return check_label_counts(config, train_path, count_labels(train));
+}
+
+std::string check_label_counts(const Config& config, const std::string& train_path,
+                               const std::vector<LabelCounts>& counts) {
   std::string report;
   for (std::size_t t = 0; t < config.tasks.size(); ++t) {
     const TaskConfig& task = config.tasks[t];

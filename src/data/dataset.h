@@ -2,6 +2,7 @@
 // Featurized rows in flat columnar arrays, ready to hand to the model without
 // per-row objects, plus ingestion from text files and a binary cache.
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -47,6 +48,12 @@ class FeaturizedData {
   void reserve(std::int64_t rows);
   // Keeps only rows [begin, end): used for tests and small subsets.
   FeaturizedData slice(std::int64_t begin, std::int64_t end) const;
+  // Rows rows[0..n), in that order.
+  FeaturizedData select(const std::int64_t* rows, std::int64_t n) const;
+  // Appends `other`'s rows (the same shape; both with or both without groups).
+  void append(const FeaturizedData& other);
+  // Bytes the arrays hold.
+  std::uint64_t bytes() const;
 
   void save(const std::string& path) const;  // atomic: temporary file, then rename
   // Throws DataError if corrupt: sizes, offsets, the checksum, and (if
@@ -72,6 +79,16 @@ struct IngestStats {
 // (predict: its output rows must line up with the input rows).
 FeaturizedData featurize_file(const Preprocessor& pre, const std::string& path, bool require_labels,
                               IngestStats* stats = nullptr, bool show_progress = false, bool allow_skip = true);
+
+// The same streaming pass, for data of any size: whenever the rows featurized
+// so far hold `spill_bytes` or more, `spill` receives them (and should move
+// them out, e.g. to disk: data/block_store.h) and featurizing continues into an
+// empty FeaturizedData. Returns what was never spilled. With `spill_bytes`
+// 0 every `block_rows` rows are spilled, so nothing stays in memory.
+FeaturizedData featurize_file_spilling(const Preprocessor& pre, const std::string& path, bool require_labels,
+                                       std::uint64_t spill_bytes, std::int64_t block_rows,
+                                       const std::function<void(FeaturizedData&)>& spill, IngestStats* stats,
+                                       bool show_progress);
 
 // Fits `pre` on the training file, or loads the fit from config.data.cache_dir
 // when the file and config are unchanged. Returns true if it came from the cache.
@@ -99,5 +116,7 @@ std::vector<std::pair<std::string, std::int64_t>> most_frequent_values(const std
 // training rows, or a task with no labelled rows, naming its most frequent
 // values so a typo in `positive` shows; returns one line per task to report.
 std::string check_label_counts(const Config& config, const std::string& train_path, const FeaturizedData& train);
+std::string check_label_counts(const Config& config, const std::string& train_path,
+                               const std::vector<LabelCounts>& counts);
 
 }  // namespace mtrank::data

@@ -14,6 +14,8 @@
 #include "data/preprocessor.h"
 #include "model/model.h"
 #include "model/model_dir.h"
+#include "data/block_store.h"
+#include "data/training_rows.h"
 #include "train/communicator.h"
 #include "train/warm_start.h"
 
@@ -56,6 +58,7 @@ void check_training_file(const Config& config) {
 std::string run_fingerprint(const Config& config, const data::Preprocessor& pre) {
   Config identity = config;
   identity.train.threads = 0;
+  identity.data.memory_budget_mb = 0;  // decides where rows live; run_training adds whether they were streamed
   char hex[17];
   std::snprintf(hex, sizeof hex, "%016llx",
                 static_cast<unsigned long long>(data::hash_string(to_toml(identity) + pre.to_json().dump(), 7)));
@@ -124,10 +127,30 @@ RunRecord run_training(const RunRequest& request) {
                  human_seconds(run.fit_seconds).c_str(), pre.num_categorical(), pre.num_bags(), pre.num_dense(),
                  static_cast<long long>(pre.embedding_rows()));
 
-  data::FeaturizedData train_data = data::load_featurized(pre, config.data.train, true, &run.train_ingest, progress);
-  run.train_rows = train_data.rows();
+  // In memory, or streamed from blocks on disk when featurized it would pass
+  // the memory budget (or with --stream).
+  const std::string rank_suffix = env.distributed() ? ".rank" + std::to_string(env.rank) : "";
+  const std::uint64_t budget = request.stream ? 0 : data::memory_budget_bytes(config.data);
+  data::TrainingSet train_set = data::load_training_set(pre, config.data.train, budget, request.out + ".blocks" + rank_suffix,
+                                                        rank_suffix, &run.train_ingest, progress);
+  // A temporary store goes when the run ends, however it ends.
+  struct RemoveTemporaryStore {
+    const data::TrainingSet& set;
+    ~RemoveTemporaryStore() {
+      std::error_code ec;
+      if (set.blocks && set.temporary) fs::remove_all(set.blocks->dir(), ec);
+    }
+  } remove_temporary_store{train_set};
+  const data::FeaturizedData& train_data = train_set.in_memory;
+  run.train_rows = train_set.rows();
+  run.streamed = train_set.blocks.has_value();
+  if (progress && run.streamed)
+    std::fprintf(stderr, "streaming %lld training rows (%sB featurized) from %zu blocks in %s, shuffled %lld rows at a time\n",
+                 static_cast<long long>(run.train_rows), human_count(static_cast<double>(train_set.blocks->bytes())).c_str(),
+                 train_set.blocks->blocks(), train_set.blocks->dir().c_str(),
+                 static_cast<long long>(config.data.shuffle_buffer_rows));
   {
-    const std::string label_report = data::check_label_counts(config, config.data.train, train_data);
+    const std::string label_report = data::check_label_counts(config, config.data.train, train_set.label_counts());
     if (progress) std::fprintf(stderr, "%s", label_report.c_str());
   }
   data::FeaturizedData val_data, test_data;
@@ -136,7 +159,9 @@ RunRecord run_training(const RunRequest& request) {
 
   check_model_fits_in_memory(config, model::input_shape(pre));
   auto net = model::create_model(config.model, model::input_shape(pre));
-  net->set_output_bias(initial_task_logits(config, train_data));  // a warm start or --resume then overwrites it
+  // Each task starts at its training mean (a warm start or --resume then overwrites it).
+  net->set_output_bias(run.streamed ? initial_task_logits(config, train_set.blocks->label_sums(), train_set.blocks->weight_sums())
+                                    : initial_task_logits(config, train_data));
   if (previous) {
     const WarmStartReport w = warm_start(*net, pre, *previous);
     std::fprintf(stderr,
@@ -149,17 +174,24 @@ RunRecord run_training(const RunRequest& request) {
     std::fprintf(stderr, "model %s: %s parameters, %d threads%s, %lld training rows\n", config.model.type.c_str(),
                  human_count(static_cast<double>(run.parameters)).c_str(), run.threads,
                  env.distributed() ? (" in each of " + std::to_string(env.world_size) + " workers").c_str() : "",
-                 static_cast<long long>(train_data.rows()));
+                 static_cast<long long>(run.train_rows));
 
   TrainOptions topts;
   topts.show_progress = progress;
   topts.checkpoint_path = request.out + ".checkpoint";
   topts.resume = request.resume;
   topts.threads = run.threads;
-  topts.fingerprint = run.fingerprint = run_fingerprint(config, pre);
+  // A streamed run shuffles otherwise: its checkpoint resumes only a streamed run.
+  topts.fingerprint = run.fingerprint = run_fingerprint(config, pre) + (run.streamed ? "-streamed" : "");
   {
     Trainer trainer(*net, config, communicator.get());
-    run.report = trainer.run(train_data, config.data.val.empty() ? nullptr : &val_data, topts);
+    std::unique_ptr<data::TrainingRows> rows;
+    if (run.streamed)
+      rows = std::make_unique<data::StreamedRows>(*train_set.blocks, config.data.shuffle_buffer_rows, pre.embedding_rows());
+    else
+      rows = std::make_unique<data::InMemoryRows>(train_data);
+    run.report = trainer.run(*rows, config.data.val.empty() ? nullptr : &val_data, topts);
+    if (run.streamed) run.peak_buffer_rows = static_cast<data::StreamedRows&>(*rows).peak_rows();
   }
   // The replicas are identical: rank 0 alone evaluates and writes the model.
   if (!run.primary) return run;
@@ -203,6 +235,8 @@ json to_metrics_json(const RunRecord& run) {
   metrics["best_epoch"] = report.best_epoch;
   metrics["early_stopped"] = report.early_stopped;
   metrics["train_rows"] = run.train_rows;
+  metrics["streamed"] = run.streamed;  // training rows read from blocks on disk (data.memory_budget_mb, --stream)
+  if (run.streamed) metrics["peak_buffer_rows"] = run.peak_buffer_rows;
   metrics["train_seconds"] = report.seconds;
   metrics["train_rows_per_s"] = report.train_rows_per_s;
   metrics["fit_seconds"] = run.fit_seconds;

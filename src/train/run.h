@@ -22,6 +22,7 @@ struct RunRequest {
   std::string out;            // model directory to write (replaced only if it is one)
   bool resume = false;        // continue from out + ".checkpoint"
   std::string warm_start;     // initialize from this model directory ("" = none)
+  bool stream = false;        // stream the training rows from disk whatever their size (train --stream)
   bool show_progress = true;  // progress bars and progress lines on stderr (rank 0 of a data-parallel run)
   // A data-parallel run (WORLD_SIZE > 1 in the environment): how long a
   // collective may wait for the other workers before the run fails.
@@ -44,6 +45,8 @@ struct RunRecord {
   int world_size = 1;  // processes of a data-parallel run
   bool primary = true;  // rank 0: it alone evaluates the splits and writes the model (the others return after training)
   std::int64_t train_rows = 0;
+  bool streamed = false;              // the training rows were streamed from blocks on disk
+  std::int64_t peak_buffer_rows = 0;  // streamed: the most training rows held in memory at once
   double fit_seconds = 0;
   bool fit_from_cache = false;
   data::IngestStats train_ingest;
@@ -67,7 +70,7 @@ nlohmann::json to_json(const SplitRecord& split);
 RunRecord run_training(const RunRequest& request);
 
 // The metrics JSON of a run: model, parameters, threads, world_size, seed, epochs,
-// best_epoch, early_stopped, train_rows, train_seconds, train_rows_per_s,
+// best_epoch, early_stopped, train_rows, streamed, peak_buffer_rows (streamed runs), train_seconds, train_rows_per_s,
 // fit_seconds, ingest_rows_per_s, ingest_from_cache, task_names (config
 // order), history (per epoch: epoch, train_loss, val_loss, learning_rate, sync_seconds (data-parallel runs),
 // seconds, rows_per_s, train_task_loss per task, and "val" task metrics when

@@ -139,6 +139,15 @@ std::vector<eval::TaskMetrics> evaluate(model::RankingModel& net, const Config& 
   return m;
 }
 
+std::vector<double> initial_task_logits(const Config& config, const std::vector<double>& label_sums,
+                                        const std::vector<double>& weight_sums) {
+  std::vector<double> logits(config.tasks.size(), 0.0);
+  for (std::size_t t = 0; t < logits.size(); ++t)
+    if (weight_sums[t] > 0)
+      logits[t] = model::objective_for(config.tasks[t].type).initial_logit(label_sums[t] / weight_sums[t]);
+  return logits;
+}
+
 std::vector<double> initial_task_logits(const Config& config, const data::FeaturizedData& train) {
   const std::size_t T = config.tasks.size();
   std::vector<double> sum(T, 0.0), count(T, 0.0);
@@ -211,7 +220,7 @@ class Trainer::Impl {
     rng_.seed(tc_.seed);
   }
 
-  TrainReport run(const data::FeaturizedData& train, const data::FeaturizedData* val, const TrainOptions& o) {
+  TrainReport run(data::TrainingRows& train, const data::FeaturizedData* val, const TrainOptions& o) {
     TrainReport report;
     report.threads_at_start = o.threads;
     dense_row_exchange_floats_ = o.dense_row_exchange_floats;
@@ -235,16 +244,13 @@ class Trainer::Impl {
       if (show_progress)
         std::fprintf(stderr, "resumed from %s after epoch %d\n", o.checkpoint_path.c_str(), epochs_done_);
     }
-    std::vector<std::int64_t> order(static_cast<std::size_t>(train.rows())), share;
+    std::vector<std::int64_t> share;
     const int ranks = communicator_.world_size(), rank = communicator_.rank();
     std::vector<double> counts;
     model::BatchBuilder builder;
     bool stopped = stopped_;
     for (int epoch = epochs_done_ + 1; epoch <= tc_.epochs && !stopped; ++epoch) {
       net_.train();
-      // Every rank shuffles alike (the same seed and state): the same global batches.
-      std::iota(order.begin(), order.end(), 0);
-      std::shuffle(order.begin(), order.end(), rng_);
       // Ranks draw their own dropout masks, as the rows of one batch would;
       // reseeded each epoch so a resumed run draws what it would have.
       if (ranks > 1)
@@ -256,30 +262,32 @@ class Trainer::Impl {
       std::int64_t batches = 0;
       task_loss_sums_.assign(config_.tasks.size(), 0.0);
       sync_seconds_ = 0;
-      for (std::int64_t begin = 0; begin < train.rows(); begin += tc_.batch_size) {
-        const std::int64_t n = std::min(tc_.batch_size, train.rows() - begin);
+      std::int64_t done = 0;
+      // Every rank draws the same order (the same seed and state): the same global batches.
+      train.epoch(rng_, tc_.batch_size, [&](const data::FeaturizedData& rows, const std::int64_t* order, std::int64_t n) {
         lr = scheduled_lr(tc_, global_step_, epoch - 1);
         set_learning_rate(lr);
         if (ranks == 1) {
-          model::Batch batch = builder.build(train, order.data() + begin, n);
+          model::Batch batch = builder.build(rows, order, n);
           loss_sum += step(batch, epoch, batches + 1, nullptr);
         } else {
           // A strided share of the global batch; the loss divides by the
           // global batch's task counts, which every rank reads from its data.
           share.clear();
-          for (std::int64_t i = rank; i < n; i += ranks) share.push_back(order[static_cast<std::size_t>(begin + i)]);
-          global_task_counts(train, order.data() + begin, n, counts);
-          model::Batch batch = builder.build(train, share.data(), static_cast<std::int64_t>(share.size()));
+          for (std::int64_t i = rank; i < n; i += ranks) share.push_back(order[i]);
+          global_task_counts(rows, order, n, counts);
+          model::Batch batch = builder.build(rows, share.data(), static_cast<std::int64_t>(share.size()));
           loss_sum += step(batch, epoch, batches + 1, &counts);
         }
         ++batches;
         ++global_step_;
+        done += n;
         if ((batches & 7) == 0) {
           char extra[48];
           std::snprintf(extra, sizeof extra, "loss %.4f", loss_sum / static_cast<double>(batches));
-          progress.update(static_cast<std::uint64_t>(begin + n), extra);
+          progress.update(static_cast<std::uint64_t>(done), extra);
         }
-      }
+      });
       EpochLog log;
       log.epoch = epoch;
       log.seconds = progress.elapsed_seconds();
@@ -738,6 +746,10 @@ double Trainer::step(const model::Batch& batch, int epoch, std::int64_t step_in_
 }
 void Trainer::set_learning_rate(double lr) { impl_->set_learning_rate(lr); }
 TrainReport Trainer::run(const data::FeaturizedData& train, const data::FeaturizedData* val, const TrainOptions& options) {
+  data::InMemoryRows rows(train);
+  return impl_->run(rows, val, options);
+}
+TrainReport Trainer::run(data::TrainingRows& train, const data::FeaturizedData* val, const TrainOptions& options) {
   return impl_->run(train, val, options);
 }
 

@@ -11,6 +11,7 @@
 
 #include "config/config.h"
 #include "data/dataset.h"
+#include "data/training_rows.h"
 #include "eval/metrics.h"
 #include "model/model.h"
 
@@ -119,6 +120,8 @@ class Trainer {
               const std::vector<double>* global_task_counts = nullptr);
   void set_learning_rate(double lr);
   TrainReport run(const data::FeaturizedData& train, const data::FeaturizedData* val, const TrainOptions& options);
+  // The same, reading the training rows from `train` (in memory or streamed from disk: data/training_rows.h).
+  TrainReport run(data::TrainingRows& train, const data::FeaturizedData* val, const TrainOptions& options);
 
  private:
   class Impl;
@@ -129,6 +132,9 @@ class Trainer {
 // in `train`: the constant each task's output starts at
 // (RankingModel::set_output_bias). A task without labelled rows gets 0.
 std::vector<double> initial_task_logits(const Config& config, const data::FeaturizedData& train);
+// The same from per-task mask-weighted label sums and weight sums (data::BlockStore's).
+std::vector<double> initial_task_logits(const Config& config, const std::vector<double>& label_sums,
+                                        const std::vector<double>& weight_sums);
 
 TrainReport train_model(model::RankingModel& net, const Config& config, const data::FeaturizedData& train,
                         const data::FeaturizedData* val, const TrainOptions& options);

@@ -318,4 +318,21 @@ expect_error 2 "is not one of the model's widths" -- "$MTRANK" export --model se
 expect_error 2 "--max-steps bounds a [sequential] model" -- "$MTRANK" train --config qs/quickstart.toml --out m11 --max-steps 3
 expect_error 2 "leave-one-out" -- "$MTRANK" train --config seq.toml --train seq.txt --val seq.txt --out m12
 expect_error 4 "a sequential (next-item) model" -- "$MTRANK" predict --model seqm --data seq.txt --out p.csv
+# Out of core: --stream trains from featurized blocks on disk (a temporary store beside the
+# model: quickstart.toml has no cache_dir), holding a bounded buffer, to the in-memory run's quality.
+printf 'extends = "quickstart.toml"\n[data]\nblock_rows = 1000\nshuffle_buffer_rows = 3000\n' > qs/stream.toml
+"$MTRANK" train --config qs/stream.toml --out streamed --metrics-out streamed.json --stream --threads 2 >/dev/null 2>stream.err ||
+  { cat stream.err; fail "train --stream"; }
+grep -q "streaming 16000 training rows .* from 16 blocks in streamed.blocks, shuffled 3000 rows at a time" stream.err ||
+  { cat stream.err; fail "train --stream did not say what it streams"; }
+[ ! -e streamed.blocks ] || fail "the temporary block store was left behind"
+python3 - <<'PY' || fail "streamed metrics"
+import json
+s, m = json.load(open("streamed.json")), json.load(open("qs/metrics.json"))
+assert s["streamed"] and not m["streamed"], (s["streamed"], m["streamed"])
+assert s["train_rows"] == m["train_rows"] == 16000, (s["train_rows"], m["train_rows"])
+assert s["peak_buffer_rows"] <= 3000 + 1000 + 1024, s["peak_buffer_rows"]  # buffer + a block + a batch's leftovers
+assert abs(s["tasks"]["click"]["auc"] - m["tasks"]["click"]["auc"]) < 0.02, (s["tasks"]["click"], m["tasks"]["click"])
+PY
+expect_error 2 "--stream streams a ranking model's featurized rows" -- "$MTRANK" train --config seq.toml --train seq.txt --out m16 --stream
 echo "cli tests passed"
