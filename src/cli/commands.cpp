@@ -122,6 +122,7 @@ int run_train_sequential(const TrainOptions& o, Config config) {
   request.out = o.out;
   request.show_progress = !o.quiet;
   request.resume = o.resume;
+  request.join_distributed = true;
   request.distributed_timeout = std::chrono::seconds(o.dist_timeout);
   const train::SequentialRunRecord run = train::run_sequential_training(request);
   if (!run.primary) return 0;  // a data-parallel worker other than rank 0: rank 0 reports and writes
@@ -179,6 +180,7 @@ int run_train(const TrainOptions& o) {
   request.warm_start = o.warm_start;
   request.stream = o.stream;
   request.show_progress = !o.quiet;
+  request.join_distributed = true;
   request.distributed_timeout = std::chrono::seconds(o.dist_timeout);
   const train::RunRecord run = train::run_training(request);
   if (!run.primary) return 0;  // a data-parallel worker other than rank 0: rank 0 reports and writes

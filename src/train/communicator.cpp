@@ -37,8 +37,10 @@ DistributedEnv DistributedEnv::from_environment() {
   if (env.world_size > 1 && !env_or_null("RANK"))
     throw ConfigError("environment variable WORLD_SIZE=" + std::to_string(env.world_size) +
                       " is set but RANK is not: set both (torchrun does), or neither for one process");
-  env.local_world_size = env_int("LOCAL_WORLD_SIZE", env.world_size, 1, env.world_size);
-  env.local_rank = env_int("LOCAL_RANK", env.rank % env.local_world_size, 0, env.local_world_size - 1);
+  // Without LOCAL_WORLD_SIZE, one worker on this machine (torchrun sets it).
+  env.local_world_size = env_int("LOCAL_WORLD_SIZE", 1, 1, env.world_size);
+  env.local_rank = env_int("LOCAL_RANK", 0, 0, env.local_world_size - 1);
+  env.restart_count = env_int("TORCHELASTIC_RESTART_COUNT", 0, 0, 1 << 30);
   if (const char* addr = env_or_null("MASTER_ADDR")) env.master_addr = addr;
   env.master_port = env_int("MASTER_PORT", 29500, 1, 65535);
   if (const char* agent = env_or_null("TORCHELASTIC_USE_AGENT_STORE"))
@@ -70,6 +72,21 @@ std::unique_ptr<Communicator> make_communicator(const std::string& name, const D
 
 std::unique_ptr<Communicator> make_communicator(const DistributedEnv& env) {
   return make_communicator(env.distributed() ? "gloo" : "local", env);
+}
+
+void check_same_on_every_rank(Communicator& c, const std::string& identity, const std::string& what) {
+  if (c.world_size() == 1) return;
+  std::string reference = identity;
+  c.broadcast(reference);  // rank 0's
+  std::vector<double> differs(static_cast<std::size_t>(c.world_size()), 0.0);
+  differs[static_cast<std::size_t>(c.rank())] = reference == identity ? 0.0 : 1.0;
+  c.sum(differs);
+  std::string ranks;
+  for (std::size_t r = 0; r < differs.size(); ++r)
+    if (differs[r] > 0) ranks += (ranks.empty() ? "" : ", ") + std::to_string(r);
+  if (!ranks.empty())
+    throw ConfigError("the workers of this run disagree on " + what + ": rank(s) " + ranks +
+                      " differ from rank 0. Give every worker the same config, data files and flags");
 }
 
 }  // namespace mtrank::train

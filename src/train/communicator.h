@@ -30,6 +30,7 @@ struct DistributedEnv {
   std::string master_addr = "127.0.0.1";
   int master_port = 29500;
   bool agent_store = false;
+  int restart_count = 0;  // TORCHELASTIC_RESTART_COUNT: an agent store's keys are per attempt
   std::string socket_ifname;
   // Bounds every collective and the rendezvous: a worker that hangs makes the
   // others fail after this long instead of waiting forever.
@@ -87,6 +88,11 @@ const std::map<std::string, CommunicatorFactory>& communicator_registry();
 std::unique_ptr<Communicator> make_communicator(const std::string& name, const DistributedEnv& env);
 // "gloo" for a distributed environment, else "local".
 std::unique_ptr<Communicator> make_communicator(const DistributedEnv& env);
+
+// Throws ConfigError on every rank, naming the ranks whose `identity` differs
+// from rank 0's (`what`: "the config and training data"): workers that read
+// different data or configs would otherwise exchange mismatched messages.
+void check_same_on_every_rank(Communicator& communicator, const std::string& identity, const std::string& what);
 
 // Defined in gloo_communicator.cpp (the one translation unit with Gloo's headers).
 std::unique_ptr<Communicator> make_gloo_communicator(const DistributedEnv& env);

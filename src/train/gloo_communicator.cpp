@@ -6,6 +6,7 @@
 #include <limits>
 #include <sstream>
 
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
@@ -37,6 +38,11 @@ class GlooCommunicator final : public Communicator {
       so.waitWorkers = !env.agent_store;
       so.timeout = timeout;
       store_ = c10::make_intrusive<c10d::TCPStore>(env.master_addr, so);
+      // Under torchrun's agent store, each restart attempt meets under its own
+      // prefix, as torch.distributed's workers do; stale keys of a failed
+      // attempt are never read.
+      if (env.agent_store)
+        store_ = c10::make_intrusive<c10d::PrefixStore>("/worker/attempt_" + std::to_string(env.restart_count), store_);
       auto options = c10d::ProcessGroupGloo::Options::create(timeout);
       // Python's torch.distributed reads GLOO_SOCKET_IFNAME; a C++ program must do it itself.
       if (!env.socket_ifname.empty())
@@ -184,17 +190,14 @@ class GlooCommunicator final : public Communicator {
     run("a broadcast", [&] { return group_->broadcast(data); });
   }
 
+  // Each tensor in its own type, in place (no copy of the model): a few
+  // dozen messages, once a run.
   void broadcast(std::vector<torch::Tensor>& tensors) override {
-    if (tensors.empty()) return;
-    std::vector<torch::Tensor> parts;
-    for (const auto& t : tensors) parts.push_back(t.reshape({-1}).to(torch::kFloat64));
-    std::vector<torch::Tensor> flat{torch::cat(parts)};
-    run("a broadcast of the model", [&] { return group_->broadcast(flat); });
-    std::int64_t offset = 0;
     torch::NoGradGuard no_grad;
     for (auto& t : tensors) {
-      t.copy_(flat[0].narrow(0, offset, t.numel()).view_as(t));
-      offset += t.numel();
+      std::vector<torch::Tensor> one{t.is_contiguous() ? t.detach() : t.contiguous()};
+      run("a broadcast of the model", [&] { return group_->broadcast(one); });
+      if (!t.is_contiguous()) t.copy_(one[0]);
     }
   }
 
@@ -221,7 +224,7 @@ class GlooCommunicator final : public Communicator {
   }
 
   DistributedEnv env_;
-  c10::intrusive_ptr<c10d::Store> store_;
+  c10::intrusive_ptr<c10d::Store> store_;  // the TCPStore, or a PrefixStore over the agent's
   c10::intrusive_ptr<c10d::ProcessGroupGloo> group_;
 };
 

@@ -99,16 +99,17 @@ RunRecord run_training(const RunRequest& request) {
   if (config.train.monitor != "loss" && config.data.val.empty() && request.show_progress)
     std::fprintf(stderr, "warning: train.monitor = \"%s\" needs validation data (--val); without it the last epoch is kept\n",
                  config.train.monitor.c_str());
-  // Checked before any work: a bad --out used to fail only after a whole epoch.
-  model::check_model_output_dir(request.out);
   // With WORLD_SIZE > 1 (mtrank train --nproc-per-node, torchrun, a
   // scheduler) this process is one worker of a data-parallel run: it joins the
   // others now, so a misconfigured run fails before any work.
-  DistributedEnv env = DistributedEnv::from_environment();
+  DistributedEnv env = request.join_distributed ? DistributedEnv::from_environment() : DistributedEnv{};
   env.timeout = request.distributed_timeout;
   std::unique_ptr<Communicator> communicator = make_communicator(env);
   run.world_size = env.world_size;
   run.primary = communicator->is_primary();
+  // Checked before any work (a bad --out used to fail only after a whole
+  // epoch), by the one process that writes it.
+  if (run.primary) model::check_model_output_dir(request.out);
   const bool progress = request.show_progress && run.primary;  // rank 0 alone reports
   run.threads = configure_threads(env.threads_per_worker(static_cast<int>(config.train.threads)));
   torch::manual_seed(config.train.seed);
@@ -164,7 +165,8 @@ RunRecord run_training(const RunRequest& request) {
                                     : initial_task_logits(config, train_data));
   if (previous) {
     const WarmStartReport w = warm_start(*net, pre, *previous);
-    std::fprintf(stderr,
+    if (progress)
+      std::fprintf(stderr,
                  "warm start from %s: %lld table rows kept, %lld new rows, %lld dense tensors kept, %lld re-initialized\n",
                  request.warm_start.c_str(), static_cast<long long>(w.rows_copied), static_cast<long long>(w.rows_new),
                  static_cast<long long>(w.params_copied), static_cast<long long>(w.params_skipped));
@@ -176,6 +178,11 @@ RunRecord run_training(const RunRequest& request) {
                  env.distributed() ? (" in each of " + std::to_string(env.world_size) + " workers").c_str() : "",
                  static_cast<long long>(run.train_rows));
 
+  // Workers that read other data or another config would exchange mismatched messages.
+  check_same_on_every_rank(*communicator,
+                           run_fingerprint(config, pre) + "|" + std::to_string(run.train_rows) + "|" +
+                               std::to_string(val_data.rows()) + "|" + std::to_string(run.streamed),
+                           "the config and training data (rows, fitted preprocessing)");
   TrainOptions topts;
   topts.show_progress = progress;
   topts.checkpoint_path = request.out + ".checkpoint";

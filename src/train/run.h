@@ -24,8 +24,10 @@ struct RunRequest {
   std::string warm_start;     // initialize from this model directory ("" = none)
   bool stream = false;        // stream the training rows from disk whatever their size (train --stream)
   bool show_progress = true;  // progress bars and progress lines on stderr (rank 0 of a data-parallel run)
-  // A data-parallel run (WORLD_SIZE > 1 in the environment): how long a
-  // collective may wait for the other workers before the run fails.
+  // Join the data-parallel run the environment describes (WORLD_SIZE > 1:
+  // mtrank train sets it; other callers, compare and benchmarks, train alone),
+  // and how long a collective may wait for the other workers before failing.
+  bool join_distributed = false;
   std::chrono::seconds distributed_timeout{300};
 };
 

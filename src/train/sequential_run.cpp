@@ -424,14 +424,14 @@ SequentialRunRecord run_sequential_training(const SequentialRunRequest& request)
                       "none of its columns");
   if (!sc.item_ids && !columns && config.data.item_vectors.empty())
     throw ConfigError("sequential.item_ids = false and no item features or vectors: items have no representation");
-  model::check_model_output_dir(request.out);  // before any work
   // A worker of a data-parallel run joins the others now (docs/distributed.md).
-  DistributedEnv env = DistributedEnv::from_environment();
+  DistributedEnv env = request.join_distributed ? DistributedEnv::from_environment() : DistributedEnv{};
   env.timeout = request.distributed_timeout;
   const std::unique_ptr<Communicator> communicator = make_communicator(env);
   const int world = env.world_size, rank = env.rank;
   run.world_size = world;
   run.primary = communicator->is_primary();
+  if (run.primary) model::check_model_output_dir(request.out);  // before any work, by the one process that writes it
   const bool progress = request.show_progress && run.primary;  // rank 0 alone reports
   run.threads = configure_threads(env.threads_per_worker(static_cast<int>(tc.threads)));
   torch::manual_seed(tc.seed);
@@ -551,6 +551,11 @@ SequentialRunRecord run_sequential_training(const SequentialRunRequest& request)
     return std::string(hex);
   }();
   const std::string checkpoint = request.out + ".checkpoint";
+  // Workers that read another log or config would exchange mismatched messages.
+  check_same_on_every_rank(*communicator, fingerprint, "the config and training log");
+  if (world > 1 && run.items >= (1 << 24))
+    throw ConfigError("data-parallel evaluation gathers ranks as floats, exact below 16,777,216 items; this catalog "
+                      "has " + std::to_string(run.items) + ": train it in one process");
   LoopState state;
   // With several processes each draws its own dropout masks and negatives, as
   // the rows of one batch would. Rank 0 keeps one process's stream (its

@@ -98,8 +98,9 @@ struct SequentialRunRequest {
   bool resume = false;
   // Called after each checkpoint is written (tests interrupt a run from it).
   std::function<void(const ValidationPoint&)> after_checkpoint;
-  // A data-parallel run (WORLD_SIZE > 1 in the environment): how long a
-  // collective may wait for the other workers before the run fails.
+  // Join the data-parallel run the environment describes (WORLD_SIZE > 1;
+  // mtrank train sets it), and how long a collective may wait for the others.
+  bool join_distributed = false;
   std::chrono::seconds distributed_timeout{300};
 };
 

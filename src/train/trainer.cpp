@@ -381,6 +381,9 @@ class Trainer::Impl {
   }
 
   StepState forward_loss(const model::Batch& batch, int epoch_index, const std::vector<double>* global_counts) {
+    // A share's mean loss summed over ranks would be N times the gradient.
+    if (communicator_.world_size() > 1 && !global_counts)
+      throw std::logic_error("Trainer::forward_loss: a data-parallel step needs the global batch's task counts");
     StepState st;
     model::ModelOutput out = net_.forward(batch, &st.touched);
     // The loss the tests check (multitask_loss) is this loss.
@@ -606,6 +609,7 @@ class Trainer::Impl {
       epochs.push_back({{"train_task_loss", e.train_task_loss}, {"val", eval::to_json(e.val)}, {"sync_seconds", e.sync_seconds}});
     a.write("history_details", bytes_tensor(epochs.dump()), true);
     a.write("threads", torch::tensor({static_cast<std::int64_t>(report.threads_at_start)}), true);
+    a.write("world_size", torch::tensor({static_cast<std::int64_t>(communicator_.world_size())}), true);
     write_archive_atomic(a, path);
   }
 
@@ -657,6 +661,13 @@ class Trainer::Impl {
       a.read("history", history, true);
       torch::Tensor threads;
       report.threads_at_start = a.try_read("threads", threads, true) ? static_cast<int>(threads[0].item<std::int64_t>()) : 0;
+      torch::Tensor world;
+      const int saved_world = a.try_read("world_size", world, true) ? static_cast<int>(world[0].item<std::int64_t>()) : 1;
+      if (saved_world != communicator_.world_size() && communicator_.is_primary())
+        std::fprintf(stderr,
+                     "warning: resuming with %d workers a run that trained with %d: the sums reduce in another order, "
+                     "so results match an uninterrupted run only to floating-point rounding\n",
+                     communicator_.world_size(), saved_world);
       epochs_done_ = static_cast<int>(counters[0].item<std::int64_t>());
       best_epoch_ = static_cast<int>(counters[1].item<std::int64_t>());
       since_best_ = static_cast<int>(counters[2].item<std::int64_t>());

@@ -102,6 +102,25 @@ rc=$?
 set -e
 [ "$rc" = 2 ] && grep -q "WORLD_SIZE is already set" nested.err || { cat nested.err; fail "nested launch: exit $rc"; }
 
+# Workers started by hand (as on two machines: RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT) that read
+# different training data: every worker stops with a config error naming the rank that differs.
+head -n 5001 qs/train.csv > qs/train_part.csv
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+set +e
+RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port "$MTRANK" train "${DATA[@]}" --out by_hand \
+  --dist-timeout 30 --quiet >/dev/null 2>hand0.err &
+first=$!
+RANK=1 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port "$MTRANK" train --config qs/quickstart.toml \
+  --train qs/train_part.csv --val qs/val.csv --out by_hand --dist-timeout 30 --quiet >/dev/null 2>hand1.err
+rc1=$?
+wait "$first"
+rc0=$?
+set -e
+[ "$rc0" = 2 ] && [ "$rc1" = 2 ] || { cat hand0.err hand1.err; fail "workers with different data: exits $rc0 and $rc1"; }
+grep -q "disagree on the config and training data.*rank(s) 1 differ from rank 0" hand0.err ||
+  { cat hand0.err; fail "the disagreement message"; }
+[ ! -e by_hand ] || fail "workers that disagree wrote a model"
+
 # The pid of the worker with RANK=$2 among launcher $1's children.
 worker_pid() {
   local p
@@ -151,4 +170,24 @@ grep -q "worker rank 0 (pid [0-9]*) exited with code 1" hung.err || { cat hung.e
 [ "$took" -le 40 ] || fail "the run took $took s to stop with a hung worker (timeout 4 s)"
 [ ! -e hung ] || fail "a model directory was written by a failed run"
 ! kill -0 "$victim" 2>/dev/null || fail "the hung worker was left running"
+# The launcher killed outright (SIGKILL: it cannot stop anyone): its workers get SIGTERM from the
+# kernel (PR_SET_PDEATHSIG) and stop; none is left training.
+start_long_run orphaned
+w0=$(worker_pid "$LAUNCHER" 0)
+w1=$(worker_pid "$LAUNCHER" 1)
+kill -9 "$LAUNCHER"
+wait "$LAUNCHER" 2>/dev/null || true
+for _ in $(seq 1 100); do kill -0 "$w0" 2>/dev/null || kill -0 "$w1" 2>/dev/null || break; sleep 0.1; done
+! kill -0 "$w0" 2>/dev/null && ! kill -0 "$w1" 2>/dev/null || fail "workers outlived their launcher"
+
+# SIGTERM to the launcher (a scheduler's stop): it stops the workers and exits 128 + 15.
+start_long_run terminated
+kill -TERM "$LAUNCHER"
+set +e
+wait "$LAUNCHER"
+rc=$?
+set -e
+[ "$rc" = 143 ] || { cat terminated.err; fail "SIGTERM to the launcher: exit $rc"; }
+grep -q "stopping the workers" terminated.err || { cat terminated.err; fail "SIGTERM message"; }
+[ ! -e terminated ] || fail "a stopped run wrote its model directory"
 echo "distributed: all checks passed"
