@@ -11,6 +11,7 @@
 #include "cli/commands.h"
 #include "common/cpu_peak.h"
 #include "common/system.h"
+#include "data/block_store.h"
 
 namespace mtrank::cli {
 
@@ -45,6 +46,10 @@ int run_doctor(const DoctorOptions& o) {
     std::printf("WARNING: not an optimized BLAS; expect 5-30x slower training. Run scripts/setup.sh.\n");
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   std::printf("cores:            %d\n", cores);
+  // What training streams past by default (data.memory_budget_mb = 0): half
+  // of the machine's memory or of this process's cgroup limit.
+  std::printf("memory budget:    %.0f MB (half the memory this process may use; data.memory_budget_mb)\n",
+              static_cast<double>(data::default_memory_budget_bytes()) / (1 << 20));
   std::printf("sgemm %dx%dx%d through LibTorch:\n", o.size, o.size, o.size);
   double one = 0;
   for (int t = 1; t <= cores; t *= 2) {

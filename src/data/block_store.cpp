@@ -120,15 +120,45 @@ FeaturizedData BlockStore::read(std::size_t i, std::int64_t embedding_rows) cons
   return d;
 }
 
-std::uint64_t default_memory_budget_bytes() {
-  std::uint64_t limit = static_cast<std::uint64_t>(::sysconf(_SC_PHYS_PAGES)) * static_cast<std::uint64_t>(::sysconf(_SC_PAGE_SIZE));
-  for (const char* path : {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}) {
-    std::ifstream in(path);
-    std::string text;
-    if (in >> text && !text.empty() && std::isdigit(static_cast<unsigned char>(text[0])))
-      limit = std::min<std::uint64_t>(limit, std::stoull(text));
+namespace {
+// The lowest memory limit on this process's cgroup and its ancestors
+// (/proc/self/cgroup: "0::/path" for v2, "N:...memory...:/path" for v1).
+std::uint64_t cgroup_memory_limit() {
+  std::uint64_t limit = ~std::uint64_t{0};
+  std::ifstream self("/proc/self/cgroup");
+  std::string line;
+  while (std::getline(self, line)) {
+    const std::size_t a = line.find(':'), b = line.find(':', a + 1);
+    if (a == std::string::npos || b == std::string::npos) continue;
+    const std::string controllers = line.substr(a + 1, b - a - 1);
+    fs::path path = line.substr(b + 1);
+    std::string root, file;
+    if (controllers.empty()) {
+      root = "/sys/fs/cgroup";
+      file = "memory.max";
+    } else if (("," + controllers + ",").find(",memory,") != std::string::npos) {
+      root = "/sys/fs/cgroup/memory";
+      file = "memory.limit_in_bytes";
+    } else {
+      continue;
+    }
+    for (;;) {  // the cgroup and every ancestor up to the root
+      std::ifstream in(fs::path(root) / path.relative_path() / file);
+      std::string text;
+      if (in >> text && !text.empty() && std::isdigit(static_cast<unsigned char>(text[0])))
+        limit = std::min<std::uint64_t>(limit, std::stoull(text));
+      if (path == path.root_path() || path.empty()) break;
+      path = path.parent_path();
+    }
   }
-  return limit / 2;
+  return limit;
+}
+}  // namespace
+
+std::uint64_t default_memory_budget_bytes() {
+  const std::uint64_t physical =
+      static_cast<std::uint64_t>(::sysconf(_SC_PHYS_PAGES)) * static_cast<std::uint64_t>(::sysconf(_SC_PAGE_SIZE));
+  return std::min(physical, cgroup_memory_limit()) / 2;
 }
 
 std::uint64_t memory_budget_bytes(const DataConfig& data) {
