@@ -49,6 +49,7 @@ void BlockStore::add(const FeaturizedData& block) {
   block_rows_.push_back(block.rows());
   rows_ += block.rows();
   bytes_ += block.bytes();
+  bag_entries_ += static_cast<std::int64_t>(block.bag_ids.size());
   const std::vector<LabelCounts> c = count_labels(block);
   const std::size_t T = static_cast<std::size_t>(shape_[3]);
   for (std::size_t t = 0; t < T; ++t) {
@@ -72,7 +73,8 @@ void BlockStore::finish() {
                      {"label_sum", label_sums_[t]}, {"weight_sum", weight_sums_[t]}});
   const nlohmann::json m{{"format", "mtrank-blocks"}, {"version", 1},
                          {"shape", {shape_[0], shape_[1], shape_[2], shape_[3]}},
-                         {"rows", rows_}, {"bytes", bytes_}, {"block_rows", block_rows_}, {"tasks", tasks}};
+                         {"rows", rows_}, {"bytes", bytes_}, {"bag_entries", bag_entries_},
+                         {"block_rows", block_rows_}, {"tasks", tasks}};
   write_file_atomic((fs::path(dir_) / "manifest.json").string(), m.dump());
 }
 
@@ -90,6 +92,7 @@ BlockStore BlockStore::open(const std::string& dir) {
     for (int i = 0; i < 4; ++i) s.shape_[i] = m.at("shape").at(static_cast<std::size_t>(i)).get<int>();
     s.rows_ = m.at("rows").get<std::int64_t>();
     s.bytes_ = m.at("bytes").get<std::uint64_t>();
+    s.bag_entries_ = m.at("bag_entries").get<std::int64_t>();
     s.block_rows_ = m.at("block_rows").get<std::vector<std::int64_t>>();
     for (const auto& t : m.at("tasks")) {
       s.counts_.push_back({t.at("positive").get<std::int64_t>(), t.at("negative").get<std::int64_t>(),

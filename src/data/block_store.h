@@ -31,6 +31,7 @@ class BlockStore {
   std::size_t blocks() const { return block_rows_.size(); }
   std::int64_t block_rows(std::size_t i) const { return block_rows_[i]; }
   std::uint64_t bytes() const { return bytes_; }  // featurized bytes of all blocks, as FeaturizedData::bytes counts
+  std::int64_t bag_entries() const { return bag_entries_; }  // multi-hot ids in all blocks
   // Block i, checked (FeaturizedData::load: sizes, offsets, checksum, ids
   // against embedding_rows when >= 0); its row count against the manifest's.
   FeaturizedData read(std::size_t i, std::int64_t embedding_rows = -1) const;
@@ -50,6 +51,7 @@ class BlockStore {
   int shape_[4] = {0, 0, 0, 0};
   std::int64_t rows_ = 0;
   std::uint64_t bytes_ = 0;
+  std::int64_t bag_entries_ = 0;
   std::vector<std::int64_t> block_rows_;
   std::vector<LabelCounts> counts_;
   std::vector<double> label_sums_, weight_sums_;

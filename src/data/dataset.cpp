@@ -100,6 +100,24 @@ void FeaturizedData::append(const FeaturizedData& o) {
   rows_ += o.rows_;
 }
 
+void FeaturizedData::clear() {
+  categorical.clear();
+  dense.clear();
+  labels.clear();
+  mask.clear();
+  bag_offsets.assign(1, 0);
+  bag_ids.clear();
+  bag_weights.clear();
+  groups.clear();
+  rows_ = 0;
+}
+
+void FeaturizedData::reserve(std::int64_t rows, std::int64_t bag_entries) {
+  reserve(rows);
+  bag_ids.reserve(static_cast<std::size_t>(bag_entries));
+  bag_weights.reserve(static_cast<std::size_t>(bag_entries));
+}
+
 std::uint64_t FeaturizedData::bytes() const {
   return 8 * (categorical.size() + bag_offsets.size() + bag_ids.size() + groups.size()) +
          4 * (dense.size() + labels.size() + mask.size() + bag_weights.size());

@@ -54,6 +54,10 @@ class FeaturizedData {
   void append(const FeaturizedData& other);
   // Bytes the arrays hold.
   std::uint64_t bytes() const;
+  // No rows, the arrays' capacity kept (a buffer refilled again and again).
+  void clear();
+  // Capacity for `rows` rows with `bag_entries` bag ids in all.
+  void reserve(std::int64_t rows, std::int64_t bag_entries);
 
   void save(const std::string& path) const;  // atomic: temporary file, then rename
   // Throws DataError if corrupt: sizes, offsets, the checksum, and (if

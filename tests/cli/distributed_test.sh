@@ -86,6 +86,22 @@ assert [h["train_loss"] for h in a["history"]] == [h["train_loss"] for h in b["h
 assert a["widths"] == b["widths"], (a["widths"], b["widths"])
 PY
 
+# Streamed rows (out of core) with two workers: each streams its own temporary store, removed after.
+printf 'extends = "quickstart.toml"\n[data]\nblock_rows = 1000\nshuffle_buffer_rows = 3000\n' > qs/stream.toml
+"$MTRANK" train --config qs/stream.toml --train qs/train.csv --val qs/val.csv --test qs/test.csv --out s1 \
+  --metrics-out s1.json --stream --threads 1 --quiet >/dev/null 2>s1.err || { cat s1.err; fail "streamed, one process"; }
+"$MTRANK" train --config qs/stream.toml --train qs/train.csv --val qs/val.csv --test qs/test.csv --out s2 \
+  --metrics-out s2.json --stream --nproc-per-node 2 --quiet >/dev/null 2>s2.err || { cat s2.err; fail "streamed, two workers"; }
+ls -d s2.blocks* >/dev/null 2>&1 && fail "the workers' temporary block stores were left behind"
+python3 - <<'PY' || fail "two streaming workers differ from one streaming process"
+import json
+a, b = json.load(open("s1.json")), json.load(open("s2.json"))
+assert a["streamed"] and b["streamed"] and b["world_size"] == 2
+for task, m in a["tasks"].items():
+    for k in ("auc", "logloss", "rmse"):
+        if k in m: assert abs(m[k] - b["tasks"][task][k]) < 1e-4, (task, k, m[k], b["tasks"][task][k])
+PY
+
 # A resume without a checkpoint: every worker stops with the same error, the launcher returns its code.
 set +e
 "$MTRANK" train "${DATA[@]}" --out absent --nproc-per-node 2 --resume --quiet >/dev/null 2>resume.err
