@@ -71,7 +71,8 @@ void BlockStore::finish() {
     tasks.push_back({{"positive", counts_[t].positive}, {"negative", counts_[t].negative},
                      {"labelled", counts_[t].labelled}, {"unlabelled", counts_[t].unlabelled},
                      {"label_sum", label_sums_[t]}, {"weight_sum", weight_sums_[t]}});
-  const nlohmann::json m{{"format", "mtrank-blocks"}, {"version", 1},
+  // Version 2: blocks in the cache format of 4-byte ids; a version 1 store is featurized again.
+  const nlohmann::json m{{"format", "mtrank-blocks"}, {"version", 2},
                          {"shape", {shape_[0], shape_[1], shape_[2], shape_[3]}},
                          {"rows", rows_}, {"bytes", bytes_}, {"bag_entries", bag_entries_},
                          {"block_rows", block_rows_}, {"tasks", tasks}};
@@ -88,7 +89,10 @@ BlockStore BlockStore::open(const std::string& dir) {
   BlockStore s;
   s.dir_ = dir;
   try {
-    if (m.is_discarded() || m.at("format") != "mtrank-blocks" || m.at("version") != 1) throw std::runtime_error("format");
+    if (m.is_discarded() || m.at("format") != "mtrank-blocks") throw std::runtime_error("format");
+    if (m.at("version") != 2)
+      throw DataError(dir + ": featurized blocks of another mtrank version (" + m.at("version").dump() +
+                      ", this one reads 2)");
     for (int i = 0; i < 4; ++i) s.shape_[i] = m.at("shape").at(static_cast<std::size_t>(i)).get<int>();
     s.rows_ = m.at("rows").get<std::int64_t>();
     s.bytes_ = m.at("bytes").get<std::uint64_t>();
@@ -100,6 +104,8 @@ BlockStore BlockStore::open(const std::string& dir) {
       s.label_sums_.push_back(t.at("label_sum").get<double>());
       s.weight_sums_.push_back(t.at("weight_sum").get<double>());
     }
+  } catch (const DataError&) {
+    throw;
   } catch (const std::exception& e) {
     throw DataError(path + ": corrupt manifest of featurized blocks (" + e.what() + "); delete " + dir + " to rebuild");
   }

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <limits>
 #include <cstdio>
 #include <unordered_map>
 #include <cstring>
@@ -132,7 +133,10 @@ std::uint64_t FeaturizedData::bytes() const {
 // 60 random corruptions used to crash eval and train).
 namespace {
 constexpr char kMagic[8] = {'M', 'T', 'R', 'K', 'D', 'A', 'T', 'A'};
-constexpr std::uint32_t kCacheVersion = 3;
+// Version 4 stores ids in 4 bytes when every id fits (any vocabulary below
+// 2^31 rows), which halves the ids' share of the file; version 3 files (8-byte
+// ids) still load.
+constexpr std::uint32_t kCacheVersion = 4;
 
 class CacheWriter {
  public:
@@ -146,6 +150,12 @@ class CacheWriter {
     const std::uint64_t n = v.size();
     write(&n, sizeof n);
     write(v.data(), n * sizeof(T));
+  }
+  // Ids in `id_bytes` (4 or 8) bytes each.
+  void ids(const std::vector<std::int64_t>& v, std::uint32_t id_bytes) {
+    if (id_bytes == 8) return array(v);
+    std::vector<std::int32_t> narrow(v.begin(), v.end());
+    array(narrow);
   }
   void finish() {
     const std::uint64_t h = sum_.value();
@@ -176,6 +186,13 @@ class CacheReader {
     v.resize(n);
     return read(v.data(), n * sizeof(T));
   }
+  bool ids(std::vector<std::int64_t>& v, std::int64_t expected, std::uint32_t id_bytes) {
+    if (id_bytes == 8) return array(v, expected);
+    std::vector<std::int32_t> narrow;
+    if (!array(narrow, expected)) return false;
+    v.assign(narrow.begin(), narrow.end());
+    return true;
+  }
   bool checksum_matches() {
     std::uint64_t stored;
     const std::uint64_t computed = sum_.value();
@@ -198,12 +215,16 @@ void FeaturizedData::save(const std::string& path) const {
   w.write(&kCacheVersion, sizeof kCacheVersion);
   std::int64_t shape[5] = {rows_, num_categorical_, num_bags_, num_dense_, num_tasks_};
   w.write(shape, sizeof shape);
-  w.array(categorical);
+  const auto fits = [](std::int64_t id) { return id >= 0 && id <= std::numeric_limits<std::int32_t>::max(); };
+  const std::uint32_t id_bytes =
+      std::all_of(categorical.begin(), categorical.end(), fits) && std::all_of(bag_ids.begin(), bag_ids.end(), fits) ? 4 : 8;
+  w.write(&id_bytes, sizeof id_bytes);
+  w.ids(categorical, id_bytes);
   w.array(dense);
   w.array(labels);
   w.array(mask);
   w.array(bag_offsets);
-  w.array(bag_ids);
+  w.ids(bag_ids, id_bytes);
   w.array(bag_weights);
   w.array(groups);
   w.finish();
@@ -224,8 +245,10 @@ FeaturizedData FeaturizedData::load(const std::string& path, std::int64_t embedd
   CacheReader r(f, static_cast<std::uint64_t>(st.st_size) - sizeof kMagic);
   std::uint32_t version;
   std::int64_t shape[5];
-  if (!r.read(&version, sizeof version) || version != kCacheVersion) fail("unknown version");
+  if (!r.read(&version, sizeof version) || (version != kCacheVersion && version != 3)) fail("unknown version");
   if (!r.read(shape, sizeof shape)) fail("truncated header");
+  std::uint32_t id_bytes = 8;
+  if (version >= 4 && (!r.read(&id_bytes, sizeof id_bytes) || (id_bytes != 4 && id_bytes != 8))) fail("bad id width");
   if (shape[0] < 0 || shape[0] > (std::int64_t{1} << 40)) fail("bad shape");
   for (int i = 1; i < 5; ++i)
     if (shape[i] < 0 || shape[i] > (1 << 20)) fail("bad shape");
@@ -233,9 +256,9 @@ FeaturizedData FeaturizedData::load(const std::string& path, std::int64_t embedd
                    static_cast<int>(shape[4]));
   d.rows_ = shape[0];
   const std::int64_t rows = d.rows_;
-  if (!r.array(d.categorical, rows * d.num_categorical_) || !r.array(d.dense, rows * d.num_dense_) ||
+  if (!r.ids(d.categorical, rows * d.num_categorical_, id_bytes) || !r.array(d.dense, rows * d.num_dense_) ||
       !r.array(d.labels, rows * d.num_tasks_) || !r.array(d.mask, rows * d.num_tasks_) ||
-      !r.array(d.bag_offsets, rows * d.num_bags_ + 1) || !r.array(d.bag_ids, -1) ||
+      !r.array(d.bag_offsets, rows * d.num_bags_ + 1) || !r.ids(d.bag_ids, -1, id_bytes) ||
       !r.array(d.bag_weights, static_cast<std::int64_t>(d.bag_ids.size())) || !r.array(d.groups, -1))
     fail("truncated or inconsistent sizes");
   if (!d.groups.empty() && d.groups.size() != static_cast<std::size_t>(rows)) fail("inconsistent sizes");
@@ -446,7 +469,8 @@ TrainingSet load_training_set(const Preprocessor& pre, const std::string& path, 
     }
     // The in-memory cache, if it fits.
     const std::string bin = cache_file(pre.config(), path, key, ".bin");
-    if (budget_bytes > 0 && std::filesystem::exists(bin, ec) && std::filesystem::file_size(bin, ec) <= budget_bytes) {
+    // (In memory its ids take 8 bytes, on disk 4 where they fit: at most twice the file.)
+    if (budget_bytes > 0 && std::filesystem::exists(bin, ec) && 2 * std::filesystem::file_size(bin, ec) <= budget_bytes) {
       set.in_memory = load_featurized(pre, path, true, stats, show_progress);
       return set;
     }

@@ -267,6 +267,20 @@ TEST_F(PreprocessorTest, BinaryCacheRoundTripAndCorruption) {
   EXPECT_THROW(data::FeaturizedData::load(cache), DataError);
 }
 
+TEST_F(PreprocessorTest, BinaryCacheStoresIdsInFourBytesWhenTheyFit) {
+  data::FeaturizedData a = data::featurize_file(*pre, train_path, true);
+  a.save(dir.file("narrow.bin"));
+  data::FeaturizedData wide = a;
+  wide.categorical[1] = std::int64_t{1} << 40;  // one id past 2^31: every id takes 8 bytes
+  wide.save(dir.file("wide.bin"));
+  const auto id_count = static_cast<std::uintmax_t>(a.categorical.size() + a.bag_ids.size());
+  EXPECT_EQ(std::filesystem::file_size(dir.file("wide.bin")) - std::filesystem::file_size(dir.file("narrow.bin")),
+            4 * id_count);
+  EXPECT_EQ(data::FeaturizedData::load(dir.file("narrow.bin")).categorical, a.categorical);
+  EXPECT_EQ(data::FeaturizedData::load(dir.file("narrow.bin")).bag_ids, a.bag_ids);
+  EXPECT_EQ(data::FeaturizedData::load(dir.file("wide.bin")).categorical, wide.categorical);
+}
+
 TEST_F(PreprocessorTest, CachedLoadEqualsParsing) {
   Config c = config;
   c.data.cache_dir = dir.file("cache");
