@@ -113,10 +113,21 @@ void FeaturizedData::clear() {
   rows_ = 0;
 }
 
+void FeaturizedData::shrink_to_fit() {
+  for (auto* v : {&categorical, &bag_offsets, &bag_ids}) v->shrink_to_fit();
+  for (auto* v : {&dense, &labels, &mask, &bag_weights}) v->shrink_to_fit();
+  groups.shrink_to_fit();
+}
+
 void FeaturizedData::reserve(std::int64_t rows, std::int64_t bag_entries) {
   reserve(rows);
   bag_ids.reserve(static_cast<std::size_t>(bag_entries));
   bag_weights.reserve(static_cast<std::size_t>(bag_entries));
+}
+
+std::uint64_t FeaturizedData::capacity_bytes() const {
+  return 8 * (categorical.capacity() + bag_offsets.capacity() + bag_ids.capacity() + groups.capacity()) +
+         4 * (dense.capacity() + labels.capacity() + mask.capacity() + bag_weights.capacity());
 }
 
 std::uint64_t FeaturizedData::bytes() const {
@@ -316,7 +327,9 @@ FeaturizedData featurize_pass(const Preprocessor& pre, const std::string& path, 
       if (skipped <= 5) std::fprintf(stderr, "warning: skipping %s: %s\n", where.c_str(), e.message.c_str());
     }
     if ((++n & 8191) == 0) progress.update(reader.file_offset());
-    if (spill && !spilling && out.bytes() >= spill_bytes) spilling = true;  // a few size() calls a row
+    // What the arrays have allocated, not what they hold: growth by doubling
+    // may take twice the rows' bytes. A few capacity() calls a row.
+    if (spill && !spilling && out.capacity_bytes() >= spill_bytes) spilling = true;
     if (spilling && out.rows() >= block_rows) {
       if (out.rows() == block_rows) {  // the steady state: one block, no copy
         rows += block_rows;
@@ -456,13 +469,18 @@ TrainingSet load_training_set(const Preprocessor& pre, const std::string& path, 
       dc.cache_dir.empty() ? temporary_dir : cache_file(pre.config(), path, key, ".blocks" + store_suffix);
   set.temporary = dc.cache_dir.empty();
   if (!dc.cache_dir.empty()) {
-    // A finished store from an earlier run: it was streamed then, so it is now.
+    // A finished store from an earlier run, reused when this run streams: with
+    // --stream, or when its rows would pass this run's budget. Otherwise the
+    // rows are read into memory (the mode decides the training order).
     std::error_code ec;
     if (std::filesystem::exists(std::filesystem::path(blocks_dir) / "manifest.json", ec)) {
       try {
-        set.blocks = BlockStore::open(blocks_dir);
-        if (stats) *stats = IngestStats{set.blocks->rows(), 0, 0, 0, true};
-        return set;
+        BlockStore store = BlockStore::open(blocks_dir);
+        if (budget_bytes == 0 || store.bytes() > budget_bytes) {
+          set.blocks = std::move(store);
+          if (stats) *stats = IngestStats{set.blocks->rows(), 0, 0, 0, true};
+          return set;
+        }
       } catch (const DataError& e) {
         std::fprintf(stderr, "warning: %s; featurizing %s again\n", e.what(), path.c_str());
       }
@@ -471,8 +489,14 @@ TrainingSet load_training_set(const Preprocessor& pre, const std::string& path, 
     const std::string bin = cache_file(pre.config(), path, key, ".bin");
     // (In memory its ids take 8 bytes, on disk 4 where they fit: at most twice the file.)
     if (budget_bytes > 0 && std::filesystem::exists(bin, ec) && 2 * std::filesystem::file_size(bin, ec) <= budget_bytes) {
-      set.in_memory = load_featurized(pre, path, true, stats, show_progress);
-      return set;
+      Progress timer("load cache", 0, "rows", false);
+      try {
+        set.in_memory = FeaturizedData::load(bin, pre.embedding_rows());
+        if (stats) *stats = IngestStats{set.in_memory.rows(), 0, timer.elapsed_seconds(), 0, true};
+        return set;
+      } catch (const DataError& e) {  // damaged: featurized again below, within the budget
+        std::fprintf(stderr, "warning: %s; rebuilding it from %s\n", e.what(), path.c_str());
+      }
     }
   }
   const std::function<void(FeaturizedData&)> spill = [&](FeaturizedData& block) {
@@ -481,6 +505,7 @@ TrainingSet load_training_set(const Preprocessor& pre, const std::string& path, 
     set.blocks->add(block);
   };
   set.in_memory = featurize_file_spilling(pre, path, true, budget_bytes, dc.block_rows, spill, stats, show_progress);
+  set.in_memory.shrink_to_fit();
   if (set.blocks) {
     set.blocks->finish();
   } else if (!dc.cache_dir.empty()) {

@@ -52,10 +52,13 @@ class FeaturizedData {
   FeaturizedData select(const std::int64_t* rows, std::int64_t n) const;
   // Appends `other`'s rows (the same shape; both with or both without groups).
   void append(const FeaturizedData& other);
-  // Bytes the arrays hold.
+  // Bytes the arrays hold, and the bytes they have allocated (capacity: up to
+  // twice as much while vectors grow by doubling).
   std::uint64_t bytes() const;
+  std::uint64_t capacity_bytes() const;
   // No rows, the arrays' capacity kept (a buffer refilled again and again).
   void clear();
+  void shrink_to_fit();  // capacity down to the rows held
   // Capacity for `rows` rows with `bag_entries` bag ids in all.
   void reserve(std::int64_t rows, std::int64_t bag_entries);
 

@@ -35,6 +35,11 @@ class BlockReadAhead {
   BlockReadAhead(const BlockStore& store, const std::vector<std::size_t>& order, std::int64_t embedding_rows)
       : thread_([this, &store, order, embedding_rows] {
           for (std::size_t b : order) {
+            {  // one block ahead, not two: read only once the slot is free
+              std::unique_lock<std::mutex> lock(mutex_);
+              ready_.wait(lock, [this] { return (!slot_ && !error_) || stop_; });
+              if (stop_) return;
+            }
             std::optional<FeaturizedData> block;
             std::exception_ptr error;
             try {
@@ -43,7 +48,6 @@ class BlockReadAhead {
               error = std::current_exception();
             }
             std::unique_lock<std::mutex> lock(mutex_);
-            ready_.wait(lock, [this] { return (!slot_ && !error_) || stop_; });
             if (stop_) return;
             slot_ = std::move(block);
             error_ = error;

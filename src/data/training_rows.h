@@ -7,7 +7,7 @@
 // The streamed order: the blocks in a shuffled order; rows pile up in a
 // buffer until it holds data.shuffle_buffer_rows, are shuffled there and go
 // out in full batches; the rows left over (fewer than a batch) stay for the
-// next fill. Peak memory: about the buffer plus two blocks (the next one is
+// next fill. Peak memory: about the buffer plus one block (the next one,
 // read ahead on another thread). A row still lands
 // in every epoch exactly once; with a buffer as large as the data, the order
 // is a full shuffle, as in memory.

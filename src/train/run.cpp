@@ -130,18 +130,31 @@ RunRecord run_training(const RunRequest& request) {
 
   // In memory, or streamed from blocks on disk when featurized it would pass
   // the memory budget (or with --stream).
+  // The default budget (half this machine's or cgroup's memory) is shared by
+  // the workers on this machine, as its cores are.
   const std::string rank_suffix = env.distributed() ? ".rank" + std::to_string(env.rank) : "";
-  const std::uint64_t budget = request.stream ? 0 : data::memory_budget_bytes(config.data);
-  data::TrainingSet train_set = data::load_training_set(pre, config.data.train, budget, request.out + ".blocks" + rank_suffix,
-                                                        rank_suffix, &run.train_ingest, progress);
-  // A temporary store goes when the run ends, however it ends.
+  std::uint64_t budget = request.stream ? 0 : data::memory_budget_bytes(config.data);
+  if (config.data.memory_budget_mb == 0) budget /= static_cast<std::uint64_t>(env.local_world_size);
+  std::string out = request.out;
+  while (out.size() > 1 && out.back() == '/') out.pop_back();  // "model/" -> "model.blocks", not "model/.blocks"
+  const std::string temporary_dir = out + ".blocks" + rank_suffix;
+  // A temporary store goes when the run ends, also when featurizing fails
+  // half way (a bad row, a full disk): only the store's own files.
   struct RemoveTemporaryStore {
-    const data::TrainingSet& set;
+    std::string dir;
+    bool armed;
     ~RemoveTemporaryStore() {
+      if (!armed) return;
       std::error_code ec;
-      if (set.blocks && set.temporary) fs::remove_all(set.blocks->dir(), ec);
+      for (const auto& entry : fs::directory_iterator(dir, ec)) {
+        const std::string name = entry.path().filename().string();
+        if (name == "manifest.json" || name.rfind("block-", 0) == 0) fs::remove(entry.path(), ec);
+      }
+      fs::remove(dir, ec);  // only if now empty
     }
-  } remove_temporary_store{train_set};
+  } remove_temporary_store{temporary_dir, config.data.cache_dir.empty()};
+  data::TrainingSet train_set = data::load_training_set(pre, config.data.train, budget, temporary_dir, rank_suffix,
+                                                        &run.train_ingest, progress);
   const data::FeaturizedData& train_data = train_set.in_memory;
   run.train_rows = train_set.rows();
   run.streamed = train_set.blocks.has_value();

@@ -631,7 +631,12 @@ class Trainer::Impl {
       // checkpoint of another config or data would load "successfully".
       torch::Tensor stored;
       a.read("fingerprint", stored, true);
-      if (tensor_bytes(stored) != fingerprint)
+      const std::string theirs = tensor_bytes(stored);
+      if (theirs != fingerprint && (theirs == fingerprint + "-streamed" || theirs + "-streamed" == fingerprint))
+        throw ModelError(path + ": this checkpoint is of a run whose training rows were " +
+                         (theirs.size() > fingerprint.size() ? "streamed from disk: resume with --stream"
+                                                             : "in memory: resume without --stream (or raise data.memory_budget_mb)"));
+      if (theirs != fingerprint)
         throw ModelError(path + ": this checkpoint belongs to another config or training data; delete it or train "
                                 "without --resume");
       torch::serialize::InputArchive model, deep, wide, best;

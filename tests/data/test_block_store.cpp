@@ -139,7 +139,7 @@ TEST_F(BlockStoreTest, SpillingStartsAtTheBudgetAndSplitsWhatWasInMemoryIntoBloc
   const data::FeaturizedData whole = data::featurize_file(*pre, path, true);
   // Under the budget: all in memory, no block written.
   data::FeaturizedData rest = data::featurize_file_spilling(
-      *pre, path, true, whole.bytes() + 1, 16, [&](data::FeaturizedData&) { FAIL(); }, nullptr, false);
+      *pre, path, true, 4 * whole.bytes(), 16, [&](data::FeaturizedData&) { FAIL(); }, nullptr, false);
   expect_same_rows(rest, whole);
   // Over it after about 30 rows: those go out in blocks of 16, then every later row.
   const std::uint64_t budget = whole.slice(0, 30).bytes();
