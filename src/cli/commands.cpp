@@ -399,7 +399,7 @@ int run_eval(const EvalOptions& o) {
   model::LoadedModel m = model::load_model_dir(o.model);
   eval::check_task_metrics(m.config);
   data::IngestStats stats;
-  data::FeaturizedData d = data::load_featurized(*m.preprocessor, o.data, true, &stats, true);
+  data::FeaturizedData d = data::load_featurized(*m.preprocessor, {o.data}, true, &stats, true);
   json truth;
   if (!o.truth.empty()) truth = evaluate_against_truth(o, m, d, stats);
   if (o.as_served) m.preprocessor->read_bias_as_missing(d);
@@ -524,7 +524,7 @@ int run_predict(const PredictOptions& o) {
   configure_threads(o.threads);
   model::LoadedModel m = model::load_model_dir(o.model);
   data::IngestStats stats;
-  data::FeaturizedData d = data::featurize_file(*m.preprocessor, o.data, false, &stats, true, /*allow_skip=*/false);
+  data::FeaturizedData d = data::featurize_file(*m.preprocessor, {o.data}, false, &stats, true, /*allow_skip=*/false);
   train::Predictions p = train::predict(*m.net, m.config, d);
   refuse_non_finite(p, o.model);
   AtomicFile out(o.out);
@@ -853,9 +853,9 @@ int run_quickstart(const QuickstartOptions& o) {
   TrainOptions t;
   t.configs = {config_path.string()};
   t.out = (dir / "model").string();
-  t.train = (dir / "train.csv").string();
-  t.val = (dir / "val.csv").string();
-  t.test = (dir / "test.csv").string();
+  t.train = {(dir / "train.csv").string()};
+  t.val = {(dir / "val.csv").string()};
+  t.test = {(dir / "test.csv").string()};
   t.metrics_out = (dir / "metrics.json").string();
   t.threads = o.threads;
   t.what_next = false;  // the quickstart's own list follows
@@ -870,7 +870,7 @@ int run_quickstart(const QuickstartOptions& o) {
       "  edit %s (docs/config.md lists every key) and run\n"
       "  build/mtrank train --config %s --out %s\n"
       "  real data: build/mtrank train --config examples/census/mmoe.toml --out census-model (see README)\n",
-      t.out.c_str(), report_path_for(t.out).c_str(), t.out.c_str(), t.test.c_str(), t.out.c_str(), t.test.c_str(),
+      t.out.c_str(), report_path_for(t.out).c_str(), t.out.c_str(), t.test[0].c_str(), t.out.c_str(), t.test[0].c_str(),
       (dir / "predictions.csv").c_str(), t.out.c_str(),
       config_path.c_str(), config_path.c_str(), t.out.c_str());
   return 0;

@@ -8,7 +8,9 @@ namespace mtrank::cli {
 
 struct TrainOptions {
   std::vector<std::string> configs;  // merged in order, later files win
-  std::string out, train, val, test, metrics_out;
+  std::string out, metrics_out;
+  // Data sets: files or quoted glob patterns ("logs/day-*.csv.gz"), read in turn as one.
+  std::vector<std::string> train, val, test;
   int threads = -1;          // -1 = from config
   std::int64_t seed = -1;    // -1 = from config
   std::int64_t max_steps = -1;  // -1 = from config (train.max_steps; sequential models)
@@ -86,7 +88,7 @@ struct CompareOptions {
   std::vector<std::int64_t> seeds = {1, 2, 3};
   std::string out_dir = "mtrank-compare";
   std::string baseline = "single_task";
-  std::string train, val, test;
+  std::vector<std::string> train, val, test;  // as TrainOptions
   int threads = 0;
   bool markdown = false;
   bool gbdt = false;  // also an xgboost row: one booster per task on the first config's features

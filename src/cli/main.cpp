@@ -130,9 +130,11 @@ int main(int argc, char** argv) {
       ->required()
       ->check(CLI::ExistingFile);
   train->add_option("--out", tr.out, "Model directory to write")->required();
-  train->add_option("--train", tr.train, "Training data (overrides data.train)");
-  train->add_option("--val", tr.val, "Validation data for early stopping (overrides data.val)");
-  train->add_option("--test", tr.test, "Test data, evaluated once at the end (overrides data.test)");
+  train->add_option("--train", tr.train,
+                     "Training data (overrides data.train): FILE, several files, or a quoted glob such as "
+                     "'logs/day-*.csv.gz', read in turn as one data set (each file with the same header)");
+  train->add_option("--val", tr.val, "Validation data for early stopping (overrides data.val; files or a glob)");
+  train->add_option("--test", tr.test, "Test data, evaluated once at the end (overrides data.test; files or a glob)");
   train->add_option("--metrics-out", tr.metrics_out, "Write metrics JSON here");
   train->add_option("--threads", tr.threads, "Threads (0 = all cores; default: train.threads)");
   train->add_option("--seed", tr.seed, "Random seed (default: train.seed)");
@@ -275,9 +277,11 @@ int main(int argc, char** argv) {
   compare->add_option("--out-dir", cmp.out_dir, "Where models and metrics go; existing results are reused")
       ->capture_default_str();
   compare->add_option("--baseline", cmp.baseline, "The model every other is compared with")->capture_default_str();
-  compare->add_option("--train", cmp.train, "Training data (overrides data.train)");
-  compare->add_option("--val", cmp.val, "Validation data (overrides data.val)");
-  compare->add_option("--test", cmp.test, "Test data (overrides data.test)");
+  compare->add_option("--train", cmp.train,
+                     "Training data (overrides data.train): FILE, several files, or a quoted glob such as "
+                     "'logs/day-*.csv.gz', read in turn as one data set (each file with the same header)");
+  compare->add_option("--val", cmp.val, "Validation data (overrides data.val; files or a glob)");
+  compare->add_option("--test", cmp.test, "Test data (overrides data.test; files or a glob)");
   compare->add_option("--threads", cmp.threads, "Threads (0 = all cores)");
   compare->add_flag("--markdown", cmp.markdown, "Print a Markdown table");
   compare->add_flag("--gbdt", cmp.gbdt,

@@ -460,6 +460,11 @@ void resolve_data_paths(toml::table& t, const std::filesystem::path& dir) {
       if (auto* v = data->get_as<std::string>(key); v && !v->get().empty() && std::filesystem::path(v->get()).is_relative())
         *v = std::filesystem::absolute(dir / v->get()).lexically_normal().string();
   if (toml::table* data = t["data"].as_table()) {
+    for (const char* key : {"train", "val", "test"})
+      if (toml::array* files = data->get_as<toml::array>(key))
+        for (toml::node& f : *files)
+          if (auto* v = f.as_string(); v && !v->get().empty() && std::filesystem::path(v->get()).is_relative())
+            *v = std::filesystem::absolute(dir / v->get()).lexically_normal().string();
     if (auto* v = data->get_as<std::string>("items"); v && !v->get().empty() && std::filesystem::path(v->get()).is_relative())
       *v = std::filesystem::absolute(dir / v->get()).lexically_normal().string();
     if (toml::array* files = data->get_as<toml::array>("item_vectors"))
@@ -635,9 +640,13 @@ Config parse_table(const toml::table& root_table, const std::string& source_name
   if (const toml::table* data = root.subtable("data")) {
     TableReader t(*data, "data", source);
     DataConfig& d = cfg.data;
-    d.train = t.string("train", "");
-    d.val = t.string("val", "");
-    d.test = t.string("test", "");
+    // A string (one path or glob, "" for none) or an array of them.
+    for (auto [key, files] : {std::pair{"train", &d.train}, {"val", &d.val}, {"test", &d.test}}) {
+      *files = t.strings(key, {});
+      if (files->size() == 1 && files->front().empty()) files->clear();
+      for (const std::string& f : *files)
+        if (f.empty()) t.fail(t.get(key), key, "has an empty file name in its list");
+    }
     std::string format = t.choice("format", "auto", {"auto", "csv", "tsv"});
     d.delimiter = format == "csv" ? ',' : format == "tsv" ? '\t' : 0;
     d.missing_values = t.strings("missing_values", d.missing_values);
@@ -794,8 +803,10 @@ Config load_config(const std::vector<std::string>& paths) {
     const std::filesystem::path base = std::filesystem::path(paths[0]).parent_path();
     // Relative data paths in a config file are relative to the file's directory,
     // so a config works from any working directory.
-    std::vector<std::string*> paths{&cfg.data.train, &cfg.data.val, &cfg.data.test, &cfg.data.cache_dir, &cfg.data.items};
-    for (std::string& f : cfg.data.item_vectors) paths.push_back(&f);
+    std::vector<std::string*> paths{&cfg.data.cache_dir, &cfg.data.items};
+    for (std::vector<std::string>* files : std::initializer_list<std::vector<std::string>*>{
+             &cfg.data.train, &cfg.data.val, &cfg.data.test, &cfg.data.item_vectors})
+      for (std::string& f : *files) paths.push_back(&f);
     for (std::string* p : paths)
       if (!p->empty() && std::filesystem::path(*p).is_relative())
         *p = std::filesystem::absolute(base / *p).lexically_normal().string();
@@ -818,6 +829,12 @@ Config load_config(const std::vector<std::string>& paths) {
 
 Config load_config(const std::string& path) { return load_config(std::vector<std::string>{path}); }
 
+std::string describe(const FileList& files) {
+  std::string out;
+  for (const std::string& f : files) out += (out.empty() ? "" : " + ") + f;
+  return out;
+}
+
 std::string to_toml(const Config& c) {
   auto strings = [](const std::vector<std::string>& v) {
     toml::array a;
@@ -830,10 +847,7 @@ std::string to_toml(const Config& c) {
     return a;
   };
   const DataConfig& d = c.data;
-  toml::table data{{"train", d.train},
-                   {"val", d.val},
-                   {"test", d.test},
-                   {"format", d.delimiter == ',' ? "csv" : d.delimiter == '\t' ? "tsv" : "auto"},
+  toml::table data{{"format", d.delimiter == ',' ? "csv" : d.delimiter == '\t' ? "tsv" : "auto"},
                    {"missing_values", strings(d.missing_values)},
                    {"missing_labels", strings(d.missing_labels)},
                    {"on_bad_row", d.on_bad_row == BadRowPolicy::kSkip ? "skip" : "error"},
@@ -846,6 +860,13 @@ std::string to_toml(const Config& c) {
                    {"weight_column", d.weight_column},
                    {"hash_seed", static_cast<std::int64_t>(d.hash_seed)},
                    {"quantile_sample", d.quantile_sample}};
+  // No file or one as a string, as configs were written before lists were accepted.
+  for (auto [key, files] : {std::pair{"train", &d.train}, {"val", &d.val}, {"test", &d.test}}) {
+    if (files->size() <= 1)
+      data.insert(key, files->empty() ? std::string() : files->front());
+    else
+      data.insert(key, strings(*files));
+  }
   toml::array features;
   for (const FeatureConfig& f : c.features) {
     toml::table t{{"name", f.name}, {"type", to_string(f.type)}};

@@ -67,8 +67,22 @@ struct TaskConfig {
   std::vector<std::string> metrics;
 };
 
+// The files of one data set: paths or glob patterns ("logs/day-*.csv.gz"),
+// read in turn as one log (data::expand_files). Empty: no such data set.
+// One path converts to it implicitly: the common data set of one file.
+struct FileList : std::vector<std::string> {
+  using std::vector<std::string>::vector;
+  FileList() = default;
+  FileList(std::vector<std::string> files) : std::vector<std::string>(std::move(files)) {}
+  FileList(std::string path) : std::vector<std::string>{std::move(path)} {}
+  FileList(const char* path) : FileList(std::string(path)) {}
+};
+
+// A file list for messages: its one entry, or its entries joined by " + ".
+std::string describe(const FileList& files);
+
 struct DataConfig {
-  std::string train, val, test;
+  FileList train, val, test;
   char delimiter = 0;  // 0 = by extension
   std::vector<std::string> missing_values = {""};  // numeric fields / labels that mean "missing"
   // Label values that mean "no label" on top of missing_values, so a missing

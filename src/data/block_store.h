@@ -74,14 +74,14 @@ struct TrainingSet {
   std::vector<LabelCounts> label_counts() const { return blocks ? blocks->label_counts() : count_labels(in_memory); }
 };
 
-// Featurizes the training file in one streaming pass. The rows stay in memory
+// Featurizes the training data in one streaming pass. The rows stay in memory
 // while they hold at most `budget_bytes`; past that, what is in memory and
 // every later row go to a BlockStore (0: every row, as `train --stream`). The
 // store lives in config.data.cache_dir, keyed like the binary cache, and is
 // reused by later runs (`store_suffix` appended to its name: one per
 // data-parallel rank); without a cache_dir, in `temporary_dir`. In memory,
 // the binary cache is used as load_featurized uses it.
-TrainingSet load_training_set(const Preprocessor& pre, const std::string& path, std::uint64_t budget_bytes,
+TrainingSet load_training_set(const Preprocessor& pre, const FileList& files, std::uint64_t budget_bytes,
                               const std::string& temporary_dir, const std::string& store_suffix, IngestStats* stats,
                               bool show_progress);
 

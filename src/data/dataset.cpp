@@ -293,19 +293,29 @@ FeaturizedData FeaturizedData::load(const std::string& path, std::int64_t embedd
 // ---------------------------------------------------------------- ingestion
 
 namespace {
+// A data set's short name for progress bars and cache file names: its first
+// file's name, and how many more files follow.
+std::string progress_name(const FileList& files) {
+  if (files.empty()) return "";
+  std::string name = std::filesystem::path(files.front()).filename().string();
+  if (files.size() > 1) name += "+" + std::to_string(files.size() - 1);
+  return name;
+}
+
 // The one featurizing loop (featurize_file, featurize_file_spilling).
-FeaturizedData featurize_pass(const Preprocessor& pre, const std::string& path, bool require_labels,
+FeaturizedData featurize_pass(const Preprocessor& pre, const FileList& files, bool require_labels,
                               IngestStats* stats, bool show_progress, bool allow_skip, std::uint64_t spill_bytes,
                               std::int64_t block_rows, const std::function<void(FeaturizedData&)>* spill) {
   const DataConfig& dc = pre.config().data;
-  RecordReader reader(path, ReaderOptions{dc.delimiter});
-  const ColumnBinding binding = pre.bind(reader.header(), path, require_labels);
+  const std::vector<std::string> paths = expand_files(files);
+  RecordReader reader(paths, ReaderOptions{dc.delimiter});
+  const ColumnBinding binding = pre.bind(reader.header(), reader.path(), require_labels);
   FeaturizedData out(pre.num_categorical(), pre.num_bags(), pre.num_dense(), pre.num_tasks());
   // Rough row-count guess from file size keeps reallocation low on big files.
   if (!spill) out.reserve(static_cast<std::int64_t>(std::min<std::uint64_t>(reader.file_size() / 64, 1u << 24)));
   std::int64_t rows = 0;
   bool spilling = spill && spill_bytes == 0;  // once over spill_bytes, every block_rows rows go to `spill`
-  Progress progress("featurize " + std::filesystem::path(path).filename().string(), reader.file_size(), "B",
+  Progress progress("featurize " + progress_name(paths), reader.file_size(), "B",
                     show_progress);
   std::vector<std::string_view> fields;
   std::int64_t skipped = 0;
@@ -314,7 +324,7 @@ FeaturizedData featurize_pass(const Preprocessor& pre, const std::string& path, 
     try {
       pre.transform(binding, fields, out);
     } catch (const RowError& e) {
-      std::string where = path + ":" + std::to_string(reader.line());
+      std::string where = reader.path() + ":" + std::to_string(reader.line());
       if (e.column >= 0) where += ": column " + std::to_string(e.column + 1) + " ('" + reader.header()[e.column] + "')";
       if (!allow_skip)
         throw DataError(where + ": " + e.message +
@@ -353,8 +363,9 @@ FeaturizedData featurize_pass(const Preprocessor& pre, const std::string& path, 
   }
   rows += out.rows();
   progress.finish(human_count(static_cast<double>(rows)) + " rows");
-  if (rows == 0) throw DataError(path + ": no data rows" + (skipped ? " (all were skipped as bad)" : ""));
-  if (skipped > 0) std::fprintf(stderr, "warning: %s: skipped %lld bad rows\n", path.c_str(), static_cast<long long>(skipped));
+  if (rows == 0) throw DataError(describe(files) + ": no data rows" + (skipped ? " (all were skipped as bad)" : ""));
+  if (skipped > 0)
+    std::fprintf(stderr, "warning: %s: skipped %lld bad rows\n", describe(files).c_str(), static_cast<long long>(skipped));
   if (stats) {
     stats->rows = rows;
     stats->skipped = skipped;
@@ -366,16 +377,16 @@ FeaturizedData featurize_pass(const Preprocessor& pre, const std::string& path, 
 }
 }  // namespace
 
-FeaturizedData featurize_file(const Preprocessor& pre, const std::string& path, bool require_labels,
+FeaturizedData featurize_file(const Preprocessor& pre, const FileList& files, bool require_labels,
                               IngestStats* stats, bool show_progress, bool allow_skip) {
-  return featurize_pass(pre, path, require_labels, stats, show_progress, allow_skip, 0, 0, nullptr);
+  return featurize_pass(pre, files, require_labels, stats, show_progress, allow_skip, 0, 0, nullptr);
 }
 
-FeaturizedData featurize_file_spilling(const Preprocessor& pre, const std::string& path, bool require_labels,
+FeaturizedData featurize_file_spilling(const Preprocessor& pre, const FileList& files, bool require_labels,
                                        std::uint64_t spill_bytes, std::int64_t block_rows,
                                        const std::function<void(FeaturizedData&)>& spill, IngestStats* stats,
                                        bool show_progress) {
-  return featurize_pass(pre, path, require_labels, stats, show_progress, true, spill_bytes, std::max<std::int64_t>(block_rows, 1),
+  return featurize_pass(pre, files, require_labels, stats, show_progress, true, spill_bytes, std::max<std::int64_t>(block_rows, 1),
                         &spill);
 }
 
@@ -386,37 +397,42 @@ std::string data_identity(const Config& config) {
   Config c = config;
   c.model = model_defaults("mmoe");
   c.train = TrainConfig{};
-  c.data.train = c.data.val = c.data.test = "";
+  c.data.train.clear();
+  c.data.val.clear();
+  c.data.test.clear();
   c.data.memory_budget_mb = c.data.shuffle_buffer_rows = 0;  // where rows live, not what they hold
   return to_toml(c);
 }
 
-// Cache file for `path` under the config's cache_dir, keyed by everything that
-// changes the cached bytes: the file's identity (path, size, mtime), `extra`
+// Cache file for a data set under the config's cache_dir, keyed by everything
+// that changes the cached bytes: each file's identity (path, size, mtime) in
+// order, so a pattern that matches one more file is another data set, `extra`
 // and the data-relevant config.
-std::string cache_file(const Config& config, const std::string& path, const std::string& extra,
+std::string cache_file(const Config& config, const FileList& entries, const std::string& extra,
                        const std::string& suffix) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) throw DataError(path + ": cannot open: " + std::strerror(errno));
-  const std::string identity = std::filesystem::absolute(path).string() + "|" + std::to_string(st.st_size) + "|" +
-                               std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec) + "|" +
-                               extra + "|" + data_identity(config);
+  const std::vector<std::string> files = expand_files(entries);
+  std::string identity;
+  for (const std::string& path : files) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) throw DataError(path + ": cannot open: " + std::strerror(errno));
+    identity += std::filesystem::absolute(path).string() + "|" + std::to_string(st.st_size) + "|" +
+                std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec) + "|";
+  }
+  identity += extra + "|" + data_identity(config);
   char key[17];
   std::snprintf(key, sizeof key, "%016llx", static_cast<unsigned long long>(hash_string(identity, 1)));
   std::filesystem::create_directories(config.data.cache_dir);
-  return (std::filesystem::path(config.data.cache_dir) /
-          (std::filesystem::path(path).filename().string() + "." + key + suffix))
-      .string();
+  return (std::filesystem::path(config.data.cache_dir) / (progress_name(files) + "." + key + suffix)).string();
 }
 }  // namespace
 
-bool fit_preprocessing(Preprocessor& pre, const std::string& train_path) {
+bool fit_preprocessing(Preprocessor& pre, const FileList& train_files) {
   const Config& config = pre.config();
   if (config.data.cache_dir.empty()) {
-    pre.fit(train_path);
+    pre.fit(train_files);
     return false;
   }
-  const std::string path = cache_file(config, train_path, "fit", ".preprocess.json");
+  const std::string path = cache_file(config, train_files, "fit", ".preprocess.json");
   if (std::filesystem::exists(path)) {
     std::ifstream in(path);
     try {
@@ -426,17 +442,17 @@ bool fit_preprocessing(Preprocessor& pre, const std::string& train_path) {
       // A damaged cache entry is not the user's problem: refit and overwrite it.
     }
   }
-  pre.fit(train_path);
+  pre.fit(train_files);
   write_file_atomic(path, pre.to_json().dump());
   return false;
 }
 
-FeaturizedData load_featurized(const Preprocessor& pre, const std::string& path, bool require_labels,
+FeaturizedData load_featurized(const Preprocessor& pre, const FileList& files, bool require_labels,
                                IngestStats* stats, bool show_progress) {
   const DataConfig& dc = pre.config().data;
-  if (dc.cache_dir.empty()) return featurize_file(pre, path, require_labels, stats, show_progress);
+  if (dc.cache_dir.empty()) return featurize_file(pre, files, require_labels, stats, show_progress);
   const std::string cache_path =
-      cache_file(pre.config(), path, (require_labels ? "L|" : "-|") + pre.to_json().dump(), ".bin");
+      cache_file(pre.config(), files, (require_labels ? "L|" : "-|") + pre.to_json().dump(), ".bin");
   if (std::filesystem::exists(cache_path)) {
     Progress progress("load cache", 0, "rows", false);
     try {
@@ -451,22 +467,22 @@ FeaturizedData load_featurized(const Preprocessor& pre, const std::string& path,
       return d;
     } catch (const DataError& e) {
       // A damaged cache entry is not the user's problem: say so, rebuild it.
-      std::fprintf(stderr, "warning: %s; rebuilding it from %s\n", e.what(), path.c_str());
+      std::fprintf(stderr, "warning: %s; rebuilding it from %s\n", e.what(), describe(files).c_str());
     }
   }
-  FeaturizedData d = featurize_file(pre, path, require_labels, stats, show_progress);
+  FeaturizedData d = featurize_file(pre, files, require_labels, stats, show_progress);
   d.save(cache_path);
   return d;
 }
 
-TrainingSet load_training_set(const Preprocessor& pre, const std::string& path, std::uint64_t budget_bytes,
+TrainingSet load_training_set(const Preprocessor& pre, const FileList& files, std::uint64_t budget_bytes,
                               const std::string& temporary_dir, const std::string& store_suffix, IngestStats* stats,
                               bool show_progress) {
   const DataConfig& dc = pre.config().data;
   TrainingSet set;
   const std::string key = "L|" + pre.to_json().dump();
   const std::string blocks_dir =
-      dc.cache_dir.empty() ? temporary_dir : cache_file(pre.config(), path, key, ".blocks" + store_suffix);
+      dc.cache_dir.empty() ? temporary_dir : cache_file(pre.config(), files, key, ".blocks" + store_suffix);
   set.temporary = dc.cache_dir.empty();
   if (!dc.cache_dir.empty()) {
     // A finished store from an earlier run, reused when this run streams: with
@@ -482,11 +498,11 @@ TrainingSet load_training_set(const Preprocessor& pre, const std::string& path, 
           return set;
         }
       } catch (const DataError& e) {
-        std::fprintf(stderr, "warning: %s; featurizing %s again\n", e.what(), path.c_str());
+        std::fprintf(stderr, "warning: %s; featurizing %s again\n", e.what(), describe(files).c_str());
       }
     }
     // The in-memory cache, if it fits.
-    const std::string bin = cache_file(pre.config(), path, key, ".bin");
+    const std::string bin = cache_file(pre.config(), files, key, ".bin");
     // (In memory its ids take 8 bytes, on disk 4 where they fit: at most twice the file.)
     if (budget_bytes > 0 && std::filesystem::exists(bin, ec) && 2 * std::filesystem::file_size(bin, ec) <= budget_bytes) {
       Progress timer("load cache", 0, "rows", false);
@@ -495,7 +511,7 @@ TrainingSet load_training_set(const Preprocessor& pre, const std::string& path, 
         if (stats) *stats = IngestStats{set.in_memory.rows(), 0, timer.elapsed_seconds(), 0, true};
         return set;
       } catch (const DataError& e) {  // damaged: featurized again below, within the budget
-        std::fprintf(stderr, "warning: %s; rebuilding it from %s\n", e.what(), path.c_str());
+        std::fprintf(stderr, "warning: %s; rebuilding it from %s\n", e.what(), describe(files).c_str());
       }
     }
   }
@@ -504,12 +520,12 @@ TrainingSet load_training_set(const Preprocessor& pre, const std::string& path, 
       set.blocks = BlockStore::create(blocks_dir, pre.num_categorical(), pre.num_bags(), pre.num_dense(), pre.num_tasks());
     set.blocks->add(block);
   };
-  set.in_memory = featurize_file_spilling(pre, path, true, budget_bytes, dc.block_rows, spill, stats, show_progress);
+  set.in_memory = featurize_file_spilling(pre, files, true, budget_bytes, dc.block_rows, spill, stats, show_progress);
   set.in_memory.shrink_to_fit();
   if (set.blocks) {
     set.blocks->finish();
   } else if (!dc.cache_dir.empty()) {
-    set.in_memory.save(cache_file(pre.config(), path, key, ".bin"));
+    set.in_memory.save(cache_file(pre.config(), files, key, ".bin"));
   }
   return set;
 }
@@ -531,9 +547,9 @@ std::vector<LabelCounts> count_labels(const FeaturizedData& data) {
   return out;
 }
 
-std::vector<std::pair<std::string, std::int64_t>> most_frequent_values(const std::string& path, char delimiter,
+std::vector<std::pair<std::string, std::int64_t>> most_frequent_values(const FileList& files, char delimiter,
                                                                        const std::string& column, std::size_t k) {
-  RecordReader reader(path, ReaderOptions{delimiter});
+  RecordReader reader(expand_files(files), ReaderOptions{delimiter});
   const auto& header = reader.header();
   const auto it = std::find(header.begin(), header.end(), column);
   if (it == header.end()) return {};
@@ -555,11 +571,11 @@ std::vector<std::pair<std::string, std::int64_t>> most_frequent_values(const std
   return out;
 }
 
-std::string check_label_counts(const Config& config, const std::string& train_path, const FeaturizedData& train) {
-  return check_label_counts(config, train_path, count_labels(train));
+std::string check_label_counts(const Config& config, const FileList& train_files, const FeaturizedData& train) {
+  return check_label_counts(config, train_files, count_labels(train));
 }
 
-std::string check_label_counts(const Config& config, const std::string& train_path,
+std::string check_label_counts(const Config& config, const FileList& train_files,
                                const std::vector<LabelCounts>& counts) {
   std::string report;
   for (std::size_t t = 0; t < config.tasks.size(); ++t) {
@@ -579,7 +595,7 @@ std::string check_label_counts(const Config& config, const std::string& train_pa
     else if (task.type == TaskType::kBinary && c.positive == 0) problem = "no positive rows";
     else if (task.type == TaskType::kBinary && c.negative == 0) problem = "no negative rows";
     if (problem.empty()) continue;
-    std::string msg = config.source + ": task '" + task.name + "': the training data " + train_path + " has " +
+    std::string msg = config.source + ": task '" + task.name + "': the training data " + describe(train_files) + " has " +
                       problem + " (" + text + ")";
     if (task.type == TaskType::kBinary) {
       if (task.positive.empty()) {
@@ -591,7 +607,7 @@ std::string check_label_counts(const Config& config, const std::string& train_pa
       }
     }
     if (!task.where_column.empty()) msg += "; sample space: " + task.where_column + " in its 'equals' values";
-    const auto top = most_frequent_values(train_path, config.data.delimiter, task.column, 8);
+    const auto top = most_frequent_values(train_files, config.data.delimiter, task.column, 8);
     if (!top.empty()) {
       msg += ". The most frequent values of column '" + task.column + "' are: ";
       for (std::size_t i = 0; i < top.size(); ++i)

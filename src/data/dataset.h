@@ -80,11 +80,14 @@ struct IngestStats {
   bool from_cache = false;
 };
 
-// Reads and featurizes a whole file (streaming). Labels are optional when
+// The functions below read a data set: one file or several read in turn as
+// one log (FileList: paths or glob patterns, data::expand_files).
+
+// Reads and featurizes a whole data set (streaming). Labels are optional when
 // `require_labels` is false. Bad rows follow config.data.on_bad_row.
 // With `allow_skip` false, a bad row is an error whatever data.on_bad_row says
 // (predict: its output rows must line up with the input rows).
-FeaturizedData featurize_file(const Preprocessor& pre, const std::string& path, bool require_labels,
+FeaturizedData featurize_file(const Preprocessor& pre, const FileList& files, bool require_labels,
                               IngestStats* stats = nullptr, bool show_progress = false, bool allow_skip = true);
 
 // The same streaming pass, for data of any size: whenever the rows featurized
@@ -92,18 +95,18 @@ FeaturizedData featurize_file(const Preprocessor& pre, const std::string& path, 
 // them out, e.g. to disk: data/block_store.h) and featurizing continues into an
 // empty FeaturizedData. Returns what was never spilled. With `spill_bytes`
 // 0 every `block_rows` rows are spilled, so nothing stays in memory.
-FeaturizedData featurize_file_spilling(const Preprocessor& pre, const std::string& path, bool require_labels,
+FeaturizedData featurize_file_spilling(const Preprocessor& pre, const FileList& files, bool require_labels,
                                        std::uint64_t spill_bytes, std::int64_t block_rows,
                                        const std::function<void(FeaturizedData&)>& spill, IngestStats* stats,
                                        bool show_progress);
 
-// Fits `pre` on the training file, or loads the fit from config.data.cache_dir
-// when the file and config are unchanged. Returns true if it came from the cache.
-bool fit_preprocessing(Preprocessor& pre, const std::string& train_path);
+// Fits `pre` on the training data, or loads the fit from config.data.cache_dir
+// when the files and config are unchanged. Returns true if it came from the cache.
+bool fit_preprocessing(Preprocessor& pre, const FileList& train_files);
 
-// Same as featurize_file, but reuses a binary cache in config.data.cache_dir when the file,
-// its size and mtime, and the fitted preprocessing are unchanged.
-FeaturizedData load_featurized(const Preprocessor& pre, const std::string& path, bool require_labels,
+// Same as featurize_file, but reuses a binary cache in config.data.cache_dir when the files,
+// their sizes and mtimes, and the fitted preprocessing are unchanged.
+FeaturizedData load_featurized(const Preprocessor& pre, const FileList& files, bool require_labels,
                                IngestStats* stats = nullptr, bool show_progress = false);
 
 // Per task, how the training rows split: labelled positive / negative
@@ -114,16 +117,16 @@ struct LabelCounts {
 };
 std::vector<LabelCounts> count_labels(const FeaturizedData& data);
 
-// The `k` most frequent raw values of `column` in a file, most frequent first
+// The `k` most frequent raw values of `column` in a data set, most frequent first
 // (for an error that shows the user what a label column really holds).
-std::vector<std::pair<std::string, std::int64_t>> most_frequent_values(const std::string& path, char delimiter,
+std::vector<std::pair<std::string, std::int64_t>> most_frequent_values(const FileList& files, char delimiter,
                                                                        const std::string& column, std::size_t k);
 
 // Refuses (ConfigError) a binary task with no positive or no negative
 // training rows, or a task with no labelled rows, naming its most frequent
 // values so a typo in `positive` shows; returns one line per task to report.
-std::string check_label_counts(const Config& config, const std::string& train_path, const FeaturizedData& train);
-std::string check_label_counts(const Config& config, const std::string& train_path,
+std::string check_label_counts(const Config& config, const FileList& train_files, const FeaturizedData& train);
+std::string check_label_counts(const Config& config, const FileList& train_files,
                                const std::vector<LabelCounts>& counts);
 
 }  // namespace mtrank::data

@@ -554,13 +554,13 @@ const Preprocessor::CategoricalField* Preprocessor::find_field(const std::string
   return nullptr;
 }
 
-void Preprocessor::fit(const std::string& train_path, const Preprocessor* base) {
+void Preprocessor::fit(const FileList& train_files, const Preprocessor* base) {
   {
     Config config = config_;  // start from a clean state whatever this object held
     *this = Preprocessor(config);
   }
-  RecordReader reader(train_path, ReaderOptions{config_.data.delimiter});
-  ColumnBinding b = bind(reader.header(), train_path, true);
+  RecordReader reader(expand_files(train_files), ReaderOptions{config_.data.delimiter});
+  ColumnBinding b = bind(reader.header(), reader.path(), true);
   std::vector<std::vector<double>> samples(dense_.size());
   std::vector<std::uint64_t> seen(dense_.size(), 0);
   std::vector<double> mean(dense_.size(), 0.0), m2(dense_.size(), 0.0);
@@ -572,7 +572,7 @@ void Preprocessor::fit(const std::string& train_path, const Preprocessor* base) 
   std::vector<char> present(dense_.size());
   std::int64_t rows = 0, bad = 0;
   auto bad_row = [&](int column, const std::string& why) {
-    std::string where = train_path + ":" + std::to_string(reader.line());
+    std::string where = reader.path() + ":" + std::to_string(reader.line());
     if (column >= 0)
       where += ": column " + std::to_string(column + 1) + " ('" + reader.header()[column] + "')";
     if (config_.data.on_bad_row == BadRowPolicy::kError)
@@ -642,7 +642,7 @@ void Preprocessor::fit(const std::string& train_path, const Preprocessor* base) 
       ++seen[i];
     }
   }
-  if (rows == 0) throw DataError(train_path + ": no usable data rows to fit the preprocessing on");
+  if (rows == 0) throw DataError(describe(train_files) + ": no usable data rows to fit the preprocessing on");
   for (auto* fields : {&categorical_, &bags_})
     for (auto& f : *fields) {
       const CategoricalField* old = base ? base->find_field(f.feature.name) : nullptr;
@@ -658,7 +658,7 @@ void Preprocessor::fit(const std::string& train_path, const Preprocessor* base) 
     if (f.feature.transform == NumericTransform::kQuantile) f.quantiles.fit(std::move(samples[i]), f.feature.quantiles);
   }
   assign_offsets();
-  check_fitted(train_path);
+  check_fitted(describe(train_files));
 }
 
 void Preprocessor::check_fitted(const std::string& source) const {

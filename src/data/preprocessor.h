@@ -87,10 +87,11 @@ class Preprocessor {
  public:
   explicit Preprocessor(const Config& config);
 
-  // Fits vocabularies, quantiles and moments on the training file (one streaming pass).
+  // Fits vocabularies, quantiles and moments on the training data (one streaming
+  // pass over its files, data::expand_files).
   // With a base (warm start from an older model), vocabularies grow: the base's
   // values keep their ids and new values are appended.
-  void fit(const std::string& train_path, const Preprocessor* base = nullptr);
+  void fit(const FileList& train_files, const Preprocessor* base = nullptr);
 
   nlohmann::json to_json() const;
   void load_json(const nlohmann::json& j);  // throws ModelError on mismatch with the config

@@ -1,6 +1,7 @@
 #include "data/record_reader.h"
 
 #include <fcntl.h>
+#include <glob.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -36,6 +37,31 @@ std::string describe_char(char c) {
 }
 
 }  // namespace
+
+std::vector<std::string> expand_files(const std::vector<std::string>& entries) {
+  std::vector<std::string> files;
+  for (const std::string& entry : entries) {
+    if (entry.find_first_of("*?[") == std::string::npos) {
+      files.push_back(entry);  // a plain path: opening it reports a missing file with its errno
+      continue;
+    }
+    glob_t g{};
+    errno = 0;
+    const int rc = ::glob(entry.c_str(), GLOB_ERR, nullptr, &g);
+    if (rc == GLOB_NOMATCH || (rc == GLOB_ABORTED && (errno == ENOENT || errno == ENOTDIR))) {
+      ::globfree(&g);
+      throw DataError(entry + ": the pattern matches no file (quote a pattern on the command line so mtrank, not "
+                              "the shell, expands it)");
+    }
+    if (rc != 0) {
+      ::globfree(&g);
+      throw DataError(entry + ": cannot list the files of the pattern: " + std::strerror(errno));
+    }
+    for (std::size_t i = 0; i < g.gl_pathc; ++i) files.emplace_back(g.gl_pathv[i]);  // glob sorts by name
+    ::globfree(&g);
+  }
+  return files;
+}
 
 // ---------------------------------------------------------------------------
 // Source: a plain file read with read(2), or a gzip stream read with zlib.
@@ -95,10 +121,36 @@ struct RecordReader::Source {
 
 // ---------------------------------------------------------------------------
 RecordReader::RecordReader(const std::string& path, ReaderOptions options)
-    : path_(path), quote_(options.quote) {
+    : RecordReader(std::vector<std::string>{path}, options) {}
+
+RecordReader::RecordReader(std::vector<std::string> files, ReaderOptions options)
+    : files_(std::move(files)), options_(options), quote_(options.quote) {
+  if (files_.empty()) throw DataError("no input file given");
+  // The total size up front, so a progress bar over several files has one end.
+  for (const std::string& f : files_) {
+    struct stat st {};
+    if (::stat(f.c_str(), &st) == 0 && S_ISREG(st.st_mode)) total_file_size_ += static_cast<std::uint64_t>(st.st_size);
+  }
+  open(0);
+}
+
+void RecordReader::open(std::size_t file) {
+  if (source_) {
+    done_bytes_consumed_ += bytes_consumed_;
+    done_file_offset_ += file_size_;
+  }
+  source_.reset();
+  file_ = file;
+  path_ = files_[file];
+  buffer_.clear();
+  begin_ = end_ = 0;
+  eof_ = false;
+  line_ = 1;
+  record_line_ = 0;
+  bytes_consumed_ = 0;
   const bool gzip = ends_with(path_, ".gz");
-  if (options.delimiter != 0) {
-    delimiter_ = options.delimiter;
+  if (options_.delimiter != 0) {
+    delimiter_ = options_.delimiter;
   } else if (ends_with(path_, ".tsv") || ends_with(path_, ".tsv.gz") || ends_with(path_, ".tab") ||
              ends_with(path_, ".tab.gz")) {
     delimiter_ = '\t';
@@ -123,6 +175,7 @@ RecordReader::RecordReader(const std::string& path, ReaderOptions options)
   if (::fstat(fd, &st) != 0) throw DataError(path_ + ": cannot open: " + std::strerror(errno));
   if (S_ISDIR(st.st_mode)) throw DataError(path_ + ": cannot open: " + std::strerror(EISDIR));
   file_size_ = S_ISREG(st.st_mode) ? static_cast<std::uint64_t>(st.st_size) : 0;
+  if (files_.size() == 1) total_file_size_ = file_size_;
 #ifdef POSIX_FADV_SEQUENTIAL
   ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 #endif
@@ -141,16 +194,27 @@ RecordReader::RecordReader(const std::string& path, ReaderOptions options)
     bytes_consumed_ += 3;
   }
 
-  if (!options.has_header) return;
+  if (!options_.has_header) return;
   std::vector<std::string_view> fields;
-  if (!next(fields)) throw DataError(path_ + ": file is empty (expected a header row)");
-  header_.assign(fields.begin(), fields.end());
+  if (!next_in_file(fields)) throw DataError(path_ + ": file is empty (expected a header row)");
+  if (file == 0) {
+    header_.assign(fields.begin(), fields.end());
+    return;
+  }
+  // A part of a data set with other columns would be featurized by the first part's column positions.
+  for (std::size_t c = 0; c < std::max(fields.size(), header_.size()); ++c)
+    if (c >= fields.size() || c >= header_.size() || fields[c] != header_[c])
+      throw DataError(path_ + ":1:" + std::to_string(c + 1) + ": header differs from the first file's (" +
+                      files_[0] + "): column " + std::to_string(c + 1) + " is " +
+                      (c < fields.size() ? "'" + std::string(fields[c]) + "'" : "missing") + ", expected " +
+                      (c < header_.size() ? "'" + header_[c] + "'" : "no column") +
+                      "; the files of one data set need the same columns in the same order");
 }
 
 RecordReader::~RecordReader() = default;
 
 std::uint64_t RecordReader::file_offset() const {
-  return source_ ? source_->offset(bytes_consumed_) : 0;
+  return done_file_offset_ + (source_ ? source_->offset(bytes_consumed_) : 0);
 }
 
 void RecordReader::fail(std::uint64_t line, std::uint64_t column, const std::string& what) const {
@@ -188,6 +252,14 @@ bool RecordReader::fill() {
 }
 
 bool RecordReader::next(std::vector<std::string_view>& fields) {
+  while (!next_in_file(fields)) {
+    if (file_ + 1 >= files_.size()) return false;
+    open(file_ + 1);
+  }
+  return true;
+}
+
+bool RecordReader::next_in_file(std::vector<std::string_view>& fields) {
   for (;;) {
     switch (parse(fields)) {
       case Parse::kRecord:

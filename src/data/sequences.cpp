@@ -61,16 +61,16 @@ std::size_t user_index(Interactions& out, std::unordered_map<std::string, std::s
 
 }  // namespace
 
-Interactions read_user_item_lines(const std::string& path) {
+Interactions read_user_item_lines(const FileList& files) {
   ReaderOptions options;
   options.delimiter = ' ';
   options.has_header = false;
-  RecordReader reader(path, options);
+  RecordReader reader(expand_files(files), options);
   Interactions out;
   std::unordered_map<std::string, std::size_t> users;
   std::vector<std::string_view> f;
   while (reader.next(f)) {
-    const std::string where = path + ":" + std::to_string(reader.line()) + ": ";
+    const std::string where = reader.path() + ":" + std::to_string(reader.line()) + ": ";
     if (f.size() != 2)
       throw DataError(where + "expected 'user item' (two fields separated by one space), got " +
                       std::to_string(f.size()) + " field" + (f.size() == 1 ? "" : "s"));
@@ -83,19 +83,19 @@ Interactions read_user_item_lines(const std::string& path) {
     out.histories[user_index(out, users, ids[0])].push_back(out.items.add(ids[1]));
     ++out.events;
   }
-  if (out.events == 0) throw DataError(path + ": no interactions (expected 'user item' lines)");
+  if (out.events == 0) throw DataError(describe(files) + ": no interactions (expected 'user item' lines)");
   return out;
 }
 
-Interactions read_interaction_table(const std::string& path, const InteractionColumns& columns) {
-  RecordReader reader(path);
+Interactions read_interaction_table(const FileList& files, const InteractionColumns& columns) {
+  RecordReader reader(expand_files(files));
   const auto& header = reader.header();
   auto column = [&](const std::string& name, const std::string& role) {
     for (std::size_t i = 0; i < header.size(); ++i)
       if (header[i] == name) return static_cast<int>(i);
     std::string known;
     for (const auto& h : header) known += (known.empty() ? "" : ", ") + h;
-    throw DataError(path + ":1: missing column '" + name + "' (" + role + "); the header has: " + known);
+    throw DataError(reader.path() + ":1: missing column '" + name + "' (" + role + "); the header has: " + known);
   };
   const int user_col = column(columns.user, "the user"), item_col = column(columns.item, "the item");
   const int time_col = columns.time.empty() ? -1 : column(columns.time, "the time of the event");
@@ -112,11 +112,11 @@ Interactions read_interaction_table(const std::string& path, const InteractionCo
   std::int64_t order = 0;
   while (reader.next(f)) {
     const auto fail = [&](int col, const std::string& what) {
-      throw DataError(path + ":" + std::to_string(reader.line()) + ":" + std::to_string(col + 1) + ": column '" +
+      throw DataError(reader.path() + ":" + std::to_string(reader.line()) + ":" + std::to_string(col + 1) + ": column '" +
                       header[static_cast<std::size_t>(col)] + "': " + what);
     };
     if (static_cast<int>(f.size()) < needed)
-      throw DataError(path + ":" + std::to_string(reader.line()) + ": " + std::to_string(f.size()) +
+      throw DataError(reader.path() + ":" + std::to_string(reader.line()) + ": " + std::to_string(f.size()) +
                       " fields, fewer than the header's columns read here");
     if (f[user_col].empty()) fail(user_col, "empty user id");
     if (f[item_col].empty()) fail(item_col, "empty item id");
@@ -131,7 +131,7 @@ Interactions read_interaction_table(const std::string& path, const InteractionCo
     if (events.size() < out.users.size()) events.resize(out.users.size());
     events[u].push_back({t, order++, out.items.add(f[item_col])});
   }
-  if (order == 0) throw DataError(path + ": no interactions (the file has a header only)");
+  if (order == 0) throw DataError(describe(files) + ": no interactions (the file has a header only)");
   for (std::size_t u = 0; u < events.size(); ++u) {
     auto& e = events[u];
     std::stable_sort(e.begin(), e.end(), [](const Event& a, const Event& b) { return a.time < b.time; });

@@ -10,6 +10,8 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "config/config.h"
+
 namespace mtrank::data {
 
 // External item ids (strings) <-> ids 1..n in first-appearance order; 0 is padding.
@@ -40,7 +42,8 @@ struct Interactions {
 // must be non-negative integers, read as numbers ("010" is item 10). Throws DataError naming file and
 // line: a line with other than two fields, an id that is not an integer, an
 // empty file.
-Interactions read_user_item_lines(const std::string& path);
+// Several files (FileList, data::expand_files) are read in turn as one log.
+Interactions read_user_item_lines(const FileList& files);
 // The decimal form of a non-negative integer ("010" -> "10"), or "" if `s` is
 // not one: how read_user_item_lines reads ids.
 std::string canonical_integer(std::string_view s);
@@ -52,7 +55,7 @@ std::string canonical_integer(std::string_view s);
 struct InteractionColumns {
   std::string user = "user", item = "item", time = "timestamp";
 };
-Interactions read_interaction_table(const std::string& path, const InteractionColumns& columns);
+Interactions read_interaction_table(const FileList& files, const InteractionColumns& columns);
 
 // LRURec's leave-one-out split: the last item is the test target, the
 // second-last the validation target, the rest trains. Validation reads the

@@ -10,6 +10,7 @@
 #include "common/error.h"
 #include "common/progress.h"
 #include "common/system.h"
+#include "data/record_reader.h"
 #include "data/hash.h"
 #include "data/preprocessor.h"
 #include "model/model.h"
@@ -47,11 +48,12 @@ void check_model_fits_in_memory(const Config& config, const model::InputShape& s
 void check_training_file(const Config& config) {
   if (config.data.train.empty())
     throw ConfigError(config.source + ": no training data: set data.train or pass --train FILE");
-  // The training file is read twice (fit, then featurize): a FIFO or <(...) hung or read as empty.
+  // The training files are read twice (fit, then featurize): a FIFO or <(...) hung or read as empty.
   std::error_code ec;
-  if (fs::exists(config.data.train, ec) && !fs::is_regular_file(config.data.train, ec))
-    throw DataError(config.data.train + ": training data must be a regular file (it is read twice: to fit the "
-                                        "preprocessing, then to featurize); save the stream to a file first");
+  for (const std::string& file : data::expand_files(config.data.train))
+    if (fs::exists(file, ec) && !fs::is_regular_file(file, ec))
+      throw DataError(file + ": training data must be a regular file (it is read twice: to fit the "
+                             "preprocessing, then to featurize); save the stream to a file first");
 }
 
 // Everything that defines the run except the thread count: config and fitted preprocessing.
@@ -124,7 +126,7 @@ RunRecord run_training(const RunRequest& request) {
   if (progress)
     std::fprintf(stderr, "%s preprocessing of %s in %s: %d categorical, %d multi-hot, %d numeric features, "
                          "%lld embedding rows\n",
-                 run.fit_from_cache ? "loaded cached" : "fitted", config.data.train.c_str(),
+                 run.fit_from_cache ? "loaded cached" : "fitted", describe(config.data.train).c_str(),
                  human_seconds(run.fit_seconds).c_str(), pre.num_categorical(), pre.num_bags(), pre.num_dense(),
                  static_cast<long long>(pre.embedding_rows()));
 
@@ -222,7 +224,7 @@ RunRecord run_training(const RunRequest& request) {
     if (!d) continue;
     // Never write a model that predicts NaN: evaluate_split refuses it.
     run.splits.push_back(
-        evaluate_split(*net, config, *d, name, name == std::string("val") ? config.data.val : config.data.test));
+        evaluate_split(*net, config, *d, name, describe(name == std::string("val") ? config.data.val : config.data.test)));
     run.headline_split = static_cast<int>(run.splits.size()) - 1;  // test if there is one, else val
   }
 

@@ -226,11 +226,21 @@ const std::vector<std::string>& next_item_metric_names() {
 
 double WidthMetrics::value(const std::string& name) const { return metric_of(metrics, name); }
 
-bool is_user_item_log(const std::string& path) { return has_suffix(path, ".txt") || has_suffix(path, ".txt.gz"); }
+namespace {
+bool is_user_item_file(const std::string& path) { return has_suffix(path, ".txt") || has_suffix(path, ".txt.gz"); }
+}  // namespace
 
-data::Interactions read_interactions(const SequentialConfig& config, const std::string& path) {
-  if (is_user_item_log(path)) return data::read_user_item_lines(path);
-  return data::read_interaction_table(path, {config.user_column, config.item_column, config.time_column});
+bool is_user_item_log(const FileList& files) {
+  return !files.empty() && std::all_of(files.begin(), files.end(), is_user_item_file);
+}
+
+data::Interactions read_interactions(const SequentialConfig& config, const FileList& files) {
+  if (is_user_item_log(files)) return data::read_user_item_lines(files);
+  for (const std::string& f : files)
+    if (is_user_item_file(f))
+      throw DataError(describe(files) + ": mixes `user item` lines (" + f +
+                      ") with CSV/TSV tables; one log's files are all of one kind");
+  return data::read_interaction_table(files, {config.user_column, config.item_column, config.time_column});
 }
 
 NextItemCases validation_cases(const data::LeaveOneOut& split) {
@@ -386,7 +396,7 @@ std::vector<std::pair<std::int32_t, float>> recommend(model::SequentialRecommend
 
 NextItemRecord evaluate_log(model::SequentialRecommenderImpl& net, const Config& config,
                             const data::ItemVocabulary& items, const std::string& path, std::int64_t* unknown_events) {
-  data::Interactions log = read_interactions(config.sequential, path);
+  data::Interactions log = read_interactions(config.sequential, {path});
   std::int64_t unknown = 0;
   std::vector<std::string> names;
   for (std::vector<std::int32_t>& h : log.histories) {
@@ -448,14 +458,14 @@ SequentialRunRecord run_sequential_training(const SequentialRunRequest& request)
   const data::TrainingWindows windows =
       data::training_windows(split.train, max_len, static_cast<int>(sc.window_step > 0 ? sc.window_step : sc.max_len));
   run.train_samples = windows.samples();
-  if (run.train_samples == 0) throw DataError(config.data.train + ": no training sequences (every history is empty)");
+  if (run.train_samples == 0) throw DataError(describe(config.data.train) + ": no training sequences (every history is empty)");
   const NextItemCases val_cases = validation_cases(split);
   if (val_cases.targets.empty())
-    throw DataError(config.data.train + ": no user has 3 or more events, so there is nothing to validate or test on "
+    throw DataError(describe(config.data.train) + ": no user has 3 or more events, so there is nothing to validate or test on "
                     "(leave-one-out needs a training item, a validation item and a test item)");
   if (progress)
     std::fprintf(stderr, "read %s in %s: %lld users, %lld items, %lld events (%lld users too short to validate)\n",
-                 config.data.train.c_str(), human_seconds(run.read_seconds).c_str(), static_cast<long long>(run.users),
+                 describe(config.data.train).c_str(), human_seconds(run.read_seconds).c_str(), static_cast<long long>(run.users),
                  static_cast<long long>(run.items), static_cast<long long>(run.events),
                  static_cast<long long>(run.users_train_only));
 
@@ -668,7 +678,7 @@ SequentialRunRecord run_sequential_training(const SequentialRunRequest& request)
         run.train_seconds += seconds_since(clock);
         const auto val_clock = std::chrono::steady_clock::now();
         const NextItemRecord v = evaluate_next_item(*net, val_cases, max_len, sc.exclude == "history",
-                                                    tc.eval_batch_size, "val", config.data.train, communicator.get());
+                                                    tc.eval_batch_size, "val", describe(config.data.train), communicator.get());
         run.validation_seconds += seconds_since(val_clock);
         ValidationPoint point;
         point.step = run.steps;
@@ -721,9 +731,9 @@ SequentialRunRecord run_sequential_training(const SequentialRunRequest& request)
     run.parameters_by_width.push_back(n);
   }
   run.splits.push_back(evaluate_next_item(*net, val_cases, max_len, sc.exclude == "history", tc.eval_batch_size, "val",
-                                          config.data.train, communicator.get()));
+                                          describe(config.data.train), communicator.get()));
   run.splits.push_back(evaluate_next_item(*net, test_cases(split), max_len, sc.exclude == "history", tc.eval_batch_size,
-                                          "test", config.data.train, communicator.get()));
+                                          "test", describe(config.data.train), communicator.get()));
   if (!run.primary) return run;  // rank 0 writes the model
   // The whole run record, as for ranking models: `mtrank report M` reads it.
   nlohmann::json meta{{"widths", sc.widths}, {"block", sc.block}, {"items", run.items}, {"training", to_metrics_json(run)}};

@@ -31,8 +31,9 @@ const std::vector<std::string>& next_item_metric_names();
 // Reads a log by its name: `user item` lines for .txt and .txt.gz
 // (data::read_user_item_lines), else a CSV/TSV table with the columns of
 // [sequential] (data::read_interaction_table).
-data::Interactions read_interactions(const SequentialConfig& config, const std::string& path);
-bool is_user_item_log(const std::string& path);  // .txt or .txt.gz: read as `user item` lines
+// Several files are read in turn as one log; they must all be of one kind.
+data::Interactions read_interactions(const SequentialConfig& config, const FileList& files);
+bool is_user_item_log(const FileList& files);  // every file .txt or .txt.gz: read as `user item` lines
 
 // The evaluation cases of a split: each user's input history and target.
 struct NextItemCases {

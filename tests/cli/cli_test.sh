@@ -335,4 +335,24 @@ assert s["peak_buffer_rows"] <= 3000 + 1000 + 1024, s["peak_buffer_rows"]  # buf
 assert abs(s["tasks"]["click"]["auc"] - m["tasks"]["click"]["auc"]) < 0.02, (s["tasks"]["click"], m["tasks"]["click"])
 PY
 expect_error 2 "--stream streams a ranking model's featurized rows" -- "$MTRANK" train --config seq.toml --train seq.txt --out m16 --stream
+# One data set in several files (a quoted glob; gzip and plain mixed) trains
+# exactly the model of the one file, at the same seed and threads.
+mkdir -p parts
+head -1 qs/train.csv > header.csv
+tail -n +2 qs/train.csv | split -l 6000 - parts/body-
+for p in parts/body-*; do cat header.csv "$p" > "parts/day-${p#parts/body-}.csv"; rm "$p"; done
+gzip parts/day-aa.csv
+"$MTRANK" train --config qs/quickstart.toml --train 'parts/day-*' --out parted --metrics-out parted.json --threads 2 \
+  >/dev/null 2>parted.err || { cat parted.err; fail "train on a glob of files"; }
+grep -q "fitted preprocessing of .*parts/day-\* in" parted.err || { cat parted.err; fail "the log did not name the data set"; }
+python3 - <<'PY' || fail "several files are not the one file"
+import json
+s, m = json.load(open("parted.json")), json.load(open("qs/metrics.json"))
+assert s["train_rows"] == m["train_rows"] == 16000, (s["train_rows"], m["train_rows"])
+assert s["history"][-1]["train_loss"] == m["history"][-1]["train_loss"], (s["history"][-1], m["history"][-1])
+assert s["tasks"] == m["tasks"], (s["tasks"], m["tasks"])
+PY
+printf 'a,b\n1,2\n' > parts/day-zz.csv
+expect_error 3 "parts/day-zz.csv:1:1: header differs from the first file's" -- "$MTRANK" train --config qs/quickstart.toml --train 'parts/day-*' --out m17
+expect_error 3 "the pattern matches no file" -- "$MTRANK" train --config qs/quickstart.toml --train 'parts/week-*.csv' --out m18
 echo "cli tests passed"

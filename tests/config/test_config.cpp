@@ -177,9 +177,38 @@ TEST(Config, ExtendsAndOverlaysMergeInOrder) {
   EXPECT_EQ(c.train.seed, 9u);   // a later overlay wins over both
   EXPECT_EQ(c.features.size(), 3u);
   // A data path is relative to the file that names it.
-  EXPECT_EQ(c.data.train, (dir.path() / "data/train.csv").lexically_normal().string());
+  EXPECT_EQ(c.data.train, mtrank::FileList{(dir.path() / "data/train.csv").lexically_normal().string()});
   dir.write("bad.toml", "extends = \"missing.toml\"\n");
   EXPECT_THROW(mtrank::load_config(dir.file("bad.toml")), ConfigError);
+}
+
+// A data set is one path, a glob, or a list of them; relative entries are
+// relative to the file that names them, in a single file and through extends;
+// the list survives the model directory's config.toml.
+TEST(Config, DataSetsAreFileLists) {
+  mtrank::testing::TempDir dir;
+  std::filesystem::create_directories(dir.path() / "sub");
+  const std::string d = dir.path().lexically_normal().string() + "/";
+  dir.write("one.toml", std::string(kMinimal) + "[data]\ntrain = [\"a.csv\", \"logs/day-*.csv\"]\nval = \"v.csv\"\n");
+  dir.write("sub/top.toml", "extends = \"../one.toml\"\n[data]\ntest = [\"t1.csv\", \"/abs/t2.csv\"]\n");
+  const Config one = mtrank::load_config(dir.file("one.toml"));
+  EXPECT_EQ(one.data.train, (mtrank::FileList{d + "a.csv", d + "logs/day-*.csv"}));
+  EXPECT_EQ(one.data.val, mtrank::FileList{d + "v.csv"});
+  EXPECT_TRUE(one.data.test.empty());
+  const Config top = mtrank::load_config(dir.file("sub/top.toml"));
+  EXPECT_EQ(top.data.train, one.data.train);
+  EXPECT_EQ(top.data.test, (mtrank::FileList{d + "sub/t1.csv", "/abs/t2.csv"}));
+  const Config back = parse_config(mtrank::to_toml(top), "back.toml");
+  EXPECT_EQ(back.data.train, top.data.train);
+  EXPECT_EQ(back.data.val, top.data.val);
+  EXPECT_EQ(back.data.test, top.data.test);
+  EXPECT_EQ(mtrank::to_toml(back), mtrank::to_toml(top));
+  EXPECT_NE(mtrank::to_toml(one).find("val = '" + d + "v.csv'"), std::string::npos);  // one file stays a string
+  EXPECT_EQ(mtrank::describe(top.data.test), d + "sub/t1.csv + /abs/t2.csv");
+  std::string e = error_of(std::string(kMinimal) + "[data]\ntrain = [\"a.csv\", \"\"]\n");
+  EXPECT_NE(e.find("key 'data.train': has an empty file name in its list"), std::string::npos) << e;
+  e = error_of(std::string(kMinimal) + "[data]\ntrain = 3\n");
+  EXPECT_NE(e.find("key 'data.train': must be an array of strings, got an integer"), std::string::npos) << e;
 }
 
 TEST(Config, LabelColumnAlsoAFeatureIsRefused) {

@@ -10,6 +10,7 @@
 #include <set>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include "common/error.h"
 #include "config/config.h"
@@ -231,4 +232,45 @@ TEST_F(BlockStoreTest, TheSameSeedStreamsTheSameOrderAndAnErrorMidEpochStopsClea
                             if (++batches == 2) throw std::runtime_error("diverged");
                           }),
                std::runtime_error);
+}
+
+// One data set in several files (a glob or a list) is the concatenated file:
+// the same fitted preprocessing, the same rows, also through the caches; a file
+// more that the pattern matches is another data set for the caches.
+TEST_F(BlockStoreTest, SeveralFilesAreOneDataSet) {
+  std::ifstream in(path);
+  std::string header, line;
+  std::getline(in, header);
+  std::string parts[3];
+  for (int i = 0; std::getline(in, line); ++i) parts[i < 40 ? 0 : i < 41 ? 1 : 2] += line + "\n";
+  std::filesystem::create_directories(dir.file("parts"));
+  for (int p = 0; p < 3; ++p) dir.write("parts/part-" + std::to_string(p + 1) + ".csv", header + "\n" + parts[p]);
+  const FileList glob{dir.file("parts/part-*.csv")};
+  const FileList list{dir.file("parts/part-1.csv"), dir.file("parts/part-2.csv"), dir.file("parts/part-3.csv")};
+  for (const FileList& files : {glob, list}) {
+    data::Preprocessor fitted(config);
+    fitted.fit(files);
+    EXPECT_EQ(fitted.to_json(), pre->to_json());
+    expect_same_rows(data::featurize_file(fitted, files, true), data::featurize_file(*pre, path, true));
+  }
+  // Through the binary cache and the block store: the same rows, and a part
+  // added later is seen, not served from the cache of the old parts.
+  Config cached = config;
+  cached.data.cache_dir = dir.file("cache");
+  data::Preprocessor pre_cached(cached);
+  EXPECT_FALSE(data::fit_preprocessing(pre_cached, glob));
+  EXPECT_TRUE(data::fit_preprocessing(pre_cached, glob));
+  expect_same_rows(data::load_featurized(pre_cached, glob, true), data::featurize_file(*pre, path, true));
+  data::IngestStats stats;
+  expect_same_rows(data::load_featurized(pre_cached, glob, true, &stats), data::featurize_file(*pre, path, true));
+  EXPECT_TRUE(stats.from_cache);
+  const data::TrainingSet streamed = data::load_training_set(pre_cached, glob, 0, "", "", &stats, false);
+  ASSERT_TRUE(streamed.blocks.has_value());
+  EXPECT_EQ(streamed.blocks->rows(), 103);
+  dir.write("parts/part-4.csv", header + "\nu1,a,7,1.5,1,1\n");
+  expect_same_rows(data::load_featurized(pre_cached, glob, true, &stats).slice(0, 103),
+                   data::featurize_file(*pre, path, true));
+  EXPECT_FALSE(stats.from_cache);
+  EXPECT_EQ(stats.rows, 104);
+  EXPECT_FALSE(data::fit_preprocessing(pre_cached, glob));
 }

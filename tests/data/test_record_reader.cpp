@@ -549,4 +549,94 @@ TEST(RecordReader, ViewsStayValidUntilNextCall) {
 }
 
 }  // namespace
+
+// ------------------------------------------------------------ several files
+
+// Several files read as one log: the records in order, the later headers
+// checked and skipped, line numbers and errors in the file being read.
+TEST(RecordReader, SeveralFilesReadInTurnAsOneLog) {
+  TempFile a(".csv"), b(".csv.gz"), c(".csv");
+  a.write("x,y\n1,2\n3,4\n");
+  b.write_gz("x,y\r\n5,6\r\n");
+  c.write("\xEF\xBB\xBFx,y\n7,8\n\n9,10\n");
+  RecordReader reader(std::vector<std::string>{a.path(), b.path(), c.path()});
+  EXPECT_EQ(reader.header(), (std::vector<std::string>{"x", "y"}));
+  EXPECT_EQ(reader.file_size(), fs::file_size(a.path()) + fs::file_size(b.path()) + fs::file_size(c.path()));
+  std::vector<std::string_view> f;
+  std::vector<std::string> got;
+  while (reader.next(f)) got.push_back(reader.path() + ":" + std::to_string(reader.line()) + "=" +
+                                       std::string(f[0]) + "," + std::string(f[1]));
+  EXPECT_EQ(got, (std::vector<std::string>{a.path() + ":2=1,2", a.path() + ":3=3,4", b.path() + ":2=5,6",
+                                           c.path() + ":2=7,8", c.path() + ":4=9,10"}));
+  EXPECT_EQ(reader.file_offset(), reader.file_size());  // every byte on disk consumed
+  EXPECT_EQ(reader.bytes_read(), 12u + 10u + 3u + 14u);  // decompressed bytes, BOM included
+}
+
+TEST(RecordReader, SeveralFilesNeedTheSameHeader) {
+  TempFile a(".csv"), b(".csv"), c(".csv"), empty(".csv");
+  a.write("x,y\n1,2\n");
+  b.write("x,z\n5,6\n");
+  c.write("x\n5\n");
+  empty.write("");
+  auto error = [&](const std::vector<std::string>& files) {
+    try {
+      RecordReader reader(files);
+      std::vector<std::string_view> f;
+      while (reader.next(f)) {
+      }
+    } catch (const DataError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_EQ(error({a.path(), b.path()}),
+            b.path() + ":1:2: header differs from the first file's (" + a.path() +
+                "): column 2 is 'z', expected 'y'; the files of one data set need the same columns in the same order");
+  EXPECT_EQ(error({a.path(), c.path()}),
+            c.path() + ":1:2: header differs from the first file's (" + a.path() +
+                "): column 2 is missing, expected 'y'; the files of one data set need the same columns in the same order");
+  EXPECT_EQ(error({a.path(), empty.path()}), empty.path() + ": file is empty (expected a header row)");
+  EXPECT_EQ(error({a.path(), a.path() + ".missing"}), a.path() + ".missing: cannot open: No such file or directory");
+  EXPECT_EQ(error({}), "no input file given");
+}
+
+TEST(RecordReader, SeveralHeaderlessFiles) {
+  TempFile a(".txt"), b(".txt");
+  a.write("1 2\n");
+  b.write("3 4\n5 6\n");
+  ReaderOptions options;
+  options.delimiter = ' ';
+  options.has_header = false;
+  RecordReader reader(std::vector<std::string>{a.path(), b.path()}, options);
+  std::vector<std::string_view> f;
+  std::vector<std::string> got;
+  while (reader.next(f)) got.push_back(std::string(f[0]) + std::string(f[1]) + "@" + std::to_string(reader.line()));
+  EXPECT_EQ(got, (std::vector<std::string>{"12@1", "34@1", "56@2"}));
+}
+
+TEST(ExpandFiles, PatternsInNameOrderPathsAsGiven) {
+  const fs::path dir = fs::temp_directory_path() / ("mtrank_rr_glob_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  for (const char* name : {"day-10.csv", "day-02.csv", "day-01.csv.gz", "other.csv"}) std::ofstream(dir / name) << "x\n";
+  const std::string d = dir.string() + "/";
+  EXPECT_EQ(expand_files({d + "day-*.csv*", d + "other.csv"}),
+            (std::vector<std::string>{d + "day-01.csv.gz", d + "day-02.csv", d + "day-10.csv", d + "other.csv"}));
+  EXPECT_EQ(expand_files({d + "day-0?.csv"}), (std::vector<std::string>{d + "day-02.csv"}));
+  EXPECT_EQ(expand_files({d + "missing.csv"}), (std::vector<std::string>{d + "missing.csv"}));  // opening reports it
+  try {
+    expand_files({d + "week-*.csv"});
+    ADD_FAILURE() << "a pattern that matches nothing must be an error";
+  } catch (const DataError& e) {
+    EXPECT_EQ(std::string(e.what()), d + "week-*.csv: the pattern matches no file (quote a pattern on the command "
+                                         "line so mtrank, not the shell, expands it)");
+  }
+  try {
+    expand_files({d + "no-such-dir/*.csv"});
+    ADD_FAILURE() << "a pattern under a missing directory must be an error";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("the pattern matches no file"), std::string::npos) << e.what();
+  }
+  fs::remove_all(dir);
+}
+
 }  // namespace mtrank::data
