@@ -549,6 +549,8 @@ Config resolve_compare_config(const CompareOptions& o, const std::string& cfg) {
   for (auto [path, value] : {std::pair{&config.data.train, o.train}, {&config.data.val, o.val},
                              {&config.data.test, o.test}})
     if (!value.empty()) *path = value;
+  // The files, not the patterns, identify a compare run's results: a new day's file is another run.
+  data::expand_data_sets(config.data);
   eval::check_task_metrics(config);
   check_score_formula(config);
   return config;

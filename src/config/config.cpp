@@ -830,6 +830,8 @@ Config load_config(const std::vector<std::string>& paths) {
 Config load_config(const std::string& path) { return load_config(std::vector<std::string>{path}); }
 
 std::string describe(const FileList& files) {
+  if (files.size() > 3)
+    return files.front() + " + ... + " + files.back() + " (" + std::to_string(files.size()) + " files)";
   std::string out;
   for (const std::string& f : files) out += (out.empty() ? "" : " + ") + f;
   return out;

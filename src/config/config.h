@@ -74,11 +74,14 @@ struct FileList : std::vector<std::string> {
   using std::vector<std::string>::vector;
   FileList() = default;
   FileList(std::vector<std::string> files) : std::vector<std::string>(std::move(files)) {}
-  FileList(std::string path) : std::vector<std::string>{std::move(path)} {}
+  FileList(std::string path) {  // "": no file
+    if (!path.empty()) push_back(std::move(path));
+  }
   FileList(const char* path) : FileList(std::string(path)) {}
 };
 
-// A file list for messages: its one entry, or its entries joined by " + ".
+// A file list for messages: its entries joined by " + ", or for more than
+// three the first and last with the count between.
 std::string describe(const FileList& files);
 
 struct DataConfig {

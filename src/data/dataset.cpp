@@ -292,6 +292,10 @@ FeaturizedData FeaturizedData::load(const std::string& path, std::int64_t embedd
 
 // ---------------------------------------------------------------- ingestion
 
+void expand_data_sets(DataConfig& data) {
+  for (FileList* files : {&data.train, &data.val, &data.test}) *files = expand_files(*files);
+}
+
 namespace {
 // A data set's short name for progress bars and cache file names: its first
 // file's name, and how many more files follow.

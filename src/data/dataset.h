@@ -83,6 +83,12 @@ struct IngestStats {
 // The functions below read a data set: one file or several read in turn as
 // one log (FileList: paths or glob patterns, data::expand_files).
 
+// Replaces the patterns of data.train, val and test by the files they match,
+// once per run: fitting, featurizing and the caches then read the same files
+// even if a matching file appears meanwhile, and the model's config.toml
+// names the files it was trained on.
+void expand_data_sets(DataConfig& data);
+
 // Reads and featurizes a whole data set (streaming). Labels are optional when
 // `require_labels` is false. Bad rows follow config.data.on_bad_row.
 // With `allow_skip` false, a bad row is an error whatever data.on_bad_row says

@@ -11,6 +11,8 @@
 #include <climits>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <utility>
 
 #include "common/error.h"
 
@@ -41,25 +43,45 @@ std::string describe_char(char c) {
 std::vector<std::string> expand_files(const std::vector<std::string>& entries) {
   std::vector<std::string> files;
   for (const std::string& entry : entries) {
-    if (entry.find_first_of("*?[") == std::string::npos) {
-      files.push_back(entry);  // a plain path: opening it reports a missing file with its errno
+    if (entry.empty()) throw DataError("a data set names an empty file name (\"\"); give a path or a pattern");
+    struct stat st {};
+    // A path that exists is a file's name even with `[` or `*` in it; a plain
+    // path that does not exist is kept, so opening it reports its errno.
+    if (entry.find_first_of("*?[") == std::string::npos || ::stat(entry.c_str(), &st) == 0) {
+      files.push_back(entry);
       continue;
     }
     glob_t g{};
     errno = 0;
-    const int rc = ::glob(entry.c_str(), GLOB_ERR, nullptr, &g);
-    if (rc == GLOB_NOMATCH || (rc == GLOB_ABORTED && (errno == ENOENT || errno == ENOTDIR))) {
-      ::globfree(&g);
-      throw DataError(entry + ": the pattern matches no file (quote a pattern on the command line so mtrank, not "
-                              "the shell, expands it)");
-    }
-    if (rc != 0) {
+    const int rc = ::glob(entry.c_str(), GLOB_ERR | GLOB_MARK, nullptr, &g);
+    if (rc != 0 && rc != GLOB_NOMATCH && !(rc == GLOB_ABORTED && (errno == ENOENT || errno == ENOTDIR))) {
       ::globfree(&g);
       throw DataError(entry + ": cannot list the files of the pattern: " + std::strerror(errno));
     }
-    for (std::size_t i = 0; i < g.gl_pathc; ++i) files.emplace_back(g.gl_pathv[i]);  // glob sorts by name
+    std::size_t matched = 0;
+    for (std::size_t i = 0; rc == 0 && i < g.gl_pathc; ++i) {
+      const std::string match = g.gl_pathv[i];  // glob sorts by name (bytes: day-10 before day-9)
+      if (!match.empty() && match.back() == '/') continue;  // GLOB_MARK: a directory, not data
+      files.push_back(match);
+      ++matched;
+    }
     ::globfree(&g);
+    if (matched == 0)
+      throw DataError(entry + ": the pattern matches no file (quote a pattern on the command line so mtrank, not "
+                              "the shell, expands it)");
   }
+  // A file named twice (a list entry that a pattern also matches) would count its rows twice.
+  std::vector<std::pair<std::string, std::size_t>> seen;
+  for (std::size_t i = 0; i < files.size(); ++i) {
+    std::error_code ec;
+    const std::string canonical = std::filesystem::weakly_canonical(files[i], ec).string();
+    seen.emplace_back(ec ? files[i] : canonical, i);
+  }
+  std::sort(seen.begin(), seen.end());
+  for (std::size_t i = 1; i < seen.size(); ++i)
+    if (seen[i].first == seen[i - 1].first)
+      throw DataError(files[seen[i].second] + ": named twice in one data set (as " + files[seen[i - 1].second] +
+                      " and " + files[seen[i].second] + "), so its rows would count twice; list each file once");
   return files;
 }
 
@@ -204,7 +226,7 @@ void RecordReader::open(std::size_t file) {
   // A part of a data set with other columns would be featurized by the first part's column positions.
   for (std::size_t c = 0; c < std::max(fields.size(), header_.size()); ++c)
     if (c >= fields.size() || c >= header_.size() || fields[c] != header_[c])
-      throw DataError(path_ + ":1:" + std::to_string(c + 1) + ": header differs from the first file's (" +
+      throw DataError(path_ + ":" + std::to_string(record_line_) + ":" + std::to_string(c + 1) + ": header differs from the first file's (" +
                       files_[0] + "): column " + std::to_string(c + 1) + " is " +
                       (c < fields.size() ? "'" + std::string(fields[c]) + "'" : "missing") + ", expected " +
                       (c < header_.size() ? "'" + header_[c] + "'" : "no column") +

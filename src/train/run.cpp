@@ -50,7 +50,7 @@ void check_training_file(const Config& config) {
     throw ConfigError(config.source + ": no training data: set data.train or pass --train FILE");
   // The training files are read twice (fit, then featurize): a FIFO or <(...) hung or read as empty.
   std::error_code ec;
-  for (const std::string& file : data::expand_files(config.data.train))
+  for (const std::string& file : config.data.train)
     if (fs::exists(file, ec) && !fs::is_regular_file(file, ec))
       throw DataError(file + ": training data must be a regular file (it is read twice: to fit the "
                              "preprocessing, then to featurize); save the stream to a file first");
@@ -94,6 +94,7 @@ json to_json(const SplitRecord& split) {
 RunRecord run_training(const RunRequest& request) {
   RunRecord run;
   run.config = request.config;
+  data::expand_data_sets(run.config.data);
   const Config& config = run.config;
   check_training_file(config);
   eval::check_task_metrics(config);  // a misspelt metric is refused now, not after training

@@ -18,6 +18,7 @@
 #include "common/error.h"
 #include "common/progress.h"
 #include "common/system.h"
+#include "data/dataset.h"
 #include "data/hash.h"
 #include "data/item_features.h"
 #include "eval/metric_registry.h"
@@ -416,6 +417,7 @@ NextItemRecord evaluate_log(model::SequentialRecommenderImpl& net, const Config&
 SequentialRunRecord run_sequential_training(const SequentialRunRequest& request) {
   SequentialRunRecord run;
   run.config = request.config;
+  data::expand_data_sets(run.config.data);  // once: the model's config.toml names the files read
   const Config& config = run.config;
   const SequentialConfig& sc = config.sequential;
   const TrainConfig& tc = config.train;

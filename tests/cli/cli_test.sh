@@ -344,13 +344,19 @@ for p in parts/body-*; do cat header.csv "$p" > "parts/day-${p#parts/body-}.csv"
 gzip parts/day-aa.csv
 "$MTRANK" train --config qs/quickstart.toml --train 'parts/day-*' --out parted --metrics-out parted.json --threads 2 \
   >/dev/null 2>parted.err || { cat parted.err; fail "train on a glob of files"; }
-grep -q "fitted preprocessing of .*parts/day-\* in" parted.err || { cat parted.err; fail "the log did not name the data set"; }
+grep -q "fitted preprocessing of parts/day-aa.csv.gz + parts/day-ab.csv + parts/day-ac.csv in" parted.err ||
+  { cat parted.err; fail "the log did not name the files the pattern matched"; }
 python3 - <<'PY' || fail "several files are not the one file"
 import json
 s, m = json.load(open("parted.json")), json.load(open("qs/metrics.json"))
 assert s["train_rows"] == m["train_rows"] == 16000, (s["train_rows"], m["train_rows"])
 assert s["history"][-1]["train_loss"] == m["history"][-1]["train_loss"], (s["history"][-1], m["history"][-1])
 assert s["tasks"] == m["tasks"], (s["tasks"], m["tasks"])
+PY
+python3 - <<'PY' || fail "the model's config.toml does not list the files it was trained on"
+import os, tomllib
+train = tomllib.load(open("parted/config.toml", "rb"))["data"]["train"]
+assert [os.path.basename(f) for f in train] == ["day-aa.csv.gz", "day-ab.csv", "day-ac.csv"], train
 PY
 printf 'a,b\n1,2\n' > parts/day-zz.csv
 expect_error 3 "parts/day-zz.csv:1:1: header differs from the first file's" -- "$MTRANK" train --config qs/quickstart.toml --train 'parts/day-*' --out m17

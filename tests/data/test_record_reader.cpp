@@ -623,6 +623,26 @@ TEST(ExpandFiles, PatternsInNameOrderPathsAsGiven) {
             (std::vector<std::string>{d + "day-01.csv.gz", d + "day-02.csv", d + "day-10.csv", d + "other.csv"}));
   EXPECT_EQ(expand_files({d + "day-0?.csv"}), (std::vector<std::string>{d + "day-02.csv"}));
   EXPECT_EQ(expand_files({d + "missing.csv"}), (std::vector<std::string>{d + "missing.csv"}));  // opening reports it
+  // A name with pattern characters that exists is that file; a directory a pattern matches is skipped.
+  std::ofstream(dir / "x[1].csv") << "x\n";
+  fs::create_directories(dir / "day-99.csv.d");
+  EXPECT_EQ(expand_files({d + "x[1].csv"}), (std::vector<std::string>{d + "x[1].csv"}));
+  auto error = [](const std::vector<std::string>& entries) {
+    try {
+      expand_files(entries);
+    } catch (const DataError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_EQ(error({d + "day-0*.csv", d + "day-02.csv"}),
+            d + "day-02.csv: named twice in one data set (as " + d + "day-02.csv and " + d +
+                "day-02.csv), so its rows would count twice; list each file once");
+  const std::string other = d + "../" + dir.filename().string() + "/other.csv";  // the same file by another name
+  EXPECT_EQ(error({d + "other.csv", other}), other + ": named twice in one data set (as " + d + "other.csv and " +
+                                                 other + "), so its rows would count twice; list each file once");
+  EXPECT_NE(error({d + "day-9*"}).find("the pattern matches no file"), std::string::npos);  // only a directory
+  EXPECT_EQ(error({""}), "a data set names an empty file name (\"\"); give a path or a pattern");
   try {
     expand_files({d + "week-*.csv"});
     ADD_FAILURE() << "a pattern that matches nothing must be an error";
