@@ -753,7 +753,11 @@ Config parse_table(const toml::table& root_table, const std::string& source_name
     tr.adam_eps = t.number("adam_eps", tr.adam_eps, 0.0);
     tr.eval_every_steps = t.integer("eval_every_steps", tr.eval_every_steps, 0);
     tr.max_steps = t.integer("max_steps", tr.max_steps, 0);
+    tr.table_sharding = t.choice("table_sharding", tr.table_sharding, {"replicated", "row"});
     const bool sequential = cfg.sequential.enabled;
+    if (sequential && t.has("table_sharding"))
+      t.fail(t.get("table_sharding"), "table_sharding",
+             "is read by ranking models only (a sequential model's item table also scores every item: it is replicated)");
     for (const char* key : {"adam_eps", "eval_every_steps", "max_steps"})
       if (!sequential && t.has(key)) t.fail(t.get(key), key, "is read by [sequential] models only");
     if (sequential) {
@@ -968,6 +972,7 @@ std::string to_toml(const Config& c) {
                                              {"funnel_widths", ints(c.serve.funnel_widths)},
                                              {"funnel_keep", ints(c.serve.funnel_keep)}}}};
   } else {
+    train.insert("table_sharding", t.table_sharding);
     root = toml::table{{"data", std::move(data)},   {"features", std::move(features)}, {"tasks", std::move(tasks)},
                        {"model", std::move(model)}, {"train", std::move(train)},
                        {"serve", toml::table{{"score", c.serve.score}}}};

@@ -186,6 +186,11 @@ struct TrainConfig {
   std::uint64_t seed = 42;
   std::int64_t threads = 0;  // 0 = all cores
   std::int64_t eval_batch_size = 8192;
+  // Data-parallel runs of ranking models: "replicated" (every worker holds
+  // every sparse table and its optimizer state) or "row" (worker r holds the
+  // rows id % workers == r; ids, rows and gradients go by alltoall), for
+  // tables too large to replicate (docs/distributed.md).
+  std::string table_sharding = "replicated";
   // Sequential models only (written to TOML only with [sequential]):
   double adam_eps = 1e-8;
   std::int64_t eval_every_steps = 0;  // validate every N optimizer steps (0 = after each epoch); patience counts validations

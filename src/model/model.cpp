@@ -286,8 +286,12 @@ ModelOutput RankingModel::forward(const Batch& batch, TouchedRows* touched) {
     lookup = {inverse.slice(0, 0, ncat), inverse.slice(0, ncat), true};
     touched->ids = unique;
     touched->rows.clear();
-    for (SparseTable& t : sparse_tables())
-      touched->rows.push_back(t.table.index_select(0, unique).detach().requires_grad_(true));
+    if (row_fetch_) {
+      for (torch::Tensor& rows : row_fetch_(unique)) touched->rows.push_back(rows.detach().requires_grad_(true));
+    } else {
+      for (SparseTable& t : sparse_tables())
+        touched->rows.push_back(t.table.index_select(0, unique).detach().requires_grad_(true));
+    }
     input_rows = touched->rows[0];
   } else {
     lookup = {categorical, batch.bag_ids, false};

@@ -188,6 +188,12 @@ class RankingModel : public torch::nn::Module {
   // left the click head anti-correlated with relevance (docs/experiments.md
   // section 8).
   virtual void set_output_bias(const std::vector<double>& task_logits) = 0;
+  // Where forward(batch, touched) reads the batch's unique rows of every
+  // sparse table (sparse_tables() order, [U, width] each): unset, this
+  // process's tables; a trainer whose tables are sharded row-wise over
+  // processes sets it to fetch the rows from their owners.
+  using RowFetch = std::function<std::vector<torch::Tensor>(const torch::Tensor& unique_ids)>;
+  void set_row_fetch(RowFetch fetch) { row_fetch_ = std::move(fetch); }
 
  protected:
   // The model family's deep part: input [copies, B, in] -> logits [B, T] (+ gates).
@@ -198,6 +204,7 @@ class RankingModel : public torch::nn::Module {
 
  private:
   FeatureInput input_{nullptr};
+  RowFetch row_fetch_;
   std::vector<std::shared_ptr<AdditiveHead>> heads_;
   std::shared_ptr<AdditiveHead> bias_tower_;  // registered as "bias_tower", applied after the heads
   bool pal_ = false;

@@ -61,6 +61,13 @@ class Communicator {
   virtual void sum_rows(torch::Tensor& ids, torch::Tensor& rows, std::int64_t table_rows) = 0;
   // Every process's `local`, concatenated in rank order (sizes may differ).
   virtual std::vector<float> gather_all(const std::vector<float>& local) = 0;
+  // Personalized exchange: `send[d]` (1-D, one dtype on every process:
+  // float32 or int64; any size, empty too) goes to process d. Returns what
+  // each process sent this one, in rank order. `receive_counts`, when the
+  // caller knows them (a reply to an earlier exchange), spares the exchange
+  // of sizes. Row-wise sharded tables use it (train.table_sharding = "row").
+  virtual std::vector<torch::Tensor> all_to_all(const std::vector<torch::Tensor>& send,
+                                                const std::vector<std::int64_t>* receive_counts = nullptr) = 0;
   // Rank 0's value on every process.
   virtual void broadcast(std::string& bytes) = 0;
   virtual void broadcast(std::vector<torch::Tensor>& tensors) = 0;
@@ -77,6 +84,10 @@ class LocalCommunicator final : public Communicator {
   void sum_dense(std::vector<torch::Tensor>&) override {}
   void sum_rows(torch::Tensor&, torch::Tensor&, std::int64_t) override {}
   std::vector<float> gather_all(const std::vector<float>& local) override { return local; }
+  std::vector<torch::Tensor> all_to_all(const std::vector<torch::Tensor>& send,
+                                        const std::vector<std::int64_t>*) override {
+    return send;
+  }
   void broadcast(std::string&) override {}
   void broadcast(std::vector<torch::Tensor>&) override {}
 };

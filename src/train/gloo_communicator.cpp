@@ -5,6 +5,7 @@
 #include <cstring>
 #include <limits>
 #include <sstream>
+#include <stdexcept>
 
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
@@ -178,6 +179,47 @@ class GlooCommunicator final : public Communicator {
       all.insert(all.end(), p, p + size_out[0][static_cast<std::size_t>(r)].item<std::int64_t>());
     }
     return all;
+  }
+
+  // Gloo's alltoallv on one flat tensor with split sizes; the sizes go
+  // first by an alltoall of one count per pair unless the caller knows them.
+  std::vector<torch::Tensor> all_to_all(const std::vector<torch::Tensor>& send,
+                                        const std::vector<std::int64_t>* receive_counts) override {
+    const int N = env_.world_size;
+    if (static_cast<int>(send.size()) != N)
+      throw std::logic_error("all_to_all: one tensor per process is needed");
+    const c10::ScalarType type = send[0].scalar_type();
+    std::vector<std::int64_t> send_counts, counts;
+    std::vector<torch::Tensor> parts;
+    for (const auto& t : send) {
+      if (t.scalar_type() != type) throw std::logic_error("all_to_all: every tensor must have one dtype");
+      send_counts.push_back(t.numel());
+      parts.push_back(t.reshape({-1}));
+    }
+    if (receive_counts) {
+      counts = *receive_counts;
+    } else {
+      torch::Tensor out_sizes = torch::empty({N}, torch::kInt64);
+      torch::Tensor in_sizes = torch::tensor(send_counts, torch::kInt64);
+      std::vector<std::int64_t> ones_out(static_cast<std::size_t>(N), 1), ones_in = ones_out;
+      run("an exchange of sizes", [&] { return group_->alltoall_base(out_sizes, in_sizes, ones_out, ones_in); });
+      const std::int64_t* c = out_sizes.data_ptr<std::int64_t>();
+      counts.assign(c, c + N);
+    }
+    std::int64_t total = 0;
+    for (std::int64_t c : counts) total += c;
+    torch::Tensor in = torch::cat(parts).contiguous();
+    torch::Tensor out = torch::empty({total}, in.options());
+    // alltoall_base moves the count vectors it is given away: give it copies.
+    std::vector<std::int64_t> out_counts = counts, in_counts = send_counts;
+    run("an exchange of embedding rows", [&] { return group_->alltoall_base(out, in, out_counts, in_counts); });
+    std::vector<torch::Tensor> received;
+    std::int64_t offset = 0;
+    for (std::int64_t c : counts) {
+      received.push_back(out.narrow(0, offset, c));
+      offset += c;
+    }
+    return received;
   }
 
   void broadcast(std::string& bytes) override {

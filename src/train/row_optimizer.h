@@ -7,6 +7,7 @@
 // Adam: moments of untouched rows are not decayed, bias correction uses the
 // global step, and weight decay applies to touched rows only.
 #include <string>
+#include <vector>
 
 #include <torch/torch.h>
 
@@ -25,6 +26,14 @@ class RowOptimizer {
   // State for checkpoints: step count and per-row moment tables.
   void save(torch::serialize::OutputArchive& archive, const std::string& prefix) const;
   void load(torch::serialize::InputArchive& archive, const std::string& prefix);
+  // The per-row state tensors (a row per table row; handles to this
+  // optimizer's own), which row-wise sharding cuts and reassembles in place.
+  std::vector<torch::Tensor> row_state() const {
+    std::vector<torch::Tensor> out;
+    out.push_back(first_);
+    if (second_.defined()) out.push_back(second_);
+    return out;
+  }
 
  private:
   enum class Kind { kAdam, kAdagrad, kFtrl } kind_;

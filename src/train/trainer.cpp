@@ -8,6 +8,7 @@
 #include <fstream>
 #include <limits>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <sstream>
 
@@ -75,10 +76,17 @@ void check_finite_predictions(const Predictions& p, const std::string& what) {
 }
 
 namespace {
-// Predictions of rows [first, last) of `data`.
+// Predictions of rows [first, last) of `data`. `exchange_chunks` > 0: the
+// model reads its rows through its row fetch (tables sharded row-wise over
+// processes), in exactly that many chunks, empty ones too, since every
+// process takes part in every chunk's exchange.
 Predictions predict_rows(model::RankingModel& net, const Config& config, const data::FeaturizedData& data,
-                         std::int64_t first, std::int64_t last) {
-  torch::InferenceMode guard;
+                         std::int64_t first, std::int64_t last, std::int64_t exchange_chunks = 0) {
+  // The fetched rows are autograd leaves: no InferenceMode there.
+  std::optional<torch::InferenceMode> inference;
+  std::optional<torch::NoGradGuard> no_grad;
+  if (exchange_chunks > 0) no_grad.emplace();
+  else inference.emplace();
   net.eval();
   Predictions out;
   out.rows = last - first;
@@ -87,10 +95,13 @@ Predictions predict_rows(model::RankingModel& net, const Config& config, const d
   model::BatchBuilder builder;
   torch::Tensor gate_sum;
   const std::int64_t bs = config.train.eval_batch_size;
-  for (std::int64_t begin = first; begin < last; begin += bs) {
+  const std::int64_t chunks = exchange_chunks > 0 ? exchange_chunks : (last - first + bs - 1) / bs;
+  for (std::int64_t c = 0; c < chunks; ++c) {
+    const std::int64_t begin = std::min(last, first + c * bs);
     const std::int64_t n = std::min(bs, last - begin);
     model::Batch batch = builder.build_range(data, begin, n);
-    model::ModelOutput o = net.forward(batch, nullptr);
+    model::TouchedRows touched;
+    model::ModelOutput o = net.forward(batch, exchange_chunks > 0 ? &touched : nullptr);
     torch::Tensor p = model::task_values(o.logits, config.tasks);
     std::copy_n(p.data_ptr<float>(), n * out.tasks, out.values.data() + (begin - first) * out.tasks);
     if (o.gates.defined()) {
@@ -210,14 +221,29 @@ class Trainer::Impl {
       wide_ = tc_.wide_optimizer == "ftrl"
                   ? std::make_unique<Ftrl>(wide_dense, FtrlOptions(ftrl.alpha).beta(ftrl.beta).l1(ftrl.l1).l2(ftrl.l2))
                   : make_optimizer(tc_.wide_optimizer, wide_dense, tc_.learning_rate, 0.0);
+    for (const model::SparseTable& t : net.sparse_tables()) table_rows_ = std::max(table_rows_, t.table.size(0));
+    sharded_ = tc_.table_sharding == "row" && communicator_.world_size() > 1;
+    if (sharded_) {
+      const std::vector<torch::Tensor> params = net.parameters();
+      for (const model::SparseTable& t : net.sparse_tables()) {
+        if (t.table.size(0) != table_rows_)
+          throw std::logic_error("row-wise sharding: every sparse table needs the same rows (the id space)");
+        for (std::size_t i = 0; i < params.size(); ++i)
+          if (params[i].unsafeGetTensorImpl() == t.table.unsafeGetTensorImpl()) table_params_.push_back(i);
+      }
+      shard_tables();  // before the row optimizers: their state is then born shard-sized
+    }
     for (const model::SparseTable& t : net.sparse_tables()) {
-      table_rows_ = std::max(table_rows_, t.table.size(0));
       const std::string kind = t.wide ? tc_.wide_optimizer : tc_.optimizer;
       rows_.emplace_back(t.table, kind, tc_.learning_rate, t.wide ? 0.0 : tc_.weight_decay, ftrl);
       scheduled_rows_.push_back(kind != "ftrl");
       wide_rows_.push_back(t.wide);
     }
     rng_.seed(tc_.seed);
+  }
+
+  ~Impl() {
+    if (sharded_) net_.set_row_fetch(nullptr);  // it points here
   }
 
   TrainReport run(data::TrainingRows& train, const data::FeaturizedData* val, const TrainOptions& o) {
@@ -235,6 +261,7 @@ class Trainer::Impl {
       if (bytes.empty())
         throw ModelError(o.checkpoint_path + ": no checkpoint to resume from (train without --resume first)");
       load_checkpoint(bytes, o.checkpoint_path, o.fingerprint, report);
+      if (sharded_) shard_tables();  // the checkpoint holds the whole tables: keep this rank's rows
       report.resumed = true;
       if (primary && report.threads_at_start > 0 && report.threads_at_start != o.threads)
         std::fprintf(stderr,
@@ -328,7 +355,11 @@ class Trainer::Impl {
         best_score_ = score;
         best_epoch_ = epoch;
         since_best_ = 0;
-        best_params_ = snapshot();
+        // At the last epoch the weights in hand are the ones kept: no copy
+        // (a copy of a large model's weights is a third of its memory). The
+        // old copy goes first, so two never coexist.
+        best_params_.clear();
+        if (epoch < tc_.epochs) best_params_ = snapshot();
       } else if (val && tc_.patience > 0 && ++since_best_ >= tc_.patience) {
         stopped_ = stopped = true;
         report.early_stopped = true;
@@ -338,11 +369,21 @@ class Trainer::Impl {
       }
       epochs_done_ = epoch;
       report.epochs.push_back(log);
-      if (primary && !o.checkpoint_path.empty()) save_checkpoint(o.checkpoint_path, o.fingerprint, report);
+      if (!o.checkpoint_path.empty()) {
+        // A sharded run's checkpoint holds the whole tables, as an unsharded
+        // run's does (either resumes the other): every rank lends its rows.
+        if (sharded_) unshard_tables(true);
+        if (primary) save_checkpoint(o.checkpoint_path, o.fingerprint, report);
+        if (sharded_) shard_tables();
+      }
       if (o.on_epoch_end && !o.on_epoch_end(log)) break;
     }
     report.early_stopped = report.early_stopped || stopped_;
     if (!best_params_.empty()) restore(best_params_);
+    if (sharded_) {
+      best_params_.clear();  // restored: not worth gathering
+      unshard_tables(false);  // the whole model, for writing and testing it
+    }
     report.best_epoch = best_epoch_;
     double seconds = 0, rows = 0;
     for (const auto& e : report.epochs) {
@@ -413,7 +454,10 @@ class Trainer::Impl {
     const std::int64_t slice = (data.rows() + ranks - 1) / ranks;
     const std::int64_t first = std::min(data.rows(), slice * communicator_.rank());
     const std::int64_t last = std::min(data.rows(), first + slice);
-    const std::vector<float> all = communicator_.gather_all(predict_rows(net_, config_, data, first, last).values);
+    // Sharded tables: every rank joins every chunk's row exchange.
+    const std::int64_t chunks = sharded_ ? std::max<std::int64_t>(1, (slice + tc_.eval_batch_size - 1) / tc_.eval_batch_size) : 0;
+    const std::vector<float> all =
+        communicator_.gather_all(predict_rows(net_, config_, data, first, last, chunks).values);
     return eval::evaluate_tasks(config_.tasks, all, data.labels, data.mask, data.groups);
   }
 
@@ -469,7 +513,7 @@ class Trainer::Impl {
                                                 : torch::zeros({U, st.touched.rows[i].size(1)}, torch::kFloat32));
       width += parts.back().size(1);
     }
-    const bool rows_in_dense = R > 0 && table_rows_ * (width + 1) <= dense_row_exchange_floats_;
+    const bool rows_in_dense = !sharded_ && R > 0 && table_rows_ * (width + 1) <= dense_row_exchange_floats_;
     torch::Tensor table_grad;  // [table_rows, width + 1]: the last column counts the ranks that touched the row
     if (rows_in_dense) {
       table_grad = torch::zeros({table_rows_, width + 1}, torch::kFloat32);
@@ -488,6 +532,9 @@ class Trainer::Impl {
     if (rows_in_dense) {
       st.touched.ids = table_grad.select(1, width).gt(0).nonzero().reshape({-1});
       rows = table_grad.index_select(0, st.touched.ids).narrow(1, 0, width);
+    } else if (sharded_) {
+      rows = torch::cat(parts, 1);
+      send_row_gradients_to_owners(st.touched.ids, rows);
     } else {
       rows = torch::cat(parts, 1);
       communicator_.sum_rows(st.touched.ids, rows, table_rows_);
@@ -542,15 +589,155 @@ class Trainer::Impl {
     std::vector<torch::Tensor> grads;
     for (const auto& p : deep_params_)
       if (p.grad().defined()) grads.push_back(p.grad());
+    const std::size_t dense = grads.size();
     for (std::size_t i = 0; i < rows_.size(); ++i)
       if (!wide_rows_[i] && st.row_grads[i].defined()) grads.push_back(st.row_grads[i]);
-    double total = 0;
-    for (const auto& g : grads) total += g.pow(2).sum().item<double>();
-    total = std::sqrt(total);
+    std::vector<double> squares{0.0, 0.0};  // dense (the same on every rank), rows
+    for (std::size_t i = 0; i < grads.size(); ++i) squares[i < dense ? 0 : 1] += grads[i].pow(2).sum().item<double>();
+    if (sharded_) {
+      std::vector<double> rows{squares[1]};  // each rank holds the gradients of its own rows
+      communicator_.sum(rows);
+      squares[1] = rows[0];
+    }
+    const double total = std::sqrt(squares[0] + squares[1]);
     if (total > tc_.clip_grad_norm) {
       const double scale = tc_.clip_grad_norm / (total + 1e-12);
       for (auto& g : grads) g.mul_(scale);
     }
+  }
+
+  // ---- Row-wise sharded tables (train.table_sharding = "row") ----
+  // Rank r of W keeps row i of every sparse table, and its optimizer state,
+  // when i % W == r, at local row i / W. A step fetches its unique rows from
+  // their owners (fetch_rows: ids there, rows back), and after the backward
+  // sends each row's gradient to its owner (send_row_gradients_to_owners),
+  // which sums what every rank sent and updates its rows: each row gets the
+  // global gradient, the update the replicated scheme applies. Validation
+  // reads rows the same way; checkpoints and the end of training put the
+  // whole tables back together (unshard_tables).
+
+  // Positions of `ids` (ascending) grouped by owner, and how many each owner has.
+  void group_by_owner(const torch::Tensor& ids) {
+    const int W = communicator_.world_size();
+    const std::int64_t U = ids.size(0);
+    const std::int64_t* id = ids.data_ptr<std::int64_t>();
+    request_.sent.assign(static_cast<std::size_t>(W), 0);
+    for (std::int64_t i = 0; i < U; ++i) ++request_.sent[static_cast<std::size_t>(id[i] % W)];
+    std::vector<std::int64_t> next(static_cast<std::size_t>(W), 0);
+    for (int d = 1; d < W; ++d) next[static_cast<std::size_t>(d)] = next[static_cast<std::size_t>(d - 1)] + request_.sent[static_cast<std::size_t>(d - 1)];
+    request_.order = torch::empty({U}, torch::kInt64);
+    std::int64_t* order = request_.order.data_ptr<std::int64_t>();
+    for (std::int64_t i = 0; i < U; ++i) order[next[static_cast<std::size_t>(id[i] % W)]++] = i;
+  }
+
+  // Splits `grouped` [rows, width] (rows in owner or rank order) into one flat part per rank.
+  static std::vector<torch::Tensor> split_rows(const torch::Tensor& grouped, const std::vector<std::int64_t>& counts) {
+    std::vector<torch::Tensor> parts;
+    std::int64_t offset = 0;
+    for (std::int64_t c : counts) {
+      parts.push_back(grouped.narrow(0, offset, c).reshape({-1}));
+      offset += c;
+    }
+    return parts;
+  }
+
+  // The rows of every sparse table at `ids` (this step's unique ids, ascending), from their owners.
+  std::vector<torch::Tensor> fetch_rows(const torch::Tensor& ids) {
+    const int W = communicator_.world_size();
+    group_by_owner(ids);
+    const torch::Tensor grouped = ids.index_select(0, request_.order);
+    const std::vector<torch::Tensor> asked = communicator_.all_to_all(split_rows(grouped.view({-1, 1}), request_.sent));
+    request_.received.clear();
+    for (const auto& a : asked) request_.received.push_back(a.numel());
+    torch::Tensor local = torch::cat(asked);
+    std::int64_t* l = local.data_ptr<std::int64_t>();
+    for (std::int64_t i = 0; i < local.numel(); ++i) l[i] /= W;
+    request_.received_local = local;
+    std::vector<torch::Tensor> columns;
+    std::vector<std::int64_t> widths;
+    for (const model::SparseTable& t : net_.sparse_tables()) {
+      columns.push_back(t.table.index_select(0, local));
+      widths.push_back(t.table.size(1));
+    }
+    const torch::Tensor rows = torch::cat(columns, 1);
+    const std::int64_t width = rows.size(1), U = ids.size(0);
+    std::vector<std::int64_t> expected;
+    for (std::int64_t c : request_.sent) expected.push_back(c * width);
+    const std::vector<torch::Tensor> got = communicator_.all_to_all(split_rows(rows, request_.received), &expected);
+    torch::Tensor mine = torch::empty({U, width}, torch::kFloat32);
+    mine.index_copy_(0, request_.order, torch::cat(got).view({U, width}));
+    std::vector<torch::Tensor> out;
+    std::int64_t column = 0;
+    for (std::int64_t w : widths) {
+      out.push_back(mine.narrow(1, column, w).contiguous());
+      column += w;
+    }
+    return out;
+  }
+
+  // `ids`, `rows` [U, width]: this rank's gradients of the rows fetch_rows
+  // fetched this step. Replaced by the local rows this rank owns that any
+  // rank touched, ascending, and their gradients summed in rank order.
+  void send_row_gradients_to_owners(torch::Tensor& ids, torch::Tensor& rows) {
+    const std::int64_t width = rows.size(1);
+    std::vector<std::int64_t> expected;
+    for (std::int64_t c : request_.received) expected.push_back(c * width);
+    const torch::Tensor grouped = rows.contiguous().index_select(0, request_.order);
+    const torch::Tensor got = torch::cat(communicator_.all_to_all(split_rows(grouped, request_.sent), &expected));
+    const std::int64_t n = request_.received_local.numel();
+    const std::int64_t shard_rows = (table_rows_ + communicator_.world_size() - 1) / communicator_.world_size();
+    auto [unique, inverse] = model::unique_ids(request_.received_local, std::max<std::int64_t>(shard_rows, 1));
+    torch::Tensor summed = torch::zeros({unique.size(0), width}, torch::kFloat32);
+    const float* g = got.data_ptr<float>();
+    const std::int64_t* at = inverse.data_ptr<std::int64_t>();
+    float* out = summed.data_ptr<float>();
+    for (std::int64_t i = 0; i < n; ++i)
+      for (std::int64_t k = 0; k < width; ++k) out[at[i] * width + k] += g[i * width + k];
+    ids = unique;
+    rows = summed;
+  }
+
+  // Every tensor with a row per table row: the tables (shared by the model
+  // and the row optimizers), the row optimizers' state, the kept best
+  // weights' copies of the tables.
+  std::vector<torch::Tensor> row_tensors(bool optimizer_state) {
+    std::vector<torch::Tensor> out;
+    for (const model::SparseTable& t : net_.sparse_tables()) out.push_back(t.table);
+    if (optimizer_state)
+      for (const RowOptimizer& r : rows_)
+        for (const torch::Tensor& state : r.row_state()) out.push_back(state);
+    for (std::size_t i : table_params_)
+      if (i < best_params_.size()) out.push_back(best_params_[i]);
+    return out;
+  }
+
+  // Keeps this rank's rows of every row tensor, in place (every handle sees the shard).
+  void shard_tables() {
+    torch::NoGradGuard no_grad;
+    const torch::Tensor mine = torch::arange(communicator_.rank(), table_rows_, communicator_.world_size(), torch::kInt64);
+    for (torch::Tensor t : row_tensors(true))
+      if (t.size(0) == table_rows_) t.set_(t.index_select(0, mine));
+    net_.set_row_fetch([this](const torch::Tensor& ids) { return fetch_rows(ids); });
+  }
+
+  // Puts the whole row tensors back together on every rank (a collective).
+  void unshard_tables(bool optimizer_state) {
+    torch::NoGradGuard no_grad;
+    const int W = communicator_.world_size();
+    std::vector<std::int64_t> offset(static_cast<std::size_t>(W), 0);
+    for (int r = 1; r < W; ++r)
+      offset[static_cast<std::size_t>(r)] = offset[static_cast<std::size_t>(r - 1)] + (table_rows_ - (r - 1) + W - 1) / W;
+    torch::Tensor where = torch::empty({table_rows_}, torch::kInt64);  // row i: row i / W of rank i % W's part
+    std::int64_t* w = where.data_ptr<std::int64_t>();
+    for (std::int64_t i = 0; i < table_rows_; ++i) w[i] = offset[static_cast<std::size_t>(i % W)] + i / W;
+    for (torch::Tensor t : row_tensors(optimizer_state)) {
+      const torch::Tensor part = t.contiguous();
+      const std::int64_t width = part.size(1);
+      std::vector<float> all = communicator_.gather_all(
+          std::vector<float>(part.data_ptr<float>(), part.data_ptr<float>() + part.numel()));
+      t.set_(torch::from_blob(all.data(), {table_rows_, width}, torch::kFloat32).index_select(0, where));
+    }
+    net_.set_row_fetch(nullptr);
   }
 
   std::vector<torch::Tensor> snapshot() {
@@ -737,6 +924,14 @@ class Trainer::Impl {
   std::vector<double> task_loss_sums_;  // this epoch's per-task batch losses, summed by step()
   double sync_seconds_ = 0;             // this epoch's time in synchronize_gradients
   bool stopped_ = false;
+  bool sharded_ = false;                 // train.table_sharding = "row" with several ranks
+  std::vector<std::size_t> table_params_;  // indices in net_.parameters() of the sparse tables
+  struct ShardRequest {                    // this step's row fetch, kept for its gradients
+    torch::Tensor order;                   // positions in the unique ids, grouped by owner
+    std::vector<std::int64_t> sent;        // ids asked of each owner
+    std::vector<std::int64_t> received;    // ids each rank asked of this one
+    torch::Tensor received_local;          // their local rows here, in rank order
+  } request_;
 };
 
 namespace {

@@ -73,6 +73,8 @@ TEST(Config, WrongTypeNamesKey) {
 TEST(Config, BadEnumListsChoices) {
   std::string e = error_of(std::string(kMinimal) + "\n[train]\noptimizer = \"sgd\"\n");
   EXPECT_NE(e.find("\"sgd\" is not one of \"adam\", \"adagrad\""), std::string::npos) << e;
+  e = error_of(std::string(kMinimal) + "\n[train]\ntable_sharding = \"column\"\n");
+  EXPECT_NE(e.find("\"column\" is not one of \"replicated\", \"row\""), std::string::npos) << e;
 }
 
 TEST(Config, MissingTasksAndSyntaxErrors) {
@@ -146,6 +148,7 @@ gate_dropout = 0.1
 lr_decay = "cosine"
 ftrl_l1 = 0.25
 loss_weighting = "uncertainty"
+table_sharding = "row"
 [serve]
 score = "product:click=1,watch=0.5"
 )",
@@ -163,6 +166,7 @@ score = "product:click=1,watch=0.5"
   EXPECT_EQ(back.features[3].columns, (std::vector<std::string>{"a", "b"}));
   EXPECT_DOUBLE_EQ(back.tasks[1].weight_gamma, 0.9);
   EXPECT_EQ(back.serve.score, "product:click=1,watch=0.5");
+  EXPECT_EQ(back.train.table_sharding, "row");
 }
 
 TEST(Config, ExtendsAndOverlaysMergeInOrder) {

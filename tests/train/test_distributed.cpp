@@ -113,6 +113,31 @@ TEST(Communicator, GlooCollectivesGiveExactValues) {
     EXPECT_TRUE(torch::equal(ids, torch::tensor({2}, torch::kInt64)));
     EXPECT_TRUE(torch::equal(rows, torch::tensor({{0.5f, 1.5f}})));
 
+    // Personalized exchange: rank r sends d + 1 copies of 10r + d to rank d; rank 1 sends rank 0 nothing.
+    std::vector<torch::Tensor> send;
+    for (int d = 0; d < 2; ++d)
+      send.push_back(r == 1 && d == 0 ? torch::zeros({0}, torch::kInt64)
+                                      : torch::full({d + 1}, 10 * r + d, torch::kInt64));
+    std::vector<torch::Tensor> got = c.all_to_all(send);
+    ASSERT_EQ(got.size(), 2u);
+    if (r == 0) {
+      EXPECT_TRUE(torch::equal(got[0], torch::full({1}, 0, torch::kInt64)));
+      EXPECT_EQ(got[1].numel(), 0);
+    } else {
+      EXPECT_TRUE(torch::equal(got[0], torch::full({2}, 1, torch::kInt64)));
+      EXPECT_TRUE(torch::equal(got[1], torch::full({2}, 11, torch::kInt64)));
+    }
+    // Floats, the sizes known to the receiver (a reply): each rank returns what it got, times 0.5.
+    std::vector<torch::Tensor> reply;
+    std::vector<std::int64_t> counts;
+    for (int s = 0; s < 2; ++s) {
+      reply.push_back(got[static_cast<std::size_t>(s)].to(torch::kFloat32) * 0.5f);
+      counts.push_back(send[static_cast<std::size_t>(s)].numel());
+    }
+    const std::vector<torch::Tensor> back = c.all_to_all(reply, &counts);
+    for (int d = 0; d < 2; ++d)
+      EXPECT_TRUE(torch::equal(back[static_cast<std::size_t>(d)], send[static_cast<std::size_t>(d)].to(torch::kFloat32) * 0.5f));
+
     const std::vector<float> all = c.gather_all(r == 0 ? std::vector<float>{1, 2, 3} : std::vector<float>{4});
     EXPECT_EQ(all, (std::vector<float>{1, 2, 3, 4}));
 
@@ -199,11 +224,22 @@ TEST_P(TwoRanks, TrainTheModelOneProcessTrains) {
     nets.push_back(model::create_model(c.model, small_shape()));
   }
   std::vector<Outcome> ranks(2);
+  if (row_exchange == "row_sharded") c.train.table_sharding = "row";
+  const std::int64_t table_rows = single->sparse_tables()[0].table.size(0);
   on_ranks(2, [&](train::Communicator& comm) {
     const int r = comm.rank();
     train::TrainOptions o;
     o.checkpoint_path = dir.file("rank" + std::to_string(r) + ".checkpoint");
     o.dense_row_exchange_floats = row_exchange == "dense_rows" ? 1 << 18 : 0;
+    if (row_exchange == "row_sharded") {
+      // While training, each rank holds only its rows of every table.
+      model::RankingModel& net = *nets[static_cast<std::size_t>(r)];
+      o.on_epoch_end = [&net, r, table_rows](const train::EpochLog&) {
+        for (const model::SparseTable& t : net.sparse_tables())
+          EXPECT_EQ(t.table.size(0), (table_rows - r + 1) / 2) << t.name;
+        return true;
+      };
+    }
     train::Trainer t(*nets[static_cast<std::size_t>(r)], c, &comm);
     ranks[static_cast<std::size_t>(r)] = outcome_of(*nets[static_cast<std::size_t>(r)], t.run(train_rows.d, &val_rows.d, o));
   });
@@ -226,11 +262,15 @@ TEST_P(TwoRanks, TrainTheModelOneProcessTrains) {
 
 INSTANTIATE_TEST_SUITE_P(Models, TwoRanks,
                          ::testing::Combine(::testing::Values("mmoe_wide_ftrl", "ple"),
-                                            ::testing::Values("dense_rows", "sparse_rows")));
+                                            ::testing::Values("dense_rows", "sparse_rows", "row_sharded")));
 
-TEST(TwoRanks, ResumeFromRankZerosCheckpointEndsAsTheUninterruptedRun) {
+class TwoRanksResume : public ::testing::TestWithParam<std::string> {};
+
+// A sharded run's checkpoint holds the whole tables, so it resumes exactly too.
+TEST_P(TwoRanksResume, FromRankZerosCheckpointEndsAsTheUninterruptedRun) {
   Config c = distributed_config("mmoe", true);
   c.train.wide_optimizer = "ftrl";
+  c.train.table_sharding = GetParam();
   at::set_num_threads(1);
   RandomBatch train_rows(64, 4), val_rows(40, 5);
   TempDir dir;
@@ -262,3 +302,5 @@ TEST(TwoRanks, ResumeFromRankZerosCheckpointEndsAsTheUninterruptedRun) {
   std::filesystem::remove(dir.file("run.checkpoint"));
   EXPECT_THROW(run(false, true), ModelError);  // no checkpoint: every rank stops with the same error
 }
+
+INSTANTIATE_TEST_SUITE_P(Tables, TwoRanksResume, ::testing::Values("replicated", "row"));
