@@ -33,6 +33,20 @@ for x, y in zip(a["history"], b["history"]):
     assert abs(x["train_loss"] - y["train_loss"]) < 1e-4 * max(1, abs(x["train_loss"])), (x["train_loss"], y["train_loss"])
 PY
 
+# Row-wise sharded tables: each worker holds half of every table; the run still trains what one process trains.
+printf 'extends = "qs/quickstart.toml"\n[train]\ntable_sharding = "row"\n' > sharded.toml
+"$MTRANK" train --config sharded.toml --train qs/train.csv --val qs/val.csv --test qs/test.csv --out sharded \
+  --metrics-out sharded.json --nproc-per-node 2 --quiet >/dev/null 2>sharded.err || { cat sharded.err; fail "sharded tables"; }
+grep -Eq "table_sharding = ['\"]row" sharded/config.toml || fail "the model's config.toml does not record the sharding"
+python3 - <<'PY' || fail "two workers with sharded tables differ from one process"
+import json
+a, b = json.load(open("one.json")), json.load(open("sharded.json"))
+assert b["world_size"] == 2 and a["epochs"] == b["epochs"], (b["world_size"], a["epochs"], b["epochs"])
+for task, m in a["tasks"].items():
+    for k in ("auc", "logloss", "rmse"):
+        if k in m: assert abs(m[k] - b["tasks"][task][k]) < 1e-4, (task, k, m[k], b["tasks"][task][k])
+PY
+
 # A sequential (next-item) model, dropout off: two workers train what one process trains.
 python3 - <<'PY'
 import random
