@@ -1,6 +1,6 @@
 // bench_train_distributed: data-parallel training throughput and where the
 // time goes, against one process, on this machine.
-//   build/bench/bench_train_distributed MODEL WORKERS THREADS_PER_WORKER [batch=1024] [rows=32768]
+//   build/bench/bench_train_distributed MODEL WORKERS THREADS_PER_WORKER [batch=1024] [rows=32768] [replicated|row]
 // MODEL: "large" (bench_train_large's MMoE: 26 tables of 100,000 x 16, 8
 // experts 429-256-128; its rows go by sparse sum) or "census" (torch-rechub's
 // census MMoE sizes: 525 x 4 table, 8 experts [16], towers [8]; its rows go in
@@ -9,13 +9,16 @@
 // environment), as `mtrank train --nproc-per-node` does. Rank 0 prints rows/s,
 // the time spent exchanging gradients per step, the bytes each step sends, and
 // the latency and bandwidth of the collectives measured in the same run: the
-// constants of the scaling model in docs/benchmarks.md.
+// constants of the scaling model in docs/benchmarks.md. The last argument is
+// train.table_sharding; every rank prints its peak RSS.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <random>
 #include <string>
 #include <vector>
+
+#include <sys/resource.h>
 
 #include <torch/torch.h>
 
@@ -40,13 +43,15 @@ struct Shape {
 int main(int argc, char** argv) {
   mtrank::ensure_fast_blas(argc, argv);
   if (argc < 4) {
-    std::fprintf(stderr, "usage: %s large|census WORKERS THREADS_PER_WORKER [batch=1024] [rows=32768]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s large|census WORKERS THREADS_PER_WORKER [batch=1024] [rows=32768] [replicated|row]\n",
+                 argv[0]);
     return 2;
   }
   const std::string model = argv[1];
   const int workers = std::stoi(argv[2]), threads = std::stoi(argv[3]);
   const std::int64_t batch = argc > 4 ? std::stoll(argv[4]) : 1024;
   const std::int64_t rows = argc > 5 ? std::stoll(argv[5]) : 32768;
+  const std::string sharding = argc > 6 ? argv[6] : "replicated";
   mtrank::train::DistributedEnv env = mtrank::train::DistributedEnv::from_environment();
   if (workers > 1 && !env.distributed()) {
     mtrank::train::LaunchOptions launch;
@@ -85,6 +90,7 @@ int main(int argc, char** argv) {
   config.model.set("tower_hidden", s.towers);
   config.train.batch_size = batch;  // the global batch, split among the workers
   config.train.epochs = 1;
+  config.train.table_sharding = sharding;
   const mtrank::model::InputShape shape{s.fields * s.vocab, s.fields, 0, s.dense, kTasks, {}};
   torch::manual_seed(0);
   auto net = mtrank::model::create_model(config.model, shape);
@@ -128,11 +134,16 @@ int main(int argc, char** argv) {
     }
     touched /= std::max(counted, 1);
   }
+  struct rusage usage {};
+  getrusage(RUSAGE_SELF, &usage);
+  std::printf("rank %d: peak RSS %.0f MB\n", comm->rank(), usage.ru_maxrss / 1024.0);
   if (!primary) return 0;
   const double sync = report.epochs.empty() ? 0 : report.epochs.back().sync_seconds;
-  std::printf("%s MMoE: %.2fM dense parameters, %.1fM table floats; %d worker%s x %d thread%s, global batch %lld\n",
+  std::printf("%s MMoE: %.2fM dense parameters, %.1fM table floats; %d worker%s x %d thread%s, global batch %lld, "
+              "tables %s\n",
               model.c_str(), dense_params / 1e6, table_floats / 1e6, comm->world_size(),
-              comm->world_size() == 1 ? "" : "s", threads, threads == 1 ? "" : "s", static_cast<long long>(batch));
+              comm->world_size() == 1 ? "" : "s", threads, threads == 1 ? "" : "s", static_cast<long long>(batch),
+              sharding.c_str());
   std::printf("training: %.0f rows/s, %.2f ms a step, of which exchanging gradients %.2f ms (%.0f%%)\n",
               rows / seconds, seconds / steps * 1e3, sync / steps * 1e3, 100 * sync / seconds);
   std::printf("dense message per step: %.2f MB; rows one rank touches per step: %.0f (%.2f MB of ids and gradients)\n",

@@ -193,12 +193,26 @@ class Trainer::Impl {
   Impl(model::RankingModel& net, const Config& config, Communicator& communicator)
       : net_(net), config_(config), tc_(config.train), communicator_(communicator),
         monitor_(eval::resolve_monitor(config)) {
+    sharded_ = tc_.table_sharding == "row" && communicator_.world_size() > 1;
+    if (sharded_) {
+      // The id space every table shares; a rank's own table may already be
+      // its rows only (the model of an earlier sharded run).
+      table_rows_ = std::max<std::int64_t>(net.shape().embedding_rows, 1);
+      const std::vector<torch::Tensor> params = net.parameters();
+      for (const model::SparseTable& t : net.sparse_tables())
+        for (std::size_t i = 0; i < params.size(); ++i)
+          if (params[i].unsafeGetTensorImpl() == t.table.unsafeGetTensorImpl()) table_params_.push_back(i);
+    }
     if (communicator_.world_size() > 1) {
       // Every replica starts from rank 0's weights (they agree already when
       // every rank seeds alike; this makes it so whatever the seeding), before
-      // any optimizer derives state from them (FTRL's z).
-      std::vector<torch::Tensor> params = net.parameters();
-      communicator_.broadcast(params);
+      // any optimizer derives state from them (FTRL's z). Sharded tables:
+      // each rank receives its rows of rank 0's.
+      std::vector<torch::Tensor> params = net.parameters(), dense;
+      for (std::size_t i = 0; i < params.size(); ++i)
+        if (std::find(table_params_.begin(), table_params_.end(), i) == table_params_.end()) dense.push_back(params[i]);
+      communicator_.broadcast(dense);
+      if (sharded_) scatter_tables_from_primary();  // before the row optimizers: their state is born shard-sized
     }
     std::vector<torch::Tensor> wide_dense = net.wide_dense_parameters();
     auto is_wide = [&](const torch::Tensor& p) {
@@ -221,18 +235,8 @@ class Trainer::Impl {
       wide_ = tc_.wide_optimizer == "ftrl"
                   ? std::make_unique<Ftrl>(wide_dense, FtrlOptions(ftrl.alpha).beta(ftrl.beta).l1(ftrl.l1).l2(ftrl.l2))
                   : make_optimizer(tc_.wide_optimizer, wide_dense, tc_.learning_rate, 0.0);
-    for (const model::SparseTable& t : net.sparse_tables()) table_rows_ = std::max(table_rows_, t.table.size(0));
-    sharded_ = tc_.table_sharding == "row" && communicator_.world_size() > 1;
-    if (sharded_) {
-      const std::vector<torch::Tensor> params = net.parameters();
-      for (const model::SparseTable& t : net.sparse_tables()) {
-        if (t.table.size(0) != table_rows_)
-          throw std::logic_error("row-wise sharding: every sparse table needs the same rows (the id space)");
-        for (std::size_t i = 0; i < params.size(); ++i)
-          if (params[i].unsafeGetTensorImpl() == t.table.unsafeGetTensorImpl()) table_params_.push_back(i);
-      }
-      shard_tables();  // before the row optimizers: their state is then born shard-sized
-    }
+    if (!sharded_)
+      for (const model::SparseTable& t : net.sparse_tables()) table_rows_ = std::max(table_rows_, t.table.size(0));
     for (const model::SparseTable& t : net.sparse_tables()) {
       const std::string kind = t.wide ? tc_.wide_optimizer : tc_.optimizer;
       rows_.emplace_back(t.table, kind, tc_.learning_rate, t.wide ? 0.0 : tc_.weight_decay, ftrl);
@@ -371,7 +375,7 @@ class Trainer::Impl {
       report.epochs.push_back(log);
       if (!o.checkpoint_path.empty()) {
         // A sharded run's checkpoint holds the whole tables, as an unsharded
-        // run's does (either resumes the other): every rank lends its rows.
+        // run's does: every rank sends rank 0 its rows.
         if (sharded_) unshard_tables(true);
         if (primary) save_checkpoint(o.checkpoint_path, o.fingerprint, report);
         if (sharded_) shard_tables();
@@ -382,7 +386,7 @@ class Trainer::Impl {
     if (!best_params_.empty()) restore(best_params_);
     if (sharded_) {
       best_params_.clear();  // restored: not worth gathering
-      unshard_tables(false);  // the whole model, for writing and testing it
+      unshard_tables(false);  // rank 0 holds the whole model, to evaluate and write it; the others their rows
     }
     report.best_epoch = best_epoch_;
     double seconds = 0, rows = 0;
@@ -614,7 +618,7 @@ class Trainer::Impl {
   // which sums what every rank sent and updates its rows: each row gets the
   // global gradient, the update the replicated scheme applies. Validation
   // reads rows the same way; checkpoints and the end of training put the
-  // whole tables back together (unshard_tables).
+  // whole tables back together on rank 0 (unshard_tables).
 
   // Positions of `ids` (ascending) grouped by owner, and how many each owner has.
   void group_by_owner(const torch::Tensor& ids) {
@@ -643,6 +647,7 @@ class Trainer::Impl {
 
   // The rows of every sparse table at `ids` (this step's unique ids, ascending), from their owners.
   std::vector<torch::Tensor> fetch_rows(const torch::Tensor& ids) {
+    const auto started = std::chrono::steady_clock::now();
     const int W = communicator_.world_size();
     group_by_owner(ids);
     const torch::Tensor grouped = ids.index_select(0, request_.order);
@@ -672,6 +677,7 @@ class Trainer::Impl {
       out.push_back(mine.narrow(1, column, w).contiguous());
       column += w;
     }
+    sync_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     return out;
   }
 
@@ -711,6 +717,37 @@ class Trainer::Impl {
     return out;
   }
 
+  // Every rank's rows of rank 0's tables, sent in slices (rank r's local row
+  // j is rank 0's row j * W + r); the tables become those rows in place.
+  void scatter_tables_from_primary() {
+    torch::NoGradGuard no_grad;
+    const int W = communicator_.world_size(), me = communicator_.rank();
+    constexpr std::int64_t kSlice = 1 << 16;
+    const std::int64_t largest = (table_rows_ + W - 1) / W;
+    auto rows_of = [&](int r) { return (table_rows_ - r + W - 1) / W; };
+    for (const model::SparseTable& st : net_.sparse_tables()) {
+      torch::Tensor t = st.table;
+      if (me == 0 && t.size(0) != table_rows_)
+        throw std::logic_error("row-wise sharding: rank 0's table " + st.name + " is not whole");
+      const std::int64_t width = t.size(1);
+      torch::Tensor part = torch::empty({rows_of(me), width}, torch::kFloat32);
+      for (std::int64_t first = 0; first < largest; first += kSlice) {
+        std::vector<torch::Tensor> send(static_cast<std::size_t>(W), torch::empty({0}, torch::kFloat32));
+        if (me == 0)
+          for (int r = 0; r < W; ++r) {
+            const std::int64_t n = std::max<std::int64_t>(0, std::min(first + kSlice, rows_of(r)) - first);
+            const std::int64_t begin = first * W + r;
+            send[static_cast<std::size_t>(r)] =
+                t.index_select(0, torch::arange(begin, begin + n * W, W, torch::kInt64)).reshape({-1});
+          }
+        const torch::Tensor got = communicator_.all_to_all(send)[0].view({-1, width});
+        if (got.size(0) > 0) part.narrow(0, first, got.size(0)).copy_(got);
+      }
+      t.set_(part);
+    }
+    net_.set_row_fetch([this](const torch::Tensor& ids) { return fetch_rows(ids); });
+  }
+
   // Keeps this rank's rows of every row tensor, in place (every handle sees the shard).
   void shard_tables() {
     torch::NoGradGuard no_grad;
@@ -720,22 +757,32 @@ class Trainer::Impl {
     net_.set_row_fetch([this](const torch::Tensor& ids) { return fetch_rows(ids); });
   }
 
-  // Puts the whole row tensors back together on every rank (a collective).
+  // Puts the whole row tensors back together on rank 0, which writes
+  // checkpoints and the model; the other ranks keep their rows (a collective:
+  // every rank sends its rows to rank 0 in slices, so rank 0's transient is
+  // the whole tensor plus one slice, not a copy per rank).
   void unshard_tables(bool optimizer_state) {
     torch::NoGradGuard no_grad;
     const int W = communicator_.world_size();
-    std::vector<std::int64_t> offset(static_cast<std::size_t>(W), 0);
-    for (int r = 1; r < W; ++r)
-      offset[static_cast<std::size_t>(r)] = offset[static_cast<std::size_t>(r - 1)] + (table_rows_ - (r - 1) + W - 1) / W;
-    torch::Tensor where = torch::empty({table_rows_}, torch::kInt64);  // row i: row i / W of rank i % W's part
-    std::int64_t* w = where.data_ptr<std::int64_t>();
-    for (std::int64_t i = 0; i < table_rows_; ++i) w[i] = offset[static_cast<std::size_t>(i % W)] + i / W;
+    const bool primary = communicator_.is_primary();
+    constexpr std::int64_t kSlice = 1 << 16;               // rows a rank sends per message
+    const std::int64_t largest = (table_rows_ + W - 1) / W;  // rank 0's rows, the most any rank has
     for (torch::Tensor t : row_tensors(optimizer_state)) {
-      const torch::Tensor part = t.contiguous();
-      const std::int64_t width = part.size(1);
-      std::vector<float> all = communicator_.gather_all(
-          std::vector<float>(part.data_ptr<float>(), part.data_ptr<float>() + part.numel()));
-      t.set_(torch::from_blob(all.data(), {table_rows_, width}, torch::kFloat32).index_select(0, where));
+      const std::int64_t width = t.size(1), mine = t.size(0);
+      torch::Tensor whole = primary ? torch::empty({table_rows_, width}, torch::kFloat32) : torch::Tensor();
+      for (std::int64_t first = 0; first < largest; first += kSlice) {
+        const std::int64_t n = std::max<std::int64_t>(0, std::min(first + kSlice, mine) - first);
+        std::vector<torch::Tensor> send(static_cast<std::size_t>(W), torch::empty({0}, torch::kFloat32));
+        if (n > 0) send[0] = t.narrow(0, first, n).reshape({-1});
+        const std::vector<torch::Tensor> got = communicator_.all_to_all(send);
+        if (!primary) continue;
+        for (int r = 0; r < W; ++r) {
+          const torch::Tensor rows = got[static_cast<std::size_t>(r)].view({-1, width});
+          const std::int64_t begin = first * W + r;  // rank r's local row `first` is row first * W + r
+          whole.index_copy_(0, torch::arange(begin, begin + rows.size(0) * W, W, torch::kInt64), rows);
+        }
+      }
+      if (primary) t.set_(whole);
     }
     net_.set_row_fetch(nullptr);
   }

@@ -41,7 +41,7 @@ double task_weight(const TaskConfig& task, int epoch_index);
 struct EpochLog {
   int epoch = 0;
   double train_loss = 0, val_loss = 0, seconds = 0, rows_per_s = 0, learning_rate = 0;
-  double sync_seconds = 0;  // a data-parallel run: time spent exchanging gradients with the other ranks
+  double sync_seconds = 0;  // a data-parallel run: time spent exchanging gradients (and sharded rows) with the other ranks
   std::vector<double> train_task_loss;  // per task: its masked mean loss, averaged over the epoch's batches
   std::vector<eval::TaskMetrics> val;
 };
@@ -119,6 +119,9 @@ class Trainer {
   double step(const model::Batch& batch, int epoch, std::int64_t step_in_epoch,
               const std::vector<double>* global_task_counts = nullptr);
   void set_learning_rate(double lr);
+  // With train.table_sharding = "row" and several processes, rank 0's model
+  // is whole afterwards (it evaluates and writes it); another rank's sparse
+  // tables keep only its rows (ids % world_size == rank, at id / world_size).
   TrainReport run(const data::FeaturizedData& train, const data::FeaturizedData* val, const TrainOptions& options);
   // The same, reading the training rows from `train` (in memory or streamed from disk: data/training_rows.h).
   TrainReport run(data::TrainingRows& train, const data::FeaturizedData* val, const TrainOptions& options);
