@@ -98,16 +98,26 @@ void check_model_output_dir(const std::string& dir) {
 }
 
 std::string serialize_weights(torch::nn::Module& net, const std::string& dir) {
-  // Serialized to memory: LibTorch's own file writer aborts the process on a full disk.
-  std::ostringstream weights;
+  // Serialized to memory (LibTorch's own file writer aborts the process on a
+  // full disk), straight into one string sized for the weights: a string
+  // stream grew by doubling and str() copied it, three times the weights at
+  // the peak.
+  std::string weights;
+  std::size_t size = 1 << 20;
+  for (const auto& p : net.parameters()) size += static_cast<std::size_t>(p.numel() * p.element_size());
+  for (const auto& b : net.buffers()) size += static_cast<std::size_t>(b.numel() * b.element_size());
+  weights.reserve(size);
   try {
     torch::serialize::OutputArchive archive;
     net.save(archive);
-    archive.save_to(weights);
+    archive.save_to([&weights](const void* data, std::size_t n) -> std::size_t {
+      weights.append(static_cast<const char*>(data), n);
+      return n;
+    });
   } catch (const c10::Error& e) {
     throw ModelError(dir + ": cannot serialize the weights: " + e.what_without_backtrace());
   }
-  return weights.str();
+  return weights;
 }
 
 void load_weights(torch::nn::Module& net, const std::string& bytes, const std::string& path) {

@@ -26,13 +26,21 @@ inline std::string tensor_bytes(const torch::Tensor& t) {
 // To memory, then through the atomic writer: LibTorch's file writer aborts
 // the process on a full disk and leaves a partial file. Throws ModelError.
 inline void write_archive_atomic(torch::serialize::OutputArchive& archive, const std::string& path) {
-  std::ostringstream bytes;
+  // Streamed into the temporary file: a large model's checkpoint (weights,
+  // optimizer moments) held in a string stream and copied out of it took
+  // twice to three times its size in memory at every epoch's end. The writer
+  // never reports a failed write to LibTorch, whose file writer aborts the
+  // process on one: the file's error state does, at commit ("(disk full)").
+  AtomicFile file(path);
   try {
-    archive.save_to(bytes);
+    archive.save_to([&file](const void* data, std::size_t n) -> std::size_t {
+      std::fwrite(data, 1, n, file.get());
+      return n;
+    });
   } catch (const c10::Error& e) {
     throw ModelError(path + ": cannot serialize the checkpoint: " + e.what_without_backtrace());
   }
-  write_file_atomic(path, bytes.str());
+  file.commit();
 }
 
 inline void set_torch_generator_state(const torch::Tensor& state) {
