@@ -972,7 +972,9 @@ std::string to_toml(const Config& c) {
                                              {"funnel_widths", ints(c.serve.funnel_widths)},
                                              {"funnel_keep", ints(c.serve.funnel_keep)}}}};
   } else {
-    train.insert("table_sharding", t.table_sharding);
+    // Written only when set: a key every config writes changes the text that
+    // fingerprints checkpoints and caches, and earlier runs' would no longer resume.
+    if (t.table_sharding != TrainConfig{}.table_sharding) train.insert("table_sharding", t.table_sharding);
     root = toml::table{{"data", std::move(data)},   {"features", std::move(features)}, {"tasks", std::move(tasks)},
                        {"model", std::move(model)}, {"train", std::move(train)},
                        {"serve", toml::table{{"score", c.serve.score}}}};

@@ -275,6 +275,11 @@ void RankingModel::add_head(const std::string& name, std::shared_ptr<AdditiveHea
 }
 
 ModelOutput RankingModel::forward(const Batch& batch, TouchedRows* touched) {
+  // A table holding one worker's rows (sharded training) read with global
+  // ids would give other rows' values without an error.
+  if (!row_fetch_ && input_->table().size(0) != std::max<std::int64_t>(shape_.embedding_rows, 1))
+    throw std::logic_error("this model's tables hold one data-parallel worker's rows only (train.table_sharding = "
+                           "\"row\"); rank 0's model is the whole one");
   SparseLookup lookup;
   torch::Tensor input_rows;
   const torch::Tensor categorical = categorical_ids(batch).reshape({-1});

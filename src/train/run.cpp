@@ -28,10 +28,15 @@ using nlohmann::json;
 namespace {
 
 // Weights plus two optimizer moments (Adam) per parameter, in 4-byte floats,
-// against the machine's memory: refused before anything is allocated.
-void check_model_fits_in_memory(const Config& config, const model::InputShape& shape) {
+// for each of this machine's workers, against the machine's memory: refused
+// before anything is allocated. With tables sharded over the workers, each
+// builds the whole model first but keeps its share of the tables' moments.
+void check_model_fits_in_memory(const Config& config, const model::InputShape& shape, const DistributedEnv& env) {
   const model::ParameterEstimate e = model::estimate_parameters(config.model, shape);
-  const double bytes = (e.embedding + e.dense) * 4.0 * 3.0;
+  const double table_share =
+      config.train.table_sharding == "row" ? 1.0 / static_cast<double>(std::max(env.world_size, 1)) : 1.0;
+  const double bytes = (e.embedding * (1.0 + 2.0 * table_share) + e.dense * 3.0) * 4.0 *
+                       static_cast<double>(std::max(env.local_world_size, 1));
   const double memory = static_cast<double>(::sysconf(_SC_PHYS_PAGES)) * static_cast<double>(::sysconf(_SC_PAGE_SIZE));
   if (memory <= 0 || bytes < 0.8 * memory) return;
   const std::string keys = e.embedding >= e.dense
@@ -41,7 +46,8 @@ void check_model_fits_in_memory(const Config& config, const model::InputShape& s
                                : "the layer sizes: lower model.expert_hidden, tower_hidden, bottom_hidden or the "
                                  "number of experts";
   throw ConfigError(config.source + ": this model needs about " + human_count(bytes) + "B to train (weights and " +
-                    "optimizer state), more than this machine's " + human_count(memory) + "B; the largest part is " + keys);
+                    "optimizer state" + (env.local_world_size > 1 ? ", in each of this machine's workers" : std::string()) +
+                    "), more than this machine's " + human_count(memory) + "B; the largest part is " + keys);
 }
 
 
@@ -174,7 +180,7 @@ RunRecord run_training(const RunRequest& request) {
   if (!config.data.val.empty()) val_data = data::load_featurized(pre, config.data.val, true, nullptr, progress);
   if (!config.data.test.empty()) test_data = data::load_featurized(pre, config.data.test, true, nullptr, progress);
 
-  check_model_fits_in_memory(config, model::input_shape(pre));
+  check_model_fits_in_memory(config, model::input_shape(pre), env);
   auto net = model::create_model(config.model, model::input_shape(pre));
   // Each task starts at its training mean (a warm start or --resume then overwrites it).
   net->set_output_bias(run.streamed ? initial_task_logits(config, train_set.blocks->label_sums(), train_set.blocks->weight_sums())

@@ -244,6 +244,9 @@ class Trainer::Impl {
       wide_rows_.push_back(t.wide);
     }
     rng_.seed(tc_.seed);
+    // Last: nothing after it can throw, so the model never keeps a fetch into
+    // a trainer that failed to construct.
+    if (sharded_) net_.set_row_fetch([this](const torch::Tensor& ids) { return fetch_rows(ids); });
   }
 
   ~Impl() {
@@ -745,7 +748,6 @@ class Trainer::Impl {
       }
       t.set_(part);
     }
-    net_.set_row_fetch([this](const torch::Tensor& ids) { return fetch_rows(ids); });
   }
 
   // Keeps this rank's rows of every row tensor, in place (every handle sees the shard).

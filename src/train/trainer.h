@@ -70,6 +70,9 @@ struct TrainOptions {
   int threads = 0;
   // Called after each epoch, after the checkpoint is written; returning false
   // stops training there (the checkpoint then resumes from that epoch).
+  // With sharded tables, whether checkpoint_path is empty and what
+  // on_epoch_end returns must agree on every rank: both decide collectives.
+  // (The primary alone writes the file; the others may name any path.)
   std::function<bool(const EpochLog&)> on_epoch_end;
   // Data-parallel runs: embedding-row gradients travel with the dense ones,
   // scattered into the whole table, when table rows x (width + 1) is at most
@@ -81,7 +84,10 @@ class Communicator;
 
 // One optimizer step's state between its phases.
 struct StepState {
-  model::TouchedRows touched;  // embedding rows the batch read (ids: after synchronization, every rank's)
+  // Embedding rows the batch read. After synchronization the ids are every
+  // rank's (replicated tables) or this rank's local rows that any rank touched
+  // (train.table_sharding = "row").
+  model::TouchedRows touched;
   std::vector<torch::Tensor> row_grads;  // per sparse table: touched rows' gradients (backward, then synchronized)
   torch::Tensor loss;          // the multitask loss (multitask_loss)
   double value = 0;            // its value
