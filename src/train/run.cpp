@@ -244,9 +244,13 @@ RunRecord run_training(const RunRequest& request) {
             {"model_version", run.model_version}, {"training", to_metrics_json(run)}};
   for (const auto& t : config.tasks) meta["tasks"].push_back({{"name", t.name}, {"type", to_string(t.type)}});
   model::save_model_dir(request.out, config, pre, *net, meta);
-  // The finished model supersedes the checkpoint.
+  // The finished model supersedes the checkpoint, and with sharded tables the
+  // other workers' rows beside it (on this machine; another machine's stay,
+  // and no later --resume reads them without rank 0's file).
   std::error_code ec;
   fs::remove(topts.checkpoint_path, ec);
+  if (config.train.table_sharding == "row")
+    for (int r = 1; r < env.world_size; ++r) fs::remove(topts.checkpoint_path + ".rank" + std::to_string(r), ec);
   return run;
 }
 

@@ -268,7 +268,7 @@ class Trainer::Impl {
       if (bytes.empty())
         throw ModelError(o.checkpoint_path + ": no checkpoint to resume from (train without --resume first)");
       load_checkpoint(bytes, o.checkpoint_path, o.fingerprint, report);
-      if (sharded_) shard_tables();  // the checkpoint holds the whole tables: keep this rank's rows
+      if (sharded_) load_own_shard(o.checkpoint_path, o.fingerprint);  // rank 0's bytes held rank 0's rows
       report.resumed = true;
       if (primary && report.threads_at_start > 0 && report.threads_at_start != o.threads)
         std::fprintf(stderr,
@@ -377,11 +377,11 @@ class Trainer::Impl {
       epochs_done_ = epoch;
       report.epochs.push_back(log);
       if (!o.checkpoint_path.empty()) {
-        // A sharded run's checkpoint holds the whole tables, as an unsharded
-        // run's does: every rank sends rank 0 its rows.
-        if (sharded_) unshard_tables(true);
+        // Sharded tables: rank 0's checkpoint holds its rows, and every other
+        // rank writes its rows beside it (shard_checkpoint_path), on its own
+        // disk: no rank ever holds the whole tables and their state.
         if (primary) save_checkpoint(o.checkpoint_path, o.fingerprint, report);
-        if (sharded_) shard_tables();
+        else if (sharded_) save_shard(shard_checkpoint_path(o.checkpoint_path, communicator_.rank()), o.fingerprint);
       }
       if (o.on_epoch_end && !o.on_epoch_end(log)) break;
     }
@@ -389,7 +389,7 @@ class Trainer::Impl {
     if (!best_params_.empty()) restore(best_params_);
     if (sharded_) {
       best_params_.clear();  // restored: not worth gathering
-      unshard_tables(false);  // rank 0 holds the whole model, to evaluate and write it; the others their rows
+      unshard_tables();  // rank 0 holds the whole model, to evaluate and write it; the others their rows
     }
     report.best_epoch = best_epoch_;
     double seconds = 0, rows = 0;
@@ -620,8 +620,9 @@ class Trainer::Impl {
   // sends each row's gradient to its owner (send_row_gradients_to_owners),
   // which sums what every rank sent and updates its rows: each row gets the
   // global gradient, the update the replicated scheme applies. Validation
-  // reads rows the same way; checkpoints and the end of training put the
-  // whole tables back together on rank 0 (unshard_tables).
+  // reads rows the same way. Each rank checkpoints its own rows
+  // (save_shard); the end of training puts the whole tables back together on
+  // rank 0, to test and write the model (unshard_tables).
 
   // Positions of `ids` (ascending) grouped by owner, and how many each owner has.
   void group_by_owner(const torch::Tensor& ids) {
@@ -750,26 +751,17 @@ class Trainer::Impl {
     }
   }
 
-  // Keeps this rank's rows of every row tensor, in place (every handle sees the shard).
-  void shard_tables() {
-    torch::NoGradGuard no_grad;
-    const torch::Tensor mine = torch::arange(communicator_.rank(), table_rows_, communicator_.world_size(), torch::kInt64);
-    for (torch::Tensor t : row_tensors(true))
-      if (t.size(0) == table_rows_) t.set_(t.index_select(0, mine));
-    net_.set_row_fetch([this](const torch::Tensor& ids) { return fetch_rows(ids); });
-  }
-
-  // Puts the whole row tensors back together on rank 0, which writes
-  // checkpoints and the model; the other ranks keep their rows (a collective:
-  // every rank sends its rows to rank 0 in slices, so rank 0's transient is
-  // the whole tensor plus one slice, not a copy per rank).
-  void unshard_tables(bool optimizer_state) {
+  // Puts the whole tables back together on rank 0, which tests and writes
+  // the model; the other ranks keep their rows (a collective: every rank
+  // sends its rows to rank 0 in slices, so rank 0's transient is the whole
+  // table plus one slice, not a copy per rank).
+  void unshard_tables() {
     torch::NoGradGuard no_grad;
     const int W = communicator_.world_size();
     const bool primary = communicator_.is_primary();
     constexpr std::int64_t kSlice = 1 << 16;               // rows a rank sends per message
     const std::int64_t largest = (table_rows_ + W - 1) / W;  // rank 0's rows, the most any rank has
-    for (torch::Tensor t : row_tensors(optimizer_state)) {
+    for (torch::Tensor t : row_tensors(false)) {
       const std::int64_t width = t.size(1), mine = t.size(0);
       torch::Tensor whole = primary ? torch::empty({table_rows_, width}, torch::kFloat32) : torch::Tensor();
       for (std::int64_t first = 0; first < largest; first += kSlice) {
@@ -846,7 +838,76 @@ class Trainer::Impl {
     a.write("history_details", bytes_tensor(epochs.dump()), true);
     a.write("threads", torch::tensor({static_cast<std::int64_t>(report.threads_at_start)}), true);
     a.write("world_size", torch::tensor({static_cast<std::int64_t>(communicator_.world_size())}), true);
+    if (sharded_) a.write("sharded_over", torch::tensor({static_cast<std::int64_t>(communicator_.world_size())}), true);
     write_archive_atomic(a, path);
+  }
+
+  // ---- Sharded checkpoints: rank r > 0 keeps its rows in PATH.rankR ----
+  static std::string shard_checkpoint_path(const std::string& path, int rank) {
+    return path + ".rank" + std::to_string(rank);
+  }
+
+  // This rank's row tensors (row_tensors(true): tables, row optimizer state,
+  // the best weights' tables) with the epoch and step they belong to.
+  void save_shard(const std::string& path, const std::string& fingerprint) {
+    torch::serialize::OutputArchive a;
+    a.write("fingerprint", bytes_tensor(fingerprint), true);
+    a.write("shard", torch::tensor({static_cast<std::int64_t>(communicator_.rank()),
+                                    static_cast<std::int64_t>(communicator_.world_size()),
+                                    static_cast<std::int64_t>(epochs_done_), global_step_}),
+            true);
+    const std::vector<torch::Tensor> tensors = row_tensors(true);
+    for (std::size_t i = 0; i < tensors.size(); ++i) a.write("t" + std::to_string(i), tensors[i], true);
+    write_archive_atomic(a, path);
+  }
+
+  // After load_checkpoint of rank 0's bytes: a rank > 0 replaces rank 0's
+  // rows with its own from its shard file. Every rank learns whether every
+  // rank could (one sum), so all stop alike when one file is missing or of
+  // another epoch (a run killed while the files were written).
+  void load_own_shard(const std::string& checkpoint_path, const std::string& fingerprint) {
+    std::string problem;
+    if (communicator_.rank() > 0) {
+      const std::string path = shard_checkpoint_path(checkpoint_path, communicator_.rank());
+      try {
+        const std::string bytes = read_checkpoint_bytes(path);
+        if (bytes.empty()) throw ModelError(path + ": this worker's rows of the checkpoint are missing (with sharded "
+                                                   "tables every worker resumes where it ran, from its own file)");
+        torch::serialize::InputArchive a;
+        a.load_from(bytes.data(), bytes.size());
+        torch::Tensor stored, shard;
+        a.read("fingerprint", stored, true);
+        if (tensor_bytes(stored) != fingerprint)
+          throw ModelError(path + ": this worker's rows belong to another config or training data");
+        a.read("shard", shard, true);
+        const std::int64_t* h = shard.data_ptr<std::int64_t>();
+        if (shard.numel() != 4 || h[0] != communicator_.rank() || h[1] != communicator_.world_size())
+          throw ModelError(path + ": rows of another worker or worker count");
+        if (h[2] != epochs_done_ || h[3] != global_step_)
+          throw ModelError(path + ": rows of epoch " + std::to_string(h[2]) + ", but rank 0's checkpoint is of epoch " +
+                           std::to_string(epochs_done_) + " (a run stopped while writing them): train without --resume");
+        torch::NoGradGuard no_grad;
+        const int W = communicator_.world_size();
+        const std::int64_t mine = (table_rows_ - communicator_.rank() + W - 1) / W;
+        std::vector<torch::Tensor> tensors = row_tensors(true);  // rank 0's rows, from its checkpoint
+        for (std::size_t i = 0; i < tensors.size(); ++i) {
+          torch::Tensor t;
+          a.read("t" + std::to_string(i), t, true);
+          if (t.dim() != 2 || t.size(0) != mine || t.size(1) != tensors[i].size(1))
+            throw ModelError(path + ": rows of another shape");
+          tensors[i].set_(t);
+        }
+      } catch (const ModelError& e) {
+        problem = e.what();
+      } catch (const c10::Error& e) {
+        problem = path + ": corrupt checkpoint rows: " + e.what_without_backtrace();
+      }
+    }
+    std::vector<double> failed{problem.empty() ? 0.0 : 1.0};
+    communicator_.sum(failed);
+    if (!problem.empty()) throw ModelError(problem);
+    if (failed[0] > 0)
+      throw ModelError(checkpoint_path + ": another worker could not read its rows of the checkpoint (its error is above)");
   }
 
   // The checkpoint file's bytes, or "" when there is none.
@@ -902,8 +963,14 @@ class Trainer::Impl {
       a.read("history", history, true);
       torch::Tensor threads;
       report.threads_at_start = a.try_read("threads", threads, true) ? static_cast<int>(threads[0].item<std::int64_t>()) : 0;
-      torch::Tensor world;
+      torch::Tensor world, sharded_over;
       const int saved_world = a.try_read("world_size", world, true) ? static_cast<int>(world[0].item<std::int64_t>()) : 1;
+      const std::int64_t saved_shards = a.try_read("sharded_over", sharded_over, true) ? sharded_over[0].item<std::int64_t>() : 0;
+      if (saved_shards != (sharded_ ? communicator_.world_size() : 0))
+        throw ModelError(path + ": this checkpoint's tables are " +
+                         (saved_shards > 0 ? "sharded over " + std::to_string(saved_shards) + " workers"
+                                           : std::string("whole")) +
+                         "; resume with " + (saved_shards > 0 ? std::to_string(saved_shards) + " workers" : std::string("one process or replicated tables")));
       if (saved_world != communicator_.world_size() && communicator_.is_primary())
         std::fprintf(stderr,
                      "warning: resuming with %d workers a run that trained with %d: the sums reduce in another order, "

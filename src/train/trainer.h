@@ -70,9 +70,10 @@ struct TrainOptions {
   int threads = 0;
   // Called after each epoch, after the checkpoint is written; returning false
   // stops training there (the checkpoint then resumes from that epoch).
-  // With sharded tables, whether checkpoint_path is empty and what
-  // on_epoch_end returns must agree on every rank: both decide collectives.
-  // (The primary alone writes the file; the others may name any path.)
+  // In a data-parallel run what it returns must agree on every rank (it
+  // decides collectives). The primary writes checkpoint_path; with sharded
+  // tables every other rank r writes its rows to checkpoint_path + ".rankR"
+  // and resumes from it.
   std::function<bool(const EpochLog&)> on_epoch_end;
   // Data-parallel runs: embedding-row gradients travel with the dense ones,
   // scattered into the whole table, when table rows x (width + 1) is at most

@@ -38,6 +38,7 @@ printf 'extends = "qs/quickstart.toml"\n[train]\ntable_sharding = "row"\n' > sha
 "$MTRANK" train --config sharded.toml --train qs/train.csv --val qs/val.csv --test qs/test.csv --out sharded \
   --metrics-out sharded.json --nproc-per-node 2 --quiet >/dev/null 2>sharded.err || { cat sharded.err; fail "sharded tables"; }
 grep -Eq "table_sharding = ['\"]row" sharded/config.toml || fail "the model's config.toml does not record the sharding"
+ls sharded.checkpoint* >/dev/null 2>&1 && fail "the finished sharded run left checkpoint files"
 python3 - <<'PY' || fail "two workers with sharded tables differ from one process"
 import json
 a, b = json.load(open("one.json")), json.load(open("sharded.json"))

@@ -244,7 +244,9 @@ TEST_P(TwoRanks, TrainTheModelOneProcessTrains) {
     ranks[static_cast<std::size_t>(r)] = outcome_of(*nets[static_cast<std::size_t>(r)], t.run(train_rows.d, &val_rows.d, o));
   });
   EXPECT_TRUE(std::filesystem::exists(dir.file("rank0.checkpoint")));
-  EXPECT_FALSE(std::filesystem::exists(dir.file("rank1.checkpoint")));  // rank 0 alone writes
+  EXPECT_FALSE(std::filesystem::exists(dir.file("rank1.checkpoint")));  // rank 0 alone writes the checkpoint
+  // ... and with sharded tables each other rank its rows beside its path.
+  EXPECT_EQ(std::filesystem::exists(dir.file("rank1.checkpoint.rank1")), row_exchange == "row_sharded");
   // Replicas bitwise identical; validation metrics the same on both ranks.
   // Sharded: rank 1 keeps its rows of each table (ids 1, 3, 5, ...): they are
   // the one-process model's rows there, and its dense weights are rank 0's;
@@ -316,6 +318,12 @@ TEST_P(TwoRanksResume, FromRankZerosCheckpointEndsAsTheUninterruptedRun) {
   run(true, false);  // stops after epoch 1, its checkpoint on rank 0's disk
   const auto resumed = run(false, true);
   for (std::size_t r = 0; r < 2; ++r) EXPECT_EQ(max_difference(uninterrupted[r], resumed[r]), 0.0) << r;
+  if (GetParam() == "row") {
+    // Rank 1 resumes from its own rows' file: without it every rank stops with an error.
+    run(true, false);
+    ASSERT_TRUE(std::filesystem::remove(dir.file("absent.checkpoint.rank1")));
+    EXPECT_THROW(run(false, true), ModelError);
+  }
   std::filesystem::remove(dir.file("run.checkpoint"));
   EXPECT_THROW(run(false, true), ModelError);  // no checkpoint: every rank stops with the same error
 }
