@@ -5,7 +5,10 @@
 #include <cctype>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <functional>
 #include <limits>
+#include <stdexcept>
 #include <numeric>
 #include <random>
 
@@ -20,25 +23,81 @@ namespace mtrank::data {
 
 // ---------------------------------------------------------------- Vocabulary
 
+void ValueIndex::clear() {
+  slots_.clear();
+  used_ = 0;
+}
+
+void ValueIndex::reserve(std::size_t n) {
+  std::size_t slots = 16;
+  while (slots < 2 * n) slots *= 2;  // load factor at most 1/2
+  if (slots > slots_.size()) grow(slots);
+}
+
+void ValueIndex::grow(std::size_t slots) {
+  std::vector<Slot> old = std::move(slots_);
+  slots_.assign(slots, Slot{});
+  const std::size_t mask = slots - 1;
+  for (const Slot& s : old) {
+    if (s.id == 0) continue;
+    std::size_t i = s.hash & mask;
+    while (slots_[i].id != 0) i = (i + 1) & mask;
+    slots_[i] = s;
+  }
+}
+
+std::int64_t ValueIndex::find(std::string_view value, const std::deque<std::string>& values) const {
+  if (slots_.empty()) return 0;
+  const std::uint64_t h = std::hash<std::string_view>{}(value);
+  const std::size_t mask = slots_.size() - 1;
+  for (std::size_t i = h & mask;; i = (i + 1) & mask) {
+    const Slot& s = slots_[i];
+    if (s.id == 0) return 0;
+    if (s.hash != h) continue;
+    const bool equal = s.length == kLong ? values[s.id - 1] == value
+                                         : s.length == value.size() && std::memcmp(s.bytes, value.data(), value.size()) == 0;
+    if (equal) return s.id;
+  }
+}
+
+void ValueIndex::insert(std::string_view value, std::int64_t id) {
+  if (id <= 0 || id > std::numeric_limits<std::uint32_t>::max())
+    throw std::length_error("a vocabulary holds at most 2^32 - 1 values");
+  if (2 * (used_ + 1) > slots_.size()) grow(std::max<std::size_t>(16, 2 * slots_.size()));
+  Slot s;
+  s.hash = std::hash<std::string_view>{}(value);
+  s.id = static_cast<std::uint32_t>(id);
+  if (value.size() <= kInline) {
+    s.length = static_cast<std::uint8_t>(value.size());
+    std::memcpy(s.bytes, value.data(), value.size());
+  } else {
+    s.length = kLong;
+  }
+  const std::size_t mask = slots_.size() - 1;
+  std::size_t i = s.hash & mask;
+  while (slots_[i].id != 0) i = (i + 1) & mask;
+  slots_[i] = s;
+  ++used_;
+}
+
 Vocabulary& Vocabulary::operator=(const Vocabulary& other) {
   if (this == &other) return *this;
   values_ = other.values_;
   counts_ = other.counts_;
   ids_.clear();
   ids_.reserve(values_.size());
-  for (std::size_t i = 0; i < values_.size(); ++i) ids_.emplace(values_[i], static_cast<std::int64_t>(i) + 1);
+  for (std::size_t i = 0; i < values_.size(); ++i) ids_.insert(values_[i], static_cast<std::int64_t>(i) + 1);
   return *this;
 }
 
 void Vocabulary::count(std::string_view value) {
-  auto it = ids_.find(value);
-  if (it != ids_.end()) {
-    ++counts_[it->second - 1];
+  if (const std::int64_t id = ids_.find(value, values_); id != 0) {
+    ++counts_[static_cast<std::size_t>(id - 1)];
     return;
   }
   values_.emplace_back(value);
   counts_.push_back(1);
-  ids_.emplace(values_.back(), static_cast<std::int64_t>(values_.size()));
+  ids_.insert(values_.back(), static_cast<std::int64_t>(values_.size()));
 }
 
 void Vocabulary::finalize(std::int64_t min_count, const Vocabulary* base) {
@@ -61,7 +120,7 @@ void Vocabulary::assign(std::vector<std::string> values) {
   counts_.clear();
   for (auto& v : values) values_.push_back(std::move(v));
   ids_.reserve(values_.size());
-  for (std::size_t i = 0; i < values_.size(); ++i) ids_.emplace(values_[i], static_cast<std::int64_t>(i) + 1);
+  for (std::size_t i = 0; i < values_.size(); ++i) ids_.insert(values_[i], static_cast<std::int64_t>(i) + 1);
 }
 
 // ---------------------------------------------------------------- Quantiles

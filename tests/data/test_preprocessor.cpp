@@ -29,6 +29,41 @@ TEST(Vocabulary, OrdersByCountThenValueAndAppliesMinCount) {
   EXPECT_EQ(v.lookup("never seen"), 0);
 }
 
+// The index behind the vocabulary: short values held in its slots, long ones
+// compared with the vocabulary's strings, through growth, copies and moves.
+TEST(Vocabulary, FindsEveryValueShortAndLongThroughGrowthAndCopies) {
+  data::Vocabulary v;
+  std::vector<std::string> values;
+  for (int i = 0; i < 5000; ++i) {
+    values.push_back(std::to_string(i * 7919));                                   // short: held inline
+    values.push_back("a value longer than nineteen bytes #" + std::to_string(i));  // long
+  }
+  values.push_back("");                     // the empty value is a value too
+  values.push_back(std::string(19, 'x'));   // exactly the inline limit
+  values.push_back(std::string(20, 'x'));   // one past it
+  for (const auto& s : values) v.count(s);
+  for (const auto& s : values) v.count(s);  // seen twice: found, not added again
+  v.finalize(2);
+  ASSERT_EQ(v.size(), static_cast<std::int64_t>(values.size()) + 1);
+  std::vector<bool> seen(values.size() + 1, false);
+  for (const auto& s : values) {
+    const std::int64_t id = v.lookup(s);
+    ASSERT_GT(id, 0) << s;
+    EXPECT_EQ(v.values()[static_cast<std::size_t>(id - 1)], s);
+    EXPECT_FALSE(seen[static_cast<std::size_t>(id)]) << s;
+    seen[static_cast<std::size_t>(id)] = true;
+  }
+  EXPECT_EQ(v.lookup("a value longer than nineteen bytes #5000"), 0);
+  EXPECT_EQ(v.lookup(std::string(21, 'x')), 0);
+  EXPECT_EQ(v.lookup("7918"), 0);
+  const data::Vocabulary copy = v;
+  data::Vocabulary moved = data::Vocabulary(copy);
+  for (const auto& s : {values[0], values[1], values.back()}) {
+    EXPECT_EQ(copy.lookup(s), v.lookup(s));
+    EXPECT_EQ(moved.lookup(s), v.lookup(s));
+  }
+}
+
 TEST(QuantileNormalizer, HandComputedEqualFrequencyBuckets) {
   data::QuantileNormalizer q;
   q.fit({8, 7, 6, 5, 4, 3, 2, 1}, 4);  // buckets {1,2} {3,4} {5,6} {7,8}
