@@ -27,7 +27,7 @@ namespace mtrank::data {
 // open addressing with linear probing over 32-byte slots that hold the
 // value's hash, its id and, for values of up to 19 bytes, the value itself,
 // so finding a short value reads one cache line. std::unordered_map<
-// std::string_view> read three (bucket, node, the string) and took 70% of
+// std::string_view> read three (bucket, node, the string) and took 78% of
 // fitting 26 fields of about 70,000 values each (perf, docs/benchmarks.md).
 class ValueIndex {
  public:
