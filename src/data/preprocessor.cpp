@@ -9,6 +9,7 @@
 #include <functional>
 #include <limits>
 #include <stdexcept>
+#include <unordered_map>
 #include <numeric>
 #include <random>
 

@@ -12,7 +12,6 @@
 #include <deque>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include <nlohmann/json_fwd.hpp>
@@ -69,7 +68,7 @@ class Vocabulary {
   void assign(std::vector<std::string> values);  // from a saved model
 
  private:
-  std::deque<std::string> values_;  // stable storage: ids_ keys view into it
+  std::deque<std::string> values_;  // id i is values_[i - 1]; ids_ compares long values against them
   ValueIndex ids_;
   std::vector<std::int64_t> counts_;  // while fitting, indexed like values_
 };

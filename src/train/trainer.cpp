@@ -624,6 +624,12 @@ class Trainer::Impl {
   // (save_shard); the end of training puts the whole tables back together on
   // rank 0, to test and write the model (unshard_tables).
 
+  // Rows rank r holds of every table: ids r, r + W, r + 2W, ... below table_rows_.
+  std::int64_t rows_held_by(int rank) const {
+    const int W = communicator_.world_size();
+    return (table_rows_ - rank + W - 1) / W;
+  }
+
   // Positions of `ids` (ascending) grouped by owner, and how many each owner has.
   void group_by_owner(const torch::Tensor& ids) {
     const int W = communicator_.world_size();
@@ -695,8 +701,7 @@ class Trainer::Impl {
     const torch::Tensor grouped = rows.contiguous().index_select(0, request_.order);
     const torch::Tensor got = torch::cat(communicator_.all_to_all(split_rows(grouped, request_.sent), &expected));
     const std::int64_t n = request_.received_local.numel();
-    const std::int64_t shard_rows = (table_rows_ + communicator_.world_size() - 1) / communicator_.world_size();
-    auto [unique, inverse] = model::unique_ids(request_.received_local, std::max<std::int64_t>(shard_rows, 1));
+    auto [unique, inverse] = model::unique_ids(request_.received_local, std::max<std::int64_t>(rows_held_by(0), 1));
     torch::Tensor summed = torch::zeros({unique.size(0), width}, torch::kFloat32);
     const float* g = got.data_ptr<float>();
     const std::int64_t* at = inverse.data_ptr<std::int64_t>();
@@ -727,19 +732,18 @@ class Trainer::Impl {
     torch::NoGradGuard no_grad;
     const int W = communicator_.world_size(), me = communicator_.rank();
     constexpr std::int64_t kSlice = 1 << 16;
-    const std::int64_t largest = (table_rows_ + W - 1) / W;
-    auto rows_of = [&](int r) { return (table_rows_ - r + W - 1) / W; };
+    const std::int64_t largest = rows_held_by(0);  // rank 0 holds the most
     for (const model::SparseTable& st : net_.sparse_tables()) {
       torch::Tensor t = st.table;
       if (me == 0 && t.size(0) != table_rows_)
         throw std::logic_error("row-wise sharding: rank 0's table " + st.name + " is not whole");
       const std::int64_t width = t.size(1);
-      torch::Tensor part = torch::empty({rows_of(me), width}, torch::kFloat32);
+      torch::Tensor part = torch::empty({rows_held_by(me), width}, torch::kFloat32);
       for (std::int64_t first = 0; first < largest; first += kSlice) {
         std::vector<torch::Tensor> send(static_cast<std::size_t>(W), torch::empty({0}, torch::kFloat32));
         if (me == 0)
           for (int r = 0; r < W; ++r) {
-            const std::int64_t n = std::max<std::int64_t>(0, std::min(first + kSlice, rows_of(r)) - first);
+            const std::int64_t n = std::max<std::int64_t>(0, std::min(first + kSlice, rows_held_by(r)) - first);
             const std::int64_t begin = first * W + r;
             send[static_cast<std::size_t>(r)] =
                 t.index_select(0, torch::arange(begin, begin + n * W, W, torch::kInt64)).reshape({-1});
@@ -760,7 +764,7 @@ class Trainer::Impl {
     const int W = communicator_.world_size();
     const bool primary = communicator_.is_primary();
     constexpr std::int64_t kSlice = 1 << 16;               // rows a rank sends per message
-    const std::int64_t largest = (table_rows_ + W - 1) / W;  // rank 0's rows, the most any rank has
+    const std::int64_t largest = rows_held_by(0);  // rank 0 holds the most
     for (torch::Tensor t : row_tensors(false)) {
       const std::int64_t width = t.size(1), mine = t.size(0);
       torch::Tensor whole = primary ? torch::empty({table_rows_, width}, torch::kFloat32) : torch::Tensor();
@@ -887,8 +891,7 @@ class Trainer::Impl {
           throw ModelError(path + ": rows of epoch " + std::to_string(h[2]) + ", but rank 0's checkpoint is of epoch " +
                            std::to_string(epochs_done_) + " (a run stopped while writing them): train without --resume");
         torch::NoGradGuard no_grad;
-        const int W = communicator_.world_size();
-        const std::int64_t mine = (table_rows_ - communicator_.rank() + W - 1) / W;
+        const std::int64_t mine = rows_held_by(communicator_.rank());
         std::vector<torch::Tensor> tensors = row_tensors(true);  // rank 0's rows, from its checkpoint
         for (std::size_t i = 0; i < tensors.size(); ++i) {
           torch::Tensor t;
