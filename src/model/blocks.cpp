@@ -1,5 +1,6 @@
 #include "model/blocks.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <stdexcept>
@@ -69,6 +70,124 @@ void TowersImpl::set_output_bias(const std::vector<double>& logits) {
 }
 
 torch::Tensor TowersImpl::forward(const torch::Tensor& x) { return mlp_->forward(x).squeeze(-1).transpose(0, 1); }
+
+namespace {
+thread_local bool reference_kernels = false;
+}  // namespace
+
+ReferenceKernels::ReferenceKernels() : previous_(reference_kernels) { reference_kernels = true; }
+ReferenceKernels::~ReferenceKernels() { reference_kernels = previous_; }
+bool ReferenceKernels::active() { return reference_kernels; }
+
+namespace {
+
+// What mix_experts' kernels read: raw pointers and the experts' strides.
+struct MixShape {
+  std::int64_t B, G, K, H, expert_stride, row_stride;
+  const std::int64_t* selection;  // [G, K]
+};
+
+// Rows per parallel task: about 16k multiply-adds, so a small batch stays on one thread.
+std::int64_t mix_grain(const MixShape& m) { return std::max<std::int64_t>(1, 16384 / std::max<std::int64_t>(1, m.G * m.K * m.H)); }
+
+class MixExperts : public torch::autograd::Function<MixExperts> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& gates,
+                               const torch::Tensor& experts, const torch::Tensor& selection) {
+    ctx->save_for_backward({gates, experts, selection});
+    const MixShape m = shape_of(gates, experts, selection);
+    torch::Tensor out = torch::empty({m.G, m.B, m.H}, experts.options());
+    const float* gp = gates.data_ptr<float>();
+    const float* hp = experts.data_ptr<float>();
+    float* op = out.data_ptr<float>();
+    at::parallel_for(0, m.B, mix_grain(m), [&](std::int64_t begin, std::int64_t end) {
+      for (std::int64_t b = begin; b < end; ++b)
+        for (std::int64_t g = 0; g < m.G; ++g) {
+          float* o = op + (g * m.B + b) * m.H;
+          std::fill(o, o + m.H, 0.0f);
+          for (std::int64_t k = 0; k < m.K; ++k) {
+            const float w = gp[(b * m.G + g) * m.K + k];
+            const float* h = hp + m.selection[g * m.K + k] * m.expert_stride + b * m.row_stride;
+            for (std::int64_t j = 0; j < m.H; ++j) o[j] += w * h[j];
+          }
+        }
+    });
+    return out;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const torch::Tensor &gates = saved[0], &experts = saved[1], &selection = saved[2];
+    const MixShape m = shape_of(gates, experts, selection);
+    const torch::Tensor grad = grads[0].contiguous();  // [G, B, H]
+    torch::Tensor grad_gates = torch::empty_like(gates);
+    // The experts' gradient in the experts' own layout, so the views that made them pass it on free.
+    torch::Tensor grad_experts = torch::empty_strided(experts.sizes(), experts.strides(), experts.options());
+    const float* gp = gates.data_ptr<float>();
+    const float* hp = experts.data_ptr<float>();
+    const float* dp = grad.data_ptr<float>();
+    float* dgp = grad_gates.data_ptr<float>();
+    float* dhp = grad_experts.data_ptr<float>();
+    const std::int64_t E = experts.size(0);
+    at::parallel_for(0, m.B, mix_grain(m), [&](std::int64_t begin, std::int64_t end) {
+      for (std::int64_t b = begin; b < end; ++b) {
+        for (std::int64_t e = 0; e < E; ++e) {
+          float* dh = dhp + e * m.expert_stride + b * m.row_stride;
+          std::fill(dh, dh + m.H, 0.0f);
+        }
+        for (std::int64_t g = 0; g < m.G; ++g) {
+          const float* d = dp + (g * m.B + b) * m.H;
+          for (std::int64_t k = 0; k < m.K; ++k) {
+            const std::int64_t e = m.selection[g * m.K + k];
+            const float* h = hp + e * m.expert_stride + b * m.row_stride;
+            float* dh = dhp + e * m.expert_stride + b * m.row_stride;
+            const float w = gp[(b * m.G + g) * m.K + k];
+            float dot = 0.0f;
+            for (std::int64_t j = 0; j < m.H; ++j) {
+              dot += d[j] * h[j];
+              dh[j] += w * d[j];
+            }
+            dgp[(b * m.G + g) * m.K + k] = dot;
+          }
+        }
+      }
+    });
+    return {grad_gates, grad_experts, torch::Tensor()};
+  }
+
+ private:
+  static MixShape shape_of(const torch::Tensor& gates, const torch::Tensor& experts, const torch::Tensor& selection) {
+    return {gates.size(0), gates.size(1), gates.size(2), experts.size(2), experts.stride(0), experts.stride(1),
+            selection.data_ptr<std::int64_t>()};
+  }
+};
+
+}  // namespace
+
+torch::Tensor mix_experts(const torch::Tensor& gates, const torch::Tensor& experts, const torch::Tensor& selection) {
+  TORCH_CHECK(gates.dim() == 3 && experts.dim() == 3 && gates.scalar_type() == torch::kFloat &&
+                  experts.scalar_type() == torch::kFloat && gates.size(0) == experts.size(1),
+              "mix_experts: float gates [B, G, K] and experts [E, B, H]");
+  const std::int64_t G = gates.size(1), K = gates.size(2), E = experts.size(0);
+  TORCH_CHECK(selection.defined() || K == E, "mix_experts: without a selection, K must equal the number of experts");
+  torch::Tensor sel = selection.defined() ? selection.to(torch::kLong).contiguous() : torch::empty({G, K}, torch::kLong);
+  TORCH_CHECK(sel.dim() == 2 && sel.size(0) == G && sel.size(1) == K, "mix_experts: selection must be [G, K]");
+  std::int64_t* s = sel.data_ptr<std::int64_t>();
+  for (std::int64_t i = 0; i < G * K; ++i) {
+    if (!selection.defined()) s[i] = i % K;
+    TORCH_CHECK(s[i] >= 0 && s[i] < E, "mix_experts: selection names expert ", s[i], " of ", E);
+  }
+  if (ReferenceKernels::active()) {  // [B, G, K] x [G, K, B, H] -> [G, B, H] as G*B products in one bmm
+    const std::int64_t B = gates.size(0), H = experts.size(2);
+    const torch::Tensor seen = experts.index_select(0, sel.reshape({-1})).view({G, K, B, H}).permute({0, 2, 1, 3});
+    return torch::bmm(gates.transpose(0, 1).reshape({G * B, 1, K}), seen.reshape({G * B, K, H})).view({G, B, H});
+  }
+  torch::Tensor h = experts;
+  // H contiguous and rows that do not overlap: the kernels index by strides and write the gradient in place.
+  if (h.stride(2) != 1 || !h.is_non_overlapping_and_dense()) h = h.contiguous();
+  return MixExperts::apply(gates.contiguous(), h, sel);
+}
 
 torch::Tensor gate_dropout(const torch::Tensor& gates, double p, bool training) {
   if (!training || p <= 0) return gates;

@@ -71,6 +71,34 @@ class TowersImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Towers);
 
+// The gated mixture of a group of experts, one output per gate:
+//   out[g, b, :] = sum_k gates[b, g, k] * experts[selection[g, k], b, :]
+// gates [B, G, K]; experts [E, B, H], any strides with H contiguous (so the
+// [B, E*H] output of one expert GEMM is read in place); selection [G, K]
+// int64 expert numbers, or undefined for k itself (K == E). Returns
+// [G, B, H]. Forward and backward are written by hand: as LibTorch's bmm (B
+// products of [G, K] x [K, H]) they were 18% of a census MMoE step (issue
+// 15), while the arithmetic is B*G*K*H multiply-adds. Each row b is computed
+// by one thread in a fixed order, so results do not depend on the thread
+// count.
+torch::Tensor mix_experts(const torch::Tensor& gates, const torch::Tensor& experts,
+                          const torch::Tensor& selection = torch::Tensor());
+
+// While one lives, this thread's hand-written kernels (mix_experts, ...)
+// compute through LibTorch's ops instead, the formulation they replace: tests
+// train every family both ways and compare.
+class ReferenceKernels {
+ public:
+  ReferenceKernels();
+  ~ReferenceKernels();
+  ReferenceKernels(const ReferenceKernels&) = delete;
+  ReferenceKernels& operator=(const ReferenceKernels&) = delete;
+  static bool active();
+
+ private:
+  bool previous_;
+};
+
 // YouTube's fix for gate polarization: in training, drop each gate weight with
 // probability p, then renormalize each gate to sum to one. gates: [..., E].
 torch::Tensor gate_dropout(const torch::Tensor& gates, double p, bool training);

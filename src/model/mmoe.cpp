@@ -24,8 +24,7 @@ ModelOutput MixtureOfExperts::forward_deep(const torch::Tensor& input) {
   torch::Tensor gates = torch::softmax(torch::addmm(gate_b_, x, gate_w_).view({B, num_gates_, num_experts_}), -1);
   gates = gate_dropout(gates, gate_dropout_, is_training());
   if (num_gates_ == 1) gates = gates.expand({B, T, num_experts_});
-  torch::Tensor mixed = torch::bmm(gates, h.transpose(0, 1));  // [B, T, h]
-  return {towers_->forward(mixed.transpose(0, 1)), gates};
+  return {towers_->forward(mix_experts(gates, h)), gates};  // towers over [T, B, h]
 }
 
 std::shared_ptr<RankingModel> make_mmoe(const ModelConfig& config, const InputShape& shape) {

@@ -59,21 +59,17 @@ ExtractionLayerImpl::Output ExtractionLayerImpl::forward(const torch::Tensor& ta
     h = torch::cat(parts, 0);
   }
   h = rest_->forward(h);  // [E, B, h]
-  const std::int64_t H = h.size(2);
 
   // Task gates: softmax over each task's own + shared experts.
   torch::Tensor logits = first_ ? torch::addmm(gate_b_, shared_in, gate_w_).view({B, T, K})
                                 : torch::baddbmm(gate_b_, task_in, gate_w_).transpose(0, 1);  // [B, T, K]
   torch::Tensor gates = gate_dropout(torch::softmax(logits, -1), gate_dropout_p, is_training());
-  // Gather each task's experts: [T, K, B, H] -> [T, B, K, H], then a batched mix.
-  torch::Tensor seen = h.index_select(0, selection_.reshape({-1})).view({T, K, B, H}).permute({0, 2, 1, 3});
-  torch::Tensor task_out =
-      torch::bmm(gates.transpose(0, 1).reshape({T * B, 1, K}), seen.reshape({T * B, K, H})).view({T, B, H});
-  Output out{task_out, {}, gates};
+  // Each task's gate mixes its own and the shared experts: [T, B, H].
+  Output out{mix_experts(gates, h, selection_), {}, gates};
   if (!last_) {
     torch::Tensor sg = gate_dropout(torch::softmax(torch::addmm(shared_gate_b_, shared_in, shared_gate_w_), -1),
                                     gate_dropout_p, is_training());  // [B, E]
-    out.shared = torch::bmm(sg.unsqueeze(1), h.transpose(0, 1)).squeeze(1);  // [B, H]
+    out.shared = mix_experts(sg.unsqueeze(1), h).squeeze(0);  // [B, H]
   }
   return out;
 }

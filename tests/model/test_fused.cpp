@@ -1,0 +1,117 @@
+// The hand-written kernels (issue 15) against the LibTorch formulation they
+// replace (model::ReferenceKernels): the same values and gradients, and every
+// model family trains to the same parameters both ways.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "config/config.h"
+#include "config/model_families.h"
+#include "model/blocks.h"
+#include "model/model.h"
+#include "torch_test_util.h"
+#include "train/trainer.h"
+
+using namespace mtrank;
+using namespace mtrank::testing;
+
+namespace {
+
+// Values and gradients of mix_experts, fused and reference, for one input.
+struct MixResult {
+  torch::Tensor out, grad_gates, grad_experts;
+};
+
+MixResult run_mix(const torch::Tensor& gates0, const torch::Tensor& experts0, const torch::Tensor& selection,
+                  const torch::Tensor& upstream, bool reference) {
+  torch::Tensor gates = gates0.detach().clone().requires_grad_(true);
+  torch::Tensor experts = experts0.detach().clone().requires_grad_(true);
+  torch::Tensor out;
+  {
+    std::optional<model::ReferenceKernels> guard;
+    if (reference) guard.emplace();
+    out = model::mix_experts(gates, experts, selection);
+  }
+  (out * upstream).sum().backward();
+  return {out.detach(), gates.grad(), experts.grad()};
+}
+
+void expect_close(const torch::Tensor& a, const torch::Tensor& b, const std::string& what) {
+  ASSERT_EQ(a.sizes(), b.sizes()) << what;
+  EXPECT_TRUE(torch::allclose(a, b, 1e-5, 1e-6)) << what << ": max difference " << (a - b).abs().max().item<float>();
+}
+
+}  // namespace
+
+TEST(MixExperts, EqualsTheBatchedMatmulInValueAndGradient) {
+  torch::manual_seed(3);
+  const std::int64_t B = 37, E = 5, H = 6;
+  // Experts as one GEMM writes them ([B, E*H], read as [E, B, H]) and as a grouped MLP does ([E, B, H]).
+  const torch::Tensor strided = torch::randn({B, E, H}).transpose(0, 1), dense = torch::randn({E, B, H});
+  ASSERT_FALSE(strided.is_contiguous());
+  struct Case {
+    std::int64_t G, K;
+    torch::Tensor selection;
+  };
+  const std::vector<Case> cases = {
+      {3, E, torch::Tensor()},                                          // MMoE: every gate over every expert
+      {1, E, torch::Tensor()},                                          // PLE's shared gate
+      {2, 3, torch::tensor({{0, 1, 4}, {2, 3, 4}}, torch::kLong)},      // CGC: own experts and the shared one
+      {2, 2, torch::tensor({{4, 4}, {0, 0}}, torch::kLong)},            // an expert named twice adds up
+  };
+  for (const auto& experts : {strided, dense})
+    for (const auto& c : cases) {
+      const torch::Tensor gates = torch::softmax(torch::randn({B, c.G, c.K}), -1);
+      const torch::Tensor upstream = torch::randn({c.G, B, H});
+      const MixResult fused = run_mix(gates, experts, c.selection, upstream, false);
+      const MixResult reference = run_mix(gates, experts, c.selection, upstream, true);
+      const std::string what = "G " + std::to_string(c.G) + ", K " + std::to_string(c.K);
+      expect_close(fused.out, reference.out, what + " values");
+      expect_close(fused.grad_gates, reference.grad_gates, what + " gates' gradient");
+      expect_close(fused.grad_experts, reference.grad_experts, what + " experts' gradient");
+    }
+  // By hand: B = 1, two experts [1, 2] and [3, 4], gate weights 0.25 / 0.75 -> [2.5, 3.5].
+  const MixResult hand = run_mix(torch::tensor({{{0.25f, 0.75f}}}), torch::tensor({{{1.0f, 2.0f}}, {{3.0f, 4.0f}}}),
+                                 torch::Tensor(), torch::tensor({{{1.0f, 10.0f}}}), false);
+  EXPECT_TRUE(torch::equal(hand.out, torch::tensor({{{2.5f, 3.5f}}})));
+  EXPECT_TRUE(torch::equal(hand.grad_gates, torch::tensor({{{21.0f, 43.0f}}})));  // 1*1 + 10*2, 1*3 + 10*4
+  EXPECT_TRUE(torch::equal(hand.grad_experts, torch::tensor({{{0.25f, 2.5f}}, {{0.75f, 7.5f}}})));
+}
+
+TEST(MixExperts, RefusesASelectionOutsideTheExperts) {
+  const torch::Tensor gates = torch::ones({2, 1, 2}), experts = torch::ones({3, 2, 4});
+  EXPECT_THROW(model::mix_experts(gates, experts, torch::tensor({{0, 3}}, torch::kLong)), c10::Error);
+  EXPECT_THROW(model::mix_experts(gates, experts), c10::Error);  // K 2 without a selection needs 2 experts
+}
+
+class EveryFamily : public ::testing::TestWithParam<std::string> {};
+
+// Five training steps (Adam, clipping, the sparse rows) with the fused kernels
+// and with LibTorch's: the same losses and parameters to float rounding.
+TEST_P(EveryFamily, TrainsAsTheLibTorchFormulation) {
+  Config c;
+  c.model = small_model(GetParam());
+  set_where_taken(c.model, "specific_experts", std::int64_t{2});
+  set_where_taken(c.model, "shared_experts", std::int64_t{1});
+  set_where_taken(c.model, "levels", std::int64_t{2});
+  c.tasks.resize(2);
+  c.train.clip_grad_norm = 0.5;
+  at::set_num_threads(1);
+  RandomBatch rb(64);
+  std::vector<std::vector<torch::Tensor>> params(2);
+  std::vector<std::vector<double>> losses(2);
+  for (int reference = 0; reference < 2; ++reference) {
+    std::optional<model::ReferenceKernels> guard;
+    if (reference) guard.emplace();
+    torch::manual_seed(4);
+    auto net = model::create_model(c.model, small_shape());
+    train::Trainer trainer(*net, c);
+    for (int i = 0; i < 5; ++i) losses[reference].push_back(trainer.step(rb.batch, 1, i + 1));
+    for (const auto& p : net->parameters()) params[reference].push_back(p.detach().clone());
+  }
+  for (int i = 0; i < 5; ++i) EXPECT_NEAR(losses[0][i], losses[1][i], 1e-6) << "step " << i + 1;
+  ASSERT_EQ(params[0].size(), params[1].size());
+  for (std::size_t i = 0; i < params[0].size(); ++i) expect_close(params[0][i], params[1][i], "parameter " + std::to_string(i));
+}
+
+INSTANTIATE_TEST_SUITE_P(Fused, EveryFamily, ::testing::ValuesIn(model_family_names()),
+                         [](const auto& info) { return info.param; });
