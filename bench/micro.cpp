@@ -1,6 +1,7 @@
 // bench_micro: the single-op measurements behind design choices in the serving
 // and training paths (docs/benchmarks.md), with Google Benchmark.
 //   build/bench/bench_micro [Google Benchmark flags]   (1 thread)
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -10,6 +11,7 @@
 #include <torch/torch.h>
 
 #include "common/system.h"
+#include "model/blocks.h"
 #include "model/model.h"
 
 namespace {
@@ -34,6 +36,27 @@ void BM_FirstExpertLayer(benchmark::State& state) {
   set_flops(state, rows);
 }
 BENCHMARK(BM_FirstExpertLayer)->Apply(first_layer_args)->Unit(benchmark::kMicrosecond);
+
+// The census MMoE's experts in training (issue 15): [1024 x 135] x [135 x 8*16]
+// + bias, ReLU, mixed by 2 gates, forward and backward; arg 1: LibTorch's ops
+// (model::ReferenceKernels), arg 0: the hand-written kernels.
+void BM_CensusExpertsTrainingStep(benchmark::State& state) {
+  std::optional<mtrank::model::ReferenceKernels> reference;
+  if (state.range(0)) reference.emplace();
+  torch::manual_seed(1);
+  const torch::Tensor x = torch::randn({1024, 135}).requires_grad_(true), w = (torch::randn({135, 128}) / 12).requires_grad_(true),
+                      b = torch::randn({128}).requires_grad_(true),
+                      gates = torch::softmax(torch::randn({1024, 2, 8}), -1).requires_grad_(true),
+                      upstream = torch::randn({2, 1024, 16});
+  for (auto _ : state) {
+    const torch::Tensor h = mtrank::model::linear_relu(x, w, b).view({1024, 8, 16}).transpose(0, 1);
+    (mtrank::model::mix_experts(gates, h) * upstream).sum().backward();
+    for (torch::Tensor t : {x, w, b, gates}) t.mutable_grad().reset();
+  }
+  state.counters["GFLOP/s"] = benchmark::Counter(6.0 * 1024 * 135 * 128 * state.iterations(), benchmark::Counter::kIsRate,
+                                                 benchmark::Counter::kIs1000);
+}
+BENCHMARK(BM_CensusExpertsTrainingStep)->Arg(0)->Arg(1)->Unit(benchmark::kMicrosecond);
 
 // 200 candidates x 26 fields = 5,200 rows of 16 floats from the large MMoE's
 // 2.6M-row (166 MB) embedding table, at random.
@@ -133,3 +156,19 @@ int main(int argc, char** argv) {
   benchmark::RunSpecifiedBenchmarks();
   return 0;
 }
+void BM_Tmp(benchmark::State& state) {
+  torch::manual_seed(1);
+  const torch::Tensor x = torch::randn({1024, 135}), w = torch::randn({135, 128}), g = torch::randn({1024, 128});
+  const torch::Tensor gates = torch::softmax(torch::randn({1024, 2, 8}), -1);
+  for (auto _ : state) {
+    if (state.range(0) == 0) benchmark::DoNotOptimize(torch::mm(x, w));
+    if (state.range(0) == 1) benchmark::DoNotOptimize(torch::mm(g, w.t()));
+    if (state.range(0) == 2) benchmark::DoNotOptimize(torch::mm(x.t(), g));
+    if (state.range(0) == 3) { torch::NoGradGuard ng; benchmark::DoNotOptimize(mtrank::model::linear_relu(x, w, g[0])); }
+    if (state.range(0) == 4) { torch::NoGradGuard ng; benchmark::DoNotOptimize(mtrank::model::mix_experts(gates, g.view({1024, 8, 16}).transpose(0, 1))); }
+    if (state.range(0) == 5) { torch::NoGradGuard ng; benchmark::DoNotOptimize(torch::relu(torch::addmm(g[0], x, w))); }
+  }
+  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * 1024 * 135 * 128 * state.iterations(), benchmark::Counter::kIsRate,
+                                                 benchmark::Counter::kIs1000);
+}
+BENCHMARK(BM_Tmp)->DenseRange(0, 5)->Unit(benchmark::kMicrosecond);

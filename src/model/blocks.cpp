@@ -34,8 +34,13 @@ GroupedMLPImpl::GroupedMLPImpl(std::int64_t groups, std::int64_t in, const std::
 
 torch::Tensor GroupedMLPImpl::forward(torch::Tensor x) {
   for (std::size_t i = 0; i < weights_.size(); ++i) {
+    const bool relu = relu_last_ || i + 1 < weights_.size();
+    if (relu && weights_[i].size(0) == 1) {  // one group: a plain linear layer
+      x = linear_relu(x[0], weights_[i][0], biases_[i][0][0]).unsqueeze(0);
+      continue;
+    }
     x = torch::baddbmm(biases_[i], x, weights_[i]);
-    if (relu_last_ || i + 1 < weights_.size()) x = torch::relu(x);
+    if (relu) x = torch::relu(x);
   }
   return x;
 }
@@ -49,9 +54,17 @@ ExpertBankImpl::ExpertBankImpl(std::int64_t experts, std::int64_t in, const std:
 
 torch::Tensor ExpertBankImpl::forward(const torch::Tensor& x) {
   const std::int64_t B = x.size(0);
-  torch::Tensor h = torch::relu(torch::addmm(b0_, x, w0_));        // [B, E*h0]
+  torch::Tensor h = linear_relu(x, w0_, b0_);                       // [B, E*h0]
   h = h.view({B, experts_, hidden0_}).transpose(0, 1);              // [E, B, h0]
   return rest_->forward(h);                                         // [E, B, h]
+}
+
+std::pair<torch::Tensor, torch::Tensor> ExpertBankImpl::forward_with_gates(const torch::Tensor& x,
+                                                                           const torch::Tensor& gate_w,
+                                                                           const torch::Tensor& gate_b) {
+  const std::int64_t B = x.size(0);
+  auto [h, gate_logits] = linear_relu_and_linear(x, w0_, b0_, gate_w, gate_b);  // [B, E*h0], [B, gates]
+  return {rest_->forward(h.view({B, experts_, hidden0_}).transpose(0, 1)), gate_logits};
 }
 
 TowersImpl::TowersImpl(std::int64_t tasks, std::int64_t in, const std::vector<std::int64_t>& hidden) {
@@ -163,7 +176,117 @@ class MixExperts : public torch::autograd::Function<MixExperts> {
   }
 };
 
+// The loops of LinearReluSplit, on pointers that do not alias, so they vectorize.
+// y [rows, n]: relu_out[i] = max(y[i, :a] + b[:a], 0), plain_out[i] = y[i, a:] + b[a:].
+void add_bias_split(const float* __restrict__ y, const float* __restrict__ b, float* __restrict__ relu_out,
+                    float* __restrict__ plain_out, std::int64_t begin, std::int64_t end, std::int64_t n, std::int64_t a) {
+  for (std::int64_t i = begin; i < end; ++i) {
+    const float* __restrict__ row = y + i * n;
+    float* __restrict__ r = relu_out + i * a;
+    float* __restrict__ p = plain_out + i * (n - a);
+    for (std::int64_t j = 0; j < a; ++j) r[j] = std::max(row[j] + b[j], 0.0f);
+    for (std::int64_t j = a; j < n; ++j) p[j - a] = row[j] + b[j];
+  }
+}
+
+// Columns [j0, j1) of dz [rows, n] = [grad_relu where relu_out > 0 | grad_plain]
+// and db[j] = the sum of dz[:, j] over rows in row order.
+void mask_and_sum_columns(const float* __restrict__ relu_out, const float* __restrict__ grad_relu,
+                          const float* __restrict__ grad_plain, float* __restrict__ dz, float* __restrict__ db,
+                          std::int64_t rows, std::int64_t n, std::int64_t a, std::int64_t j0, std::int64_t j1) {
+  for (std::int64_t j = j0; j < j1; ++j) db[j] = 0.0f;
+  const std::int64_t masked_end = std::min(j1, a), plain_begin = std::max(j0, a);
+  for (std::int64_t i = 0; i < rows; ++i) {
+    const float* __restrict__ yr = relu_out + i * a;
+    const float* __restrict__ gr = grad_relu + i * a;
+    const float* __restrict__ gp = grad_plain + i * (n - a);
+    float* __restrict__ dr = dz + i * n;
+    // A select, not a branch (the signs are random: a branch mispredicts every other element).
+#pragma omp simd
+    for (std::int64_t j = j0; j < masked_end; ++j) {
+      const float g = gr[j];
+      const float d = yr[j] > 0.0f ? g : 0.0f;
+      dr[j] = d;
+      db[j] += d;
+    }
+    for (std::int64_t j = plain_begin; j < j1; ++j) {
+      dr[j] = gp[j - a];
+      db[j] += dr[j];
+    }
+  }
+}
+
+// (relu(x w_r + b_r), x w_p + b_p) from one GEMM of x with [w_r | w_p].
+class LinearReluSplit : public torch::autograd::Function<LinearReluSplit> {
+ public:
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
+                                                const torch::Tensor& w_relu, const torch::Tensor& b_relu,
+                                                const torch::Tensor& w_plain, const torch::Tensor& b_plain) {
+    const std::int64_t a = w_relu.size(1), n = a + w_plain.size(1), B = x.size(0);
+    const torch::Tensor w = w_plain.size(1) > 0 ? torch::cat({w_relu, w_plain}, 1) : w_relu;
+    const torch::Tensor b = w_plain.size(1) > 0 ? torch::cat({b_relu, b_plain}) : b_relu.contiguous();
+    const torch::Tensor y = torch::mm(x, w);  // [B, n], contiguous
+    torch::Tensor relu_out = torch::empty({B, a}, y.options()), plain_out = torch::empty({B, n - a}, y.options());
+    const float* yp = y.data_ptr<float>();
+    const float* bp = b.data_ptr<float>();
+    float* rp = relu_out.data_ptr<float>();
+    float* pp = plain_out.data_ptr<float>();
+    at::parallel_for(0, B, std::max<std::int64_t>(1, 32768 / std::max<std::int64_t>(n, 1)),
+                     [&](std::int64_t begin, std::int64_t end) { add_bias_split(yp, bp, rp, pp, begin, end, n, a); });
+    ctx->save_for_backward({x, w, relu_out});
+    return {relu_out, plain_out};
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const torch::Tensor &x = saved[0], &w = saved[1], &relu_out = saved[2];
+    const std::int64_t B = relu_out.size(0), a = relu_out.size(1), n = w.size(1);
+    // An output that did not reach the loss has no gradient: zeros.
+    const torch::Tensor grad_relu = grads[0].defined() ? grads[0].contiguous() : torch::zeros({B, a});
+    const torch::Tensor grad_plain = grads[1].defined() ? grads[1].contiguous() : torch::zeros({B, n - a});
+    torch::Tensor dz = torch::empty({B, n}), db = torch::empty({n});
+    const float* yp = relu_out.data_ptr<float>();
+    const float* grp = grad_relu.data_ptr<float>();
+    const float* gpp = grad_plain.data_ptr<float>();
+    float* dzp = dz.data_ptr<float>();
+    float* dbp = db.data_ptr<float>();
+    // Threads take blocks of columns, each summing its columns over the rows
+    // in row order: the bias gradient does not depend on the thread count.
+    constexpr std::int64_t kColumns = 64;
+    at::parallel_for(0, (n + kColumns - 1) / kColumns, std::max<std::int64_t>(1, 65536 / std::max<std::int64_t>(B * kColumns, 1)),
+                     [&](std::int64_t begin, std::int64_t end) {
+                       mask_and_sum_columns(yp, grp, gpp, dzp, dbp, B, n, a, begin * kColumns, std::min(n, end * kColumns));
+                     });
+    const torch::Tensor dx = ctx->needs_input_grad(0) ? torch::mm(dz, w.t()) : torch::Tensor();
+    const torch::Tensor dw = torch::mm(x.t(), dz);  // [in, n]
+    return {dx, dw.slice(1, 0, a), db.slice(0, 0, a), dw.slice(1, a, n), db.slice(0, a, n)};
+  }
+};
+
+void check_linear(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b, const char* who) {
+  TORCH_CHECK(x.dim() == 2 && w.dim() == 2 && b.dim() == 1 && x.size(1) == w.size(0) && b.size(0) == w.size(1) &&
+                  x.scalar_type() == torch::kFloat && w.scalar_type() == torch::kFloat && b.scalar_type() == torch::kFloat,
+              who, ": float x [B, in], w [in, out], b [out]");
+}
+
 }  // namespace
+
+torch::Tensor linear_relu(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b) {
+  check_linear(x, w, b, "linear_relu");
+  if (ReferenceKernels::active()) return torch::relu(torch::addmm(b, x, w));
+  return LinearReluSplit::apply(x, w, b, torch::empty({w.size(0), 0}), torch::empty({0}))[0];
+}
+
+std::pair<torch::Tensor, torch::Tensor> linear_relu_and_linear(const torch::Tensor& x, const torch::Tensor& w_relu,
+                                                               const torch::Tensor& b_relu, const torch::Tensor& w_plain,
+                                                               const torch::Tensor& b_plain) {
+  check_linear(x, w_relu, b_relu, "linear_relu_and_linear");
+  check_linear(x, w_plain, b_plain, "linear_relu_and_linear");
+  if (ReferenceKernels::active()) return {torch::relu(torch::addmm(b_relu, x, w_relu)), torch::addmm(b_plain, x, w_plain)};
+  auto out = LinearReluSplit::apply(x, w_relu, b_relu, w_plain, b_plain);
+  return {out[0], out[1]};
+}
 
 torch::Tensor mix_experts(const torch::Tensor& gates, const torch::Tensor& experts, const torch::Tensor& selection) {
   TORCH_CHECK(gates.dim() == 3 && experts.dim() == 3 && gates.scalar_type() == torch::kFloat &&

@@ -4,6 +4,7 @@
 // small modules: on small models per-op overhead dominates, on large ones the
 // GEMMs get bigger and closer to BLAS peak.
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include <torch/torch.h>
@@ -50,6 +51,10 @@ class ExpertBankImpl : public torch::nn::Module {
  public:
   ExpertBankImpl(std::int64_t experts, std::int64_t in, const std::vector<std::int64_t>& hidden);
   torch::Tensor forward(const torch::Tensor& x);
+  // The experts [E, B, h] and x gate_w + gate_b, with the gates' GEMM merged
+  // into the experts' first one (linear_relu_and_linear).
+  std::pair<torch::Tensor, torch::Tensor> forward_with_gates(const torch::Tensor& x, const torch::Tensor& gate_w,
+                                                             const torch::Tensor& gate_b);
 
  private:
   torch::Tensor w0_, b0_;
@@ -83,6 +88,21 @@ TORCH_MODULE(Towers);
 // count.
 torch::Tensor mix_experts(const torch::Tensor& gates, const torch::Tensor& experts,
                           const torch::Tensor& selection = torch::Tensor());
+
+// relu(x w + b) for x [B, in], w [in, out], b [out]: the GEMM through BLAS,
+// then the bias and the ReLU in one pass; backward masks the gradient and
+// sums the bias's in one pass, then two GEMMs. LibTorch's addmm, relu and
+// their backward (which expands the bias, and whose threshold_backward ran at
+// about 50 us per [1024, 128]) cost more on the census MMoE's experts.
+torch::Tensor linear_relu(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b);
+
+// (relu(x w_relu + b_relu), x w_plain + b_plain) from ONE GEMM of x with
+// [w_relu | w_plain], forward and backward: the experts' first layer and the
+// gates that read the same input. The gates alone are narrow GEMMs (N = 16
+// for census) that BLAS runs far below its peak.
+std::pair<torch::Tensor, torch::Tensor> linear_relu_and_linear(const torch::Tensor& x, const torch::Tensor& w_relu,
+                                                               const torch::Tensor& b_relu, const torch::Tensor& w_plain,
+                                                               const torch::Tensor& b_plain);
 
 // While one lives, this thread's hand-written kernels (mix_experts, ...)
 // compute through LibTorch's ops instead, the formulation they replace: tests

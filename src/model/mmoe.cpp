@@ -19,9 +19,9 @@ MixtureOfExperts::MixtureOfExperts(const ModelConfig& config, const InputShape& 
 ModelOutput MixtureOfExperts::forward_deep(const torch::Tensor& input) {
   torch::Tensor x = bottom_ ? bottom_->forward(input)[0] : input[0];  // [B, in]
   const std::int64_t B = x.size(0), T = shape_.num_tasks;
-  torch::Tensor h = experts_->forward(x);  // [E, B, h]
+  auto [h, gate_logits] = experts_->forward_with_gates(x, gate_w_, gate_b_);  // [E, B, h], [B, gates * E]
   if (dropout_ > 0) h = torch::dropout(h, dropout_, is_training());
-  torch::Tensor gates = torch::softmax(torch::addmm(gate_b_, x, gate_w_).view({B, num_gates_, num_experts_}), -1);
+  torch::Tensor gates = torch::softmax(gate_logits.view({B, num_gates_, num_experts_}), -1);
   gates = gate_dropout(gates, gate_dropout_, is_training());
   if (num_gates_ == 1) gates = gates.expand({B, T, num_experts_});
   return {towers_->forward(mix_experts(gates, h)), gates};  // towers over [T, B, h]

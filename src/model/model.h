@@ -168,6 +168,11 @@ class RankingModel : public torch::nn::Module {
   std::vector<SparseTable> sparse_tables();
   // Dense parameters the heads give the wide optimizer (the wide part's bias).
   std::vector<torch::Tensor> wide_dense_parameters();
+  // Matrix-multiply FLOPs of one training row, the roofline's numerator: each
+  // dense weight element is one multiply-add forward and two backward (the
+  // input's and the weight's gradient), so 6 per element. Biases, activations,
+  // the experts' mixing and the table rows are left out.
+  std::int64_t training_matmul_flops_per_row();
   // Adds a head under `name` (its parameters are saved as "NAME.*"); model.wide adds "wide".
   void add_head(const std::string& name, std::shared_ptr<AdditiveHead> head);
   FeatureInput& input() { return input_; }

@@ -45,7 +45,7 @@ ExtractionLayerImpl::Output ExtractionLayerImpl::forward(const torch::Tensor& ta
   // First expert layer for all experts -> [E, B, h0].
   torch::Tensor h;
   if (first_) {
-    h = torch::relu(torch::addmm(b0_all_, shared_in, w0_all_)).view({B, E, hidden0_}).transpose(0, 1);
+    h = linear_relu(shared_in, w0_all_, b0_all_).view({B, E, hidden0_}).transpose(0, 1);
   } else {
     std::vector<torch::Tensor> parts;
     if (specific_ > 0)  // [T, B, s*h0] -> [T*s, B, h0]
@@ -55,7 +55,7 @@ ExtractionLayerImpl::Output ExtractionLayerImpl::forward(const torch::Tensor& ta
                           .reshape({T * specific_, B, hidden0_}));
     if (shared_ > 0)
       parts.push_back(
-          torch::relu(torch::addmm(b0_shared_, shared_in, w0_shared_)).view({B, shared_, hidden0_}).transpose(0, 1));
+          linear_relu(shared_in, w0_shared_, b0_shared_).view({B, shared_, hidden0_}).transpose(0, 1));
     h = torch::cat(parts, 0);
   }
   h = rest_->forward(h);  // [E, B, h]

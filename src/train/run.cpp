@@ -194,6 +194,7 @@ RunRecord run_training(const RunRequest& request) {
                  static_cast<long long>(w.params_copied), static_cast<long long>(w.params_skipped));
   }
   for (const auto& p : net->parameters()) run.parameters += p.numel();
+  run.train_matmul_flops_per_row = net->training_matmul_flops_per_row();
   if (progress)
     std::fprintf(stderr, "model %s: %s parameters, %d threads%s, %lld training rows\n", config.model.type.c_str(),
                  human_count(static_cast<double>(run.parameters)).c_str(), run.threads,
@@ -272,6 +273,7 @@ json to_metrics_json(const RunRecord& run) {
   if (run.streamed) metrics["peak_buffer_rows"] = run.peak_buffer_rows;
   metrics["train_seconds"] = report.seconds;
   metrics["train_rows_per_s"] = report.train_rows_per_s;
+  metrics["train_matmul_flops_per_row"] = run.train_matmul_flops_per_row;  // over sgemm GFLOP/s: the roofline
   metrics["fit_seconds"] = run.fit_seconds;
   const data::IngestStats& ingest = run.train_ingest;
   metrics["ingest_rows_per_s"] = ingest.from_cache || ingest.seconds <= 0 ? json(nullptr) : json(ingest.rows / ingest.seconds);

@@ -43,6 +43,7 @@ struct SplitRecord {
 struct RunRecord {
   Config config;
   std::int64_t parameters = 0;
+  std::int64_t train_matmul_flops_per_row = 0;  // RankingModel::training_matmul_flops_per_row
   int threads = 0;     // per process
   int world_size = 1;  // processes of a data-parallel run
   bool primary = true;  // rank 0: it alone evaluates the splits and writes the model (the others return after training)
@@ -73,7 +74,7 @@ RunRecord run_training(const RunRequest& request);
 
 // The metrics JSON of a run: model, parameters, threads, world_size, seed, epochs,
 // best_epoch, early_stopped, train_rows, streamed, peak_buffer_rows (streamed runs), train_seconds, train_rows_per_s,
-// fit_seconds, ingest_rows_per_s, ingest_from_cache, task_names (config
+// train_matmul_flops_per_row, fit_seconds, ingest_rows_per_s, ingest_from_cache, task_names (config
 // order), history (per epoch: epoch, train_loss, val_loss, learning_rate, sync_seconds (data-parallel runs),
 // seconds, rows_per_s, train_task_loss per task, and "val" task metrics when
 // there is validation data), splits, tasks (with reliability bins for binary

@@ -23,6 +23,7 @@
 #include "train/checkpoint_io.h"
 #include "train/communicator.h"
 #include "train/ftrl.h"
+#include "train/fused_adam.h"
 #include "train/row_optimizer.h"
 
 namespace mtrank::train {
@@ -413,7 +414,7 @@ class Trainer::Impl {
                                                                   std::vector<torch::Tensor> params, double lr,
                                                                   double weight_decay) {
     if (kind == "adam")
-      return std::make_unique<torch::optim::Adam>(params, torch::optim::AdamOptions(lr).weight_decay(weight_decay));
+      return std::make_unique<FusedAdam>(params, torch::optim::AdamOptions(lr).weight_decay(weight_decay));
     if (kind == "adagrad")
       return std::make_unique<torch::optim::Adagrad>(params,
                                                      torch::optim::AdagradOptions(lr).weight_decay(weight_decay));

@@ -83,6 +83,30 @@ TEST(MixExperts, RefusesASelectionOutsideTheExperts) {
   EXPECT_THROW(model::mix_experts(gates, experts), c10::Error);  // K 2 without a selection needs 2 experts
 }
 
+TEST(LinearRelu, EqualsAddmmThenReluInValueAndGradient) {
+  torch::manual_seed(5);
+  // x dense and as a strided view ([in, B] transposed); about half the pre-activations are negative.
+  for (const torch::Tensor& x0 : {torch::randn({37, 9}), torch::randn({9, 37}).t()}) {
+    const torch::Tensor w0 = torch::randn({9, 21}), b0 = torch::randn({21}), upstream = torch::randn({37, 21});
+    std::vector<std::vector<torch::Tensor>> r(2);
+    for (int reference = 0; reference < 2; ++reference) {
+      torch::Tensor x = x0.detach().clone().requires_grad_(true), w = w0.clone().requires_grad_(true),
+                    b = b0.clone().requires_grad_(true);
+      torch::Tensor y;
+      {
+        std::optional<model::ReferenceKernels> guard;
+        if (reference) guard.emplace();
+        y = model::linear_relu(x, w, b);
+      }
+      (y * upstream).sum().backward();
+      r[reference] = {y.detach(), x.grad(), w.grad(), b.grad()};
+    }
+    const char* names[] = {"values", "input's gradient", "weight's gradient", "bias's gradient"};
+    for (int i = 0; i < 4; ++i) expect_close(r[0][i], r[1][i], names[i]);
+    EXPECT_GT((r[0][0] == 0).sum().item<int>(), 37 * 21 / 4);  // the ReLU cut a good share
+  }
+}
+
 class EveryFamily : public ::testing::TestWithParam<std::string> {};
 
 // Five training steps (Adam, clipping, the sparse rows) with the fused kernels
