@@ -1,11 +1,13 @@
 // bench_micro: the single-op measurements behind design choices in the serving
 // and training paths (docs/benchmarks.md), with Google Benchmark.
-//   build/bench/bench_micro [Google Benchmark flags]   (1 thread)
+//   [BENCH_THREADS=N] build/bench/bench_micro [Google Benchmark flags]   (1 thread by default)
+#include <cstdlib>
 #include <optional>
 #include <random>
 #include <string>
 #include <vector>
 
+#include <ATen/Parallel.h>
 #include <benchmark/benchmark.h>
 #include <simdjson.h>
 #include <torch/torch.h>
@@ -146,29 +148,41 @@ void BM_ParseRequestOnDemand(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * body.size()));
 }
 BENCHMARK(BM_ParseRequestOnDemand)->Unit(benchmark::kMicrosecond);
+// The census MMoE's merged first layer (experts and gates, N = 8*16 + 2*8 = 144)
+// and its two backward GEMMs, arg: 0 forward, 1 input gradient, 2 weight gradient.
+void BM_CensusFirstLayerGemm(benchmark::State& state) {
+  torch::manual_seed(1);
+  const torch::Tensor x = torch::randn({1024, 135}), w = torch::randn({135, 144}), g = torch::randn({1024, 144});
+  for (auto _ : state) {
+    if (state.range(0) == 0) benchmark::DoNotOptimize(torch::mm(x, w));
+    if (state.range(0) == 1) benchmark::DoNotOptimize(torch::mm(g, w.t()));
+    if (state.range(0) == 2) benchmark::DoNotOptimize(torch::mm(x.t(), g));
+    if (state.range(0) >= 3) {
+      const int parts = at::get_num_threads();
+      torch::Tensor out = state.range(0) == 5 ? torch::empty({144, 135}) : torch::empty({1024, state.range(0) == 3 ? 144 : 135});
+      at::parallel_for(0, parts, 1, [&](std::int64_t b, std::int64_t e) {
+        for (std::int64_t p = b; p < e; ++p) {
+          const std::int64_t rows = out.size(0), lo = rows * p / parts, hi = rows * (p + 1) / parts;
+          torch::Tensor o = out.narrow(0, lo, hi - lo);
+          if (state.range(0) == 3) torch::mm_out(o, x.narrow(0, lo, hi - lo), w);
+          if (state.range(0) == 4) torch::mm_out(o, g.narrow(0, lo, hi - lo), w.t());
+          if (state.range(0) == 5) torch::mm_out(o, g.t().narrow(0, lo, hi - lo), x);
+        }
+      });
+    }
+  }
+  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * 1024 * 135 * 144 * state.iterations(), benchmark::Counter::kIsRate,
+                                                 benchmark::Counter::kIs1000);
+}
+BENCHMARK(BM_CensusFirstLayerGemm)->DenseRange(0, 5)->Unit(benchmark::kMicrosecond);
 }  // namespace
 
 int main(int argc, char** argv) {
   // As mtrank itself does (cli/main.cpp): a misdetected OpenBLAS core (Prescott on some VMs) is 5x slower.
   mtrank::ensure_fast_blas(argc, argv);
-  mtrank::configure_threads(1);
+  // One thread unless BENCH_THREADS says otherwise.
+  mtrank::configure_threads(std::getenv("BENCH_THREADS") ? std::atoi(std::getenv("BENCH_THREADS")) : 1);
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();
   return 0;
 }
-void BM_Tmp(benchmark::State& state) {
-  torch::manual_seed(1);
-  const torch::Tensor x = torch::randn({1024, 135}), w = torch::randn({135, 128}), g = torch::randn({1024, 128});
-  const torch::Tensor gates = torch::softmax(torch::randn({1024, 2, 8}), -1);
-  for (auto _ : state) {
-    if (state.range(0) == 0) benchmark::DoNotOptimize(torch::mm(x, w));
-    if (state.range(0) == 1) benchmark::DoNotOptimize(torch::mm(g, w.t()));
-    if (state.range(0) == 2) benchmark::DoNotOptimize(torch::mm(x.t(), g));
-    if (state.range(0) == 3) { torch::NoGradGuard ng; benchmark::DoNotOptimize(mtrank::model::linear_relu(x, w, g[0])); }
-    if (state.range(0) == 4) { torch::NoGradGuard ng; benchmark::DoNotOptimize(mtrank::model::mix_experts(gates, g.view({1024, 8, 16}).transpose(0, 1))); }
-    if (state.range(0) == 5) { torch::NoGradGuard ng; benchmark::DoNotOptimize(torch::relu(torch::addmm(g[0], x, w))); }
-  }
-  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * 1024 * 135 * 128 * state.iterations(), benchmark::Counter::kIsRate,
-                                                 benchmark::Counter::kIs1000);
-}
-BENCHMARK(BM_Tmp)->DenseRange(0, 5)->Unit(benchmark::kMicrosecond);
