@@ -1,12 +1,15 @@
 #include "model/blocks.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <stdexcept>
 #include <string>
 
 #include <ATen/Parallel.h>
+#include <cblas.h>
+#include <omp.h>
 
 namespace mtrank::model {
 
@@ -184,6 +187,67 @@ class MixExperts : public torch::autograd::Function<MixExperts> {
   }
 };
 
+// a [M, K] (any strides) x b [K, N] -> [M, N] in about 8 chunks of rows
+// (a multiple of 16 rows, set by M alone), each a single-threaded BLAS call;
+// threads take the next chunk as they come free. Why not BLAS's own threads:
+// (1) its results depend on how it splits the work, so on the thread count
+// (a product split by rows differs in the last bits); chunks set by the shape
+// give the same bits at any thread count; (2) a thread that another process
+// slows down takes fewer chunks instead of holding up a static half.
+std::int64_t chunk_rows(std::int64_t M) { return std::max<std::int64_t>(16, ((M + 7) / 8 + 15) / 16 * 16); }
+
+// A [rows, K] block of a matrix as BLAS reads it: row-major with a leading
+// dimension, or transposed.
+struct BlasOperand {
+  const float* data;
+  std::int64_t row_stride, col_stride;
+  CBLAS_TRANSPOSE trans() const { return col_stride == 1 ? CblasNoTrans : CblasTrans; }
+  std::int64_t ld() const { return col_stride == 1 ? row_stride : col_stride; }
+};
+
+BlasOperand blas_operand(const torch::Tensor& t) {
+  return {t.data_ptr<float>(), t.stride(0), t.stride(1)};
+}
+
+torch::Tensor chunked_mm(const torch::Tensor& a_in, const torch::Tensor& b_in) {
+  // BLAS reads a matrix with one unit stride; anything else is copied first.
+  auto blas_ready = [](const torch::Tensor& t) {
+    return (t.stride(1) == 1 && t.stride(0) >= std::max<std::int64_t>(1, t.size(1))) ||
+                   (t.stride(0) == 1 && t.stride(1) >= std::max<std::int64_t>(1, t.size(0)))
+               ? t
+               : t.contiguous();
+  };
+  const torch::Tensor a = blas_ready(a_in), b = blas_ready(b_in);
+  const std::int64_t M = a.size(0), K = a.size(1), N = b.size(1), rows_per_chunk = chunk_rows(M);
+  const std::int64_t chunks = (M + rows_per_chunk - 1) / rows_per_chunk;
+  torch::Tensor out = torch::empty({M, N}, b.options());
+  if (M == 0 || N == 0) return out;
+  if (K == 0) return out.zero_();
+  const BlasOperand A = blas_operand(a), Bm = blas_operand(b);
+  float* C = out.data_ptr<float>();
+  auto run = [&](std::int64_t c) {
+    const std::int64_t lo = c * rows_per_chunk, rows = std::min(rows_per_chunk, M - lo);
+    cblas_sgemm(CblasRowMajor, A.trans(), Bm.trans(), static_cast<int>(rows), static_cast<int>(N), static_cast<int>(K),
+                1.0f, A.data + lo * A.row_stride, static_cast<int>(A.ld()), Bm.data, static_cast<int>(Bm.ld()), 0.0f,
+                C + lo * N, static_cast<int>(N));
+  };
+  const int threads = static_cast<int>(std::min<std::int64_t>(at::get_num_threads(), chunks));
+  if (threads <= 1 || at::in_parallel_region()) {
+    // One chunk at a time, BLAS on one thread as in the parallel case.
+    const int previous = omp_get_max_threads();
+    if (previous > 1) omp_set_num_threads(1);
+    for (std::int64_t c = 0; c < chunks; ++c) run(c);
+    if (previous > 1) omp_set_num_threads(previous);
+    return out;
+  }
+  std::atomic<std::int64_t> next{0};
+  // Inside the region OpenBLAS runs single-threaded.
+  at::parallel_for(0, threads, 1, [&](std::int64_t, std::int64_t) {
+    for (std::int64_t c = next++; c < chunks; c = next++) run(c);
+  });
+  return out;
+}
+
 // The loops of LinearReluSplit, on pointers that do not alias, so they vectorize.
 // y [rows, n]: relu_out[i] = max(y[i, :a] + b[:a], 0), plain_out[i] = y[i, a:] + b[a:].
 void add_bias_split(const float* __restrict__ y, const float* __restrict__ b, float* __restrict__ relu_out,
@@ -233,7 +297,7 @@ class LinearReluSplit : public torch::autograd::Function<LinearReluSplit> {
     const std::int64_t a = w_relu.size(1), n = a + w_plain.size(1), B = x.size(0);
     const torch::Tensor w = w_plain.size(1) > 0 ? torch::cat({w_relu, w_plain}, 1) : w_relu;
     const torch::Tensor b = w_plain.size(1) > 0 ? torch::cat({b_relu, b_plain}) : b_relu.contiguous();
-    const torch::Tensor y = torch::mm(x, w);  // [B, n], contiguous
+    const torch::Tensor y = chunked_mm(x, w);  // [B, n], contiguous
     torch::Tensor relu_out = torch::empty({B, a}, y.options()), plain_out = torch::empty({B, n - a}, y.options());
     const float* yp = y.data_ptr<float>();
     const float* bp = b.data_ptr<float>();
@@ -266,8 +330,8 @@ class LinearReluSplit : public torch::autograd::Function<LinearReluSplit> {
                      [&](std::int64_t begin, std::int64_t end) {
                        mask_and_sum_columns(yp, grp, gpp, dzp, dbp, B, n, a, begin * kColumns, std::min(n, end * kColumns));
                      });
-    const torch::Tensor dx = ctx->needs_input_grad(0) ? torch::mm(dz, w.t()) : torch::Tensor();
-    const torch::Tensor dw = torch::mm(x.t(), dz);  // [in, n]
+    const torch::Tensor dx = ctx->needs_input_grad(0) ? chunked_mm(dz, w.t()) : torch::Tensor();
+    const torch::Tensor dw = chunked_mm(x.t(), dz);  // [in, n]
     return {dx, dw.slice(1, 0, a), db.slice(0, 0, a), dw.slice(1, a, n), db.slice(0, a, n)};
   }
 };
