@@ -748,6 +748,7 @@ Config parse_table(const toml::table& root_table, const std::string& source_name
     tr.monitor = t.string("monitor", tr.monitor);  // checked against the tasks and metrics by eval::resolve_monitor
     tr.seed = static_cast<std::uint64_t>(t.integer("seed", static_cast<std::int64_t>(tr.seed), 0));
     tr.threads = t.integer("threads", tr.threads, 0, 1024);
+    tr.adapt_threads = t.boolean("adapt_threads", tr.adapt_threads);
     // A sequential evaluation batch holds max_len positions per user: 256 users, not 8192 rows.
     tr.eval_batch_size = t.integer("eval_batch_size", cfg.sequential.enabled ? 256 : tr.eval_batch_size, 1, 1 << 24);
     tr.adam_eps = t.number("adam_eps", tr.adam_eps, 0.0);
@@ -975,6 +976,7 @@ std::string to_toml(const Config& c) {
     // Written only when set: a key every config writes changes the text that
     // fingerprints checkpoints and caches, and earlier runs' would no longer resume.
     if (t.table_sharding != TrainConfig{}.table_sharding) train.insert("table_sharding", t.table_sharding);
+    if (t.adapt_threads != TrainConfig{}.adapt_threads) train.insert("adapt_threads", t.adapt_threads);
     root = toml::table{{"data", std::move(data)},   {"features", std::move(features)}, {"tasks", std::move(tasks)},
                        {"model", std::move(model)}, {"train", std::move(train)},
                        {"serve", toml::table{{"score", c.serve.score}}}};

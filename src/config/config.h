@@ -185,6 +185,10 @@ struct TrainConfig {
   std::string monitor = "loss";
   std::uint64_t seed = 42;
   std::int64_t threads = 0;  // 0 = all cores
+  // Ranking models in one process: each period of steps runs on one thread or
+  // on `threads`, whichever its first steps timed faster, where a step gives
+  // the same bits on both (train::ThreadGovernor): only the speed changes.
+  bool adapt_threads = true;
   std::int64_t eval_batch_size = 8192;
   // Data-parallel runs of ranking models: "replicated" (every worker holds
   // every sparse table and its optimizer state) or "row" (worker r holds the

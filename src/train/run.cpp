@@ -66,6 +66,7 @@ void check_training_file(const Config& config) {
 std::string run_fingerprint(const Config& config, const data::Preprocessor& pre) {
   Config identity = config;
   identity.train.threads = 0;
+  identity.train.adapt_threads = TrainConfig{}.adapt_threads;  // speed only
   identity.data.memory_budget_mb = 0;  // decides where rows live; run_training adds whether they were streamed
   char hex[17];
   std::snprintf(hex, sizeof hex, "%016llx",
@@ -213,6 +214,7 @@ RunRecord run_training(const RunRequest& request) {
   topts.threads = run.threads;
   // A streamed run shuffles otherwise: its checkpoint resumes only a streamed run.
   topts.fingerprint = run.fingerprint = run_fingerprint(config, pre) + (run.streamed ? "-streamed" : "");
+  topts.adapt_threads = config.train.adapt_threads;
   {
     Trainer trainer(*net, config, communicator.get());
     std::unique_ptr<data::TrainingRows> rows;
@@ -274,6 +276,10 @@ json to_metrics_json(const RunRecord& run) {
   metrics["train_seconds"] = report.seconds;
   metrics["train_rows_per_s"] = report.train_rows_per_s;
   metrics["train_matmul_flops_per_row"] = run.train_matmul_flops_per_row;  // over sgemm GFLOP/s: the roofline
+  // train.adapt_threads: whether it took effect, and the steps run on one thread and on all.
+  metrics["adaptive_threads"] = {{"enabled", report.threads_adapted},
+                                 {"steps_on_one_thread", report.steps_on_one_thread},
+                                 {"steps_on_all_threads", report.steps_on_all_threads}};
   metrics["fit_seconds"] = run.fit_seconds;
   const data::IngestStats& ingest = run.train_ingest;
   metrics["ingest_rows_per_s"] = ingest.from_cache || ingest.seconds <= 0 ? json(nullptr) : json(ingest.rows / ingest.seconds);

@@ -12,8 +12,10 @@
 #include <random>
 #include <sstream>
 
+#include <omp.h>
 #include <unistd.h>
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
@@ -25,6 +27,7 @@
 #include "train/ftrl.h"
 #include "train/fused_adam.h"
 #include "train/row_optimizer.h"
+#include "train/thread_governor.h"
 
 namespace mtrank::train {
 
@@ -284,6 +287,10 @@ class Trainer::Impl {
     std::vector<double> counts;
     model::BatchBuilder builder;
     bool stopped = stopped_;
+    // Adaptive threads (o.adapt_threads): decided on the first batch, kept for the run.
+    const int all_threads = omp_get_max_threads();
+    bool adapt_checked = !(o.adapt_threads && ranks == 1 && all_threads > 1);
+    std::optional<ThreadGovernor> governor;
     for (int epoch = epochs_done_ + 1; epoch <= tc_.epochs && !stopped; ++epoch) {
       net_.train();
       // Ranks draw their own dropout masks, as the rows of one batch would;
@@ -304,7 +311,21 @@ class Trainer::Impl {
         set_learning_rate(lr);
         if (ranks == 1) {
           model::Batch batch = builder.build(rows, order, n);
-          loss_sum += step(batch, epoch, batches + 1, nullptr);
+          if (!adapt_checked) {
+            adapt_checked = true;
+            if (same_bits_on_one_and_all_threads(batch, epoch - 1, all_threads)) governor.emplace(all_threads);
+            else if (show_progress)
+              std::fprintf(stderr, "threads: a step of this model gives other bits on 1 and %d threads; training on %d\n",
+                           all_threads, all_threads);
+          }
+          if (governor) {
+            omp_set_num_threads(governor->next());  // ATen and OpenBLAS read it (at::set_num_threads rebuilds pools)
+            const auto started = std::chrono::steady_clock::now();
+            loss_sum += step(batch, epoch, batches + 1, nullptr);
+            governor->took(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+          } else {
+            loss_sum += step(batch, epoch, batches + 1, nullptr);
+          }
         } else {
           // A strided share of the global batch; the loss divides by the
           // global batch's task counts, which every rank reads from its data.
@@ -323,6 +344,7 @@ class Trainer::Impl {
           progress.update(static_cast<std::uint64_t>(done), extra);
         }
       });
+      if (governor) omp_set_num_threads(all_threads);  // validation and the rest run on every thread
       EpochLog log;
       log.epoch = epoch;
       log.seconds = progress.elapsed_seconds();
@@ -393,6 +415,11 @@ class Trainer::Impl {
       unshard_tables();  // rank 0 holds the whole model, to evaluate and write it; the others their rows
     }
     report.best_epoch = best_epoch_;
+    report.threads_adapted = governor.has_value();
+    if (governor) {
+      report.steps_on_one_thread = governor->steps_on_one();
+      report.steps_on_all_threads = governor->steps_on_all();
+    }
     double seconds = 0, rows = 0;
     for (const auto& e : report.epochs) {
       seconds += e.seconds;
@@ -440,6 +467,35 @@ class Trainer::Impl {
                              global_counts, communicator_.world_size());
     st.value = st.loss.item<double>();
     return st;
+  }
+
+  // Whether a training step's loss and every gradient come out the same on
+  // one thread and on `threads` (a forward and backward each, nothing
+  // applied; the random generator is put back, so the run draws what it
+  // would have). Where they do, the thread count changes only the speed.
+  bool same_bits_on_one_and_all_threads(const model::Batch& batch, int epoch_index, int threads) {
+    auto generator = at::detail::getDefaultCPUGenerator();
+    const torch::Tensor state = generator.get_state();
+    auto run_on = [&](int n) {
+      omp_set_num_threads(n);
+      generator.set_state(state);
+      StepState st = forward_loss(batch, epoch_index, nullptr);
+      backward(st);
+      std::vector<torch::Tensor> out{torch::tensor(st.value, torch::kFloat64)};
+      for (const auto& p : net_.parameters())
+        if (p.grad().defined()) out.push_back(p.grad().clone());
+      if (log_vars_.defined() && log_vars_.grad().defined()) out.push_back(log_vars_.grad().clone());
+      for (const auto& g : st.row_grads)
+        if (g.defined()) out.push_back(g.clone());
+      return out;
+    };
+    const std::vector<torch::Tensor> one = run_on(1), all = run_on(threads);
+    omp_set_num_threads(threads);
+    generator.set_state(state);
+    if (one.size() != all.size()) return false;
+    for (std::size_t i = 0; i < one.size(); ++i)
+      if (!torch::equal(one[i], all[i])) return false;
+    return true;
   }
 
   // Each task's row count (mask sum) in the global batch order[0..n).

@@ -53,6 +53,10 @@ struct TrainReport {
   double seconds = 0, train_rows_per_s = 0;
   std::vector<double> task_log_variances;  // uncertainty weighting only
   int threads_at_start = 0;                 // threads of the first run (differs from options.threads after a resume)
+  // TrainOptions::adapt_threads took effect (a step gave the same bits on 1
+  // and on every thread), and how many steps ran on each.
+  bool threads_adapted = false;
+  std::int64_t steps_on_one_thread = 0, steps_on_all_threads = 0;
 };
 
 struct TrainOptions {
@@ -68,6 +72,11 @@ struct TrainOptions {
   // another count is reported (TrainReport::threads_at_start), since the sums
   // then reduce in another order and results match only to rounding.
   int threads = 0;
+  // One process on several threads: each period of steps runs on one thread
+  // or on all, whichever its first steps timed faster (ThreadGovernor), if a
+  // step gives the same bits on both (checked on the first batch); else
+  // every step runs on all. Never changes the model, only the speed.
+  bool adapt_threads = false;
   // Called after each epoch, after the checkpoint is written; returning false
   // stops training there (the checkpoint then resumes from that epoch).
   // In a data-parallel run what it returns must agree on every rank (it

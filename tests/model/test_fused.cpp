@@ -1,6 +1,9 @@
 // The hand-written kernels (issue 15) against the LibTorch formulation they
 // replace (model::ReferenceKernels): the same values and gradients, and every
 // model family trains to the same parameters both ways.
+#include <algorithm>
+#include <optional>
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -9,6 +12,7 @@
 #include "model/blocks.h"
 #include "model/model.h"
 #include "torch_test_util.h"
+#include "train/thread_governor.h"
 #include "train/trainer.h"
 
 using namespace mtrank;
@@ -164,6 +168,68 @@ TEST(FusedKernels, CensusSizedTrainingIsTheSameAtOneAndTwoThreads) {
   }
   at::set_num_threads(1);
   EXPECT_EQ(losses[0], losses[1]);
+  ASSERT_EQ(params[0].size(), params[1].size());
+  for (std::size_t i = 0; i < params[0].size(); ++i) EXPECT_TRUE(torch::equal(params[0][i], params[1][i])) << "parameter " << i;
+}
+
+TEST(ThreadGovernor, ProbesBothCountsEachPeriodAndRunsTheFaster) {
+  using train::ThreadGovernor;
+  ThreadGovernor g(2);
+  auto period = [&](double one_thread_s, double two_threads_s) {
+    std::vector<int> used;
+    for (std::int64_t i = 0; i < ThreadGovernor::kPeriod; ++i) {
+      used.push_back(g.next());
+      g.took(used.back() == 1 ? one_thread_s : two_threads_s);
+    }
+    return used;
+  };
+  const auto count = [](const std::vector<int>& v, int n) { return std::count(v.begin(), v.end(), n); };
+  // Idle: 2 threads faster -> after the 3 + 3 probe steps, all on 2.
+  auto used = period(1.0, 0.6);
+  EXPECT_EQ(std::vector<int>(used.begin(), used.begin() + 6), (std::vector<int>{1, 1, 1, 2, 2, 2}));
+  EXPECT_EQ(count(used, 1), 3);
+  // Loaded: 2 threads slower -> the rest of the period on 1.
+  used = period(1.0, 3.0);
+  EXPECT_EQ(count(used, 2), 3);
+  EXPECT_EQ(g.steps_on_one(), 3 + ThreadGovernor::kPeriod - 3);
+  EXPECT_EQ(g.steps_on_all(), ThreadGovernor::kPeriod - 3 + 3);
+  // One thread only: never probes.
+  ThreadGovernor single(1);
+  for (int i = 0; i < 10; ++i) {
+    EXPECT_EQ(single.next(), 1);
+    single.took(1.0);
+  }
+}
+
+// train.adapt_threads changes the speed, never the model: a census-sized MMoE
+// run with it equals the run on 2 threads without it, bit for bit.
+TEST(ThreadGovernor, AdaptedRunEqualsTheFixedThreadRun) {
+  Config c;
+  c.model = small_model("mmoe");
+  c.model.set("num_experts", std::int64_t{8});
+  c.model.set("expert_hidden", std::vector<std::int64_t>{16});
+  c.model.set("tower_hidden", std::vector<std::int64_t>{8});
+  c.tasks.resize(2);
+  c.train.batch_size = 512;
+  c.train.epochs = 2;
+  RandomBatch rb(4096);
+  std::vector<std::vector<torch::Tensor>> params(2);
+  std::vector<train::TrainReport> reports;
+  for (int adapt = 0; adapt < 2; ++adapt) {
+    at::set_num_threads(2);
+    torch::manual_seed(4);
+    auto net = model::create_model(c.model, small_shape());
+    train::Trainer trainer(*net, c);
+    train::TrainOptions o;
+    o.adapt_threads = adapt == 1;
+    reports.push_back(trainer.run(rb.d, nullptr, o));
+    for (const auto& p : net->parameters()) params[adapt].push_back(p.detach().clone());
+  }
+  at::set_num_threads(1);
+  EXPECT_FALSE(reports[0].threads_adapted);
+  EXPECT_TRUE(reports[1].threads_adapted);
+  EXPECT_EQ(reports[1].steps_on_one_thread + reports[1].steps_on_all_threads, 2 * 4096 / 512);
+  EXPECT_GE(reports[1].steps_on_one_thread, 3);  // the first probe
   ASSERT_EQ(params[0].size(), params[1].size());
   for (std::size_t i = 0; i < params[0].size(); ++i) EXPECT_TRUE(torch::equal(params[0][i], params[1][i])) << "parameter " << i;
 }

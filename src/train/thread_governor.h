@@ -1,0 +1,37 @@
+#pragma once
+// Whether the next training step runs on all of its threads or on one
+// (issue 15). On an idle machine two threads train the census MMoE faster
+// than one; when another process holds a core, two are several times slower
+// (each parallel region waits for the thread that shares its core). So every
+// period of kPeriod steps starts by timing kProbe steps on one thread and
+// kProbe on all, and runs the rest of the period on the faster. The trainer
+// uses it only where a step gives the same bits on one thread and on all
+// (checked on the first batch), so the choice changes the speed, never the
+// model.
+#include <cstdint>
+#include <vector>
+
+namespace mtrank::train {
+
+class ThreadGovernor {
+ public:
+  static constexpr int kProbe = 3;
+  static constexpr std::int64_t kPeriod = 256;
+
+  explicit ThreadGovernor(int threads) : all_(threads), chosen_(threads) {}
+  // The thread count for the next step.
+  int next() const;
+  // The step that next() chose took `seconds`.
+  void took(double seconds);
+  int threads() const { return all_; }
+  std::int64_t steps_on_one() const { return steps_on_one_; }
+  std::int64_t steps_on_all() const { return steps_on_all_; }
+
+ private:
+  int all_, chosen_;
+  std::int64_t step_ = 0;  // within the period
+  std::vector<double> one_, many_;
+  std::int64_t steps_on_one_ = 0, steps_on_all_ = 0;
+};
+
+}  // namespace mtrank::train
