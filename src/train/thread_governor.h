@@ -4,7 +4,8 @@
 // than one; when another process holds a core, two are several times slower
 // (each parallel region waits for the thread that shares its core). So every
 // period of kPeriod steps starts by timing kProbe steps on one thread and
-// kProbe on all, and runs the rest of the period on the faster. The trainer
+// kProbe on all, and runs the rest of the period on the one with the lower
+// mean step time. The trainer
 // uses it only where a step gives the same bits on one thread and on all
 // (checked on the first batch), so the choice changes the speed, never the
 // model.
@@ -15,7 +16,7 @@ namespace mtrank::train {
 
 class ThreadGovernor {
  public:
-  static constexpr int kProbe = 3;
+  static constexpr int kProbe = 9;  // the first of each is not timed
   static constexpr std::int64_t kPeriod = 256;
 
   explicit ThreadGovernor(int threads) : all_(threads), chosen_(threads) {}

@@ -184,15 +184,20 @@ TEST(ThreadGovernor, ProbesBothCountsEachPeriodAndRunsTheFaster) {
     return used;
   };
   const auto count = [](const std::vector<int>& v, int n) { return std::count(v.begin(), v.end(), n); };
-  // Idle: 2 threads faster -> after the 3 + 3 probe steps, all on 2.
+  constexpr int P = ThreadGovernor::kProbe;
+  // Idle: 2 threads faster -> after the probe steps (P on 1, P on 2), all on 2.
   auto used = period(1.0, 0.6);
-  EXPECT_EQ(std::vector<int>(used.begin(), used.begin() + 6), (std::vector<int>{1, 1, 1, 2, 2, 2}));
-  EXPECT_EQ(count(used, 1), 3);
+  EXPECT_EQ(std::vector<int>(used.begin(), used.begin() + 2 * P), [] {
+    std::vector<int> v(2 * P, 2);
+    std::fill(v.begin(), v.begin() + P, 1);
+    return v;
+  }());
+  EXPECT_EQ(count(used, 1), P);
   // Loaded: 2 threads slower -> the rest of the period on 1.
   used = period(1.0, 3.0);
-  EXPECT_EQ(count(used, 2), 3);
-  EXPECT_EQ(g.steps_on_one(), 3 + ThreadGovernor::kPeriod - 3);
-  EXPECT_EQ(g.steps_on_all(), ThreadGovernor::kPeriod - 3 + 3);
+  EXPECT_EQ(count(used, 2), P);
+  EXPECT_EQ(g.steps_on_one(), P + ThreadGovernor::kPeriod - P);
+  EXPECT_EQ(g.steps_on_all(), ThreadGovernor::kPeriod - P + P);
   // One thread only: never probes.
   ThreadGovernor single(1);
   for (int i = 0; i < 10; ++i) {
@@ -229,7 +234,7 @@ TEST(ThreadGovernor, AdaptedRunEqualsTheFixedThreadRun) {
   EXPECT_FALSE(reports[0].threads_adapted);
   EXPECT_TRUE(reports[1].threads_adapted);
   EXPECT_EQ(reports[1].steps_on_one_thread + reports[1].steps_on_all_threads, 2 * 4096 / 512);
-  EXPECT_GE(reports[1].steps_on_one_thread, 3);  // the first probe
+  EXPECT_GE(reports[1].steps_on_one_thread, train::ThreadGovernor::kProbe);  // the first probe
   ASSERT_EQ(params[0].size(), params[1].size());
   for (std::size_t i = 0; i < params[0].size(); ++i) EXPECT_TRUE(torch::equal(params[0][i], params[1][i])) << "parameter " << i;
 }
