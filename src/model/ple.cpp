@@ -43,9 +43,14 @@ ExtractionLayerImpl::Output ExtractionLayerImpl::forward(const torch::Tensor& ta
   const std::int64_t T = tasks_, K = specific_ + shared_, E = total_experts();
   const std::int64_t B = shared_in.size(0);
   // First expert layer for all experts -> [E, B, h0].
-  torch::Tensor h;
+  torch::Tensor h, first_gate_logits;  // first level: [B, T*K (+ E: the shared gate)] from the experts' product
   if (first_) {
-    h = linear_relu(shared_in, w0_all_, b0_all_).view({B, E, hidden0_}).transpose(0, 1);
+    // The gates read the experts' input: one product for all (linear_relu_and_linear).
+    const torch::Tensor gate_w = last_ ? gate_w_ : torch::cat({gate_w_, shared_gate_w_}, 1);
+    const torch::Tensor gate_b = last_ ? gate_b_ : torch::cat({gate_b_, shared_gate_b_});
+    auto [experts, gate_logits] = linear_relu_and_linear(shared_in, w0_all_, b0_all_, gate_w, gate_b);
+    h = experts.view({B, E, hidden0_}).transpose(0, 1);
+    first_gate_logits = gate_logits;
   } else {
     std::vector<torch::Tensor> parts;
     if (specific_ > 0)  // [T, B, s*h0] -> [T*s, B, h0]
@@ -61,14 +66,15 @@ ExtractionLayerImpl::Output ExtractionLayerImpl::forward(const torch::Tensor& ta
   h = rest_->forward(h);  // [E, B, h]
 
   // Task gates: softmax over each task's own + shared experts.
-  torch::Tensor logits = first_ ? torch::addmm(gate_b_, shared_in, gate_w_).view({B, T, K})
+  torch::Tensor logits = first_ ? first_gate_logits.narrow(1, 0, T * K).view({B, T, K})
                                 : torch::baddbmm(gate_b_, task_in, gate_w_).transpose(0, 1);  // [B, T, K]
   torch::Tensor gates = gate_dropout(torch::softmax(logits, -1), gate_dropout_p, is_training());
   // Each task's gate mixes its own and the shared experts: [T, B, H].
   Output out{mix_experts(gates, h, selection_), {}, gates};
   if (!last_) {
-    torch::Tensor sg = gate_dropout(torch::softmax(torch::addmm(shared_gate_b_, shared_in, shared_gate_w_), -1),
-                                    gate_dropout_p, is_training());  // [B, E]
+    const torch::Tensor shared_logits = first_ ? first_gate_logits.narrow(1, T * K, E)
+                                               : torch::addmm(shared_gate_b_, shared_in, shared_gate_w_);
+    torch::Tensor sg = gate_dropout(torch::softmax(shared_logits, -1), gate_dropout_p, is_training());  // [B, E]
     out.shared = mix_experts(sg.unsqueeze(1), h).squeeze(0);  // [B, H]
   }
   return out;
