@@ -1,6 +1,8 @@
 #include "model/blocks.h"
 
 #include <algorithm>
+#include <array>
+#include <initializer_list>
 #include <atomic>
 #include <cmath>
 #include <limits>
@@ -295,13 +297,17 @@ void mask_and_sum_columns(const float* __restrict__ relu_out, const float* __res
 // (relu(x w_r + b_r), x w_p + b_p) from one GEMM of x with [w_r | w_p].
 class LinearReluSplit : public torch::autograd::Function<LinearReluSplit> {
  public:
-  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
-                                                const torch::Tensor& w_relu, const torch::Tensor& b_relu,
-                                                const torch::Tensor& w_plain, const torch::Tensor& b_plain) {
+  // relu_out, plain_out and the concatenated weight. `chunked`: the product
+  // in chunks set by the shape (training: the same bits on any thread
+  // count); else one BLAS call (inference: one call is faster at serving's
+  // sizes, e.g. 200 candidates).
+  static std::array<torch::Tensor, 3> compute(const torch::Tensor& x, const torch::Tensor& w_relu,
+                                              const torch::Tensor& b_relu, const torch::Tensor& w_plain,
+                                              const torch::Tensor& b_plain, bool chunked) {
     const std::int64_t a = w_relu.size(1), n = a + w_plain.size(1), B = x.size(0);
     const torch::Tensor w = w_plain.size(1) > 0 ? torch::cat({w_relu, w_plain}, 1) : w_relu;
     const torch::Tensor b = w_plain.size(1) > 0 ? torch::cat({b_relu, b_plain}) : b_relu.contiguous();
-    const torch::Tensor y = chunked_mm(x, w);  // [B, n], contiguous
+    const torch::Tensor y = chunked ? chunked_mm(x, w) : torch::mm(x, w).contiguous();  // [B, n]
     torch::Tensor relu_out = torch::empty({B, a}, y.options()), plain_out = torch::empty({B, n - a}, y.options());
     const float* yp = y.data_ptr<float>();
     const float* bp = b.data_ptr<float>();
@@ -309,6 +315,13 @@ class LinearReluSplit : public torch::autograd::Function<LinearReluSplit> {
     float* pp = plain_out.data_ptr<float>();
     at::parallel_for(0, B, rows_per_thread(n),
                      [&](std::int64_t begin, std::int64_t end) { add_bias_split(yp, bp, rp, pp, begin, end, n, a); });
+    return {relu_out, plain_out, w};
+  }
+
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
+                                                const torch::Tensor& w_relu, const torch::Tensor& b_relu,
+                                                const torch::Tensor& w_plain, const torch::Tensor& b_plain) {
+    auto [relu_out, plain_out, w] = compute(x, w_relu, b_relu, w_plain, b_plain, /*chunked=*/true);
     ctx->save_for_backward({x, w, relu_out});
     return {relu_out, plain_out};
   }
@@ -340,6 +353,14 @@ class LinearReluSplit : public torch::autograd::Function<LinearReluSplit> {
   }
 };
 
+// Whether autograd will want gradients of an op on these inputs.
+bool needs_gradient(std::initializer_list<torch::Tensor> inputs) {
+  if (!torch::GradMode::is_enabled()) return false;
+  for (const auto& t : inputs)
+    if (t.requires_grad()) return true;
+  return false;
+}
+
 void check_linear(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b, const char* who) {
   TORCH_CHECK(x.dim() == 2 && w.dim() == 2 && b.dim() == 1 && x.size(1) == w.size(0) && b.size(0) == w.size(1) &&
                   x.scalar_type() == torch::kFloat && w.scalar_type() == torch::kFloat && b.scalar_type() == torch::kFloat,
@@ -351,7 +372,9 @@ void check_linear(const torch::Tensor& x, const torch::Tensor& w, const torch::T
 torch::Tensor linear_relu(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b) {
   check_linear(x, w, b, "linear_relu");
   if (ReferenceKernels::active()) return torch::relu(torch::addmm(b, x, w));
-  return LinearReluSplit::apply(x, w, b, torch::empty({w.size(0), 0}), torch::empty({0}))[0];
+  const torch::Tensor none_w = torch::empty({w.size(0), 0}), none_b = torch::empty({0});
+  if (!needs_gradient({x, w, b})) return LinearReluSplit::compute(x, w, b, none_w, none_b, false)[0];
+  return LinearReluSplit::apply(x, w, b, none_w, none_b)[0];
 }
 
 std::pair<torch::Tensor, torch::Tensor> linear_relu_and_linear(const torch::Tensor& x, const torch::Tensor& w_relu,
@@ -360,6 +383,10 @@ std::pair<torch::Tensor, torch::Tensor> linear_relu_and_linear(const torch::Tens
   check_linear(x, w_relu, b_relu, "linear_relu_and_linear");
   check_linear(x, w_plain, b_plain, "linear_relu_and_linear");
   if (ReferenceKernels::active()) return {torch::relu(torch::addmm(b_relu, x, w_relu)), torch::addmm(b_plain, x, w_plain)};
+  if (!needs_gradient({x, w_relu, b_relu, w_plain, b_plain})) {
+    auto out = LinearReluSplit::compute(x, w_relu, b_relu, w_plain, b_plain, false);
+    return {out[0], out[1]};
+  }
   auto out = LinearReluSplit::apply(x, w_relu, b_relu, w_plain, b_plain);
   return {out[0], out[1]};
 }
