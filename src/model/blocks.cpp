@@ -297,17 +297,35 @@ void mask_and_sum_columns(const float* __restrict__ relu_out, const float* __res
 // (relu(x w_r + b_r), x w_p + b_p) from one GEMM of x with [w_r | w_p].
 class LinearReluSplit : public torch::autograd::Function<LinearReluSplit> {
  public:
-  // relu_out, plain_out and the concatenated weight. `chunked`: the product
-  // in chunks set by the shape (training: the same bits on any thread
-  // count); else one BLAS call (inference: one call is faster at serving's
-  // sizes, e.g. 200 candidates).
+  // Inference: no weights concatenated (the large MMoE's are 3.5 MB, copied
+  // per request) and no chunks: a BLAS call per part, then the bias pass.
+  static std::array<torch::Tensor, 2> infer(const torch::Tensor& x, const torch::Tensor& w_relu,
+                                            const torch::Tensor& b_relu, const torch::Tensor& w_plain,
+                                            const torch::Tensor& b_plain) {
+    torch::Tensor relu_out = torch::mm(x, w_relu).contiguous();
+    const std::int64_t B = x.size(0), a = relu_out.size(1);
+    float* rp = relu_out.data_ptr<float>();
+    const torch::Tensor br = b_relu.contiguous();
+    const float* bp = br.data_ptr<float>();
+    at::parallel_for(0, B, rows_per_thread(a), [&](std::int64_t begin, std::int64_t end) {
+      for (std::int64_t i = begin; i < end; ++i) {
+        float* __restrict__ row = rp + i * a;
+        for (std::int64_t j = 0; j < a; ++j) row[j] = std::max(row[j] + bp[j], 0.0f);
+      }
+    });
+    torch::Tensor plain_out = w_plain.size(1) > 0 ? torch::addmm(b_plain, x, w_plain) : torch::empty({B, 0});
+    return {relu_out, plain_out};
+  }
+
+  // relu_out, plain_out and the concatenated weight; the product in chunks
+  // set by the shape (the same bits on any thread count).
   static std::array<torch::Tensor, 3> compute(const torch::Tensor& x, const torch::Tensor& w_relu,
                                               const torch::Tensor& b_relu, const torch::Tensor& w_plain,
-                                              const torch::Tensor& b_plain, bool chunked) {
+                                              const torch::Tensor& b_plain) {
     const std::int64_t a = w_relu.size(1), n = a + w_plain.size(1), B = x.size(0);
     const torch::Tensor w = w_plain.size(1) > 0 ? torch::cat({w_relu, w_plain}, 1) : w_relu;
     const torch::Tensor b = w_plain.size(1) > 0 ? torch::cat({b_relu, b_plain}) : b_relu.contiguous();
-    const torch::Tensor y = chunked ? chunked_mm(x, w) : torch::mm(x, w).contiguous();  // [B, n]
+    const torch::Tensor y = chunked_mm(x, w);  // [B, n]
     torch::Tensor relu_out = torch::empty({B, a}, y.options()), plain_out = torch::empty({B, n - a}, y.options());
     const float* yp = y.data_ptr<float>();
     const float* bp = b.data_ptr<float>();
@@ -321,7 +339,7 @@ class LinearReluSplit : public torch::autograd::Function<LinearReluSplit> {
   static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
                                                 const torch::Tensor& w_relu, const torch::Tensor& b_relu,
                                                 const torch::Tensor& w_plain, const torch::Tensor& b_plain) {
-    auto [relu_out, plain_out, w] = compute(x, w_relu, b_relu, w_plain, b_plain, /*chunked=*/true);
+    auto [relu_out, plain_out, w] = compute(x, w_relu, b_relu, w_plain, b_plain);
     ctx->save_for_backward({x, w, relu_out});
     return {relu_out, plain_out};
   }
@@ -373,7 +391,7 @@ torch::Tensor linear_relu(const torch::Tensor& x, const torch::Tensor& w, const 
   check_linear(x, w, b, "linear_relu");
   if (ReferenceKernels::active()) return torch::relu(torch::addmm(b, x, w));
   const torch::Tensor none_w = torch::empty({w.size(0), 0}), none_b = torch::empty({0});
-  if (!needs_gradient({x, w, b})) return LinearReluSplit::compute(x, w, b, none_w, none_b, false)[0];
+  if (!needs_gradient({x, w, b})) return LinearReluSplit::infer(x, w, b, none_w, none_b)[0];
   return LinearReluSplit::apply(x, w, b, none_w, none_b)[0];
 }
 
@@ -384,7 +402,7 @@ std::pair<torch::Tensor, torch::Tensor> linear_relu_and_linear(const torch::Tens
   check_linear(x, w_plain, b_plain, "linear_relu_and_linear");
   if (ReferenceKernels::active()) return {torch::relu(torch::addmm(b_relu, x, w_relu)), torch::addmm(b_plain, x, w_plain)};
   if (!needs_gradient({x, w_relu, b_relu, w_plain, b_plain})) {
-    auto out = LinearReluSplit::compute(x, w_relu, b_relu, w_plain, b_plain, false);
+    auto out = LinearReluSplit::infer(x, w_relu, b_relu, w_plain, b_plain);
     return {out[0], out[1]};
   }
   auto out = LinearReluSplit::apply(x, w_relu, b_relu, w_plain, b_plain);
