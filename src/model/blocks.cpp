@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <initializer_list>
+#include <optional>
 #include <atomic>
 #include <cmath>
 #include <limits>
@@ -202,40 +203,48 @@ class MixExperts : public torch::autograd::Function<MixExperts> {
 // slows down takes fewer chunks instead of holding up a static half.
 std::int64_t chunk_rows(std::int64_t M) { return std::max<std::int64_t>(16, ((M + 3) / 4 + 7) / 8 * 8); }
 
-// A [rows, K] block of a matrix as BLAS reads it: row-major with a leading
-// dimension, or transposed.
+// Products above this many multiply-adds go to BLAS whole, on its own
+// threads: the large MMoE's first layer (1024 x 429 x 2064, 0.9G) keeps every
+// core of a large machine, which 4 chunks would not; such a model's step is
+// not the same bits on any thread count anyway (adapt_threads then stays off).
+constexpr std::int64_t kChunkedWorkLimit = std::int64_t{1} << 26;
+
+// A matrix as BLAS reads it: row-major with a leading dimension (NoTrans), or
+// its transpose stored row-major (Trans). Decided once from the strides, so a
+// [1, K] or [M, 1] matrix, which passes both tests, gets a legal lead.
 struct BlasOperand {
   const float* data;
-  std::int64_t row_stride, col_stride;
-  CBLAS_TRANSPOSE trans() const { return col_stride == 1 ? CblasNoTrans : CblasTrans; }
-  std::int64_t ld() const { return col_stride == 1 ? row_stride : col_stride; }
+  CBLAS_TRANSPOSE trans;
+  std::int64_t ld, row_stride;  // row_stride: from one row of the logical matrix to the next
 };
 
-BlasOperand blas_operand(const torch::Tensor& t) {
-  return {t.data_ptr<float>(), t.stride(0), t.stride(1)};
+// t as BLAS can read it, or nullopt when neither stride is 1 with a lead that covers a row.
+std::optional<BlasOperand> blas_operand(const torch::Tensor& t) {
+  const std::int64_t rows = t.size(0), cols = t.size(1);
+  if (t.stride(1) == 1 && t.stride(0) >= std::max<std::int64_t>(1, cols))
+    return BlasOperand{t.data_ptr<float>(), CblasNoTrans, t.stride(0), t.stride(0)};
+  if (t.stride(0) == 1 && t.stride(1) >= std::max<std::int64_t>(1, rows))
+    return BlasOperand{t.data_ptr<float>(), CblasTrans, t.stride(1), 1};
+  return std::nullopt;
 }
 
 torch::Tensor chunked_mm(const torch::Tensor& a_in, const torch::Tensor& b_in) {
+  const std::int64_t M = a_in.size(0), K = a_in.size(1), N = b_in.size(1);
+  if (M * N * K > kChunkedWorkLimit) return torch::mm(a_in, b_in);
   // BLAS reads a matrix with one unit stride; anything else is copied first.
-  auto blas_ready = [](const torch::Tensor& t) {
-    return (t.stride(1) == 1 && t.stride(0) >= std::max<std::int64_t>(1, t.size(1))) ||
-                   (t.stride(0) == 1 && t.stride(1) >= std::max<std::int64_t>(1, t.size(0)))
-               ? t
-               : t.contiguous();
-  };
-  const torch::Tensor a = blas_ready(a_in), b = blas_ready(b_in);
-  const std::int64_t M = a.size(0), K = a.size(1), N = b.size(1), rows_per_chunk = chunk_rows(M);
-  const std::int64_t chunks = (M + rows_per_chunk - 1) / rows_per_chunk;
+  const torch::Tensor a = blas_operand(a_in) ? a_in : a_in.contiguous();
+  const torch::Tensor b = blas_operand(b_in) ? b_in : b_in.contiguous();
+  const std::int64_t rows_per_chunk = chunk_rows(M), chunks = (M + rows_per_chunk - 1) / rows_per_chunk;
   torch::Tensor out = torch::empty({M, N}, b.options());
   if (M == 0 || N == 0) return out;
   if (K == 0) return out.zero_();
-  const BlasOperand A = blas_operand(a), Bm = blas_operand(b);
+  const BlasOperand A = *blas_operand(a), Bm = *blas_operand(b);
   float* C = out.data_ptr<float>();
   auto run = [&](std::int64_t c) {
     const std::int64_t lo = c * rows_per_chunk, rows = std::min(rows_per_chunk, M - lo);
-    cblas_sgemm(CblasRowMajor, A.trans(), Bm.trans(), static_cast<int>(rows), static_cast<int>(N), static_cast<int>(K),
-                1.0f, A.data + lo * A.row_stride, static_cast<int>(A.ld()), Bm.data, static_cast<int>(Bm.ld()), 0.0f,
-                C + lo * N, static_cast<int>(N));
+    cblas_sgemm(CblasRowMajor, A.trans, Bm.trans, static_cast<int>(rows), static_cast<int>(N), static_cast<int>(K), 1.0f,
+                A.data + lo * A.row_stride, static_cast<int>(A.ld), Bm.data, static_cast<int>(Bm.ld), 0.0f, C + lo * N,
+                static_cast<int>(N));
   };
   const int threads = static_cast<int>(std::min<std::int64_t>(at::get_num_threads(), chunks));
   if (threads <= 1 || at::in_parallel_region()) {

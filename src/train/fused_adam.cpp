@@ -21,6 +21,7 @@ torch::Tensor FusedAdam::step(LossClosure closure) {
     TORCH_CHECK(!options.amsgrad(), "FusedAdam: amsgrad is not supported");
     for (auto& p : group.params()) {
       if (!p.grad().defined()) continue;
+      TORCH_CHECK(!p.grad().is_sparse(), "FusedAdam: sparse gradients are not supported (sparse tables use RowOptimizer)");
       TORCH_CHECK(p.scalar_type() == torch::kFloat && p.is_contiguous() && p.grad().is_contiguous(),
                   "FusedAdam: contiguous float parameters and gradients");
       const std::string key = c10::guts::to_string(p.unsafeGetTensorImpl());
@@ -43,6 +44,11 @@ torch::Tensor FusedAdam::step(LossClosure closure) {
       const float decay = static_cast<float>(options.weight_decay()), eps = static_cast<float>(options.eps());
       const float root_bc2 = static_cast<float>(std::sqrt(bias_correction2));
       const float step_size = static_cast<float>(-options.lr() / bias_correction1);
+      // State loaded from a checkpoint is checked before it is written through raw pointers.
+      TORCH_CHECK(state.exp_avg().numel() == p.numel() && state.exp_avg_sq().numel() == p.numel() &&
+                      state.exp_avg().is_contiguous() && state.exp_avg_sq().is_contiguous() &&
+                      state.exp_avg().scalar_type() == torch::kFloat && state.exp_avg_sq().scalar_type() == torch::kFloat,
+                  "FusedAdam: optimizer state of another shape than its parameter ", p.sizes());
       float* w = p.data_ptr<float>();
       const float* g = p.grad().data_ptr<float>();
       float* m = state.exp_avg().data_ptr<float>();
@@ -52,7 +58,7 @@ torch::Tensor FusedAdam::step(LossClosure closure) {
           const float grad = decay != 0 ? g[i] + decay * w[i] : g[i];
           m[i] = m[i] * b1 + one_minus_b1 * grad;
           v[i] = v[i] * b2 + one_minus_b2 * grad * grad;
-          w[i] += step_size * (m[i] / (std::sqrt(v[i]) / root_bc2 + eps));
+          w[i] += (step_size * m[i]) / (std::sqrt(v[i]) / root_bc2 + eps);  // addcdiv's order
         }
       });
     }

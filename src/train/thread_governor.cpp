@@ -1,5 +1,6 @@
 #include "train/thread_governor.h"
 
+#include <algorithm>
 #include <numeric>
 
 namespace mtrank::train {
@@ -25,8 +26,13 @@ void ThreadGovernor::took(double seconds) {
   else if (step_ > kProbe && step_ < 2 * kProbe) many_.push_back(seconds);
   // The mean, not the median: under load a few steps take several times the
   // others (a time slice lost at a region's end), and throughput is the total.
-  if (step_ + 1 == 2 * kProbe) chosen_ = mean(many_) < mean(one_) ? all_ : 1;
-  if (++step_ == kPeriod) {
+  if (step_ + 1 == 2 * kProbe) {
+    const int previous = chosen_;
+    chosen_ = mean(many_) < mean(one_) ? all_ : 1;
+    period_ = decided_ && chosen_ == previous ? std::min(2 * period_, kLongestPeriod) : kPeriod;
+    decided_ = true;
+  }
+  if (++step_ >= period_) {
     step_ = 0;
     one_.clear();
     many_.clear();

@@ -3,9 +3,9 @@
 // (issue 15). On an idle machine two threads train the census MMoE faster
 // than one; when another process holds a core, two are several times slower
 // (each parallel region waits for the thread that shares its core). So every
-// period of kPeriod steps starts by timing kProbe steps on one thread and
-// kProbe on all, and runs the rest of the period on the one with the lower
-// mean step time. The trainer
+// period of steps starts by timing kProbe steps on one thread and kProbe on
+// all, and runs the rest of the period on the one with the lower mean step
+// time. The trainer
 // uses it only where a step gives the same bits on one thread and on all
 // (checked on the first batch), so the choice changes the speed, never the
 // model.
@@ -17,7 +17,10 @@ namespace mtrank::train {
 class ThreadGovernor {
  public:
   static constexpr int kProbe = 9;  // the first of each is not timed
-  static constexpr std::int64_t kPeriod = 256;
+  // A period starts at kPeriod steps and doubles, up to kLongestPeriod, each
+  // time the probes choose as the last ones did: a steady machine is probed
+  // ever less often, a change brings the next probe back to kPeriod.
+  static constexpr std::int64_t kPeriod = 256, kLongestPeriod = 4096;
 
   explicit ThreadGovernor(int threads) : all_(threads), chosen_(threads) {}
   // The thread count for the next step.
@@ -31,6 +34,8 @@ class ThreadGovernor {
  private:
   int all_, chosen_;
   std::int64_t step_ = 0;  // within the period
+  std::int64_t period_ = kPeriod;
+  bool decided_ = false;  // a choice was made before (the first one does not lengthen the period)
   std::vector<double> one_, many_;
   std::int64_t steps_on_one_ = 0, steps_on_all_ = 0;
 };

@@ -113,6 +113,30 @@ TEST(LinearRelu, EqualsAddmmThenReluInValueAndGradient) {
   }
 }
 
+// One-wide inputs and outputs: x.t() and w.t() are then [1, K] or [K, 1]
+// views whose strides pass both of BLAS's layouts (a wrong lead once made
+// OpenBLAS refuse the call and left the product uninitialized).
+TEST(LinearRelu, OneWideInputsAndOutputs) {
+  torch::manual_seed(6);
+  for (auto [in, out] : {std::pair<std::int64_t, std::int64_t>{1, 21}, {9, 1}, {1, 1}}) {
+    const torch::Tensor x0 = torch::randn({37, in}), w0 = torch::randn({in, out}), b0 = torch::randn({out}),
+                        upstream = torch::randn({37, out});
+    std::vector<std::vector<torch::Tensor>> r(2);
+    for (int reference = 0; reference < 2; ++reference) {
+      torch::Tensor x = x0.clone().requires_grad_(true), w = w0.clone().requires_grad_(true), b = b0.clone().requires_grad_(true);
+      torch::Tensor y;
+      {
+        std::optional<model::ReferenceKernels> guard;
+        if (reference) guard.emplace();
+        y = model::linear_relu(x, w, b);
+      }
+      (y * upstream).sum().backward();
+      r[reference] = {y.detach(), x.grad(), w.grad(), b.grad()};
+    }
+    for (int i = 0; i < 4; ++i) expect_close(r[0][i], r[1][i], "in " + std::to_string(in) + ", out " + std::to_string(out) + ", part " + std::to_string(i));
+  }
+}
+
 class EveryFamily : public ::testing::TestWithParam<std::string> {};
 
 // Five training steps (Adam, clipping, the sparse rows) with the fused kernels
@@ -200,6 +224,21 @@ TEST(ThreadGovernor, ProbesBothCountsEachPeriodAndRunsTheFaster) {
   EXPECT_EQ(count(used, 2), P);
   EXPECT_EQ(g.steps_on_one(), P + ThreadGovernor::kPeriod - P);
   EXPECT_EQ(g.steps_on_all(), ThreadGovernor::kPeriod - P + P);
+  // The choice held twice running: the next period is twice as long, so the
+  // probes come ever less often on a steady machine.
+  ThreadGovernor steady(2);
+  std::vector<std::int64_t> probe_starts;
+  for (std::int64_t i = 0; i < 8 * ThreadGovernor::kPeriod; ++i) {
+    const int n = steady.next();
+    if (n == 1 && (probe_starts.empty() || probe_starts.back() != i - 1)) probe_starts.push_back(i);
+    if (n == 1 && !probe_starts.empty() && probe_starts.back() == i - 1) probe_starts.back() = i;  // extend the run
+    steady.took(n == 1 ? 1.0 : 0.5);
+  }
+  ASSERT_GE(probe_starts.size(), 3u);
+  // Probes (runs of 1-thread steps) end at P - 1, then after periods of 256 (held at first: 512), 1024, ...
+  EXPECT_EQ(probe_starts[0], P - 1);
+  EXPECT_EQ(probe_starts[1], ThreadGovernor::kPeriod + P - 1);
+  EXPECT_EQ(probe_starts[2], ThreadGovernor::kPeriod + 2 * ThreadGovernor::kPeriod + P - 1);
   // One thread only: never probes.
   ThreadGovernor single(1);
   for (int i = 0; i < 10; ++i) {
@@ -219,6 +258,7 @@ TEST(ThreadGovernor, AdaptedRunEqualsTheFixedThreadRun) {
   c.tasks.resize(2);
   c.train.batch_size = 512;
   c.train.epochs = 2;
+  c.train.clip_grad_norm = 0.5;  // its norm's sums are part of what must come out the same
   RandomBatch rb(4096);
   std::vector<std::vector<torch::Tensor>> params(2);
   std::vector<train::TrainReport> reports;
