@@ -38,7 +38,139 @@ GroupedMLPImpl::GroupedMLPImpl(std::int64_t groups, std::int64_t in, const std::
   out_ = in;
 }
 
+namespace {
+
+// BLAS on this thread alone while it lives (the kernels' products are small;
+// one thread each keeps the bits independent of the thread count).
+class OneBlasThread {
+ public:
+  OneBlasThread() : previous_(omp_get_max_threads()) {
+    if (previous_ > 1) omp_set_num_threads(1);
+  }
+  ~OneBlasThread() {
+    if (previous_ > 1) omp_set_num_threads(previous_);
+  }
+  OneBlasThread(const OneBlasThread&) = delete;
+  OneBlasThread& operator=(const OneBlasThread&) = delete;
+
+ private:
+  int previous_;
+};
+
+// Small grouped MLPs (the towers) in one autograd node: per group and layer a
+// BLAS call and one pass for the bias and ReLU; backward likewise. LibTorch's
+// baddbmm, relu and their backward were some 25 ops for census's two towers
+// of [16 -> 8 -> 1], each costing more than its arithmetic.
+class SmallGroupedMlp : public torch::autograd::Function<SmallGroupedMlp> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x_in,
+                               torch::TensorList weights, torch::TensorList biases, bool relu_last) {
+    const OneBlasThread one;
+    const std::int64_t G = x_in.size(0), B = x_in.size(1), L = static_cast<std::int64_t>(weights.size());
+    std::vector<torch::Tensor> saved{x_in.contiguous()};
+    for (std::int64_t l = 0; l < L; ++l) {
+      const torch::Tensor& h = saved.back();
+      const torch::Tensor w = weights[l].contiguous(), b = biases[l].contiguous();
+      const std::int64_t in = w.size(1), out = w.size(2);
+      torch::Tensor z = torch::empty({G, B, out});
+      const bool relu = relu_last || l + 1 < L;
+      for (std::int64_t g = 0; g < G; ++g) {
+        float* zp = z.data_ptr<float>() + g * B * out;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(B), static_cast<int>(out),
+                    static_cast<int>(in), 1.0f, h.data_ptr<float>() + g * B * in, static_cast<int>(in),
+                    w.data_ptr<float>() + g * in * out, static_cast<int>(out), 0.0f, zp, static_cast<int>(out));
+        const float* bp = b.data_ptr<float>() + g * out;
+        for (std::int64_t i = 0; i < B; ++i) {
+          float* __restrict__ row = zp + i * out;
+          if (relu)
+            for (std::int64_t j = 0; j < out; ++j) row[j] = std::max(row[j] + bp[j], 0.0f);
+          else
+            for (std::int64_t j = 0; j < out; ++j) row[j] += bp[j];
+        }
+      }
+      saved.push_back(z);
+    }
+    const torch::Tensor result = saved.back();
+    for (std::int64_t l = 0; l < L; ++l) saved.push_back(weights[l].contiguous());
+    ctx->save_for_backward(saved);
+    ctx->saved_data["relu_last"] = relu_last;
+    ctx->saved_data["layers"] = L;
+    return result;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const OneBlasThread one;
+    const auto saved = ctx->get_saved_variables();
+    const std::int64_t L = ctx->saved_data["layers"].toInt();
+    const bool relu_last = ctx->saved_data["relu_last"].toBool();
+    // saved: h_0 (x), h_1 .. h_L (outputs), then the L weights.
+    const std::int64_t G = saved[0].size(0), B = saved[0].size(1);
+    std::vector<torch::Tensor> dw(static_cast<std::size_t>(L)), db(static_cast<std::size_t>(L));
+    torch::Tensor dh = grads[0].contiguous();
+    torch::Tensor dx;
+    for (std::int64_t l = L - 1; l >= 0; --l) {
+      const torch::Tensor &h_in = saved[static_cast<std::size_t>(l)], &h_out = saved[static_cast<std::size_t>(l + 1)];
+      const torch::Tensor& w = saved[static_cast<std::size_t>(L + 1 + l)];
+      const std::int64_t in = w.size(1), out = w.size(2);
+      const bool relu = relu_last || l + 1 < L;
+      torch::Tensor dz = torch::empty({G, B, out}), dbias = torch::empty({G, 1, out}), dweight = torch::empty({G, in, out});
+      for (std::int64_t g = 0; g < G; ++g) {
+        const float* yp = h_out.data_ptr<float>() + g * B * out;
+        const float* gp = dh.data_ptr<float>() + g * B * out;
+        float* dzp = dz.data_ptr<float>() + g * B * out;
+        float* dbp = dbias.data_ptr<float>() + g * out;
+        for (std::int64_t j = 0; j < out; ++j) dbp[j] = 0.0f;
+        for (std::int64_t i = 0; i < B; ++i) {
+          const float* __restrict__ yr = yp + i * out;
+          const float* __restrict__ gr = gp + i * out;
+          float* __restrict__ dr = dzp + i * out;
+#pragma omp simd
+          for (std::int64_t j = 0; j < out; ++j) {
+            const float v = gr[j];
+            dr[j] = !relu || yr[j] > 0.0f ? v : 0.0f;
+          }
+          for (std::int64_t j = 0; j < out; ++j) dbp[j] += dr[j];
+        }
+        // dW[g] = h_in[g]^T dz[g]
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(in), static_cast<int>(out),
+                    static_cast<int>(B), 1.0f, h_in.data_ptr<float>() + g * B * in, static_cast<int>(in), dzp,
+                    static_cast<int>(out), 0.0f, dweight.data_ptr<float>() + g * in * out, static_cast<int>(out));
+      }
+      dw[static_cast<std::size_t>(l)] = dweight;
+      db[static_cast<std::size_t>(l)] = dbias;
+      if (l > 0 || ctx->needs_input_grad(0)) {
+        torch::Tensor dprev = torch::empty({G, B, in});
+        for (std::int64_t g = 0; g < G; ++g)  // dh_in[g] = dz[g] W[g]^T
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(B), static_cast<int>(in),
+                      static_cast<int>(out), 1.0f, dz.data_ptr<float>() + g * B * out, static_cast<int>(out),
+                      w.data_ptr<float>() + g * in * out, static_cast<int>(out), 0.0f,
+                      dprev.data_ptr<float>() + g * B * in, static_cast<int>(in));
+        if (l > 0) dh = dprev;
+        else dx = dprev;
+      }
+    }
+    torch::autograd::variable_list out{dx};
+    for (auto& t : dw) out.push_back(t);
+    for (auto& t : db) out.push_back(t);
+    out.push_back(torch::Tensor());  // relu_last
+    return out;
+  }
+};
+
+// Multiply-adds of a grouped MLP layer up to which SmallGroupedMlp computes
+// it (census's towers: 2 x 1024 x 16 x 8 = 262k); larger ones go to baddbmm.
+constexpr std::int64_t kSmallGroupedWork = std::int64_t{1} << 22;
+
+}  // namespace
+
 torch::Tensor GroupedMLPImpl::forward(torch::Tensor x) {
+  if (!ReferenceKernels::active() && !weights_.empty() && x.dim() == 3 && x.scalar_type() == torch::kFloat &&
+      x.size(0) == weights_.front().size(0) && weights_.front().size(0) > 1) {
+    bool small = true;
+    for (const auto& w : weights_) small = small && w.size(0) * x.size(1) * w.size(1) * w.size(2) <= kSmallGroupedWork;
+    if (small) return SmallGroupedMlp::apply(x, torch::TensorList(weights_), torch::TensorList(biases_), relu_last_);
+  }
   for (std::size_t i = 0; i < weights_.size(); ++i) {
     const bool relu = relu_last_ || i + 1 < weights_.size();
     if (relu && weights_[i].size(0) == 1) {  // one group: a plain linear layer
