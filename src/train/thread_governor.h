@@ -21,6 +21,9 @@ class ThreadGovernor {
   // time the probes choose as the last ones did: a steady machine is probed
   // ever less often, a change brings the next probe back to kPeriod.
   static constexpr std::int64_t kPeriod = 256, kLongestPeriod = 4096;
+  // Steps on one thread before the first probe: a run's first steps pay for
+  // allocations and cold caches, which made one thread look slow once.
+  static constexpr std::int64_t kWarmup = 16;
 
   explicit ThreadGovernor(int threads) : all_(threads), chosen_(threads) {}
   // The thread count for the next step.
@@ -35,7 +38,8 @@ class ThreadGovernor {
   int all_, chosen_;
   std::int64_t step_ = 0;  // within the period
   std::int64_t period_ = kPeriod;
-  bool decided_ = false;  // a choice was made before (the first one does not lengthen the period)
+  bool decided_ = false;
+  std::int64_t warmup_left_ = kWarmup;  // a choice was made before (the first one does not lengthen the period)
   std::vector<double> one_, many_;
   std::int64_t steps_on_one_ = 0, steps_on_all_ = 0;
 };

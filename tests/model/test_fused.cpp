@@ -201,6 +201,10 @@ TEST(FusedKernels, CensusSizedTrainingIsTheSameAtOneAndTwoThreads) {
 TEST(ThreadGovernor, ProbesBothCountsEachPeriodAndRunsTheFaster) {
   using train::ThreadGovernor;
   ThreadGovernor g(2);
+  for (std::int64_t i = 0; i < ThreadGovernor::kWarmup; ++i) {  // warm-up: one thread, not timed
+    EXPECT_EQ(g.next(), 1);
+    g.took(100.0);
+  }
   auto period = [&](double one_thread_s, double two_threads_s) {
     std::vector<int> used;
     for (std::int64_t i = 0; i < ThreadGovernor::kPeriod; ++i) {
@@ -219,14 +223,20 @@ TEST(ThreadGovernor, ProbesBothCountsEachPeriodAndRunsTheFaster) {
     return v;
   }());
   EXPECT_EQ(count(used, 1), P);
-  // Loaded: 2 threads slower -> the rest of the period on 1.
-  used = period(1.0, 3.0);
-  EXPECT_EQ(count(used, 2), P);
-  EXPECT_EQ(g.steps_on_one(), P + ThreadGovernor::kPeriod - P);
-  EXPECT_EQ(g.steps_on_all(), ThreadGovernor::kPeriod - P + P);
+  // Loaded: 2 threads slower -> the rest of the period on 1. Their probe
+  // stops once it took longer than the whole 1-thread probe (8 timed steps
+  // of 1.0): the first untimed step, then 5 timed ones of 1.9 (9.5 > 8).
+  used = period(1.0, 1.9);
+  EXPECT_EQ(count(used, 2), 6);
+  EXPECT_EQ(g.steps_on_one(), ThreadGovernor::kWarmup + P + ThreadGovernor::kPeriod - 6);
+  EXPECT_EQ(g.steps_on_all(), ThreadGovernor::kPeriod - P + 6);
+  // Over twice as slow (a lost time slice): the probe stops after its first step.
+  used = period(1.0, 2.5);
+  EXPECT_EQ(count(used, 2), 1);
   // The choice held twice running: the next period is twice as long, so the
   // probes come ever less often on a steady machine.
   ThreadGovernor steady(2);
+  for (std::int64_t i = 0; i < ThreadGovernor::kWarmup; ++i) steady.took(1.0);
   std::vector<std::int64_t> probe_starts;
   for (std::int64_t i = 0; i < 8 * ThreadGovernor::kPeriod; ++i) {
     const int n = steady.next();
@@ -256,8 +266,8 @@ TEST(ThreadGovernor, AdaptedRunEqualsTheFixedThreadRun) {
   c.model.set("expert_hidden", std::vector<std::int64_t>{16});
   c.model.set("tower_hidden", std::vector<std::int64_t>{8});
   c.tasks.resize(2);
-  c.train.batch_size = 512;
-  c.train.epochs = 2;
+  c.train.batch_size = 256;
+  c.train.epochs = 3;  // 48 steps: the warm-up, then a probe on 1 and on 2 threads
   c.train.clip_grad_norm = 0.5;  // its norm's sums are part of what must come out the same
   RandomBatch rb(4096);
   std::vector<std::vector<torch::Tensor>> params(2);
@@ -275,8 +285,9 @@ TEST(ThreadGovernor, AdaptedRunEqualsTheFixedThreadRun) {
   at::set_num_threads(1);
   EXPECT_FALSE(reports[0].threads_adapted);
   EXPECT_TRUE(reports[1].threads_adapted);
-  EXPECT_EQ(reports[1].steps_on_one_thread + reports[1].steps_on_all_threads, 2 * 4096 / 512);
-  EXPECT_GE(reports[1].steps_on_one_thread, train::ThreadGovernor::kProbe);  // the first probe
+  EXPECT_EQ(reports[1].steps_on_one_thread + reports[1].steps_on_all_threads, 3 * 4096 / 256);
+  EXPECT_GE(reports[1].steps_on_one_thread, train::ThreadGovernor::kWarmup);  // the warm-up
+  EXPECT_GE(reports[1].steps_on_all_threads, 1);                               // a probe on 2
   ASSERT_EQ(params[0].size(), params[1].size());
   for (std::size_t i = 0; i < params[0].size(); ++i) EXPECT_TRUE(torch::equal(params[0][i], params[1][i])) << "parameter " << i;
 }
