@@ -5,10 +5,9 @@
 // (each parallel region waits for the thread that shares its core). So every
 // period of steps starts by timing kProbe steps on one thread and kProbe on
 // all, and runs the rest of the period on the one with the lower mean step
-// time. The trainer
-// uses it only where a step gives the same bits on one thread and on all
-// (checked on the first batch), so the choice changes the speed, never the
-// model.
+// time. The trainer uses it only where a step gives the same bits on one
+// thread and on all (checked on the first batch), so the choice changes the
+// speed, never the model.
 #include <cstdint>
 #include <vector>
 
