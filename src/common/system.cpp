@@ -10,6 +10,7 @@
 #include <thread>
 
 #include <ATen/Parallel.h>
+#include <omp.h>
 
 namespace mtrank {
 
@@ -27,6 +28,14 @@ int configure_threads(int n) {
   if (n <= 0) n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   at::set_num_threads(n);
   return n;
+}
+
+ScopedThreadCount::ScopedThreadCount(int threads) : previous_(omp_get_max_threads()) {
+  if (threads > 0 && threads != previous_) omp_set_num_threads(threads);
+}
+
+ScopedThreadCount::~ScopedThreadCount() {
+  if (omp_get_max_threads() != previous_) omp_set_num_threads(previous_);
 }
 
 BlasInfo blas_info() {

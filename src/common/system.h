@@ -9,6 +9,22 @@ namespace mtrank {
 // It also calls configure_allocator().
 int configure_threads(int n);
 
+// This thread's OpenMP thread count (which ATen and the OpenMP OpenBLAS
+// read) set to `threads` while it lives (0: left as it is) and put back when
+// it leaves scope, errors included. Cheap, unlike at::set_num_threads, which
+// rebuilds thread pools (15 ms a call): the kernels and the adaptive thread
+// count switch per product or per step.
+class ScopedThreadCount {
+ public:
+  explicit ScopedThreadCount(int threads = 0);
+  ~ScopedThreadCount();
+  ScopedThreadCount(const ScopedThreadCount&) = delete;
+  ScopedThreadCount& operator=(const ScopedThreadCount&) = delete;
+
+ private:
+  int previous_;
+};
+
 // Keeps tensor buffers up to 32 MB in malloc's heap instead of fresh mmaps.
 // glibc maps every allocation over 128 KB anew (until its adaptive threshold
 // catches up) and the kernel zero-fills each page on first touch. Measured in

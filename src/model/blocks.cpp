@@ -2,17 +2,18 @@
 
 #include <algorithm>
 #include <array>
-#include <initializer_list>
-#include <optional>
 #include <atomic>
 #include <cmath>
+#include <initializer_list>
 #include <limits>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
 #include <ATen/Parallel.h>
 #include <cblas.h>
-#include <omp.h>
+
+#include "common/system.h"
 
 namespace mtrank::model {
 
@@ -40,23 +41,6 @@ GroupedMLPImpl::GroupedMLPImpl(std::int64_t groups, std::int64_t in, const std::
 
 namespace {
 
-// BLAS on this thread alone while it lives (the kernels' products are small;
-// one thread each keeps the bits independent of the thread count).
-class OneBlasThread {
- public:
-  OneBlasThread() : previous_(omp_get_max_threads()) {
-    if (previous_ > 1) omp_set_num_threads(1);
-  }
-  ~OneBlasThread() {
-    if (previous_ > 1) omp_set_num_threads(previous_);
-  }
-  OneBlasThread(const OneBlasThread&) = delete;
-  OneBlasThread& operator=(const OneBlasThread&) = delete;
-
- private:
-  int previous_;
-};
-
 // Small grouped MLPs (the towers) in one autograd node: per group and layer a
 // BLAS call and one pass for the bias and ReLU; backward likewise. LibTorch's
 // baddbmm, relu and their backward were some 25 ops for census's two towers
@@ -65,7 +49,7 @@ class SmallGroupedMlp : public torch::autograd::Function<SmallGroupedMlp> {
  public:
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x_in,
                                torch::TensorList weights, torch::TensorList biases, bool relu_last) {
-    const OneBlasThread one;
+    const ScopedThreadCount one_blas_thread(1);  // small products; the same bits on any thread count
     const std::int64_t G = x_in.size(0), B = x_in.size(1), L = static_cast<std::int64_t>(weights.size());
     std::vector<torch::Tensor> saved{x_in.contiguous()};
     for (std::int64_t l = 0; l < L; ++l) {
@@ -100,7 +84,7 @@ class SmallGroupedMlp : public torch::autograd::Function<SmallGroupedMlp> {
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
-    const OneBlasThread one;
+    const ScopedThreadCount one_blas_thread(1);  // small products; the same bits on any thread count
     const auto saved = ctx->get_saved_variables();
     const std::int64_t L = ctx->saved_data["layers"].toInt();
     const bool relu_last = ctx->saved_data["relu_last"].toBool();
@@ -380,11 +364,8 @@ torch::Tensor chunked_mm(const torch::Tensor& a_in, const torch::Tensor& b_in) {
   };
   const int threads = static_cast<int>(std::min<std::int64_t>(at::get_num_threads(), chunks));
   if (threads <= 1 || at::in_parallel_region()) {
-    // One chunk at a time, BLAS on one thread as in the parallel case.
-    const int previous = omp_get_max_threads();
-    if (previous > 1) omp_set_num_threads(1);
+    const ScopedThreadCount one_blas_thread(1);  // one chunk at a time, BLAS on one thread as in the parallel case
     for (std::int64_t c = 0; c < chunks; ++c) run(c);
-    if (previous > 1) omp_set_num_threads(previous);
     return out;
   }
   std::atomic<std::int64_t> next{0};

@@ -20,6 +20,7 @@
 
 #include "common/error.h"
 #include "common/progress.h"
+#include "common/system.h"
 #include "model/batch.h"
 #include "model/objective.h"
 #include "train/checkpoint_io.h"
@@ -31,20 +32,6 @@
 
 namespace mtrank::train {
 
-namespace {
-// Puts this thread's OpenMP thread count back when it leaves scope, however
-// (the adaptive threads and their check set it per step).
-class ThreadCountRestorer {
- public:
-  ThreadCountRestorer() : threads_(omp_get_max_threads()) {}
-  ~ThreadCountRestorer() { omp_set_num_threads(threads_); }
-  ThreadCountRestorer(const ThreadCountRestorer&) = delete;
-  ThreadCountRestorer& operator=(const ThreadCountRestorer&) = delete;
-
- private:
-  int threads_;
-};
-}  // namespace
 
 std::vector<torch::Tensor> task_losses(const torch::Tensor& logits, const torch::Tensor& labels,
                                        const torch::Tensor& mask, const std::vector<TaskConfig>& tasks,
@@ -304,7 +291,7 @@ class Trainer::Impl {
     bool stopped = stopped_;
     // Adaptive threads (o.adapt_threads): decided on the first batch, kept for the run.
     const int all_threads = omp_get_max_threads();
-    const ThreadCountRestorer restore_threads;  // an error in a 1-thread step leaves the count as it was
+    const ScopedThreadCount restore_threads;  // an error in a 1-thread step leaves the count as it was
     bool adapt_checked = !(o.adapt_threads && ranks == 1 && all_threads > 1);
     std::optional<ThreadGovernor> governor;
     for (int epoch = epochs_done_ + 1; epoch <= tc_.epochs && !stopped; ++epoch) {
@@ -492,10 +479,9 @@ class Trainer::Impl {
   bool same_bits_on_one_and_all_threads(const model::Batch& batch, int epoch_index, int threads) {
     auto generator = at::detail::getDefaultCPUGenerator();
     const torch::Tensor state = generator.get_state();
-    const ThreadCountRestorer restore_threads;
     bool finite = true;
     auto run_on = [&](int n) {
-      omp_set_num_threads(n);
+      const ScopedThreadCount on(n);
       generator.set_state(state);
       StepState st = forward_loss(batch, epoch_index, nullptr);
       finite = finite && std::isfinite(st.value);

@@ -44,6 +44,33 @@ void expect_close(const torch::Tensor& a, const torch::Tensor& b, const std::str
   EXPECT_TRUE(torch::allclose(a, b, 1e-5, 1e-6)) << what << ": max difference " << (a - b).abs().max().item<float>();
 }
 
+
+// linear_relu's values and its input's, weight's and bias's gradients, fused or reference.
+std::vector<torch::Tensor> run_linear_relu(const torch::Tensor& x0, const torch::Tensor& w0, const torch::Tensor& b0,
+                                           const torch::Tensor& upstream, bool reference) {
+  torch::Tensor x = x0.detach().clone().requires_grad_(true), w = w0.clone().requires_grad_(true),
+                b = b0.clone().requires_grad_(true);
+  torch::Tensor y;
+  {
+    std::optional<model::ReferenceKernels> guard;
+    if (reference) guard.emplace();
+    y = model::linear_relu(x, w, b);
+  }
+  (y * upstream).sum().backward();
+  return {y.detach(), x.grad(), w.grad(), b.grad()};
+}
+
+// The census MMoE's sizes: 8 experts of 16, towers of 8, 2 tasks.
+Config census_sized_mmoe() {
+  Config c;
+  c.model = small_model("mmoe");
+  c.model.set("num_experts", std::int64_t{8});
+  c.model.set("expert_hidden", std::vector<std::int64_t>{16});
+  c.model.set("tower_hidden", std::vector<std::int64_t>{8});
+  c.tasks.resize(2);
+  return c;
+}
+
 }  // namespace
 
 TEST(MixExperts, EqualsTheBatchedMatmulInValueAndGradient) {
@@ -92,19 +119,8 @@ TEST(LinearRelu, EqualsAddmmThenReluInValueAndGradient) {
   // x dense and as a strided view ([in, B] transposed); about half the pre-activations are negative.
   for (const torch::Tensor& x0 : {torch::randn({37, 9}), torch::randn({9, 37}).t()}) {
     const torch::Tensor w0 = torch::randn({9, 21}), b0 = torch::randn({21}), upstream = torch::randn({37, 21});
-    std::vector<std::vector<torch::Tensor>> r(2);
-    for (int reference = 0; reference < 2; ++reference) {
-      torch::Tensor x = x0.detach().clone().requires_grad_(true), w = w0.clone().requires_grad_(true),
-                    b = b0.clone().requires_grad_(true);
-      torch::Tensor y;
-      {
-        std::optional<model::ReferenceKernels> guard;
-        if (reference) guard.emplace();
-        y = model::linear_relu(x, w, b);
-      }
-      (y * upstream).sum().backward();
-      r[reference] = {y.detach(), x.grad(), w.grad(), b.grad()};
-    }
+    const std::vector<std::vector<torch::Tensor>> r = {run_linear_relu(x0, w0, b0, upstream, false),
+                                                        run_linear_relu(x0, w0, b0, upstream, true)};
     const char* names[] = {"values", "input's gradient", "weight's gradient", "bias's gradient"};
     for (int i = 0; i < 4; ++i) expect_close(r[0][i], r[1][i], names[i]);
     EXPECT_GT((r[0][0] == 0).sum().item<int>(), 37 * 21 / 4);  // the ReLU cut a good share
@@ -121,18 +137,8 @@ TEST(LinearRelu, OneWideInputsAndOutputs) {
   for (auto [in, out] : {std::pair<std::int64_t, std::int64_t>{1, 21}, {9, 1}, {1, 1}}) {
     const torch::Tensor x0 = torch::randn({37, in}), w0 = torch::randn({in, out}), b0 = torch::randn({out}),
                         upstream = torch::randn({37, out});
-    std::vector<std::vector<torch::Tensor>> r(2);
-    for (int reference = 0; reference < 2; ++reference) {
-      torch::Tensor x = x0.clone().requires_grad_(true), w = w0.clone().requires_grad_(true), b = b0.clone().requires_grad_(true);
-      torch::Tensor y;
-      {
-        std::optional<model::ReferenceKernels> guard;
-        if (reference) guard.emplace();
-        y = model::linear_relu(x, w, b);
-      }
-      (y * upstream).sum().backward();
-      r[reference] = {y.detach(), x.grad(), w.grad(), b.grad()};
-    }
+    const std::vector<std::vector<torch::Tensor>> r = {run_linear_relu(x0, w0, b0, upstream, false),
+                                                        run_linear_relu(x0, w0, b0, upstream, true)};
     for (int i = 0; i < 4; ++i) expect_close(r[0][i], r[1][i], "in " + std::to_string(in) + ", out " + std::to_string(out) + ", part " + std::to_string(i));
   }
 }
@@ -175,12 +181,7 @@ INSTANTIATE_TEST_SUITE_P(Fused, EveryFamily, ::testing::ValuesIn(model_family_na
 // in chunks set by their shapes, hand-written kernels on one thread at this
 // size, ATen's reductions below their parallel grain).
 TEST(FusedKernels, CensusSizedTrainingIsTheSameAtOneAndTwoThreads) {
-  Config c;
-  c.model = small_model("mmoe");
-  c.model.set("num_experts", std::int64_t{8});
-  c.model.set("expert_hidden", std::vector<std::int64_t>{16});
-  c.model.set("tower_hidden", std::vector<std::int64_t>{8});
-  c.tasks.resize(2);
+  Config c = census_sized_mmoe();
   RandomBatch rb(1024);
   std::vector<std::vector<torch::Tensor>> params(2);
   std::vector<std::vector<double>> losses(2);
@@ -260,12 +261,7 @@ TEST(ThreadGovernor, ProbesBothCountsEachPeriodAndRunsTheFaster) {
 // train.adapt_threads changes the speed, never the model: a census-sized MMoE
 // run with it equals the run on 2 threads without it, bit for bit.
 TEST(ThreadGovernor, AdaptedRunEqualsTheFixedThreadRun) {
-  Config c;
-  c.model = small_model("mmoe");
-  c.model.set("num_experts", std::int64_t{8});
-  c.model.set("expert_hidden", std::vector<std::int64_t>{16});
-  c.model.set("tower_hidden", std::vector<std::int64_t>{8});
-  c.tasks.resize(2);
+  Config c = census_sized_mmoe();
   c.train.batch_size = 256;
   c.train.epochs = 3;  // 48 steps: the warm-up, then a probe on 1 and on 2 threads
   c.train.clip_grad_norm = 0.5;  // its norm's sums are part of what must come out the same
